@@ -1,0 +1,16 @@
+//! Compiles `herald/v1/*.proto` with protox (pure Rust), so no build needs a
+//! system `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "herald/v1/job.proto",
+        "herald/v1/enqueue.proto",
+        "herald/v1/callback.proto",
+    ];
+    for file in files {
+        println!("cargo:rerun-if-changed={file}");
+    }
+    let descriptors = protox::compile(files, ["."])?;
+    prost_build::Config::new().compile_fds(descriptors)?;
+    Ok(())
+}

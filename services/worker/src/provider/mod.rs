@@ -1,0 +1,54 @@
+//! Provider adapters, one per kind. Each maps every outcome of a send to one
+//! [`Disposition`]; the worker acts on the disposition, never on strings.
+
+mod smtp;
+mod wework;
+
+use std::collections::HashMap;
+
+use herald_domain::provider_config::ProviderConfig;
+use herald_domain::{Disposition, FieldError, MessageId, ProviderKind};
+use herald_proto::v1;
+
+pub use smtp::SmtpAdapter;
+pub use wework::WeworkAdapter;
+
+/// One message as an adapter sends it.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub message_id: MessageId,
+    /// One email address, WeWork user ids, or one URL.
+    pub recipients: &'a [String],
+    pub content: &'a v1::Content,
+    pub metadata: &'a HashMap<String, String>,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+}
+
+/// A ready-to-send provider: its connections, pools and token caches live
+/// here and are reused across sends.
+pub enum Adapter {
+    Smtp(SmtpAdapter),
+    Wework(WeworkAdapter),
+}
+
+impl Adapter {
+    /// Builds the adapter for a provider's stored `config`.
+    pub fn build(kind: ProviderKind, config: &serde_json::Value) -> Result<Adapter, FieldError> {
+        match ProviderConfig::parse(kind, config)? {
+            ProviderConfig::Smtp(c) => Ok(Adapter::Smtp(SmtpAdapter::new(c)?)),
+            ProviderConfig::Wework(c) => Ok(Adapter::Wework(WeworkAdapter::new(c)?)),
+            ProviderConfig::Webhook(_) => Err(FieldError::new(
+                "kind",
+                "webhook providers are not supported by this worker yet",
+            )),
+        }
+    }
+
+    pub async fn send(&self, out: Outgoing<'_>) -> Disposition {
+        match self {
+            Adapter::Smtp(a) => a.send(out).await,
+            Adapter::Wework(a) => a.send(out).await,
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! RabbitMQ for Herald: the topology (every exchange and queue, with its
+//! arguments), a publisher that waits for broker confirms, and consumer
+//! helpers. See `docs/TOPOLOGY.md` for the why of each queue.
+
+mod connection;
+mod publisher;
+mod topology;
+
+pub use connection::{connect, Broker};
+pub use lapin;
+pub use publisher::{Outbound, Publisher};
+pub use topology::{Topology, DELAY_TIERS};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("RabbitMQ: {0}")]
+    Amqp(#[from] lapin::Error),
+    /// The broker refused to take responsibility (queue full, internal error).
+    #[error("the broker did not confirm the publish (nack)")]
+    Nacked,
+    /// No queue is bound for the routing key: nothing would receive it.
+    #[error("no queue for routing key {0:?}")]
+    Unroutable(String),
+}
+
+impl BrokerError {
+    /// The connection or channel is gone: reconnect before trying again.
+    pub fn is_connection_error(&self) -> bool {
+        matches!(
+            self,
+            BrokerError::Amqp(
+                lapin::Error::IOError(_)
+                    | lapin::Error::InvalidChannelState(_)
+                    | lapin::Error::InvalidConnectionState(_)
+                    | lapin::Error::ChannelsLimitReached
+            )
+        )
+    }
+}

@@ -1,0 +1,180 @@
+use herald_domain::{Channel, Priority, TenantId};
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::ExchangeKind;
+
+use crate::BrokerError;
+
+/// Retry delay tiers, in seconds: a retry waits in the smallest tier at
+/// least as long as its backoff, then returns to the scheduler.
+pub const DELAY_TIERS: [u32; 7] = [1, 5, 30, 120, 600, 1800, 3600];
+
+/// Every exchange and queue name of one deployment, prefixed by its
+/// namespace so that deployments and tests can share a broker.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    ns: String,
+}
+
+fn table(entries: Vec<(&str, AMQPValue)>) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in entries {
+        t.insert(ShortString::from(k), v);
+    }
+    t
+}
+
+fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s))
+}
+
+const DURABLE: QueueDeclareOptions = QueueDeclareOptions {
+    passive: false,
+    durable: true,
+    exclusive: false,
+    auto_delete: false,
+    nowait: false,
+};
+
+impl Topology {
+    pub fn new(namespace: &str) -> Self {
+        Topology { ns: namespace.to_owned() }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.ns
+    }
+
+    /// Direct exchange routing enqueued jobs to the tenants' user queues.
+    pub fn user_exchange(&self) -> String {
+        format!("{}.user", self.ns)
+    }
+
+    pub fn user_queue(&self, tenant: TenantId, channel: Channel) -> String {
+        format!("{}.user.{}.{}", self.ns, tenant, channel)
+    }
+
+    pub fn user_routing_key(tenant: TenantId, channel: Channel) -> String {
+        format!("{tenant}.{channel}")
+    }
+
+    /// Direct exchange routing placed jobs to the per-channel central queues.
+    pub fn central_exchange(&self) -> String {
+        format!("{}.central", self.ns)
+    }
+
+    pub fn central_queue(&self, channel: Channel) -> String {
+        format!("{}.central.{}", self.ns, channel)
+    }
+
+    /// Jobs coming back to the scheduler (retries after their delay); served
+    /// before the user queues.
+    pub fn return_queue(&self) -> String {
+        format!("{}.return", self.ns)
+    }
+
+    pub fn delay_queue(&self, seconds: u32) -> String {
+        format!("{}.delay.{}s", self.ns, seconds)
+    }
+
+    pub fn dead_letter_queue(&self) -> String {
+        format!("{}.dead", self.ns)
+    }
+
+    pub fn callbacks_queue(&self) -> String {
+        format!("{}.callbacks", self.ns)
+    }
+
+    /// Classic queue, version 2, with priority bands (see [`Priority::band`]).
+    fn priority_args() -> FieldTable {
+        table(vec![
+            ("x-queue-version", AMQPValue::LongInt(2)),
+            ("x-max-priority", AMQPValue::ShortShortUInt(Priority::MAX_BAND)),
+        ])
+    }
+
+    /// Quorum queue that never drops: at-least-once dead-lettering needs
+    /// `reject-publish` overflow.
+    fn safe_quorum_args(extra: Vec<(&str, AMQPValue)>) -> FieldTable {
+        let mut entries = vec![
+            ("x-queue-type", text("quorum")),
+            ("x-overflow", text("reject-publish")),
+            ("x-dead-letter-strategy", text("at-least-once")),
+        ];
+        entries.extend(extra);
+        table(entries)
+    }
+
+    /// Declares what every service shares: the exchanges, central queues,
+    /// return, delay tiers, dead letters and callbacks. Idempotent.
+    pub async fn declare_core(&self, ch: &lapin::Channel) -> Result<(), BrokerError> {
+        let ex_opts = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        for ex in [self.user_exchange(), self.central_exchange()] {
+            ch.exchange_declare(&ex, ExchangeKind::Direct, ex_opts, FieldTable::default()).await?;
+        }
+        for channel in Channel::ALL {
+            let q = self.central_queue(channel);
+            ch.queue_declare(&q, DURABLE, Self::priority_args()).await?;
+            ch.queue_bind(&q, &self.central_exchange(), channel.as_str(), QueueBindOptions::default(), FieldTable::default())
+                .await?;
+        }
+        ch.queue_declare(&self.return_queue(), DURABLE, Self::safe_quorum_args(vec![])).await?;
+        for seconds in DELAY_TIERS {
+            let args = Self::safe_quorum_args(vec![
+                ("x-message-ttl", AMQPValue::LongLongInt(i64::from(seconds) * 1000)),
+                ("x-dead-letter-exchange", text("")),
+                ("x-dead-letter-routing-key", text(&self.return_queue())),
+            ]);
+            ch.queue_declare(&self.delay_queue(seconds), DURABLE, args).await?;
+        }
+        ch.queue_declare(&self.dead_letter_queue(), DURABLE, Self::safe_quorum_args(vec![])).await?;
+        ch.queue_declare(&self.callbacks_queue(), DURABLE, Self::safe_quorum_args(vec![])).await?;
+        Ok(())
+    }
+
+    /// Declares and binds a tenant's user queues, one per channel.
+    pub async fn declare_tenant(&self, ch: &lapin::Channel, tenant: TenantId) -> Result<(), BrokerError> {
+        for channel in Channel::ALL {
+            let q = self.user_queue(tenant, channel);
+            ch.queue_declare(&q, DURABLE, Self::priority_args()).await?;
+            ch.queue_bind(
+                &q,
+                &self.user_exchange(),
+                &Self::user_routing_key(tenant, channel),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The smallest delay tier of at least `seconds` (the largest if none).
+    pub fn delay_tier_for(seconds: u64) -> u32 {
+        DELAY_TIERS
+            .into_iter()
+            .find(|t| u64::from(*t) >= seconds)
+            .unwrap_or(DELAY_TIERS[DELAY_TIERS.len() - 1])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backoff_waits_in_the_smallest_tier_that_covers_it() {
+        assert_eq!(Topology::delay_tier_for(0), 1);
+        assert_eq!(Topology::delay_tier_for(4), 5);
+        assert_eq!(Topology::delay_tier_for(31), 120);
+        assert_eq!(Topology::delay_tier_for(99_999), 3600);
+    }
+
+    #[test]
+    fn names_carry_the_namespace() {
+        let t = Topology::new("test_ns");
+        let tenant = TenantId::new();
+        assert_eq!(t.user_queue(tenant, Channel::Email), format!("test_ns.user.{tenant}.email"));
+        assert_eq!(t.central_queue(Channel::Wework), "test_ns.central.wework");
+    }
+}

@@ -1,0 +1,47 @@
+//! Herald's domain types. Everything a caller sends is parsed into these once,
+//! at the producer's edge; past it no code re-checks a raw string.
+
+mod channel;
+mod disposition;
+mod ids;
+mod message;
+mod priority;
+mod provider;
+pub mod provider_config;
+mod recipient;
+mod status;
+
+pub use channel::Channel;
+pub use disposition::Disposition;
+pub use ids::{ApiKeyId, BatchId, MessageId, ProviderId, TenantId};
+pub use message::{Content, NewMessage, SendRequest, MAX_CONTENT_BYTES};
+pub use priority::Priority;
+pub use provider::{ProviderKind, Quota, SendWindow};
+pub use recipient::{EmailAddress, Recipients, WebhookUrl, WeworkUserIds};
+pub use status::MessageStatus;
+
+/// A caller's input that does not parse: names the field and says why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    /// The JSON field, dotted for nested ones (`quota.per_minute`).
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Rejects strings a database or a provider would choke on: NUL characters.
+pub fn check_text(field: &str, value: &str) -> Result<(), FieldError> {
+    if value.contains('\0') {
+        return Err(FieldError::new(field, "must not contain NUL characters"));
+    }
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! Each provider kind's `config` object (API.md "Admin"), parsed once when a
+//! provider is created or changed, and again by the worker that sends.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{FieldError, ProviderKind};
+
+/// How an SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain text (test servers, local relays).
+    #[default]
+    None,
+    /// Plain connect, then `STARTTLS` (required, not opportunistic).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// PEM file with the CA that signs the server's certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// For test servers only.
+    #[serde(default)]
+    pub accept_invalid_certs: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Default sender when a message has no `from`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Connections kept open to the server (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_size: Option<u32>,
+    /// Domain of generated Message-IDs (default `herald.local`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id_domain: Option<String>,
+    /// Seconds for each SMTP command (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeworkConfig {
+    /// Default `https://qyapi.weixin.qq.com`.
+    #[serde(default = "WeworkConfig::default_base_url")]
+    pub base_url: String,
+    pub corp_id: String,
+    pub corp_secret: String,
+    pub agent_id: i64,
+    /// Callback settings (URL verification and event decryption).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding_aes_key: Option<String>,
+    /// Seconds WeWork dedupes a resend of the same message (default 1800).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_check_interval: Option<u32>,
+    /// Milliseconds per HTTP request (default 10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_secret: Option<String>,
+}
+
+impl WeworkConfig {
+    pub fn default_base_url() -> String {
+        "https://qyapi.weixin.qq.com".to_owned()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub signing_secret: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub allow_private_addresses: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_secret: Option<String>,
+}
+
+/// A provider's config, parsed for its kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderConfig {
+    Smtp(SmtpConfig),
+    Wework(WeworkConfig),
+    Webhook(WebhookConfig),
+}
+
+/// Field names whose values are secrets: never shown in responses or logs.
+pub const SECRET_FIELDS: &[&str] = &["password", "corp_secret", "encoding_aes_key", "token", "signing_secret", "callback_secret"];
+
+impl ProviderConfig {
+    pub fn parse(kind: ProviderKind, value: &Value) -> Result<Self, FieldError> {
+        fn de<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, FieldError> {
+            serde_json::from_value(value.clone()).map_err(|e| {
+                let text = e.to_string();
+                // serde names the offending field in backticks.
+                let field = text
+                    .split('`')
+                    .nth(1)
+                    .map(|f| format!("config.{f}"))
+                    .unwrap_or_else(|| "config".to_owned());
+                FieldError::new(field, text)
+            })
+        }
+        let config = match kind {
+            ProviderKind::Smtp => ProviderConfig::Smtp(de(value)?),
+            ProviderKind::Wework => ProviderConfig::Wework(de(value)?),
+            ProviderKind::Webhook => ProviderConfig::Webhook(de(value)?),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        match self {
+            ProviderConfig::Smtp(c) => {
+                if c.host.is_empty() {
+                    return Err(FieldError::new("config.host", "is required"));
+                }
+                if c.port == 0 {
+                    return Err(FieldError::new("config.port", "must be 1 to 65535"));
+                }
+                if c.pool_size == Some(0) || c.pool_size.is_some_and(|p| p > 256) {
+                    return Err(FieldError::new("config.pool_size", "must be 1 to 256"));
+                }
+                if c.username.is_some() != c.password.is_some() {
+                    return Err(FieldError::new("config.password", "username and password go together"));
+                }
+                if let Some(from) = &c.from {
+                    crate::EmailAddress::parse("config.from", from)?;
+                }
+            }
+            ProviderConfig::Wework(c) => {
+                if !(c.base_url.starts_with("https://") || c.base_url.starts_with("http://")) {
+                    return Err(FieldError::new("config.base_url", "must be an http(s) URL"));
+                }
+                if c.corp_id.is_empty() {
+                    return Err(FieldError::new("config.corp_id", "is required"));
+                }
+                if c.corp_secret.is_empty() {
+                    return Err(FieldError::new("config.corp_secret", "is required"));
+                }
+                if let Some(key) = &c.encoding_aes_key {
+                    if key.len() != 43 {
+                        return Err(FieldError::new("config.encoding_aes_key", "must have 43 characters"));
+                    }
+                }
+            }
+            ProviderConfig::Webhook(c) => {
+                if c.signing_secret.len() < 16 {
+                    return Err(FieldError::new("config.signing_secret", "must have at least 16 characters"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `value` with every secret replaced by `"***"`, for responses.
+    pub fn redact(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        if SECRET_FIELDS.contains(&k.as_str()) && !v.is_null() {
+                            (k.clone(), Value::String("***".into()))
+                        } else {
+                            (k.clone(), v.clone())
+                        }
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn smtp_config_errors_name_the_config_field() {
+        let err = ProviderConfig::parse(ProviderKind::Smtp, &json!({"host": "h", "port": 25, "tls": "ssl"}))
+            .expect_err("bad tls");
+        assert_eq!(err.field, "config.tls");
+        let err = ProviderConfig::parse(ProviderKind::Smtp, &json!({"port": 25})).expect_err("no host");
+        assert_eq!(err.field, "config.host");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let v = ProviderConfig::redact(&json!({"corp_id": "c", "corp_secret": "s"}));
+        assert_eq!(v, json!({"corp_id": "c", "corp_secret": "***"}));
+    }
+}

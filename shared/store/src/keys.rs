@@ -1,0 +1,63 @@
+use herald_domain::{ApiKeyId, TenantId};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::{Result, Store};
+
+/// Who an API key belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiKeyOwner {
+    pub key_id: ApiKeyId,
+    pub tenant_id: TenantId,
+    pub tenant_active: bool,
+}
+
+/// Keys are stored as their SHA-256: they are long random strings, so a
+/// plain hash is enough and lookups stay one index probe.
+pub fn hash_key(key: &str) -> Vec<u8> {
+    Sha256::digest(key.as_bytes()).to_vec()
+}
+
+impl Store {
+    /// Stores a new key for `tenant` (only its hash and a display prefix).
+    pub async fn create_api_key(&self, tenant: TenantId, key: &str) -> Result<ApiKeyId> {
+        let id = ApiKeyId::new();
+        let prefix: String = key.chars().take(10).collect();
+        sqlx::query("INSERT INTO api_keys (id, tenant_id, key_hash, prefix) VALUES ($1, $2, $3, $4)")
+            .bind(id.as_uuid())
+            .bind(tenant.as_uuid())
+            .bind(hash_key(key))
+            .bind(prefix)
+            .execute(&self.pool)
+            .await?;
+        Ok(id)
+    }
+
+    /// The owner of an unrevoked key, if any.
+    pub async fn api_key_owner(&self, key: &str) -> Result<Option<ApiKeyOwner>> {
+        let row: Option<(Uuid, Uuid, String)> = sqlx::query_as(
+            "SELECT k.id, k.tenant_id, t.status FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+             WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+        )
+        .bind(hash_key(key))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(key_id, tenant_id, status)| ApiKeyOwner {
+            key_id: key_id.into(),
+            tenant_id: tenant_id.into(),
+            tenant_active: status == "active",
+        }))
+    }
+
+    /// Revokes a key; `false` if it does not exist or was revoked already.
+    pub async fn revoke_api_key(&self, tenant: TenantId, key: ApiKeyId) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(key.as_uuid())
+        .bind(tenant.as_uuid())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}

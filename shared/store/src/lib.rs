@@ -1,0 +1,52 @@
+//! Herald's PostgreSQL store. [`Store::connect`] creates the database if it
+//! is missing and runs the migrations; each module holds the queries of one
+//! table, and every hot-path write is one batched statement.
+
+mod db;
+pub mod keys;
+mod messages;
+mod parked;
+mod providers;
+mod tenants;
+
+pub use db::Store;
+pub use keys::ApiKeyOwner;
+pub use messages::{ClaimedMessage, IdempotentHit, MessageFilter, MessageRow, NewRecord, Outcome};
+pub use parked::{DueJobs, ParkedJob};
+pub use providers::{NewProvider, ProviderPatch, ProviderRow};
+pub use tenants::{NewTenant, TenantRow};
+
+/// The channel on which tenant changes are announced (`LISTEN`/`NOTIFY`).
+pub const TENANTS_CHANNEL: &str = "herald_tenants";
+/// The channel on which provider changes are announced.
+pub const PROVIDERS_CHANNEL: &str = "herald_providers";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A unique constraint refused the write (e.g. a tenant code in use).
+    #[error("{0} already exists")]
+    Conflict(String),
+}
+
+impl StoreError {
+    /// Connection-level failures worth retrying after a reconnect.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
+        )
+    }
+}
+
+pub(crate) fn conflict_or(err: sqlx::Error, what: &str) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => StoreError::Conflict(what.to_owned()),
+        _ => StoreError::Database(err),
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;

@@ -1,0 +1,316 @@
+use chrono::{DateTime, Utc};
+use herald_domain::{MessageId, MessageStatus, TenantId};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{Result, Store, StoreError};
+
+/// A message record about to be inserted by the producer.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    pub id: MessageId,
+    pub channel: &'static str,
+    pub recipient: String,
+    pub status: MessageStatus,
+    pub priority: i16,
+    pub batch_id: Option<Uuid>,
+    pub idempotency_key: Option<String>,
+    /// SHA-256 of the canonical request, to tell a replay from a conflict.
+    pub request_hash: Vec<u8>,
+    pub metadata: Value,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// The encoded job, parked until `scheduled_at` (scheduled sends only).
+    pub parked_envelope: Option<Vec<u8>>,
+}
+
+/// A key seen within the last 24 hours.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct IdempotentHit {
+    pub key: String,
+    pub request_hash: Vec<u8>,
+    pub message_id: Uuid,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MessageRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub channel: String,
+    pub recipient: String,
+    pub status: String,
+    pub provider_id: Option<Uuid>,
+    pub provider_name: Option<String>,
+    pub attempts: i32,
+    pub priority: i16,
+    pub batch_id: Option<Uuid>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub metadata: Value,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    pub status: Option<String>,
+    pub batch_id: Option<Uuid>,
+    /// Return messages older than this id (the previous page's cursor).
+    pub before: Option<Uuid>,
+    pub limit: i64,
+}
+
+/// A message the worker claimed for sending, with the status it had.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedMessage {
+    pub id: Uuid,
+    pub previous_status: String,
+}
+
+/// The recorded result of one send attempt.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub id: Uuid,
+    pub status: MessageStatus,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+const SELECT_MESSAGE: &str = "SELECT m.id, m.tenant_id, m.channel, m.recipient, m.status, m.provider_id,
+    p.name AS provider_name, m.attempts, m.priority, m.batch_id, m.error_code, m.error_message,
+    m.metadata, m.scheduled_at, m.created_at, m.updated_at, m.sent_at, m.delivered_at
+    FROM messages m LEFT JOIN providers p ON p.id = m.provider_id";
+
+impl Store {
+    /// The keys among `keys` that `tenant` used in the last 24 hours.
+    pub async fn idempotent_hits(&self, tenant: TenantId, keys: &[String]) -> Result<Vec<IdempotentHit>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_as(
+            "SELECT k.key, k.request_hash, k.message_id, COALESCE(m.status, 'queued') AS status
+             FROM idempotency_keys k LEFT JOIN messages m ON m.id = k.message_id
+             WHERE k.tenant_id = $1 AND k.key = ANY($2) AND k.created_at > now() - interval '24 hours'",
+        )
+        .bind(tenant.as_uuid())
+        .bind(keys)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Inserts the records (and their idempotency keys and parked jobs) in
+    /// one transaction. `Err(Conflict)` when another request claimed one of
+    /// the keys meanwhile: look the keys up again.
+    pub async fn insert_messages(&self, tenant: TenantId, records: &[NewRecord]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<Uuid> = records.iter().map(|r| r.id.as_uuid()).collect();
+        let channels: Vec<&str> = records.iter().map(|r| r.channel).collect();
+        let recipients: Vec<&str> = records.iter().map(|r| r.recipient.as_str()).collect();
+        let statuses: Vec<&str> = records.iter().map(|r| r.status.as_str()).collect();
+        let priorities: Vec<i16> = records.iter().map(|r| r.priority).collect();
+        let batches: Vec<Option<Uuid>> = records.iter().map(|r| r.batch_id).collect();
+        let keys: Vec<Option<&str>> = records.iter().map(|r| r.idempotency_key.as_deref()).collect();
+        let metadata: Vec<String> = records.iter().map(|r| r.metadata.to_string()).collect();
+        let scheduled: Vec<Option<DateTime<Utc>>> = records.iter().map(|r| r.scheduled_at).collect();
+        sqlx::query(
+            "INSERT INTO messages (id, tenant_id, channel, recipient, status, priority, batch_id,
+                                   idempotency_key, metadata, scheduled_at)
+             SELECT u.id, $1, u.channel, u.recipient, u.status, u.priority, u.batch_id, u.key,
+                    u.metadata::jsonb, u.scheduled_at
+             FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::int2[], $7::uuid[],
+                         $8::text[], $9::text[], $10::timestamptz[])
+                  AS u(id, channel, recipient, status, priority, batch_id, key, metadata, scheduled_at)",
+        )
+        .bind(tenant.as_uuid())
+        .bind(&ids)
+        .bind(&channels)
+        .bind(&recipients)
+        .bind(&statuses)
+        .bind(&priorities)
+        .bind(&batches)
+        .bind(&keys)
+        .bind(&metadata)
+        .bind(&scheduled)
+        .execute(&mut *tx)
+        .await?;
+
+        let keyed: Vec<&NewRecord> = records.iter().filter(|r| r.idempotency_key.is_some()).collect();
+        if !keyed.is_empty() {
+            let k_keys: Vec<&str> = keyed.iter().filter_map(|r| r.idempotency_key.as_deref()).collect();
+            let k_hashes: Vec<&[u8]> = keyed.iter().map(|r| r.request_hash.as_slice()).collect();
+            let k_ids: Vec<Uuid> = keyed.iter().map(|r| r.id.as_uuid()).collect();
+            // An expired key (older than 24 h) is taken over; a live one is a race lost.
+            let done = sqlx::query(
+                "INSERT INTO idempotency_keys (tenant_id, key, request_hash, message_id)
+                 SELECT $1, u.key, u.hash, u.id FROM UNNEST($2::text[], $3::bytea[], $4::uuid[]) AS u(key, hash, id)
+                 ON CONFLICT (tenant_id, key) DO UPDATE
+                   SET request_hash = EXCLUDED.request_hash, message_id = EXCLUDED.message_id, created_at = now()
+                   WHERE idempotency_keys.created_at <= now() - interval '24 hours'",
+            )
+            .bind(tenant.as_uuid())
+            .bind(&k_keys)
+            .bind(&k_hashes)
+            .bind(&k_ids)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != keyed.len() as u64 {
+                return Err(StoreError::Conflict("an idempotency key".into()));
+            }
+        }
+
+        let parked: Vec<&NewRecord> = records.iter().filter(|r| r.parked_envelope.is_some()).collect();
+        if !parked.is_empty() {
+            let p_ids: Vec<Uuid> = parked.iter().map(|r| r.id.as_uuid()).collect();
+            let p_channels: Vec<&str> = parked.iter().map(|r| r.channel).collect();
+            let p_due: Vec<DateTime<Utc>> = parked.iter().map(|r| r.scheduled_at.unwrap_or_else(Utc::now)).collect();
+            let p_env: Vec<&[u8]> = parked.iter().filter_map(|r| r.parked_envelope.as_deref()).collect();
+            sqlx::query(
+                "INSERT INTO parked_jobs (message_id, tenant_id, channel, due_at, envelope)
+                 SELECT u.id, $1, u.channel, u.due, u.env
+                 FROM UNNEST($2::uuid[], $3::text[], $4::timestamptz[], $5::bytea[]) AS u(id, channel, due, env)",
+            )
+            .bind(tenant.as_uuid())
+            .bind(&p_ids)
+            .bind(&p_channels)
+            .bind(&p_due)
+            .bind(&p_env)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One of `tenant`'s messages (another tenant's id is `None`).
+    pub async fn message(&self, tenant: TenantId, id: MessageId) -> Result<Option<MessageRow>> {
+        Ok(sqlx::query_as(&format!("{SELECT_MESSAGE} WHERE m.id = $1 AND m.tenant_id = $2"))
+            .bind(id.as_uuid())
+            .bind(tenant.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// A page of `tenant`'s messages, newest first.
+    pub async fn list_messages(&self, tenant: TenantId, f: &MessageFilter) -> Result<Vec<MessageRow>> {
+        Ok(sqlx::query_as(&format!(
+            "{SELECT_MESSAGE} WHERE m.tenant_id = $1 AND ($2::text IS NULL OR m.status = $2)
+               AND ($3::uuid IS NULL OR m.batch_id = $3) AND ($4::uuid IS NULL OR m.id < $4)
+             ORDER BY m.id DESC LIMIT $5"
+        ))
+        .bind(tenant.as_uuid())
+        .bind(&f.status)
+        .bind(f.batch_id)
+        .bind(f.before)
+        .bind(f.limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Cancels a message still waiting; `Ok(None)` if there is no such
+    /// message, `Ok(Some(false))` if it is already sending or later.
+    pub async fn cancel_message(&self, tenant: TenantId, id: MessageId) -> Result<Option<bool>> {
+        let mut tx = self.pool.begin().await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM messages WHERE id = $1 AND tenant_id = $2 FOR UPDATE")
+                .bind(id.as_uuid())
+                .bind(tenant.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(status) = status else {
+            return Ok(None);
+        };
+        let cancellable = status
+            .parse::<MessageStatus>()
+            .map(MessageStatus::is_cancellable)
+            .unwrap_or(false);
+        if !cancellable {
+            return Ok(Some(false));
+        }
+        sqlx::query("UPDATE messages SET status = 'cancelled', updated_at = now() WHERE id = $1")
+            .bind(id.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM parked_jobs WHERE message_id = $1")
+            .bind(id.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(true))
+    }
+
+    /// Claims messages for sending in one statement: those still waiting
+    /// become `sending` (attempt + 1); those found already `sending` — a
+    /// worker died after handing them to a provider, or may have — become
+    /// `in_doubt`. Anything else (sent, cancelled, …) is not returned and
+    /// must not be sent. Rows are locked in id order so workers never deadlock.
+    pub async fn claim_for_sending(&self, ids: &[Uuid], providers: &[Uuid]) -> Result<Vec<ClaimedMessage>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_as(
+            "WITH input AS (SELECT * FROM UNNEST($1::uuid[], $2::uuid[]) AS i(id, provider_id)),
+             prev AS (SELECT m.id, m.status FROM messages m WHERE m.id IN (SELECT id FROM input)
+                        AND m.status IN ('queued', 'pending', 'sending')
+                      ORDER BY m.id FOR UPDATE)
+             UPDATE messages m SET
+                status = CASE WHEN prev.status = 'sending' THEN 'in_doubt' ELSE 'sending' END,
+                attempts = m.attempts + CASE WHEN prev.status = 'sending' THEN 0 ELSE 1 END,
+                provider_id = input.provider_id,
+                error_code = CASE WHEN prev.status = 'sending' THEN 'in_doubt' ELSE m.error_code END,
+                error_message = CASE WHEN prev.status = 'sending'
+                    THEN 'the worker sending this message stopped before recording the outcome'
+                    ELSE m.error_message END,
+                updated_at = now()
+             FROM prev JOIN input ON input.id = prev.id
+             WHERE m.id = prev.id
+             RETURNING m.id, prev.status AS previous_status",
+        )
+        .bind(ids)
+        .bind(providers)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Records the outcomes of sends in one statement. Only rows still
+    /// `sending` change, so a late duplicate never overwrites a newer state.
+    pub async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<u64> {
+        if outcomes.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<Uuid> = outcomes.iter().map(|o| o.id).collect();
+        let statuses: Vec<&str> = outcomes.iter().map(|o| o.status.as_str()).collect();
+        let codes: Vec<Option<&str>> = outcomes.iter().map(|o| o.error_code.as_deref()).collect();
+        let texts: Vec<Option<&str>> = outcomes.iter().map(|o| o.error_message.as_deref()).collect();
+        let done = sqlx::query(
+            "UPDATE messages m SET status = u.status, error_code = u.code, error_message = u.text,
+                sent_at = CASE WHEN u.status = 'sent' THEN now() ELSE m.sent_at END,
+                updated_at = now()
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(id, status, code, text)
+             WHERE m.id = u.id AND m.status = 'sending'",
+        )
+        .bind(&ids)
+        .bind(&statuses)
+        .bind(&codes)
+        .bind(&texts)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Counts of `tenant`'s messages by status (demo summaries, tests).
+    pub async fn status_counts(&self, tenant: Option<TenantId>) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT status, count(*) FROM messages WHERE ($1::uuid IS NULL OR tenant_id = $1)
+             GROUP BY status ORDER BY status",
+        )
+        .bind(tenant.map(|t| t.as_uuid()))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
