@@ -1,1 +1,17 @@
+//! herald-producer: Herald's front door. Accepts sends over HTTP/JSON,
+//! records them (`queued`/`scheduled`) in one batched statement, publishes
+//! them to the tenant's user queue and answers 202 only after RabbitMQ
+//! confirmed. Also serves the admin API (tenants, keys, providers).
+//!
+//! - [`config`]: the settings (`HERALD_*`, flags)
+//! - [`startup`]: [`App::build`] connects and binds; [`App::run`] serves
+//! - [`api`]: the HTTP handlers, one file per resource
+//! - [`enqueue`]: validation-to-publish pipeline shared by every enqueue path
 
+pub mod api;
+pub mod config;
+pub mod enqueue;
+pub mod startup;
+
+pub use config::Settings;
+pub use startup::App;

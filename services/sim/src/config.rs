@@ -118,6 +118,51 @@ pub struct WeworkPatch {
 }
 
 impl BehaviourPatch {
+    /// Reads a `/sim/config` body, naming the offending field on error.
+    pub fn from_json(value: &serde_json::Value) -> Result<BehaviourPatch, InvalidSetting> {
+        let top = value
+            .as_object()
+            .ok_or_else(|| InvalidSetting::new("", "the body must be a JSON object"))?;
+        let mut patch = BehaviourPatch::default();
+        for (key, section) in top {
+            let fields = section.as_object().ok_or_else(|| {
+                InvalidSetting::new(key.as_str(), format!("{key} must be a JSON object"))
+            })?;
+            match key.as_str() {
+                "smtp" => {
+                    let mut smtp = SmtpPatch::default();
+                    for (name, value) in fields {
+                        let field = format!("smtp.{name}");
+                        match name.as_str() {
+                            "latency_ms" => smtp.latency_ms = Some(milliseconds(&field, value)?),
+                            "fail_rate" => smtp.fail_rate = Some(rate(&field, value)?),
+                            "reject_rate" => smtp.reject_rate = Some(rate(&field, value)?),
+                            _ => return Err(unknown(field)),
+                        }
+                    }
+                    patch.smtp = Some(smtp);
+                }
+                "wework" => {
+                    let mut wework = WeworkPatch::default();
+                    for (name, value) in fields {
+                        let field = format!("wework.{name}");
+                        match name.as_str() {
+                            "latency_ms" => wework.latency_ms = Some(milliseconds(&field, value)?),
+                            "fail_rate" => wework.fail_rate = Some(rate(&field, value)?),
+                            "rate_limit_rate" => {
+                                wework.rate_limit_rate = Some(rate(&field, value)?)
+                            }
+                            _ => return Err(unknown(field)),
+                        }
+                    }
+                    patch.wework = Some(wework);
+                }
+                _ => return Err(unknown(key.clone())),
+            }
+        }
+        Ok(patch)
+    }
+
     /// `current` with this patch's fields replaced.
     pub fn apply(&self, current: SimBehaviour) -> SimBehaviour {
         let mut next = current;
@@ -136,40 +181,61 @@ impl BehaviourPatch {
     }
 }
 
-/// A setting outside its range, naming the field as `smtp.fail_rate`.
+fn unknown(field: String) -> InvalidSetting {
+    let message = format!("{field} is not a setting of the simulator");
+    InvalidSetting { field, message }
+}
+
+fn milliseconds(field: &str, value: &serde_json::Value) -> Result<u64, InvalidSetting> {
+    value.as_u64().ok_or_else(|| {
+        InvalidSetting::new(field, format!("{field} must be a whole number of milliseconds"))
+    })
+}
+
+fn rate(field: &str, value: &serde_json::Value) -> Result<f64, InvalidSetting> {
+    value
+        .as_f64()
+        .ok_or_else(|| InvalidSetting::new(field, format!("{field} must be a number from 0 to 1")))
+}
+
+/// A setting outside its range or of the wrong type, naming the field as
+/// `smtp.fail_rate` (empty when the whole body is wrong).
 #[derive(Debug, Clone, PartialEq)]
 pub struct InvalidSetting {
-    pub field: &'static str,
+    pub field: String,
     pub message: String,
+}
+
+impl InvalidSetting {
+    fn new(field: &str, message: impl Into<String>) -> Self {
+        InvalidSetting { field: field.to_owned(), message: message.into() }
+    }
 }
 
 impl std::fmt::Display for InvalidSetting {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
+        f.write_str(&self.message)
     }
 }
 
 impl std::error::Error for InvalidSetting {}
 
-fn check_rate(field: &'static str, value: f64) -> Result<(), InvalidSetting> {
+fn check_rate(field: &str, value: f64) -> Result<(), InvalidSetting> {
     if value.is_finite() && (0.0..=1.0).contains(&value) {
         Ok(())
     } else {
-        Err(InvalidSetting {
-            field,
-            message: format!("{field} must be a number from 0 to 1, got {value}"),
-        })
+        Err(InvalidSetting::new(field, format!("{field} must be a number from 0 to 1, got {value}")))
     }
 }
 
-fn check_latency(field: &'static str, value: u64) -> Result<(), InvalidSetting> {
+fn check_latency(field: &str, value: u64) -> Result<(), InvalidSetting> {
     if value <= MAX_LATENCY_MS {
         Ok(())
     } else {
-        Err(InvalidSetting {
+        Err(InvalidSetting::new(
             field,
-            message: format!("{field} must be at most {MAX_LATENCY_MS} ms, got {value}"),
-        })
+            format!("{field} must be at most {MAX_LATENCY_MS} ms, got {value}"),
+        ))
     }
 }
 
@@ -183,6 +249,83 @@ impl SimBehaviour {
         check_rate("wework.fail_rate", self.wework.fail_rate)?;
         check_rate("wework.rate_limit_rate", self.wework.rate_limit_rate)?;
         Ok(())
+    }
+}
+
+/// The command line of `herald-sim`: serve (the default) or read the
+/// counters of a running simulator.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "herald-sim",
+    version,
+    about = "Herald's provider simulator: an SMTP server (plain with STARTTLS, and implicit TLS) \
+             and a WeWork-compatible HTTP API on loopback, counting every message it receives \
+             by X-Herald-Message-Id, with latency and failures injectable live through /sim/config.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct SimArgs {
+    #[command(subcommand)]
+    pub command: Option<SimCommand>,
+    /// WeWork API, /sim control API and /metrics /healthz /readyz.
+    #[arg(long, env = "HERALD_HTTP_ADDR", default_value = "127.0.0.1:8090")]
+    pub http_addr: SocketAddr,
+    /// SMTP port offering STARTTLS.
+    #[arg(long, env = "HERALD_SIM_SMTP_ADDR", default_value = "127.0.0.1:2525")]
+    pub smtp_addr: SocketAddr,
+    /// SMTP over implicit TLS.
+    #[arg(long, env = "HERALD_SIM_SMTPS_ADDR", default_value = "127.0.0.1:4650")]
+    pub smtps_addr: SocketAddr,
+    /// Directory for the generated ca.pem (default: a temporary directory).
+    #[arg(long, env = "HERALD_SIM_CERT_DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// Delay before answering the end of SMTP DATA.
+    #[arg(long, env = "HERALD_SIM_SMTP_LATENCY_MS", default_value_t = 0)]
+    pub smtp_latency_ms: u64,
+    /// Share of emails answered 451 (0..=1).
+    #[arg(long, env = "HERALD_SIM_SMTP_FAIL_RATE", default_value_t = 0.0)]
+    pub smtp_fail_rate: f64,
+    /// Share of emails answered 550 (0..=1).
+    #[arg(long, env = "HERALD_SIM_SMTP_REJECT_RATE", default_value_t = 0.0)]
+    pub smtp_reject_rate: f64,
+    /// Delay before answering a WeWork send.
+    #[arg(long, env = "HERALD_SIM_WEWORK_LATENCY_MS", default_value_t = 0)]
+    pub wework_latency_ms: u64,
+    /// Share of WeWork sends answered errcode -1 (0..=1).
+    #[arg(long, env = "HERALD_SIM_WEWORK_FAIL_RATE", default_value_t = 0.0)]
+    pub wework_fail_rate: f64,
+    /// Share of WeWork sends answered errcode 45009 (0..=1).
+    #[arg(long, env = "HERALD_SIM_WEWORK_RATE_LIMIT_RATE", default_value_t = 0.0)]
+    pub wework_rate_limit_rate: f64,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SimCommand {
+    /// Print the counters of a running simulator (GET /sim/stats) as JSON.
+    Stats {
+        /// The simulator's HTTP address.
+        #[arg(long, env = "HERALD_SIM_URL", default_value = "http://127.0.0.1:8090")]
+        url: String,
+    },
+}
+
+impl SimArgs {
+    pub fn config(&self) -> SimConfig {
+        SimConfig {
+            http_addr: self.http_addr,
+            smtp_addr: self.smtp_addr,
+            smtps_addr: self.smtps_addr,
+            cert_dir: self.cert_dir.clone(),
+            smtp: SmtpBehaviour {
+                latency_ms: self.smtp_latency_ms,
+                fail_rate: self.smtp_fail_rate,
+                reject_rate: self.smtp_reject_rate,
+            },
+            wework: WeworkBehaviour {
+                latency_ms: self.wework_latency_ms,
+                fail_rate: self.wework_fail_rate,
+                rate_limit_rate: self.wework_rate_limit_rate,
+            },
+        }
     }
 }
 
@@ -202,7 +345,28 @@ mod tests {
         let mut behaviour = SimBehaviour::default();
         behaviour.wework.rate_limit_rate = 1.5;
         let error = behaviour.validate().err();
-        assert_eq!(error.map(|e| e.field), Some("wework.rate_limit_rate"));
+        assert_eq!(error.map(|e| e.field), Some("wework.rate_limit_rate".to_owned()));
+    }
+
+    #[test]
+    fn a_patch_of_the_wrong_type_names_its_field() {
+        let error = BehaviourPatch::from_json(&serde_json::json!({"wework": {"latency_ms": "x"}}));
+        assert_eq!(error.err().map(|e| e.field), Some("wework.latency_ms".to_owned()));
+        let error = BehaviourPatch::from_json(&serde_json::json!({"sms": {}}));
+        assert_eq!(error.err().map(|e| e.field), Some("sms".to_owned()));
+    }
+
+    #[test]
+    fn the_command_line_parses_with_defaults() {
+        use clap::Parser;
+        let args = SimArgs::try_parse_from(["herald-sim", "--smtp-fail-rate", "0.25"])
+            .expect("valid arguments");
+        let config = args.config();
+        assert_eq!(config.smtp.fail_rate, 0.25);
+        assert_eq!(config.smtps_addr.port(), 4650);
+        let args = SimArgs::try_parse_from(["herald-sim", "stats", "--url", "http://x:1"])
+            .expect("valid arguments");
+        assert!(matches!(args.command, Some(SimCommand::Stats { .. })));
     }
 
     #[test]
@@ -216,8 +380,8 @@ mod tests {
     fn a_patch_changes_only_the_fields_it_names() {
         let mut current = SimBehaviour::default();
         current.smtp.latency_ms = 20;
-        let patch: BehaviourPatch =
-            serde_json::from_str(r#"{"smtp": {"fail_rate": 0.5}}"#).expect("valid patch");
+        let patch = BehaviourPatch::from_json(&serde_json::json!({"smtp": {"fail_rate": 0.5}}))
+            .expect("valid patch");
         let next = patch.apply(current);
         assert_eq!(next.smtp.latency_ms, 20);
         assert_eq!(next.smtp.fail_rate, 0.5);

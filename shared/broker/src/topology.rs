@@ -178,3 +178,54 @@ mod tests {
         assert_eq!(t.central_queue(Channel::Wework), "test_ns.central.wework");
     }
 }
+
+impl Topology {
+    /// A message for the dead-letter queue, its reason in the
+    /// `x-herald-reason` header (and, for jobs, in `last_error`).
+    pub fn dead_letter(&self, body: Vec<u8>, code: &str, reason: &str) -> crate::Outbound {
+        crate::Outbound {
+            exchange: String::new(),
+            routing_key: self.dead_letter_queue(),
+            body,
+            priority: 0,
+            headers: Some(table(vec![
+                ("x-herald-code", text(code)),
+                ("x-herald-reason", text(reason)),
+            ])),
+        }
+    }
+
+    /// A job for its channel's central queue.
+    pub fn to_central(&self, channel: Channel, body: Vec<u8>, priority: Priority) -> crate::Outbound {
+        crate::Outbound {
+            exchange: self.central_exchange(),
+            routing_key: channel.as_str().to_owned(),
+            body,
+            priority: priority.band(),
+            headers: None,
+        }
+    }
+
+    /// A job for a tenant's user queue.
+    pub fn to_user(&self, tenant: TenantId, channel: Channel, body: Vec<u8>, priority: Priority) -> crate::Outbound {
+        crate::Outbound {
+            exchange: self.user_exchange(),
+            routing_key: Self::user_routing_key(tenant, channel),
+            body,
+            priority: priority.band(),
+            headers: None,
+        }
+    }
+
+    /// A job to wait `seconds` (rounded up to a tier) and then return to the
+    /// scheduler.
+    pub fn to_delay(&self, seconds: u64, body: Vec<u8>) -> crate::Outbound {
+        crate::Outbound {
+            exchange: String::new(),
+            routing_key: self.delay_queue(Self::delay_tier_for(seconds)),
+            body,
+            priority: 0,
+            headers: None,
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! is missing and runs the migrations; each module holds the queries of one
 //! table, and every hot-path write is one batched statement.
 
+pub mod catalog;
 mod db;
 pub mod keys;
 mod messages;

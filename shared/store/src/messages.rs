@@ -29,6 +29,7 @@ pub struct IdempotentHit {
     pub key: String,
     pub request_hash: Vec<u8>,
     pub message_id: Uuid,
+    /// The status the first response gave (`queued` or `scheduled`).
     pub status: String,
 }
 
@@ -91,7 +92,7 @@ impl Store {
             return Ok(Vec::new());
         }
         Ok(sqlx::query_as(
-            "SELECT k.key, k.request_hash, k.message_id, COALESCE(m.status, 'queued') AS status
+            "SELECT k.key, k.request_hash, k.message_id, CASE WHEN m.scheduled_at IS NOT NULL THEN 'scheduled' ELSE 'queued' END AS status
              FROM idempotency_keys k LEFT JOIN messages m ON m.id = k.message_id
              WHERE k.tenant_id = $1 AND k.key = ANY($2) AND k.created_at > now() - interval '24 hours'",
         )
@@ -312,5 +313,23 @@ impl Store {
         .bind(tenant.map(|t| t.as_uuid()))
         .fetch_all(&self.pool)
         .await?)
+    }
+}
+
+impl Store {
+    /// Marks messages whose publish the broker did not confirm as failed
+    /// (`unavailable`), if they are still queued: the caller was answered
+    /// 503, so they must not go out later.
+    pub async fn mark_unpublished(&self, ids: &[Uuid], reason: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE messages SET status = 'failed', error_code = 'unavailable', error_message = $2,
+                updated_at = now()
+             WHERE id = ANY($1) AND status = 'queued'",
+        )
+        .bind(ids)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 }

@@ -98,7 +98,10 @@ impl SmtpAdapter {
             mode => Some(TlsSetup {
                 connector: TlsConnector::from(Arc::new(tls_client_config(&config)?)),
                 server_name: ServerName::try_from(config.host.clone()).map_err(|e| {
-                    FieldError::new("config.host", format!("is not a valid TLS server name: {e}"))
+                    FieldError::new(
+                        "config.host",
+                        format!("is not a valid TLS server name: {e}"),
+                    )
                 })?,
                 implicit: mode == TlsMode::Tls,
             }),
@@ -129,7 +132,9 @@ impl SmtpAdapter {
             message_id_domain: config
                 .message_id_domain
                 .unwrap_or_else(|| DEFAULT_MESSAGE_ID_DOMAIN.to_owned()),
-            timeout: Duration::from_secs(config.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS)),
+            timeout: Duration::from_secs(
+                config.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS).max(1),
+            ),
             permits: Semaphore::new(pool_size as usize),
             idle: Mutex::new(Vec::new()),
         })
@@ -228,8 +233,14 @@ impl SmtpAdapter {
         }
         let mut builder = Message::builder()
             .from(from)
-            .message_id(Some(format!("<{}@{}>", out.message_id, self.message_id_domain)))
-            .raw_header(HeaderValue::new(HERALD_MESSAGE_ID, out.message_id.to_string()));
+            .message_id(Some(format!(
+                "<{}@{}>",
+                out.message_id, self.message_id_domain
+            )))
+            .raw_header(HeaderValue::new(
+                HERALD_MESSAGE_ID,
+                out.message_id.to_string(),
+            ));
         if !content.subject.is_empty() {
             builder = builder.subject(content.subject.clone());
         }
@@ -269,7 +280,7 @@ impl SmtpAdapter {
             .from()
             .into_iter()
             .chain(email.envelope.to())
-            .any(|address| !address.as_ref().is_ascii());
+            .any(|address| !AsRef::<str>::as_ref(address).is_ascii());
         if non_ascii {
             if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
                 return Err(Failed {
@@ -285,10 +296,14 @@ impl SmtpAdapter {
         // lettre encodes bodies as 7bit, quoted-printable or base64 and
         // headers per RFC 2047, so the content itself is always ASCII.
         let sender = email.envelope.from().cloned();
-        self.stage(Stage::Mail, conn.command(Mail::new(sender, parameters))).await?;
+        self.stage(Stage::Mail, conn.command(Mail::new(sender, parameters)))
+            .await?;
         for recipient in email.envelope.to() {
-            self.stage(Stage::Rcpt, conn.command(Rcpt::new(recipient.clone(), Vec::new())))
-                .await?;
+            self.stage(
+                Stage::Rcpt,
+                conn.command(Rcpt::new(recipient.clone(), Vec::new())),
+            )
+            .await?;
         }
         self.stage(Stage::Data, conn.command(Data)).await?;
         self.stage(Stage::Body, conn.message(&email.bytes)).await
@@ -348,7 +363,12 @@ impl SmtpAdapter {
     async fn open(&self) -> Result<AsyncSmtpConnection, Disposition> {
         let mut tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
-            .map_err(|e| failover("smtp_connect", format!("cannot connect to {}: {e}", self.server)))?;
+            .map_err(|e| {
+                failover(
+                    "smtp_connect",
+                    format!("cannot connect to {}: {e}", self.server),
+                )
+            })?;
         // lettre writes the body's final dot as a separate write; without
         // TCP_NODELAY, Nagle holds it back until the server's delayed ACK
         // (about 40 ms per message).
@@ -380,8 +400,13 @@ impl SmtpAdapter {
         let mut conn = AsyncSmtpConnection::connect_with_transport(stream, &hello)
             .await
             .map_err(|e| {
-                let code = e.status().map_or_else(|| "smtp_connect".to_owned(), |c| format!("smtp_{c}"));
-                failover(code, format!("the SMTP session with {} did not open: {e}", self.server))
+                let code = e
+                    .status()
+                    .map_or_else(|| "smtp_connect".to_owned(), |c| format!("smtp_{c}"));
+                failover(
+                    code,
+                    format!("the SMTP session with {} did not open: {e}", self.server),
+                )
             })?;
         if let Some(credentials) = &self.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
@@ -403,7 +428,13 @@ impl fmt::Debug for SmtpAdapter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SmtpAdapter")
             .field("server", &self.server)
-            .field("tls", &self.tls.as_ref().map(|t| if t.implicit { "tls" } else { "starttls" }))
+            .field(
+                "tls",
+                &self
+                    .tls
+                    .as_ref()
+                    .map(|t| if t.implicit { "tls" } else { "starttls" }),
+            )
             .field("auth", &self.credentials.is_some())
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
@@ -518,9 +549,10 @@ impl Failed {
                     timeout.as_secs()
                 ),
             },
-            StageError::Broken(error) => {
-                failover("smtp_connection", format!("the SMTP session failed at {stage}: {error}"))
-            }
+            StageError::Broken(error) => failover(
+                "smtp_connection",
+                format!("the SMTP session failed at {stage}: {error}"),
+            ),
             StageError::TimedOut => failover(
                 "smtp_timeout",
                 format!("no reply to {stage} within {} s", timeout.as_secs()),
@@ -638,7 +670,12 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -647,11 +684,18 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -682,7 +726,9 @@ async fn starttls_dialogue(
         ));
     }
     write_line(&mut reader, "STARTTLS", server).await?;
-    read_reply(&mut reader, server).await?.expect(2, server, "STARTTLS")?;
+    read_reply(&mut reader, server)
+        .await?
+        .expect(2, server, "STARTTLS")?;
     // Anything already buffered was sent in plain text before the handshake
     // and must not be read as if it came through TLS (command injection).
     if !reader.buffer().is_empty() {
@@ -707,7 +753,11 @@ impl Reply {
         }
         Err(failover(
             format!("smtp_{}", self.code),
-            format!("{server} answered {step} with {} {}", self.code, self.lines.join(" ")),
+            format!(
+                "{server} answered {step} with {} {}",
+                self.code,
+                self.lines.join(" ")
+            ),
         ))
     }
 }
@@ -815,5 +865,626 @@ impl AsyncWrite for TlsTransport {
 impl AsyncTokioStream for TlsTransport {
     fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.stream.get_ref().0.peer_addr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use herald_domain::MessageId;
+    use herald_proto::v1;
+    use tokio::io::{AsyncBufRead, BufReader};
+    use tokio::net::TcpListener;
+    use tokio_rustls::TlsAcceptor;
+
+    use super::*;
+
+    /// How the fake server answers.
+    #[derive(Clone)]
+    struct Script {
+        mail: &'static str,
+        rcpt: &'static str,
+        /// The reply after the final dot; `None` closes the connection
+        /// without one.
+        after_body: Option<&'static str>,
+        /// Close the session after each accepted message, as a server with a
+        /// very short idle timeout would.
+        close_after_message: bool,
+        /// Wait this long before replying after the final dot.
+        delay_after_body: Duration,
+        tls: ServerTls,
+    }
+
+    #[derive(Clone)]
+    enum ServerTls {
+        Plain,
+        Starttls(TlsAcceptor),
+        Implicit(TlsAcceptor),
+    }
+
+    impl Default for Script {
+        fn default() -> Self {
+            Script {
+                mail: "250 2.1.0 Ok",
+                rcpt: "250 2.1.5 Ok",
+                after_body: Some("250 2.0.0 Ok: queued as 4F2Xy1"),
+                close_after_message: false,
+                delay_after_body: Duration::ZERO,
+                tls: ServerTls::Plain,
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct Log {
+        commands: Vec<String>,
+        messages: Vec<String>,
+    }
+
+    struct FakeSmtp {
+        port: u16,
+        connections: Arc<AtomicUsize>,
+        log: Arc<Mutex<Log>>,
+    }
+
+    impl FakeSmtp {
+        async fn start(script: Script) -> FakeSmtp {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let port = listener.local_addr().expect("local addr").port();
+            let connections = Arc::new(AtomicUsize::new(0));
+            let log = Arc::new(Mutex::new(Log::default()));
+            let (count, shared) = (Arc::clone(&connections), Arc::clone(&log));
+            tokio::spawn(async move {
+                while let Ok((tcp, _)) = listener.accept().await {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(session(tcp, script.clone(), Arc::clone(&shared)));
+                }
+            });
+            FakeSmtp {
+                port,
+                connections,
+                log,
+            }
+        }
+
+        fn connections(&self) -> usize {
+            self.connections.load(Ordering::SeqCst)
+        }
+
+        fn commands(&self) -> Vec<String> {
+            self.log.lock().expect("log").commands.clone()
+        }
+
+        fn messages(&self) -> Vec<String> {
+            self.log.lock().expect("log").messages.clone()
+        }
+
+        fn config(&self) -> SmtpConfig {
+            SmtpConfig {
+                host: "127.0.0.1".to_owned(),
+                port: self.port,
+                tls: TlsMode::None,
+                ca_file: None,
+                accept_invalid_certs: false,
+                username: None,
+                password: None,
+                from: Some("news@shop.example".to_owned()),
+                pool_size: None,
+                message_id_domain: None,
+                timeout_secs: Some(5),
+                callback_secret: None,
+            }
+        }
+    }
+
+    async fn session(tcp: TcpStream, script: Script, log: Arc<Mutex<Log>>) -> io::Result<()> {
+        match script.tls.clone() {
+            ServerTls::Plain => converse(BufReader::new(tcp), true, &script, &log).await,
+            ServerTls::Implicit(acceptor) => {
+                let tls = acceptor.accept(tcp).await?;
+                converse(BufReader::new(tls), true, &script, &log).await
+            }
+            ServerTls::Starttls(acceptor) => {
+                let mut plain = BufReader::new(tcp);
+                plain.write_all(b"220 fake.test ESMTP\r\n").await?;
+                loop {
+                    let Some(command) = next_line(&mut plain).await? else {
+                        return Ok(());
+                    };
+                    log.lock().expect("log").commands.push(command.clone());
+                    if command.starts_with("EHLO") {
+                        plain
+                            .write_all(b"250-fake.test\r\n250 STARTTLS\r\n")
+                            .await?;
+                    } else if command == "STARTTLS" {
+                        plain.write_all(b"220 2.0.0 Ready to start TLS\r\n").await?;
+                        break;
+                    } else {
+                        plain
+                            .write_all(b"530 5.7.0 Must issue a STARTTLS command first\r\n")
+                            .await?;
+                    }
+                }
+                let tls = acceptor.accept(plain.into_inner()).await?;
+                converse(BufReader::new(tls), false, &script, &log).await
+            }
+        }
+    }
+
+    async fn next_line<S: AsyncBufRead + Unpin>(stream: &mut S) -> io::Result<Option<String>> {
+        let mut line = String::new();
+        if stream.read_line(&mut line).await? == 0 {
+            return Ok(None);
+        }
+        Ok(Some(line.trim_end_matches(['\r', '\n']).to_owned()))
+    }
+
+    async fn converse<S: AsyncBufRead + AsyncWrite + Unpin>(
+        mut stream: S,
+        greet: bool,
+        script: &Script,
+        log: &Mutex<Log>,
+    ) -> io::Result<()> {
+        if greet {
+            stream.write_all(b"220 fake.test ESMTP\r\n").await?;
+        }
+        while let Some(command) = next_line(&mut stream).await? {
+            log.lock().expect("log").commands.push(command.clone());
+            let verb = command
+                .split(' ')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_uppercase();
+            let reply = match verb.as_str() {
+                "EHLO" => "250-fake.test\r\n250-8BITMIME\r\n250 AUTH PLAIN LOGIN",
+                "AUTH" => "235 2.7.0 Authentication successful",
+                "MAIL" => script.mail,
+                "RCPT" => script.rcpt,
+                "QUIT" => {
+                    stream.write_all(b"221 2.0.0 Bye\r\n").await?;
+                    return Ok(());
+                }
+                "DATA" => {
+                    stream
+                        .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                        .await?;
+                    let mut message = String::new();
+                    loop {
+                        let Some(line) = next_line(&mut stream).await? else {
+                            return Ok(());
+                        };
+                        if line == "." {
+                            break;
+                        }
+                        message.push_str(&line);
+                        message.push('\n');
+                    }
+                    log.lock().expect("log").messages.push(message);
+                    tokio::time::sleep(script.delay_after_body).await;
+                    let Some(reply) = script.after_body else {
+                        return Ok(());
+                    };
+                    stream.write_all(format!("{reply}\r\n").as_bytes()).await?;
+                    if script.close_after_message {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                _ => "250 2.0.0 Ok",
+            };
+            stream.write_all(format!("{reply}\r\n").as_bytes()).await?;
+        }
+        Ok(())
+    }
+
+    /// A self-signed certificate for 127.0.0.1: the server's TLS acceptor
+    /// and the certificate's PEM.
+    fn tls_acceptor() -> (TlsAcceptor, String) {
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
+        let key =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .expect("server config");
+        (TlsAcceptor::from(Arc::new(config)), certified.cert.pem())
+    }
+
+    struct Job {
+        id: MessageId,
+        recipients: Vec<String>,
+        content: v1::Content,
+        metadata: HashMap<String, String>,
+    }
+
+    impl Job {
+        fn new() -> Job {
+            Job {
+                id: MessageId::new(),
+                recipients: vec!["alice@example.com".to_owned()],
+                content: v1::Content {
+                    subject: "Hello".to_owned(),
+                    text: "plain body".to_owned(),
+                    html: "<p>html body</p>".to_owned(),
+                    ..Default::default()
+                },
+                metadata: HashMap::new(),
+            }
+        }
+
+        fn out(&self) -> Outgoing<'_> {
+            Outgoing {
+                message_id: self.id,
+                recipients: &self.recipients,
+                content: &self.content,
+                metadata: &self.metadata,
+                attempt: 1,
+            }
+        }
+    }
+
+    fn adapter(config: SmtpConfig) -> SmtpAdapter {
+        SmtpAdapter::new(config).expect("adapter")
+    }
+
+    #[tokio::test]
+    async fn an_accepted_message_is_sent_with_the_servers_queue_id_and_herald_headers() {
+        let server = FakeSmtp::start(Script::default()).await;
+        let smtp = adapter(server.config());
+        let job = Job::new();
+
+        let outcome = smtp.send(job.out()).await;
+
+        assert_eq!(
+            outcome,
+            Disposition::Sent {
+                provider_message_id: Some("4F2Xy1".to_owned())
+            }
+        );
+        let commands = server.commands();
+        assert!(
+            commands.contains(&"MAIL FROM:<news@shop.example>".to_owned()),
+            "{commands:?}"
+        );
+        assert!(
+            commands.contains(&"RCPT TO:<alice@example.com>".to_owned()),
+            "{commands:?}"
+        );
+        let message = &server.messages()[0];
+        let lower = message.to_ascii_lowercase();
+        assert!(
+            lower.contains(&format!("message-id: <{}@herald.local>", job.id)),
+            "{message}"
+        );
+        assert!(
+            lower.contains(&format!("x-herald-message-id: {}", job.id)),
+            "{message}"
+        );
+        assert!(lower.contains("multipart/alternative"), "{message}");
+        assert!(message.contains("Subject: Hello"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn the_configured_domain_names_the_message_id() {
+        let server = FakeSmtp::start(Script::default()).await;
+        let smtp = adapter(SmtpConfig {
+            message_id_domain: Some("mail.shop.example".to_owned()),
+            ..server.config()
+        });
+        let job = Job::new();
+
+        assert!(smtp.send(job.out()).await.is_sent());
+        let message = server.messages()[0].to_ascii_lowercase();
+        assert!(message.contains(&format!("message-id: <{}@mail.shop.example>", job.id)));
+    }
+
+    #[tokio::test]
+    async fn a_4xx_reply_to_rcpt_retries_later_with_the_servers_text() {
+        let server = FakeSmtp::start(Script {
+            rcpt: "451 4.7.1 Try again later",
+            ..Script::default()
+        })
+        .await;
+        let smtp = adapter(server.config());
+
+        let outcome = smtp.send(Job::new().out()).await;
+
+        let Disposition::RetryAfter {
+            after,
+            code,
+            reason,
+        } = outcome
+        else {
+            panic!("expected RetryAfter, got {outcome:?}");
+        };
+        assert_eq!(after, TRANSIENT_RETRY_AFTER);
+        assert_eq!(code, "smtp_451");
+        assert!(reason.contains("Try again later"), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn a_5xx_reply_to_mail_dead_letters() {
+        let server = FakeSmtp::start(Script {
+            mail: "550 5.7.1 Sender rejected",
+            ..Script::default()
+        })
+        .await;
+        let smtp = adapter(server.config());
+
+        let outcome = smtp.send(Job::new().out()).await;
+
+        assert_eq!(outcome.code(), Some("smtp_550"), "{outcome:?}");
+        assert!(
+            matches!(outcome, Disposition::DeadLetter { .. }),
+            "{outcome:?}"
+        );
+        assert!(outcome
+            .reason()
+            .is_some_and(|r| r.contains("Sender rejected")));
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_after_the_final_dot_leaves_the_message_in_doubt() {
+        let server = FakeSmtp::start(Script {
+            after_body: None,
+            ..Script::default()
+        })
+        .await;
+        let smtp = adapter(server.config());
+
+        let outcome = smtp.send(Job::new().out()).await;
+
+        assert!(
+            matches!(outcome, Disposition::InDoubt { .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(server.messages().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn no_reply_after_the_final_dot_within_the_timeout_leaves_the_message_in_doubt() {
+        let server = FakeSmtp::start(Script {
+            delay_after_body: Duration::from_secs(3),
+            ..Script::default()
+        })
+        .await;
+        let smtp = adapter(SmtpConfig {
+            timeout_secs: Some(1),
+            ..server.config()
+        });
+
+        let outcome = smtp.send(Job::new().out()).await;
+
+        assert!(
+            matches!(outcome, Disposition::InDoubt { .. }),
+            "{outcome:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn consecutive_sends_reuse_one_session_without_noop() {
+        let server = FakeSmtp::start(Script::default()).await;
+        let smtp = adapter(server.config());
+
+        for _ in 0..3 {
+            assert!(smtp.send(Job::new().out()).await.is_sent());
+        }
+
+        assert_eq!(server.connections(), 1);
+        assert_eq!(server.messages().len(), 3);
+        assert!(!server
+            .commands()
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case("NOOP")));
+    }
+
+    #[tokio::test]
+    async fn a_session_the_server_closed_while_idle_is_replaced_and_the_message_sent() {
+        let server = FakeSmtp::start(Script {
+            close_after_message: true,
+            ..Script::default()
+        })
+        .await;
+        let smtp = adapter(server.config());
+        assert!(smtp.send(Job::new().out()).await.is_sent());
+        // Let the server's close reach the idle session.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        let outcome = smtp.send(Job::new().out()).await;
+
+        assert!(outcome.is_sent(), "{outcome:?}");
+        assert_eq!(server.connections(), 2);
+        assert_eq!(server.messages().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn concurrent_sends_open_no_more_sessions_than_the_pool_size() {
+        let server = FakeSmtp::start(Script::default()).await;
+        let smtp = adapter(SmtpConfig {
+            pool_size: Some(2),
+            ..server.config()
+        });
+        let jobs: Vec<Job> = (0..10).map(|_| Job::new()).collect();
+
+        let outcomes = futures::future::join_all(jobs.iter().map(|j| smtp.send(j.out()))).await;
+
+        assert!(outcomes.iter().all(Disposition::is_sent), "{outcomes:?}");
+        assert!(
+            server.connections() <= 2,
+            "{} sessions",
+            server.connections()
+        );
+        assert_eq!(server.messages().len(), 10);
+    }
+
+    #[tokio::test]
+    async fn credentials_authenticate_the_session() {
+        let server = FakeSmtp::start(Script::default()).await;
+        let smtp = adapter(SmtpConfig {
+            username: Some("herald".to_owned()),
+            password: Some("secret".to_owned()),
+            ..server.config()
+        });
+
+        assert!(smtp.send(Job::new().out()).await.is_sent());
+        assert!(server
+            .commands()
+            .iter()
+            .any(|c| c.starts_with("AUTH PLAIN")));
+    }
+
+    #[tokio::test]
+    async fn starttls_upgrades_the_session_trusting_the_configured_ca_file() {
+        let (acceptor, pem) = tls_acceptor();
+        let server = FakeSmtp::start(Script {
+            tls: ServerTls::Starttls(acceptor),
+            ..Script::default()
+        })
+        .await;
+        let ca_file = std::env::temp_dir().join(format!("herald-smtp-ca-{}.pem", MessageId::new()));
+        std::fs::write(&ca_file, pem).expect("write CA file");
+        let smtp = adapter(SmtpConfig {
+            tls: TlsMode::Starttls,
+            ca_file: Some(ca_file.to_string_lossy().into_owned()),
+            ..server.config()
+        });
+        let _ = std::fs::remove_file(&ca_file);
+
+        let outcome = smtp.send(Job::new().out()).await;
+
+        assert!(outcome.is_sent(), "{outcome:?}");
+        let commands = server.commands();
+        assert!(commands.contains(&"STARTTLS".to_owned()), "{commands:?}");
+        // EHLO before and after the upgrade.
+        assert_eq!(commands.iter().filter(|c| c.starts_with("EHLO")).count(), 2);
+    }
+
+    #[tokio::test]
+    async fn starttls_that_the_server_does_not_offer_fails_over() {
+        let server = FakeSmtp::start(Script::default()).await;
+        let smtp = adapter(SmtpConfig {
+            tls: TlsMode::Starttls,
+            accept_invalid_certs: true,
+            ..server.config()
+        });
+
+        let outcome = smtp.send(Job::new().out()).await;
+
+        assert!(
+            matches!(outcome, Disposition::Failover { .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(outcome.code(), Some("smtp_starttls_unavailable"));
+        assert!(server.messages().is_empty());
+    }
+
+    #[tokio::test]
+    async fn implicit_tls_sends_to_a_test_server_when_invalid_certificates_are_accepted() {
+        let (acceptor, _) = tls_acceptor();
+        let server = FakeSmtp::start(Script {
+            tls: ServerTls::Implicit(acceptor),
+            ..Script::default()
+        })
+        .await;
+        let smtp = adapter(SmtpConfig {
+            tls: TlsMode::Tls,
+            accept_invalid_certs: true,
+            ..server.config()
+        });
+
+        let outcome = smtp.send(Job::new().out()).await;
+
+        assert!(outcome.is_sent(), "{outcome:?}");
+        assert_eq!(server.messages().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_certificate_fails_over() {
+        let (acceptor, _) = tls_acceptor();
+        let server = FakeSmtp::start(Script {
+            tls: ServerTls::Implicit(acceptor),
+            ..Script::default()
+        })
+        .await;
+        let smtp = adapter(SmtpConfig {
+            tls: TlsMode::Tls,
+            ..server.config()
+        });
+
+        let outcome = smtp.send(Job::new().out()).await;
+
+        assert_eq!(outcome.code(), Some("smtp_tls"), "{outcome:?}");
+        assert!(matches!(outcome, Disposition::Failover { .. }));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_fails_over() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("local addr").port();
+        drop(listener);
+        let smtp = adapter(SmtpConfig {
+            port,
+            ..FakeSmtp::start(Script::default()).await.config()
+        });
+
+        let outcome = smtp.send(Job::new().out()).await;
+
+        assert_eq!(outcome.code(), Some("smtp_connect"), "{outcome:?}");
+        assert!(matches!(outcome, Disposition::Failover { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_message_without_a_sender_is_dead_lettered() {
+        let server = FakeSmtp::start(Script::default()).await;
+        let smtp = adapter(SmtpConfig {
+            from: None,
+            ..server.config()
+        });
+
+        let outcome = smtp.send(Job::new().out()).await;
+
+        assert_eq!(outcome.code(), Some("no_sender"), "{outcome:?}");
+        assert!(matches!(outcome, Disposition::DeadLetter { .. }));
+        assert_eq!(server.connections(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_template_message_is_dead_lettered_until_templates_exist() {
+        let server = FakeSmtp::start(Script::default()).await;
+        let smtp = adapter(server.config());
+        let mut job = Job::new();
+        job.content.template_id = "welcome".to_owned();
+
+        let outcome = smtp.send(job.out()).await;
+
+        assert_eq!(outcome.code(), Some("template_unsupported"), "{outcome:?}");
+        assert!(matches!(outcome, Disposition::DeadLetter { .. }));
+    }
+
+    #[test]
+    fn the_queue_id_is_taken_from_the_reply_text() {
+        use lettre::transport::smtp::response::{Category, Code, Detail, Severity};
+        let code = Code::new(
+            Severity::PositiveCompletion,
+            Category::MailSystem,
+            Detail::Zero,
+        );
+        let reply = |text: &str| Response::new(code, vec![text.to_owned()]);
+        assert_eq!(
+            provider_message_id(&reply("2.0.0 Ok: queued as ABC123")).as_deref(),
+            Some("ABC123")
+        );
+        assert_eq!(
+            provider_message_id(&reply("2.0.0 <id-7> accepted")).as_deref(),
+            Some("2.0.0 <id-7> accepted")
+        );
+        assert_eq!(provider_message_id(&reply("")), None);
     }
 }

@@ -1,0 +1,358 @@
+//! `/v1/admin/*`: tenants, their API keys, and providers.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use herald_domain::provider_config::{ProviderConfig, SECRET_FIELDS};
+use herald_domain::{Channel, FieldError, ProviderId, ProviderKind, Quota, SendWindow, TenantId};
+use herald_store::{NewProvider, NewTenant, ProviderPatch, ProviderRow, TenantRow};
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::auth::Admin;
+use super::error::ApiError;
+use super::extract::{JsonBody, MAX_BODY};
+use super::AppState;
+
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::invalid_field(FieldError::new(field, message))
+}
+
+fn object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
+    body.as_object().ok_or_else(|| invalid("", "the body must be a JSON object"))
+}
+
+fn reject_unknown(obj: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
+    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(invalid(k, "is not a field of this request")),
+        None => Ok(()),
+    }
+}
+
+fn opt_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, ApiError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            herald_domain::check_text(field, s).map_err(ApiError::invalid_field)?;
+            Ok(Some(s))
+        }
+        Some(_) => Err(invalid(field, "must be a string")),
+    }
+}
+
+fn opt_int(obj: &Map<String, Value>, field: &str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_i64() {
+            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(invalid(field, format!("must be an integer from {min} to {max}"))),
+        },
+    }
+}
+
+fn opt_bool(obj: &Map<String, Value>, field: &str) -> Result<Option<bool>, ApiError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(invalid(field, "must be true or false")),
+    }
+}
+
+fn path_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| ApiError::not_found(&format!("no such {what}")))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+impl Page {
+    fn parse(&self) -> Result<(Option<uuid::Uuid>, i64), ApiError> {
+        let after = self
+            .cursor
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(|c| c.parse().map_err(|_| invalid("cursor", "is not a cursor from a previous page")))
+            .transpose()?;
+        let limit = match self.limit.as_deref() {
+            None => 100,
+            Some(l) => l
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| invalid("limit", "must be an integer from 1 to 1000"))?,
+        };
+        Ok((after, limit))
+    }
+}
+
+fn page<T>(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> uuid::Uuid, show: impl Fn(&T) -> Value) -> Value {
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| id(r).to_string())
+    } else {
+        None
+    };
+    json!({"items": rows.iter().map(show).collect::<Vec<_>>(), "next_cursor": next})
+}
+
+// ---- tenants ----
+
+fn tenant_json(t: &TenantRow) -> Value {
+    serde_json::to_value(t).unwrap_or(Value::Null)
+}
+
+/// `POST /v1/admin/tenants` → 201 with the tenant. Its user queues are
+/// declared before the record exists, so a scheduler that hears of the
+/// tenant always finds them.
+pub async fn create_tenant(
+    State(state): State<AppState>,
+    _: Admin,
+    JsonBody(body): JsonBody<MAX_BODY>,
+) -> Result<Response, ApiError> {
+    let obj = object(&body)?;
+    reject_unknown(obj, &["code", "name", "weight", "daily_quota", "rate_limit_per_sec", "webhook_url"])?;
+    let code = opt_str(obj, "code")?.ok_or_else(|| invalid("code", "is required"))?;
+    let code_ok = !code.is_empty()
+        && code.len() <= 64
+        && code.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !code_ok {
+        return Err(invalid("code", "must be 1 to 64 characters of a-z 0-9 - _"));
+    }
+    let name = opt_str(obj, "name")?.ok_or_else(|| invalid("name", "is required"))?;
+    if name.is_empty() || name.len() > 200 {
+        return Err(invalid("name", "must have 1 to 200 characters"));
+    }
+    let webhook_url = opt_str(obj, "webhook_url")?
+        .map(|u| herald_domain::WebhookUrl::parse("webhook_url", u).map_err(ApiError::invalid_field))
+        .transpose()?;
+    let tenant = NewTenant {
+        id: TenantId::new(),
+        code: code.to_owned(),
+        name: name.to_owned(),
+        weight: opt_int(obj, "weight", 1, 1000)?.unwrap_or(1) as i32,
+        daily_quota: opt_int(obj, "daily_quota", 1, i64::MAX)?,
+        rate_limit_per_sec: opt_int(obj, "rate_limit_per_sec", 1, 1_000_000)?.map(|n| n as i32),
+        webhook_url: webhook_url.map(|u| u.as_str().to_owned()),
+    };
+    state
+        .topology
+        .declare_tenant(&state.declare_channel, tenant.id)
+        .await
+        .map_err(|e| ApiError::internal("Failed to declare the tenant's queues", e))?;
+    let row = state.store.create_tenant(&tenant).await?;
+    tracing::info!(tenant_id = %row.id, code = %row.code, "Created a tenant.");
+    Ok((StatusCode::CREATED, Json(tenant_json(&row))).into_response())
+}
+
+pub async fn list_tenants(State(state): State<AppState>, _: Admin, Query(q): Query<Page>) -> Result<Json<Value>, ApiError> {
+    let (after, limit) = q.parse()?;
+    let rows = state.store.list_tenants(after, limit + 1).await?;
+    Ok(Json(page(rows, limit, |t| t.id, tenant_json)))
+}
+
+pub async fn get_tenant(State(state): State<AppState>, _: Admin, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id: TenantId = path_id(&id, "tenant")?;
+    let row = state.store.tenant(id).await?.ok_or_else(|| ApiError::not_found("no such tenant"))?;
+    Ok(Json(tenant_json(&row)))
+}
+
+async fn set_status(state: &AppState, id: &str, status: &str) -> Result<Json<Value>, ApiError> {
+    let id: TenantId = path_id(id, "tenant")?;
+    let row = state
+        .store
+        .set_tenant_status(id, status)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such tenant"))?;
+    Ok(Json(tenant_json(&row)))
+}
+
+pub async fn disable_tenant(State(state): State<AppState>, _: Admin, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    set_status(&state, &id, "disabled").await
+}
+
+pub async fn enable_tenant(State(state): State<AppState>, _: Admin, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    set_status(&state, &id, "active").await
+}
+
+/// `POST /v1/admin/tenants/{id}/keys` → 201 `{id, key}`; the key is shown
+/// only here, and stored hashed.
+pub async fn create_key(State(state): State<AppState>, _: Admin, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let tenant: TenantId = path_id(&id, "tenant")?;
+    state.store.tenant(tenant).await?.ok_or_else(|| ApiError::not_found("no such tenant"))?;
+    let mut secret = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut secret);
+    let key = format!("hk_{}", hex::encode(secret));
+    let key_id = state.store.create_api_key(tenant, &key).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": key_id, "tenant_id": tenant, "key": key}))).into_response())
+}
+
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    _: Admin,
+    Path((id, key_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant: TenantId = path_id(&id, "tenant")?;
+    let key: herald_domain::ApiKeyId = path_id(&key_id, "key")?;
+    if state.store.revoke_api_key(tenant, key).await? {
+        Ok(Json(json!({"id": key, "revoked": true})))
+    } else {
+        Err(ApiError::not_found("no such key, or it was revoked already"))
+    }
+}
+
+// ---- providers ----
+
+pub fn provider_json(p: &ProviderRow) -> Value {
+    json!({
+        "id": p.id,
+        "tenant_id": p.tenant_id,
+        "name": p.name,
+        "channel": p.channel,
+        "kind": p.kind,
+        "config": ProviderConfig::redact(&p.config),
+        "quota": p.quota,
+        "send_window": p.send_window,
+        "weight": p.weight,
+        "enabled": p.enabled,
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
+    })
+}
+
+fn parse_quota(v: &Value) -> Result<Value, ApiError> {
+    let quota: Quota = serde_json::from_value(v.clone()).map_err(|e| invalid("quota", e.to_string()))?;
+    quota.validate().map_err(ApiError::invalid_field)?;
+    serde_json::to_value(quota).map_err(|e| ApiError::internal("Failed to encode a quota", e))
+}
+
+fn parse_window(v: &Value) -> Result<Option<Value>, ApiError> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let window: SendWindow = serde_json::from_value(v.clone()).map_err(|e| invalid("send_window", e.to_string()))?;
+    window.validate().map_err(ApiError::invalid_field)?;
+    Ok(Some(v.clone()))
+}
+
+const PROVIDER_FIELDS: &[&str] =
+    &["name", "channel", "kind", "config", "quota", "send_window", "weight", "enabled", "tenant_id"];
+
+/// `POST /v1/admin/providers` → 201 with the provider (secrets redacted).
+pub async fn create_provider(
+    State(state): State<AppState>,
+    _: Admin,
+    JsonBody(body): JsonBody<MAX_BODY>,
+) -> Result<Response, ApiError> {
+    let obj = object(&body)?;
+    reject_unknown(obj, PROVIDER_FIELDS)?;
+    let name = opt_str(obj, "name")?.ok_or_else(|| invalid("name", "is required"))?;
+    if name.is_empty() || name.len() > 128 {
+        return Err(invalid("name", "must have 1 to 128 characters"));
+    }
+    let kind: ProviderKind = opt_str(obj, "kind")?
+        .ok_or_else(|| invalid("kind", "is required"))?
+        .parse()
+        .map_err(ApiError::invalid_field)?;
+    if let Some(channel) = opt_str(obj, "channel")? {
+        let channel: Channel = channel.parse().map_err(ApiError::invalid_field)?;
+        if channel != kind.channel() {
+            return Err(invalid("channel", format!("a {kind} provider serves the {} channel", kind.channel())));
+        }
+    }
+    let config = obj.get("config").ok_or_else(|| invalid("config", "is required"))?;
+    ProviderConfig::parse(kind, config).map_err(ApiError::invalid_field)?;
+    let quota = parse_quota(obj.get("quota").unwrap_or(&json!({})))?;
+    let send_window = parse_window(obj.get("send_window").unwrap_or(&Value::Null))?;
+    let tenant_id = match opt_str(obj, "tenant_id")? {
+        None => None,
+        Some(raw) => {
+            let id: TenantId = raw.parse().map_err(|_| invalid("tenant_id", "is not a tenant id"))?;
+            state.store.tenant(id).await?.ok_or_else(|| invalid("tenant_id", "no such tenant"))?;
+            Some(id.as_uuid())
+        }
+    };
+    let provider = NewProvider {
+        id: ProviderId::new(),
+        tenant_id,
+        name: name.to_owned(),
+        channel: kind.channel().as_str().to_owned(),
+        kind: kind.as_str().to_owned(),
+        config: config.clone(),
+        quota,
+        send_window,
+        weight: opt_int(obj, "weight", 1, 10_000)?.unwrap_or(100) as i32,
+        enabled: opt_bool(obj, "enabled")?.unwrap_or(true),
+    };
+    let row = state.store.create_provider(&provider).await?;
+    tracing::info!(provider_id = %row.id, name = %row.name, kind = %row.kind, "Created a provider.");
+    Ok((StatusCode::CREATED, Json(provider_json(&row))).into_response())
+}
+
+pub async fn list_providers(State(state): State<AppState>, _: Admin, Query(q): Query<Page>) -> Result<Json<Value>, ApiError> {
+    let (after, limit) = q.parse()?;
+    let rows = state.store.list_providers(after, limit + 1).await?;
+    Ok(Json(page(rows, limit, |p| p.id, provider_json)))
+}
+
+pub async fn get_provider(State(state): State<AppState>, _: Admin, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id: ProviderId = path_id(&id, "provider")?;
+    let row = state.store.provider(id).await?.ok_or_else(|| ApiError::not_found("no such provider"))?;
+    Ok(Json(provider_json(&row)))
+}
+
+/// `PATCH /v1/admin/providers/{id}`: changes the given fields. A secret sent
+/// back as `"***"` (as a GET shows it) keeps its stored value.
+pub async fn update_provider(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<MAX_BODY>,
+) -> Result<Json<Value>, ApiError> {
+    let id: ProviderId = path_id(&id, "provider")?;
+    let obj = object(&body)?;
+    reject_unknown(obj, &["name", "config", "quota", "send_window", "weight", "enabled"])?;
+    let current = state.store.provider(id).await?.ok_or_else(|| ApiError::not_found("no such provider"))?;
+    let kind: ProviderKind = current.kind.parse().map_err(ApiError::invalid_field)?;
+    let config = match obj.get("config") {
+        None => None,
+        Some(Value::Object(new)) => {
+            let mut merged = new.clone();
+            for field in SECRET_FIELDS {
+                if merged.get(*field).and_then(Value::as_str) == Some("***") {
+                    match current.config.get(*field) {
+                        Some(old) => merged.insert((*field).to_owned(), old.clone()),
+                        None => merged.remove(*field),
+                    };
+                }
+            }
+            let merged = Value::Object(merged);
+            ProviderConfig::parse(kind, &merged).map_err(ApiError::invalid_field)?;
+            Some(merged)
+        }
+        Some(_) => return Err(invalid("config", "must be an object")),
+    };
+    let patch = ProviderPatch {
+        name: opt_str(obj, "name")?.map(str::to_owned),
+        config,
+        quota: obj.get("quota").map(parse_quota).transpose()?,
+        send_window: obj.get("send_window").map(parse_window).transpose()?,
+        weight: opt_int(obj, "weight", 1, 10_000)?.map(|w| w as i32),
+        enabled: opt_bool(obj, "enabled")?,
+    };
+    let row = state.store.update_provider(id, &patch).await?.ok_or_else(|| ApiError::not_found("no such provider"))?;
+    Ok(Json(provider_json(&row)))
+}
+
+pub async fn delete_provider(State(state): State<AppState>, _: Admin, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id: ProviderId = path_id(&id, "provider")?;
+    if state.store.delete_provider(id).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found("no such provider"))
+    }
+}

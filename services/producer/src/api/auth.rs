@@ -1,0 +1,89 @@
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::header;
+use herald_domain::TenantId;
+use herald_store::ApiKeyOwner;
+
+use super::error::ApiError;
+use super::AppState;
+
+/// How long a key lookup is trusted; a revoked key stops working within it.
+const KEY_TTL: Duration = Duration::from_secs(10);
+
+/// Recently verified keys, by key hash, so the hot path skips PostgreSQL.
+#[derive(Clone, Default)]
+pub struct KeyCache {
+    inner: Arc<RwLock<HashMap<Vec<u8>, (Option<ApiKeyOwner>, Instant)>>>,
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The tenant a request acts for, from its `Authorization: Bearer <key>`.
+pub struct Tenant(pub TenantId);
+
+impl FromRequestParts<AppState> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let key = bearer(parts).ok_or_else(|| ApiError::unauthorized("send your API key as Authorization: Bearer <key>"))?;
+        let hash = herald_store::keys::hash_key(key);
+        let cached = state
+            .keys
+            .inner
+            .read()
+            .ok()
+            .and_then(|m| m.get(&hash).filter(|(_, at)| at.elapsed() < KEY_TTL).map(|(o, _)| *o));
+        let owner = match cached {
+            Some(owner) => owner,
+            None => {
+                let owner = state.store.api_key_owner(key).await?;
+                if let Ok(mut m) = state.keys.inner.write() {
+                    if m.len() > 100_000 {
+                        m.clear();
+                    }
+                    m.insert(hash, (owner, Instant::now()));
+                }
+                owner
+            }
+        };
+        match owner {
+            None => Err(ApiError::unauthorized("the API key is not valid")),
+            Some(o) if !o.tenant_active => Err(ApiError::forbidden("the tenant of this API key is disabled")),
+            Some(o) => Ok(Tenant(o.tenant_id)),
+        }
+    }
+}
+
+/// An admin call: `Authorization: Bearer $HERALD_ADMIN_TOKEN`.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Some(expected) = &state.admin_token else {
+            return Err(ApiError::forbidden("the admin API is off: no HERALD_ADMIN_TOKEN is set"));
+        };
+        let given = bearer(parts).ok_or_else(|| ApiError::unauthorized("send the admin token as Authorization: Bearer <token>"))?;
+        if constant_time_eq(given.as_bytes(), expected.expose().as_bytes()) {
+            Ok(Admin)
+        } else {
+            Err(ApiError::unauthorized("the admin token is not valid"))
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

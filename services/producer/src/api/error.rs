@@ -1,0 +1,97 @@
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use herald_domain::FieldError;
+use serde_json::json;
+
+/// Every 4xx/5xx answer: `{"error": {"code", "message", "field"?, "index"?}}`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+    pub index: Option<usize>,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), field: None, index: None, retry_after: None }
+    }
+
+    pub fn invalid_field(e: FieldError) -> Self {
+        let mut err = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            if e.field.is_empty() { e.message.clone() } else { format!("{}: {}", e.field, e.message) },
+        );
+        err.field = (!e.field.is_empty()).then_some(e.field);
+        err
+    }
+
+    pub fn at(mut self, index: usize) -> Self {
+        self.index = Some(index);
+        self
+    }
+
+    pub fn unauthorized(message: &str) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: &str) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(message: &str) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    pub fn method_not_allowed() -> Self {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
+    }
+
+    pub fn unavailable(message: impl Into<String>, retry_after: u64) -> Self {
+        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    /// A failure of ours, logged with its cause; the caller sees 503 with
+    /// Retry-After (storage or broker trouble is passing, not permanent).
+    pub fn internal(context: &str, error: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %error, "{context}");
+        ApiError::unavailable(format!("{context}; try again shortly"), 5)
+    }
+}
+
+impl From<herald_store::StoreError> for ApiError {
+    fn from(e: herald_store::StoreError) -> Self {
+        match e {
+            herald_store::StoreError::Conflict(what) => ApiError::conflict(format!("{what} already exists")),
+            other => ApiError::internal("The database could not be reached", other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(field) = &self.field {
+            error["field"] = json!(field);
+        }
+        if let Some(index) = self.index {
+            error["index"] = json!(index);
+        }
+        let mut response = (self.status, axum::Json(json!({ "error": error }))).into_response();
+        if let Some(secs) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}

@@ -1,0 +1,33 @@
+use std::net::SocketAddr;
+
+use herald_runtime::{CommonSettings, Secret};
+
+/// herald-producer: accepts sends over HTTP/JSON and publishes them to the
+/// tenants' user queues in RabbitMQ.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "herald-producer", version, about)]
+pub struct Settings {
+    #[command(flatten)]
+    pub common: CommonSettings,
+    /// HTTP listen address (API, /metrics, /healthz, /readyz).
+    #[arg(long, env = "HERALD_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// Bearer token for /v1/admin/*; without one the admin API refuses every call.
+    #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+    /// PostgreSQL connections in the pool.
+    #[arg(long, env = "HERALD_DB_POOL", default_value_t = 16)]
+    pub db_pool: u32,
+}
+
+impl Settings {
+    /// Settings for tests: local services, port 0, the given namespace.
+    pub fn for_tests(namespace: &str, database: &str, admin_token: &str) -> Self {
+        Settings {
+            common: CommonSettings::local(namespace, database),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_token: Some(Secret::new(admin_token)),
+            db_pool: 8,
+        }
+    }
+}
