@@ -55,7 +55,10 @@ impl SimConfig {
     }
 
     pub fn behaviour(&self) -> SimBehaviour {
-        SimBehaviour { smtp: self.smtp, wework: self.wework }
+        SimBehaviour {
+            smtp: self.smtp,
+            wework: self.wework,
+        }
     }
 }
 
@@ -174,8 +177,9 @@ impl BehaviourPatch {
         if let Some(wework) = &self.wework {
             next.wework.latency_ms = wework.latency_ms.unwrap_or(next.wework.latency_ms);
             next.wework.fail_rate = wework.fail_rate.unwrap_or(next.wework.fail_rate);
-            next.wework.rate_limit_rate =
-                wework.rate_limit_rate.unwrap_or(next.wework.rate_limit_rate);
+            next.wework.rate_limit_rate = wework
+                .rate_limit_rate
+                .unwrap_or(next.wework.rate_limit_rate);
         }
         next
     }
@@ -188,7 +192,10 @@ fn unknown(field: String) -> InvalidSetting {
 
 fn milliseconds(field: &str, value: &serde_json::Value) -> Result<u64, InvalidSetting> {
     value.as_u64().ok_or_else(|| {
-        InvalidSetting::new(field, format!("{field} must be a whole number of milliseconds"))
+        InvalidSetting::new(
+            field,
+            format!("{field} must be a whole number of milliseconds"),
+        )
     })
 }
 
@@ -208,7 +215,10 @@ pub struct InvalidSetting {
 
 impl InvalidSetting {
     fn new(field: &str, message: impl Into<String>) -> Self {
-        InvalidSetting { field: field.to_owned(), message: message.into() }
+        InvalidSetting {
+            field: field.to_owned(),
+            message: message.into(),
+        }
     }
 }
 
@@ -224,7 +234,10 @@ fn check_rate(field: &str, value: f64) -> Result<(), InvalidSetting> {
     if value.is_finite() && (0.0..=1.0).contains(&value) {
         Ok(())
     } else {
-        Err(InvalidSetting::new(field, format!("{field} must be a number from 0 to 1, got {value}")))
+        Err(InvalidSetting::new(
+            field,
+            format!("{field} must be a number from 0 to 1, got {value}"),
+        ))
     }
 }
 
@@ -345,13 +358,19 @@ mod tests {
         let mut behaviour = SimBehaviour::default();
         behaviour.wework.rate_limit_rate = 1.5;
         let error = behaviour.validate().err();
-        assert_eq!(error.map(|e| e.field), Some("wework.rate_limit_rate".to_owned()));
+        assert_eq!(
+            error.map(|e| e.field),
+            Some("wework.rate_limit_rate".to_owned())
+        );
     }
 
     #[test]
     fn a_patch_of_the_wrong_type_names_its_field() {
         let error = BehaviourPatch::from_json(&serde_json::json!({"wework": {"latency_ms": "x"}}));
-        assert_eq!(error.err().map(|e| e.field), Some("wework.latency_ms".to_owned()));
+        assert_eq!(
+            error.err().map(|e| e.field),
+            Some("wework.latency_ms".to_owned())
+        );
         let error = BehaviourPatch::from_json(&serde_json::json!({"sms": {}}));
         assert_eq!(error.err().map(|e| e.field), Some("sms".to_owned()));
     }

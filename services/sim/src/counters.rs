@@ -93,7 +93,11 @@ impl Recent {
         while self.order.len() > RECENT_DETAILS {
             if let Some((old, old_sequence)) = self.order.pop_front() {
                 // Only the entry's latest reception evicts it.
-                if self.details.get(&old).is_some_and(|(s, _)| *s == old_sequence) {
+                if self
+                    .details
+                    .get(&old)
+                    .is_some_and(|(s, _)| *s == old_sequence)
+                {
                     self.details.remove(&old);
                 }
             }
@@ -167,7 +171,10 @@ impl Ledger {
     }
 
     fn last(&self, id: &str) -> Option<serde_json::Value> {
-        lock(&self.recent).details.get(id).map(|(_, detail)| detail.clone())
+        lock(&self.recent)
+            .details
+            .get(id)
+            .map(|(_, detail)| detail.clone())
     }
 
     fn reset(&self) {
@@ -224,7 +231,9 @@ impl Counters {
 
     /// A message answered with a failure.
     pub fn record_rejected(&self, channel: SimChannel) {
-        self.ledger(channel).rejected.fetch_add(1, Ordering::Relaxed);
+        self.ledger(channel)
+            .rejected
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn record_smtp_connection(&self) {
@@ -341,6 +350,9 @@ mod tests {
         }
         recent.insert("kept", json!(2));
         recent.insert("one-more", json!(3));
-        assert_eq!(recent.details.get("kept").map(|(_, d)| d.clone()), Some(json!(2)));
+        assert_eq!(
+            recent.details.get("kept").map(|(_, d)| d.clone()),
+            Some(json!(2))
+        );
     }
 }

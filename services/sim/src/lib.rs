@@ -42,12 +42,18 @@ pub(crate) struct SimState {
 
 impl SimState {
     pub(crate) fn behaviour(&self) -> SimBehaviour {
-        *self.behaviour.lock().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .behaviour
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn set_behaviour(&self, behaviour: SimBehaviour) -> Result<(), InvalidSetting> {
         behaviour.validate()?;
-        *self.behaviour.lock().unwrap_or_else(PoisonError::into_inner) = behaviour;
+        *self
+            .behaviour
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = behaviour;
         Ok(())
     }
 }
@@ -120,7 +126,9 @@ impl Sim {
     /// Generates the certificates, writes `ca.pem` and binds every listener.
     pub async fn build(config: SimConfig) -> anyhow::Result<Sim> {
         let behaviour = config.behaviour();
-        behaviour.validate().context("Invalid fault injection settings")?;
+        behaviour
+            .validate()
+            .context("Invalid fault injection settings")?;
         let certificates = tls::generate()?;
         let cert_dir = tls::CertDir::write(config.cert_dir.as_deref(), &certificates.ca_pem)?;
         let (http, http_port) = bind(config.http_addr, "HTTP").await?;
@@ -170,13 +178,18 @@ impl Sim {
     }
 
     pub fn handle(&self) -> SimHandle {
-        SimHandle { state: self.state.clone() }
+        SimHandle {
+            state: self.state.clone(),
+        }
     }
 
     /// Serves HTTP, SMTP and SMTPS until `shutdown` resolves (or a server
     /// fails). Then it stops accepting, lets open SMTP sessions finish their
     /// current command (bounded by [`smtp::DRAIN_TIMEOUT`]) and returns.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (trigger, stopping) = herald_runtime::Shutdown::new();
         let ready: herald_runtime::Readiness = Arc::new(|| true);
         let router = wework::router(self.state.clone())

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use rand::Rng;
 use serde_json::json;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -51,7 +53,11 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub(crate) fn new(state: Arc<SimState>, acceptor: TlsAcceptor, shutdown: Shutdown) -> Self {
-        SmtpServer { state, acceptor, shutdown }
+        SmtpServer {
+            state,
+            acceptor,
+            shutdown,
+        }
     }
 
     /// Accepts until shutdown, then drains the open sessions.
@@ -88,7 +94,10 @@ impl SmtpServer {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(open = sessions.len(), "Dropping SMTP sessions still open after the drain timeout.");
+            tracing::warn!(
+                open = sessions.len(),
+                "Dropping SMTP sessions still open after the drain timeout."
+            );
             sessions.abort_all();
         }
         Ok(())
@@ -101,7 +110,10 @@ impl SmtpServer {
                 self.converse(tls, Security::Tls, true).await?;
             }
             Mode::Plain => {
-                if let Some(stream) = self.converse(stream, Security::StartTlsOffered, true).await? {
+                if let Some(stream) = self
+                    .converse(stream, Security::StartTlsOffered, true)
+                    .await?
+                {
                     let tls = self.handshake(stream).await?;
                     // After STARTTLS the client starts over with EHLO, unprompted.
                     self.converse(tls, Security::Tls, false).await?;
@@ -128,10 +140,14 @@ impl SmtpServer {
     {
         let mut io = BufReader::with_capacity(64 * 1024, BufWriter::new(stream));
         if greet {
-            io.write_all(b"220 localhost ESMTP Herald simulator ready\r\n").await?;
+            io.write_all(b"220 localhost ESMTP Herald simulator ready\r\n")
+                .await?;
             io.flush().await?;
         }
-        let mut session = Session { security, ..Session::default() };
+        let mut session = Session {
+            security,
+            ..Session::default()
+        };
         let mut line = Vec::with_capacity(512);
         let mut body = Vec::new();
         loop {
@@ -144,12 +160,14 @@ impl SmtpServer {
                     continue;
                 }
                 Read::Idle => {
-                    io.write_all(b"421 4.4.2 localhost Idle timeout, closing connection\r\n").await?;
+                    io.write_all(b"421 4.4.2 localhost Idle timeout, closing connection\r\n")
+                        .await?;
                     io.flush().await?;
                     return Ok(None);
                 }
                 Read::Shutdown => {
-                    io.write_all(b"421 4.3.2 localhost Service shutting down\r\n").await?;
+                    io.write_all(b"421 4.3.2 localhost Service shutting down\r\n")
+                        .await?;
                     io.flush().await?;
                     return Ok(None);
                 }
@@ -226,7 +244,8 @@ impl SmtpServer {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         if !args.is_empty() {
-            io.write_all(b"501 5.5.4 DATA takes no arguments\r\n").await?;
+            io.write_all(b"501 5.5.4 DATA takes no arguments\r\n")
+                .await?;
             return Ok(true);
         }
         if session.from.is_none() {
@@ -237,7 +256,8 @@ impl SmtpServer {
             io.write_all(b"503 5.5.1 Need RCPT before DATA\r\n").await?;
             return Ok(true);
         }
-        io.write_all(b"354 Start mail input; end with <CRLF>.<CRLF>\r\n").await?;
+        io.write_all(b"354 Start mail input; end with <CRLF>.<CRLF>\r\n")
+            .await?;
         io.flush().await?;
         let outcome = read_data(io, body).await?;
         let result = match outcome {
@@ -271,15 +291,22 @@ impl SmtpServer {
         }
         let (reject, fail) = {
             let mut rng = rand::thread_rng();
-            (rng.gen::<f64>() < behaviour.reject_rate, rng.gen::<f64>() < behaviour.fail_rate)
+            (
+                rng.gen::<f64>() < behaviour.reject_rate,
+                rng.gen::<f64>() < behaviour.fail_rate,
+            )
         };
         if reject {
             self.state.counters.record_rejected(SimChannel::Email);
-            return io.write_all(b"550 5.1.1 simulated permanent failure\r\n").await;
+            return io
+                .write_all(b"550 5.1.1 simulated permanent failure\r\n")
+                .await;
         }
         if fail {
             self.state.counters.record_rejected(SimChannel::Email);
-            return io.write_all(b"451 4.3.0 simulated transient failure\r\n").await;
+            return io
+                .write_all(b"451 4.3.0 simulated transient failure\r\n")
+                .await;
         }
         let headers = Headers::parse(body);
         let detail = json!({
@@ -294,9 +321,11 @@ impl SmtpServer {
             "authenticated": session.authenticated,
             "helo": session.helo,
         });
-        self.state
-            .counters
-            .record_received(SimChannel::Email, headers.herald_id.as_deref(), detail);
+        self.state.counters.record_received(
+            SimChannel::Email,
+            headers.herald_id.as_deref(),
+            detail,
+        );
         let queued = uuid::Uuid::new_v4().simple();
         io.write_all(format!("250 2.0.0 OK queued as {queued}\r\n").as_bytes())
             .await
@@ -326,7 +355,12 @@ impl Session {
         self.recipients.clear();
     }
 
-    async fn ehlo<W: AsyncWrite + Unpin>(&mut self, io: &mut W, args: &str, extended: bool) -> io::Result<()> {
+    async fn ehlo<W: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut W,
+        args: &str,
+        extended: bool,
+    ) -> io::Result<()> {
         if args.is_empty() {
             return io.write_all(b"501 5.5.4 Syntax: EHLO hostname\r\n").await;
         }
@@ -353,14 +387,20 @@ impl Session {
             return io.write_all(b"503 5.5.1 Nested MAIL command\r\n").await;
         }
         let Some((path, params)) = parse_path(args, "FROM:") else {
-            return io.write_all(b"501 5.5.4 Syntax: MAIL FROM:<address>\r\n").await;
+            return io
+                .write_all(b"501 5.5.4 Syntax: MAIL FROM:<address>\r\n")
+                .await;
         };
         for param in params.split_ascii_whitespace() {
             if let Some((key, value)) = param.split_once('=') {
                 if key.eq_ignore_ascii_case("SIZE")
-                    && value.parse::<usize>().is_ok_and(|size| size > MAX_MESSAGE_BYTES)
+                    && value
+                        .parse::<usize>()
+                        .is_ok_and(|size| size > MAX_MESSAGE_BYTES)
                 {
-                    return io.write_all(b"552 5.3.4 Message size exceeds the limit\r\n").await;
+                    return io
+                        .write_all(b"552 5.3.4 Message size exceeds the limit\r\n")
+                        .await;
                 }
             }
         }
@@ -373,7 +413,9 @@ impl Session {
             return io.write_all(b"503 5.5.1 Need MAIL before RCPT\r\n").await;
         }
         let Some((path, _)) = parse_path(args, "TO:").filter(|(path, _)| !path.is_empty()) else {
-            return io.write_all(b"501 5.5.4 Syntax: RCPT TO:<address>\r\n").await;
+            return io
+                .write_all(b"501 5.5.4 Syntax: RCPT TO:<address>\r\n")
+                .await;
         };
         if self.recipients.len() >= MAX_RECIPIENTS {
             return io.write_all(b"452 4.5.3 Too many recipients\r\n").await;
@@ -398,7 +440,8 @@ impl Session {
             return Ok(true);
         }
         if self.from.is_some() {
-            io.write_all(b"503 5.5.1 AUTH not allowed during a mail transaction\r\n").await?;
+            io.write_all(b"503 5.5.1 AUTH not allowed during a mail transaction\r\n")
+                .await?;
             return Ok(true);
         }
         let mut words = args.split_ascii_whitespace();
@@ -411,7 +454,8 @@ impl Session {
             ("LOGIN", Some(_)) => &[b"334 UGFzc3dvcmQ6\r\n"],
             ("LOGIN", None) => &[b"334 VXNlcm5hbWU6\r\n", b"334 UGFzc3dvcmQ6\r\n"],
             _ => {
-                io.write_all(b"504 5.5.4 Unrecognized authentication mechanism\r\n").await?;
+                io.write_all(b"504 5.5.4 Unrecognized authentication mechanism\r\n")
+                    .await?;
                 return Ok(true);
             }
         };
@@ -419,24 +463,28 @@ impl Session {
             io.write_all(prompt).await?;
             io.flush().await?;
             line.clear();
-            let read = tokio::time::timeout(IDLE_TIMEOUT, read_line_limited(io, line, MAX_COMMAND_BYTES))
-                .await
-                .unwrap_or(Ok(Read::Idle))?;
+            let read =
+                tokio::time::timeout(IDLE_TIMEOUT, read_line_limited(io, line, MAX_COMMAND_BYTES))
+                    .await
+                    .unwrap_or(Ok(Read::Idle))?;
             match read {
                 Read::Line if trim_line_end(line) == b"*" => {
-                    io.write_all(b"501 5.7.0 Authentication cancelled\r\n").await?;
+                    io.write_all(b"501 5.7.0 Authentication cancelled\r\n")
+                        .await?;
                     return Ok(true);
                 }
                 Read::Line => {}
                 Read::TooLong => {
-                    io.write_all(b"500 5.5.6 Authentication exchange line too long\r\n").await?;
+                    io.write_all(b"500 5.5.6 Authentication exchange line too long\r\n")
+                        .await?;
                     return Ok(true);
                 }
                 Read::Eof | Read::Idle | Read::Shutdown => return Ok(false),
             }
         }
         self.authenticated = true;
-        io.write_all(b"235 2.7.0 Authentication successful\r\n").await?;
+        io.write_all(b"235 2.7.0 Authentication successful\r\n")
+            .await?;
         Ok(true)
     }
 }
@@ -487,14 +535,22 @@ where
         buf.extend_from_slice(&available[..used.min(room)]);
         reader.consume(used);
         if complete {
-            return Ok(if buf.len() > limit { Read::TooLong } else { Read::Line });
+            return Ok(if buf.len() > limit {
+                Read::TooLong
+            } else {
+                Read::Line
+            });
         }
     }
 }
 
 /// Reads the next command line, giving up when the client idles too long
 /// or the server stops between commands.
-async fn next_command<R>(reader: &mut R, line: &mut Vec<u8>, shutdown: &Shutdown) -> io::Result<Read>
+async fn next_command<R>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+    shutdown: &Shutdown,
+) -> io::Result<Read>
 where
     R: AsyncBufRead + Unpin,
 {
@@ -548,7 +604,11 @@ where
         if body.get(start) == Some(&b'.') {
             if matches!(&body[start..], b".\r\n" | b".\n") {
                 body.truncate(start);
-                return Ok(if too_big { Data::TooBig } else { Data::Complete });
+                return Ok(if too_big {
+                    Data::TooBig
+                } else {
+                    Data::Complete
+                });
             }
             body.remove(start);
         }
@@ -575,7 +635,10 @@ impl Headers {
         let mut current: Option<(&'static str, String)> = None;
         for raw in message.split(|&byte| byte == b'\n') {
             let line = raw.strip_suffix(b"\r").unwrap_or(raw);
-            if line.first().is_some_and(|byte| *byte == b' ' || *byte == b'\t') {
+            if line
+                .first()
+                .is_some_and(|byte| *byte == b' ' || *byte == b'\t')
+            {
                 if let Some((_, value)) = current.as_mut() {
                     value.push(' ');
                     value.push_str(String::from_utf8_lossy(line).trim());
@@ -596,7 +659,9 @@ impl Headers {
                 .into_iter()
                 .find(|known| name.eq_ignore_ascii_case(known.as_bytes()));
             if let Some(known) = known {
-                let value = String::from_utf8_lossy(&line[colon + 1..]).trim().to_owned();
+                let value = String::from_utf8_lossy(&line[colon + 1..])
+                    .trim()
+                    .to_owned();
                 current = Some((known, value));
             }
         }
@@ -642,7 +707,10 @@ mod tests {
 
     #[test]
     fn paths_parse_with_parameters() {
-        assert_eq!(parse_path("FROM:<a@b> SIZE=10", "FROM:"), Some(("a@b", "SIZE=10")));
+        assert_eq!(
+            parse_path("FROM:<a@b> SIZE=10", "FROM:"),
+            Some(("a@b", "SIZE=10"))
+        );
         assert_eq!(parse_path("to: <c@d>", "TO:"), Some(("c@d", "")));
         assert_eq!(parse_path("FROM:<>", "FROM:"), Some(("", "")));
         assert_eq!(parse_path("FROM:a@b", "FROM:"), None);
@@ -658,7 +726,9 @@ mod tests {
         assert!(matches!(outcome, Data::Complete));
         assert_eq!(body, b"Subject: x\r\n\r\n.leading dot\r\n");
         let mut rest = Vec::new();
-        read_line_limited(&mut reader, &mut rest, 100).await.expect("readable");
+        read_line_limited(&mut reader, &mut rest, 100)
+            .await
+            .expect("readable");
         assert_eq!(rest, b"NOOP\r\n");
     }
 
@@ -676,10 +746,14 @@ mod tests {
         input.extend_from_slice(b"\r\nNOOP\r\n");
         let mut reader = BufReader::new(input.as_slice());
         let mut line = Vec::new();
-        let read = read_line_limited(&mut reader, &mut line, 10).await.expect("readable");
+        let read = read_line_limited(&mut reader, &mut line, 10)
+            .await
+            .expect("readable");
         assert!(matches!(read, Read::TooLong));
         line.clear();
-        let read = read_line_limited(&mut reader, &mut line, 10).await.expect("readable");
+        let read = read_line_limited(&mut reader, &mut line, 10)
+            .await
+            .expect("readable");
         assert!(matches!(read, Read::Line));
         assert_eq!(line, b"NOOP\r\n");
     }

@@ -93,12 +93,20 @@ impl CertDir {
                 true,
             ),
         };
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("Failed to create the certificate directory {}", dir.display()))?;
+        std::fs::create_dir_all(&dir).with_context(|| {
+            format!(
+                "Failed to create the certificate directory {}",
+                dir.display()
+            )
+        })?;
         let ca_file = dir.join(CA_FILE_NAME);
         std::fs::write(&ca_file, ca_pem)
             .with_context(|| format!("Failed to write {}", ca_file.display()))?;
-        Ok(CertDir { dir, ca_file, owned })
+        Ok(CertDir {
+            dir,
+            ca_file,
+            owned,
+        })
     }
 
     pub fn ca_file(&self) -> &Path {
@@ -129,7 +137,10 @@ mod tests {
         assert_eq!(parsed.len(), 1);
         let path = dir.ca_file().to_path_buf();
         drop(dir);
-        assert!(!path.exists(), "a temporary certificate directory is removed");
+        assert!(
+            !path.exists(),
+            "a temporary certificate directory is removed"
+        );
     }
 
     #[test]

@@ -35,7 +35,11 @@ impl Tokens {
     }
 
     fn issue(&self) -> String {
-        let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let token = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
         let now = Instant::now();
         let mut live = self.lock();
         if live.len() >= 1024 {
@@ -46,7 +50,9 @@ impl Tokens {
     }
 
     fn is_valid(&self, token: &str) -> bool {
-        self.lock().get(token).is_some_and(|expires| *expires > Instant::now())
+        self.lock()
+            .get(token)
+            .is_some_and(|expires| *expires > Instant::now())
     }
 
     /// Forgets every token, as if all had expired; returns how many.
@@ -67,7 +73,10 @@ fn errcode(code: i64, message: &str) -> Json<Value> {
 }
 
 fn non_empty<'a>(params: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
-    params.get(name).map(String::as_str).filter(|value| !value.is_empty())
+    params
+        .get(name)
+        .map(String::as_str)
+        .filter(|value| !value.is_empty())
 }
 
 async fn get_token(
@@ -106,7 +115,9 @@ async fn send(
                 .filter(|id| !id.is_empty());
             state.counters.record_wework_cost(users);
             let detail = json!({"users": users, "body": message});
-            state.counters.record_received(SimChannel::Wework, id, detail);
+            state
+                .counters
+                .record_received(SimChannel::Wework, id, detail);
             Json(json!({
                 "errcode": 0,
                 "errmsg": "ok",
@@ -140,7 +151,10 @@ async fn decide(
     }
     let (fail, limited) = {
         let mut rng = rand::thread_rng();
-        (rng.gen::<f64>() < behaviour.fail_rate, rng.gen::<f64>() < behaviour.rate_limit_rate)
+        (
+            rng.gen::<f64>() < behaviour.fail_rate,
+            rng.gen::<f64>() < behaviour.rate_limit_rate,
+        )
     };
     if fail {
         return Err(errcode(-1, "system busy"));
@@ -162,7 +176,12 @@ fn validate(message: &Value) -> Result<u64, Json<Value>> {
     let users = message
         .get("touser")
         .and_then(Value::as_str)
-        .map(|touser| touser.split('|').filter(|user| !user.trim().is_empty()).count() as u64)
+        .map(|touser| {
+            touser
+                .split('|')
+                .filter(|user| !user.trim().is_empty())
+                .count() as u64
+        })
         .unwrap_or(0);
     if users == 0 {
         return Err(errcode(40031, "invalid user list"));
@@ -208,7 +227,8 @@ mod tests {
 
     #[test]
     fn a_text_message_to_three_users_costs_three() {
-        let message = json!({"touser": "a|b|c", "msgtype": "text", "agentid": 1, "text": {"content": "hi"}});
+        let message =
+            json!({"touser": "a|b|c", "msgtype": "text", "agentid": 1, "text": {"content": "hi"}});
         assert_eq!(validate(&message).ok(), Some(3));
     }
 

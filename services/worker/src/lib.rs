@@ -1,1 +1,18 @@
+//! herald-worker: consumes the central queues, sends through the provider
+//! chosen by the scheduler, records the outcome, and only then acks.
+//!
+//! - [`provider`]: one adapter per provider kind (SMTP, WeWork), each
+//!   mapping every outcome to a [`herald_domain::Disposition`]
+//! - [`registry`]: adapters built from the live provider catalog
+//! - [`process`]: the pipeline — claim a window of deliveries in one
+//!   statement, send concurrently, record outcomes in one statement, ack
+//! - [`startup`]: [`App::build`] and [`App::run`]
 
+pub mod config;
+pub mod process;
+pub mod provider;
+pub mod registry;
+pub mod startup;
+
+pub use config::Settings;
+pub use startup::App;

@@ -1,1 +1,11 @@
-fn main() {}
+use anyhow::Context;
+use clap::Parser;
+use herald_worker::{App, Settings};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::parse();
+    let _telemetry = herald_telemetry::init("herald-worker")?;
+    let app = App::build(settings).await.context("Failed to start the worker")?;
+    app.run(herald_runtime::shutdown_signal()).await
+}

@@ -1,0 +1,308 @@
+//! The worker's pipeline for one central queue:
+//!
+//! 1. take a window of deliveries and claim them in one statement
+//!    (`queued`/`pending` → `sending`; a message found `sending` — its last
+//!    worker died mid-send — becomes `in_doubt` and is not sent again);
+//! 2. send the claimed ones concurrently, bounded by a semaphore;
+//! 3. record the outcomes in one statement, publish retries and dead
+//!    letters with confirms, and only then ack the deliveries.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{FutureExt, StreamExt};
+use herald_broker::lapin::acker::Acker;
+use herald_broker::lapin::message::Delivery;
+use herald_broker::lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use herald_broker::lapin::types::FieldTable;
+use herald_broker::{Broker, Outbound, Publisher, Topology};
+use herald_capacity::Capacity;
+use herald_domain::{Channel, Disposition, MessageId, MessageStatus};
+use herald_proto::v1;
+use herald_proto::Message as _;
+use herald_store::{Outcome, Store};
+use rand::Rng;
+use tokio::sync::{mpsc, watch, Semaphore};
+use uuid::Uuid;
+
+use crate::provider::Outgoing;
+use crate::registry::Registry;
+
+/// Deliveries claimed together.
+const CLAIM_BATCH: usize = 256;
+/// Outcomes recorded together.
+const RECORD_BATCH: usize = 512;
+/// How long the recorder waits to fill a batch once it has one outcome.
+const RECORD_LINGER: Duration = Duration::from_millis(5);
+
+/// What the pipeline shares.
+pub struct Worker {
+    pub store: Store,
+    pub broker: Broker,
+    pub publisher: Publisher,
+    pub topology: Topology,
+    pub capacity: Capacity,
+    pub registry: Registry,
+    pub max_attempts: u32,
+}
+
+/// One finished delivery, waiting to be recorded and acked.
+pub struct Finished {
+    acker: Acker,
+    /// `None` when there is nothing to record (already final, or the claim
+    /// recorded it).
+    outcome: Option<Outcome>,
+    /// Published (with confirm) before the ack.
+    publish: Option<Outbound>,
+}
+
+impl Worker {
+    /// Runs the pipeline on `channel`'s central queue until `stop` fires,
+    /// then finishes and acks what it holds.
+    pub async fn run_channel(
+        self: Arc<Self>,
+        channel: Channel,
+        prefetch: u16,
+        concurrency: usize,
+        mut stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let amqp = self.broker.channel().await?;
+        amqp.basic_qos(prefetch, BasicQosOptions::default()).await?;
+        let queue = self.topology.central_queue(channel);
+        let mut consumer = amqp
+            .basic_consume(&queue, "", BasicConsumeOptions::default(), FieldTable::default())
+            .await?;
+        let (done_tx, done_rx) = mpsc::channel::<Finished>(RECORD_BATCH * 2);
+        let recorder = tokio::spawn(self.clone().record_loop(done_rx));
+        let permits = Arc::new(Semaphore::new(concurrency));
+        loop {
+            let first = tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                next = consumer.next() => match next {
+                    Some(Ok(d)) => d,
+                    Some(Err(e)) => { tracing::warn!(error = %e, "The central queue consumer failed."); break }
+                    None => break,
+                },
+            };
+            let mut batch = vec![first];
+            while batch.len() < CLAIM_BATCH {
+                match consumer.next().now_or_never() {
+                    Some(Some(Ok(d))) => batch.push(d),
+                    _ => break,
+                }
+            }
+            self.clone().process_batch(batch, &permits, &done_tx).await;
+        }
+        // Wait for every send in flight, then let the recorder flush.
+        let _all = permits.acquire_many(concurrency as u32).await;
+        drop(done_tx);
+        let _ = recorder.await;
+        let _ = amqp.close(200, "worker stopped").await;
+        Ok(())
+    }
+
+    /// Claims `batch` and starts its sends; each finished delivery goes to
+    /// `done` for recording. A test can drive this one batch at a time.
+    pub async fn process_batch(self: Arc<Self>, batch: Vec<Delivery>, permits: &Arc<Semaphore>, done: &mpsc::Sender<Finished>) {
+        let mut jobs: Vec<(Delivery, v1::Job)> = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            match v1::Job::decode(delivery.data.as_slice()) {
+                Ok(job) => jobs.push((delivery, job)),
+                Err(e) => {
+                    let publish = self.topology.dead_letter(delivery.data.clone(), "undecodable", &e.to_string());
+                    let _ = done.send(Finished { acker: delivery.acker, outcome: None, publish: Some(publish) }).await;
+                }
+            }
+        }
+        let ids: Vec<Uuid> = jobs.iter().map(|(_, j)| j.message_id.parse().unwrap_or_default()).collect();
+        let providers: Vec<Uuid> = jobs
+            .iter()
+            .map(|(_, j)| j.assignment.as_ref().and_then(|a| a.provider_id.parse().ok()).unwrap_or_default())
+            .collect();
+        let claimed = loop {
+            match self.store.claim_for_sending(&ids, &providers).await {
+                Ok(rows) => break rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Failed to claim deliveries; retrying.");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
+        let previous: HashMap<Uuid, String> = claimed.into_iter().map(|c| (c.id, c.previous_status)).collect();
+        for ((delivery, job), id) in jobs.into_iter().zip(ids) {
+            match previous.get(&id).map(String::as_str) {
+                None => {
+                    // Sent, cancelled or finished already: a duplicate
+                    // delivery, never sent twice. Give back its reservation.
+                    self.refund(&job).await;
+                    let _ = done.send(Finished { acker: delivery.acker, outcome: None, publish: None }).await;
+                }
+                Some("sending") => {
+                    metrics::counter!("herald_worker_in_doubt_total").increment(1);
+                    tracing::warn!(message_id = %id, "A message was found mid-send after a worker stopped; recorded in_doubt.");
+                    let publish = self.dead_letter(job, "in_doubt", "the worker sending it stopped before recording the outcome");
+                    let _ = done.send(Finished { acker: delivery.acker, outcome: None, publish: Some(publish) }).await;
+                }
+                Some(_) => {
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let worker = self.clone();
+                    let done = done.clone();
+                    tokio::spawn(async move {
+                        let finished = worker.send_one(delivery.acker, job, id).await;
+                        let _ = done.send(finished).await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+    }
+
+    /// Sends one claimed job and decides what to record and publish.
+    async fn send_one(&self, acker: Acker, mut job: v1::Job, id: Uuid) -> Finished {
+        let attempt = job.attempt + 1;
+        let provider_id: Uuid = job.assignment.as_ref().and_then(|a| a.provider_id.parse().ok()).unwrap_or_default();
+        let started = Instant::now();
+        let disposition = match self.registry.get(provider_id) {
+            None => Disposition::Failover { code: "provider_unknown".into(), reason: "the assigned provider no longer exists".into() },
+            Some(entry) => match &entry.adapter {
+                Err(e) => Disposition::Failover { code: "provider_config".into(), reason: e.clone() },
+                Ok(adapter) => {
+                    let content = job.content.clone().unwrap_or_default();
+                    let out = Outgoing {
+                        message_id: MessageId(id),
+                        recipients: &job.recipients,
+                        content: &content,
+                        metadata: &job.metadata,
+                        attempt,
+                    };
+                    adapter.send(out).await
+                }
+            },
+        };
+        let channel = Channel::from_proto(job.channel).map_or("unknown", Channel::as_str);
+        let kind = match &disposition {
+            Disposition::Sent { .. } => "sent",
+            Disposition::RetryAfter { .. } => "retry",
+            Disposition::Failover { .. } => "failover",
+            Disposition::DeadLetter { .. } => "dead_letter",
+            Disposition::InDoubt { .. } => "in_doubt",
+        };
+        metrics::counter!("herald_worker_sends_total", "channel" => channel, "outcome" => kind).increment(1);
+        metrics::histogram!("herald_worker_send_seconds", "channel" => channel).record(started.elapsed().as_secs_f64());
+
+        let outcome = |status: MessageStatus, d: &Disposition| Outcome {
+            id,
+            status,
+            error_code: d.code().map(str::to_owned),
+            error_message: d.reason().map(str::to_owned),
+        };
+        match &disposition {
+            Disposition::Sent { .. } => Finished { acker, outcome: Some(outcome(MessageStatus::Sent, &disposition)), publish: None },
+            Disposition::RetryAfter { .. } | Disposition::Failover { .. } if attempt < self.max_attempts => {
+                if matches!(disposition, Disposition::Failover { .. }) {
+                    // The provider never saw it: its capacity is not used.
+                    self.refund(&job).await;
+                }
+                let wait = match &disposition {
+                    Disposition::RetryAfter { after, .. } => backoff(attempt).max(*after),
+                    _ => Duration::from_secs(1),
+                };
+                job.attempt = attempt;
+                job.assignment = None;
+                job.last_error = disposition.reason().unwrap_or_default().to_owned();
+                let publish = self.topology.to_delay(wait.as_secs().max(1), job.encode_to_vec());
+                Finished { acker, outcome: Some(outcome(MessageStatus::Pending, &disposition)), publish: Some(publish) }
+            }
+            Disposition::InDoubt { .. } => {
+                let publish = self.dead_letter(job, "in_doubt", disposition.reason().unwrap_or_default());
+                Finished { acker, outcome: Some(outcome(MessageStatus::InDoubt, &disposition)), publish: Some(publish) }
+            }
+            _ => {
+                let code = disposition.code().unwrap_or("failed").to_owned();
+                let publish = self.dead_letter(job, &code, disposition.reason().unwrap_or_default());
+                Finished { acker, outcome: Some(outcome(MessageStatus::Failed, &disposition)), publish: Some(publish) }
+            }
+        }
+    }
+
+    fn dead_letter(&self, mut job: v1::Job, code: &str, reason: &str) -> Outbound {
+        job.last_error = reason.to_owned();
+        self.topology.dead_letter(job.encode_to_vec(), code, reason)
+    }
+
+    async fn refund(&self, job: &v1::Job) {
+        let Some(a) = &job.assignment else { return };
+        let Ok(provider) = a.provider_id.parse::<Uuid>() else { return };
+        if let Some(entry) = self.registry.get(provider) {
+            if let Err(e) = self.capacity.refund(provider, &entry.limits, a.cost, a.reserved_at_ms).await {
+                tracing::warn!(error = %e, "Failed to refund a reservation; it expires with its window.");
+            }
+        }
+    }
+
+    /// Records outcomes in batches: publish what must be published (with
+    /// confirms), write the records in one statement, then ack.
+    async fn record_loop(self: Arc<Self>, mut rx: mpsc::Receiver<Finished>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            let deadline = tokio::time::Instant::now() + RECORD_LINGER;
+            while batch.len() < RECORD_BATCH {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(f)) => batch.push(f),
+                    _ => break,
+                }
+            }
+            self.record(batch).await;
+        }
+    }
+
+    async fn record(&self, batch: Vec<Finished>) {
+        let publishes: Vec<Outbound> = batch.iter().filter_map(|f| f.publish.clone()).collect();
+        let outcomes: Vec<Outcome> = batch.iter().filter_map(|f| f.outcome.clone()).collect();
+        let mut delay = Duration::from_millis(200);
+        // Retries and dead letters first: once the record says `pending` or
+        // `failed`, the job must already be safe in its queue.
+        while let Err(e) = self.publisher.publish_all(&publishes).await {
+            tracing::warn!(error = %e, "Failed to publish retries or dead letters; retrying.");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+            if !self.broker.is_connected() {
+                // The deliveries return to the queue when the connection is
+                // gone; their records stay `sending` and become in_doubt.
+                return;
+            }
+        }
+        while let Err(e) = self.store.record_outcomes(&outcomes).await {
+            tracing::warn!(error = %e, "Failed to record outcomes; retrying.");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        for f in batch {
+            if let Err(e) = f.acker.ack(BasicAckOptions::default()).await {
+                tracing::warn!(error = %e, "Failed to ack a delivery; it will be redelivered and skipped.");
+            }
+        }
+    }
+}
+
+/// Exponential backoff with jitter: about 2 s, 4 s, 8 s … capped at 15 min.
+pub fn backoff(attempt: u32) -> Duration {
+    let base = 2u64.saturating_pow(attempt.min(10)).min(900);
+    let jitter = rand::thread_rng().gen_range(0.8..1.2);
+    Duration::from_secs_f64(base as f64 * jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) < Duration::from_secs(3));
+        assert!(backoff(3) > Duration::from_secs(6));
+        assert!(backoff(30) <= Duration::from_secs(1080));
+    }
+}
