@@ -1,1 +1,29 @@
+//! Herald's load generator and demo driver.
+//!
+//! `herald-loadtest demo` sets up a tenant and the simulator's providers
+//! through the admin API, enqueues a burst of email and WeWork messages,
+//! waits until every record is final (reading PostgreSQL directly), and
+//! reports throughput, latency percentiles, losses and duplicates.
+//!
+//! Modules by role: [`cli`] (flags), [`api`] (the producer's HTTP API),
+//! [`setup`] (tenant, key, providers), [`enqueue`] (the send burst),
+//! [`wait`] (polling the records), [`sim`] (the simulator's counters),
+//! [`report`] (the summary and its math) and [`demo`] (the whole run).
 
+pub mod api;
+pub mod cli;
+pub mod demo;
+pub mod enqueue;
+pub mod report;
+pub mod setup;
+pub mod sim;
+pub mod wait;
+
+use std::process::ExitCode;
+
+/// Runs one command; the exit code tells whether the run was clean.
+pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        cli::Command::Demo(args) => demo::run(args).await,
+    }
+}

@@ -5,13 +5,16 @@
 //! failures are injected.
 
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rand::Rng;
 use serde_json::json;
 use tokio::io::{
     AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
+    ReadBuf,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -83,7 +86,7 @@ impl SmtpServer {
             let _ = stream.set_nodelay(true);
             let server = self.clone();
             sessions.spawn(async move {
-                if let Err(error) = server.session(stream, mode).await {
+                if let Err(error) = server.session(QuickAck(stream), mode).await {
                     tracing::debug!(error = %error, peer = %peer, "An SMTP session ended with an error.");
                 }
             });
@@ -103,7 +106,7 @@ impl SmtpServer {
         Ok(())
     }
 
-    async fn session(&self, stream: TcpStream, mode: Mode) -> io::Result<()> {
+    async fn session(&self, stream: QuickAck, mode: Mode) -> io::Result<()> {
         match mode {
             Mode::ImplicitTls => {
                 let tls = self.handshake(stream).await?;
@@ -125,8 +128,8 @@ impl SmtpServer {
 
     async fn handshake(
         &self,
-        stream: TcpStream,
-    ) -> io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+        stream: QuickAck,
+    ) -> io::Result<tokio_rustls::server::TlsStream<QuickAck>> {
         tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, self.acceptor.accept(stream))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
@@ -329,6 +332,56 @@ impl SmtpServer {
         let queued = uuid::Uuid::new_v4().simple();
         io.write_all(format!("250 2.0.0 OK queued as {queued}\r\n").as_bytes())
             .await
+    }
+}
+
+/// A TCP stream that asks the kernel to acknowledge at once after every
+/// read. Clients that write the message body and the final `.` separately
+/// without `TCP_NODELAY` (lettre does) would otherwise wait for our delayed
+/// ACK, about 40 ms per message, before Nagle lets the `.` out. Real servers
+/// have the same problem; the simulator removes it so load tests measure
+/// Herald, not TCP timers.
+struct QuickAck(TcpStream);
+
+impl QuickAck {
+    fn acknowledge_promptly(&self) {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let _ = socket2::SockRef::from(&self.0).set_tcp_quickack(true);
+        }
+    }
+}
+
+impl AsyncRead for QuickAck {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let filled = buf.filled().len();
+        let poll = Pin::new(&mut self.0).poll_read(cx, buf);
+        if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > filled {
+            self.acknowledge_promptly();
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for QuickAck {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 

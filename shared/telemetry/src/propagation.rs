@@ -41,5 +41,5 @@ pub fn set_parent(span: &tracing::Span, carrier: &HashMap<String, String>) {
         return;
     }
     let context = opentelemetry::global::get_text_map_propagator(|p| p.extract(&MapExtractor(carrier)));
-    let _ = span.set_parent(context);
+    span.set_parent(context);
 }

@@ -1,0 +1,94 @@
+//! Command-line flags (each with an environment fallback where one exists).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "herald-loadtest", version, about = "Herald's load generator and demo driver")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Register the simulator's providers, send a burst of email and WeWork
+    /// messages, wait until all are final and print a report.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// The producer's base URL.
+    #[arg(long, env = "HERALD_PRODUCER_URL", default_value = "http://127.0.0.1:8080")]
+    pub producer_url: String,
+
+    /// Bearer token of the admin API (the producer's HERALD_ADMIN_TOKEN).
+    #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+
+    /// The simulator's HTTP base URL (WeWork API and /sim/stats).
+    #[arg(long, env = "HERALD_SIM_URL", default_value = "http://127.0.0.1:8090")]
+    pub sim_url: String,
+
+    /// PostgreSQL, read directly to follow the records.
+    #[arg(
+        long,
+        env = "HERALD_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/herald",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// Email messages to send.
+    #[arg(long, env = "HERALD_DEMO_EMAILS", default_value_t = 3000)]
+    pub emails: usize,
+
+    /// WeWork messages to send.
+    #[arg(long, env = "HERALD_DEMO_WEWORK", default_value_t = 500)]
+    pub wework: usize,
+
+    /// The simulator's CA certificate (its `--cert-dir`/ca.pem), given to the
+    /// SMTP provider so STARTTLS verifies. Without it the provider accepts
+    /// any certificate (test servers only).
+    #[arg(long, env = "HERALD_SIM_CA_FILE")]
+    pub sim_ca_file: Option<PathBuf>,
+
+    /// SMTP host and port of the simulator, as the workers reach it.
+    #[arg(long, env = "HERALD_SIM_SMTP_HOST", default_value = "127.0.0.1")]
+    pub sim_smtp_host: String,
+    #[arg(long, env = "HERALD_SIM_SMTP_PORT", default_value_t = 2525)]
+    pub sim_smtp_port: u16,
+
+    /// The simulator's WeWork base URL as the workers reach it (defaults to
+    /// `--sim-url`).
+    #[arg(long, env = "HERALD_SIM_WEWORK_URL")]
+    pub sim_wework_url: Option<String>,
+
+    /// Messages per `POST /v1/messages/batch` request (at most 1000).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub chunk_size: u16,
+
+    /// Batch requests in flight at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+
+    /// Seconds to wait for every message to reach a final status.
+    #[arg(long, env = "HERALD_DEMO_TIMEOUT_SECS", default_value_t = 300)]
+    pub timeout_secs: u64,
+
+    /// Where the services' logs are, for the hints at the end.
+    #[arg(long, env = "HERALD_LOGS_DIR", default_value = ".herald/logs")]
+    pub logs_dir: String,
+
+    /// Print the summary as JSON on stdout (progress still goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl DemoArgs {
+    pub fn wework_base_url(&self) -> &str {
+        self.sim_wework_url.as_deref().unwrap_or(&self.sim_url)
+    }
+}
