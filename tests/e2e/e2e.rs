@@ -96,7 +96,16 @@ async fn a_scheduled_message_is_not_sent_before_its_time_and_a_cancelled_one_nev
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(h.sim.count(SimChannel::Wework, &id), 0, "sent before its time");
     let arrived = wait_for(Duration::from_secs(15), || async { h.sim.count(SimChannel::Wework, &id) == 1 }).await;
-    assert!(arrived, "the scheduled message did not arrive");
+    if !arrived {
+        let db = h.db().await.expect("db");
+        let row: Option<(String, Option<String>, i32)> =
+            sqlx::query_as("SELECT status, error_message, attempts FROM messages WHERE id = $1::uuid")
+                .bind(&id)
+                .fetch_optional(&db)
+                .await
+                .expect("row");
+        panic!("the scheduled message did not arrive: record {row:?}, sim {:?}", h.sim.stats());
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(h.sim.count(SimChannel::Wework, &cancel_id), 0, "a cancelled message was sent");
     h.stop().await.expect("clean stop");

@@ -60,6 +60,7 @@ fn stopper(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'sta
 impl Harness {
     /// Starts the simulator, a producer, a scheduler and `workers` workers.
     pub async fn start(workers: usize) -> anyhow::Result<Harness> {
+        let _ = herald_telemetry::init("herald-e2e");
         let namespace = unique("t");
         let database = format!("herald_{namespace}");
         let (stop, stop_rx) = watch::channel(false);

@@ -24,16 +24,33 @@ pub struct DueJobs {
 
 impl Store {
     /// Locks up to `limit` jobs due by now, skipping those another
-    /// scheduler holds.
+    /// scheduler holds, and — inside the same open transaction — removes
+    /// them and marks their records `queued`. Until [`DueJobs::released`]
+    /// commits, a worker that receives one of them waits on the row lock, so
+    /// it never sees the record still `scheduled`.
     pub async fn due_jobs(&self, limit: i64) -> Result<DueJobs> {
         let mut tx = self.pool.begin().await?;
-        let jobs = sqlx::query_as(
+        let jobs: Vec<ParkedJob> = sqlx::query_as(
             "SELECT message_id, tenant_id, channel, due_at, envelope FROM parked_jobs
              WHERE due_at <= now() ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
+        if !jobs.is_empty() {
+            let ids: Vec<Uuid> = jobs.iter().map(|j| j.message_id).collect();
+            sqlx::query("DELETE FROM parked_jobs WHERE message_id = ANY($1)")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE messages SET status = 'queued', updated_at = now()
+                 WHERE id = ANY($1) AND status = 'scheduled'",
+            )
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        }
         Ok(DueJobs { tx, jobs })
     }
 
@@ -46,20 +63,8 @@ impl Store {
 }
 
 impl DueJobs {
-    /// Removes the released jobs and marks their records `queued`.
-    pub async fn released(mut self) -> Result<()> {
-        let ids: Vec<Uuid> = self.jobs.iter().map(|j| j.message_id).collect();
-        sqlx::query("DELETE FROM parked_jobs WHERE message_id = ANY($1)")
-            .bind(&ids)
-            .execute(&mut *self.tx)
-            .await?;
-        sqlx::query(
-            "UPDATE messages SET status = 'queued', updated_at = now()
-             WHERE id = ANY($1) AND status = 'scheduled'",
-        )
-        .bind(&ids)
-        .execute(&mut *self.tx)
-        .await?;
+    /// Commits the release: call after every job was published and confirmed.
+    pub async fn released(self) -> Result<()> {
         self.tx.commit().await?;
         Ok(())
     }
