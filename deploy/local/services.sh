@@ -9,8 +9,19 @@
 # stopped is started. Also installs the build prerequisites (cc, pkg-config,
 # curl) and checks that cargo exists. Safe to run again and again.
 #
+# Usage: services.sh [postgresql|redis|rabbitmq]...   (default: all three)
 # Environment: HERALD_SERVICES_WAIT_SECS (default 90) bounds each wait.
 set -euo pipefail
+
+WANT=("$@")
+[ "${#WANT[@]}" -gt 0 ] || WANT=(postgresql redis rabbitmq)
+for w in "${WANT[@]}"; do
+    case "$w" in
+        postgresql | redis | rabbitmq) ;;
+        -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+        *) printf 'services.sh: unknown service %s (postgresql, redis, rabbitmq)\n' "$w" >&2; exit 2 ;;
+    esac
+done
 
 WAIT_SECS="${HERALD_SERVICES_WAIT_SECS:-90}"
 export DEBIAN_FRONTEND=noninteractive
@@ -46,10 +57,10 @@ systemd_is_init() {
     [ -d /run/systemd/system ] && [ "$(ps -p 1 -o comm= 2>/dev/null || true)" = "systemd" ]
 }
 
-# wait_for NAME SECONDS CHECK...: runs CHECK until it succeeds or time runs out.
+# wait_for SECONDS CHECK...: runs CHECK until it succeeds or time runs out.
 wait_for() {
-    local name=$1 secs=$2
-    shift 2
+    local secs=$1
+    shift
     local deadline=$((SECONDS + secs))
     until "$@"; do
         if [ "$SECONDS" -ge "$deadline" ]; then
@@ -101,8 +112,13 @@ pg_answers() {
 
 # The newest installed major version, e.g. 15.
 pg_version() {
-    local v
-    v=$(ls -1 /usr/lib/postgresql 2>/dev/null | sort -n | tail -n 1 || true)
+    local d v=""
+    for d in /usr/lib/postgresql/*/bin; do
+        [ -d "$d" ] || continue
+        d=${d%/bin}
+        d=${d##*/}
+        if [ -z "$v" ] || [ "$d" -gt "$v" ] 2>/dev/null; then v=$d; fi
+    done
     [ -n "$v" ] && printf '%s\n' "$v"
 }
 
@@ -164,7 +180,7 @@ ensure_postgres() {
     if ! pg_answers; then
         pg_start "$ver" || die "postgresql: failed to start cluster $ver/main (see /var/log/postgresql/)"
     fi
-    if ! wait_for postgresql "$WAIT_SECS" pg_answers; then
+    if ! wait_for "$WAIT_SECS" pg_answers; then
         die "postgresql did not answer on 127.0.0.1:5432 within ${WAIT_SECS}s (see /var/log/postgresql/postgresql-$ver-main.log)"
     fi
     if [ "$fresh" -eq 1 ]; then
@@ -203,7 +219,7 @@ ensure_redis() {
         apt_install redis-server
         how="installed and started"
         # The package may have started it already.
-        wait_for redis 5 redis_answers || true
+        wait_for 5 redis_answers || true
     fi
     if ! redis_answers; then
         if systemd_is_init; then
@@ -213,7 +229,7 @@ ensure_redis() {
                 --dir /tmp --logfile /tmp/herald-redis.log || die "redis: redis-server failed to start"
         fi
     fi
-    if ! wait_for redis "$WAIT_SECS" redis_answers; then
+    if ! wait_for "$WAIT_SECS" redis_answers; then
         die "redis did not answer on 127.0.0.1:6379 within ${WAIT_SECS}s (see /tmp/herald-redis.log or /var/log/redis/)"
     fi
     log "redis: $how"
@@ -221,9 +237,13 @@ ensure_redis() {
 
 # ---- RabbitMQ ----
 
+# Does the broker answer the AMQP protocol header with a frame (connection.start)?
+# A TCP probe alone would call a hung broker healthy.
 rabbit_answers() {
-    # The AMQP port opens only once the broker has booted.
-    tcp_open 5672
+    local first
+    first=$(timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/'"${RABBIT_PORT:-5672}"' &&
+        printf "AMQP\000\000\011\001" >&3 && head -c 1 <&3 | od -An -tx1' 2>/dev/null | tr -d ' \n' || true)
+    [ "$first" = "01" ]
 }
 
 ensure_rabbitmq() {
@@ -231,11 +251,20 @@ ensure_rabbitmq() {
         log "rabbitmq: already running"
         return 0
     fi
+    if tcp_open 5672; then
+        # Something listens but does not speak AMQP (yet): give it a moment,
+        # never start a second broker beside it.
+        if wait_for 15 rabbit_answers; then
+            log "rabbitmq: already running"
+            return 0
+        fi
+        die "rabbitmq: 127.0.0.1:5672 accepts connections but does not answer the AMQP handshake (a hung broker?). Restart it (systemctl restart rabbitmq-server, or rabbitmqctl stop then rabbitmq-server -detached) and see /var/log/rabbitmq/"
+    fi
     local how="started"
     if ! command -v rabbitmq-server >/dev/null 2>&1; then
         apt_install rabbitmq-server
         how="installed and started"
-        wait_for rabbitmq 5 rabbit_answers || true
+        wait_for 5 rabbit_answers || true
     fi
     if ! rabbit_answers; then
         if systemd_is_init; then
@@ -244,13 +273,16 @@ ensure_rabbitmq() {
             as_root rabbitmq-server -detached || die "rabbitmq: rabbitmq-server -detached failed"
         fi
     fi
-    if ! wait_for rabbitmq "$WAIT_SECS" rabbit_answers; then
+    if ! wait_for "$WAIT_SECS" rabbit_answers; then
         die "rabbitmq did not answer on 127.0.0.1:5672 within ${WAIT_SECS}s (see /var/log/rabbitmq/)"
     fi
     log "rabbitmq: $how"
 }
 
-ensure_postgres
-pg_check_login
-ensure_redis
-ensure_rabbitmq
+for w in "${WANT[@]}"; do
+    case "$w" in
+        postgresql) ensure_postgres; pg_check_login ;;
+        redis) ensure_redis ;;
+        rabbitmq) ensure_rabbitmq ;;
+    esac
+done

@@ -10,6 +10,8 @@ use serde_json::Value;
 
 /// How often a retryable answer (429, 503, a connection error) is retried.
 pub const MAX_RETRIES: u32 = 8;
+/// How often a request that got no answer at all is retried.
+pub const MAX_CONNECT_RETRIES: u32 = 3;
 /// The longest wait between two tries, whatever `Retry-After` says.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -32,7 +34,13 @@ pub struct ApiFailure {
 impl std::fmt::Display for ApiFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.code {
-            Some(code) => write!(f, "HTTP {} {}: {}", self.status.as_u16(), code, self.message),
+            Some(code) => write!(
+                f,
+                "HTTP {} {}: {}",
+                self.status.as_u16(),
+                code,
+                self.message
+            ),
             None => write!(f, "HTTP {}: {}", self.status.as_u16(), self.message),
         }
     }
@@ -52,11 +60,21 @@ impl ApiFailure {
 pub fn describe_error_body(body: &str) -> (Option<String>, String) {
     let Ok(value) = serde_json::from_str::<Value>(body) else {
         let trimmed: String = body.trim().chars().take(300).collect();
-        return (None, if trimmed.is_empty() { "(empty body)".to_owned() } else { trimmed });
+        return (
+            None,
+            if trimmed.is_empty() {
+                "(empty body)".to_owned()
+            } else {
+                trimmed
+            },
+        );
     };
     let err = &value["error"];
     let code = err["code"].as_str().map(str::to_owned);
-    let mut message = err["message"].as_str().map(str::to_owned).unwrap_or_else(|| value.to_string());
+    let mut message = err["message"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| value.to_string());
     let mut parts = Vec::new();
     if let Some(field) = err["field"].as_str() {
         parts.push(format!("field {field}"));
@@ -78,12 +96,20 @@ impl ApiClient {
             .pool_max_idle_per_host(64)
             .build()
             .context("Failed to build the HTTP client")?;
-        Ok(ApiClient { http, base: base.trim_end_matches('/').to_owned(), token: token.to_owned() })
+        Ok(ApiClient {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        })
     }
 
     /// The same client and connection pool with another bearer token.
     pub fn with_token(&self, token: &str) -> Self {
-        ApiClient { http: self.http.clone(), base: self.base.clone(), token: token.to_owned() }
+        ApiClient {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            token: token.to_owned(),
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -91,13 +117,23 @@ impl ApiClient {
     }
 
     /// One request, no retries. `Err` carries an [`ApiFailure`] for non-2xx.
-    pub async fn once(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+    pub async fn once(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
         let url = format!("{}{}", self.base, path);
-        let mut req = self.http.request(method.clone(), &url).bearer_auth(&self.token);
+        let mut req = self
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth(&self.token);
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req.send().await.with_context(|| format!("{method} {url}: no answer"))?;
+        let resp = req.send().await.with_context(|| {
+            format!("{method} {url}: no answer (is the producer running there?)")
+        })?;
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -105,22 +141,36 @@ impl ApiClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = resp.text().await.with_context(|| format!("{method} {url}: failed to read the answer"))?;
+        let text = resp
+            .text()
+            .await
+            .with_context(|| format!("{method} {url}: failed to read the answer"))?;
         if !status.is_success() {
             let (code, message) = describe_error_body(&text);
-            return Err(anyhow::Error::new(ApiFailure { status, code, message, retry_after }))
-                .with_context(|| format!("{method} {path}"));
+            return Err(anyhow::Error::new(ApiFailure {
+                status,
+                code,
+                message,
+                retry_after,
+            }))
+            .with_context(|| format!("{method} {path}"));
         }
         if text.trim().is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_str(&text).with_context(|| format!("{method} {path}: the answer is not JSON"))
+        serde_json::from_str(&text)
+            .with_context(|| format!("{method} {path}: the answer is not JSON"))
     }
 
     /// Like [`ApiClient::once`], retrying 429/503 (after `Retry-After`, with
     /// backoff) and connection errors. Only for requests that are safe to
     /// repeat (reads, PATCH, sends with idempotency keys).
-    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
         let mut attempt = 0;
         loop {
             match self.once(method.clone(), path, body).await {
@@ -130,12 +180,22 @@ impl ApiClient {
                     let retryable = match failure {
                         Some(f) => f.retryable(),
                         // No HTTP answer at all (connection refused or reset).
-                        None => e.chain().any(|c| c.downcast_ref::<reqwest::Error>().is_some()),
+                        None => e
+                            .chain()
+                            .any(|c| c.downcast_ref::<reqwest::Error>().is_some()),
                     };
-                    if !retryable || attempt >= MAX_RETRIES {
+                    let limit = if failure.is_some() {
+                        MAX_RETRIES
+                    } else {
+                        MAX_CONNECT_RETRIES
+                    };
+                    if !retryable || attempt >= limit {
                         return Err(e);
                     }
-                    let wait = failure.and_then(|f| f.retry_after).unwrap_or_else(|| backoff(attempt)).min(MAX_BACKOFF);
+                    let wait = failure
+                        .and_then(|f| f.retry_after)
+                        .unwrap_or_else(|| backoff(attempt))
+                        .min(MAX_BACKOFF);
                     attempt += 1;
                     tokio::time::sleep(wait).await;
                 }

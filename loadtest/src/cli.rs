@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "herald-loadtest", version, about = "Herald's load generator and demo driver")]
+#[command(
+    name = "herald-loadtest",
+    version,
+    about = "Herald's load generator and demo driver"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -21,7 +25,11 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
     /// The producer's base URL.
-    #[arg(long, env = "HERALD_PRODUCER_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "HERALD_PRODUCER_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub producer_url: String,
 
     /// Bearer token of the admin API (the producer's HERALD_ADMIN_TOKEN).
@@ -55,9 +63,11 @@ pub struct DemoArgs {
     #[arg(long, env = "HERALD_SIM_CA_FILE")]
     pub sim_ca_file: Option<PathBuf>,
 
-    /// SMTP host and port of the simulator, as the workers reach it.
+    /// The simulator's SMTP host, as the workers reach it.
     #[arg(long, env = "HERALD_SIM_SMTP_HOST", default_value = "127.0.0.1")]
     pub sim_smtp_host: String,
+
+    /// The simulator's SMTP port (STARTTLS), as the workers reach it.
     #[arg(long, env = "HERALD_SIM_SMTP_PORT", default_value_t = 2525)]
     pub sim_smtp_port: u16,
 
@@ -78,9 +88,13 @@ pub struct DemoArgs {
     #[arg(long, env = "HERALD_DEMO_TIMEOUT_SECS", default_value_t = 300)]
     pub timeout_secs: u64,
 
-    /// Where the services' logs are, for the hints at the end.
-    #[arg(long, env = "HERALD_LOGS_DIR", default_value = ".herald/logs")]
-    pub logs_dir: String,
+    /// Where the services' logs are, as shown in the hints at the end.
+    #[arg(
+        long,
+        env = "HERALD_LOGS_HINT",
+        default_value = "tail -f .herald/logs/*.log"
+    )]
+    pub logs: String,
 
     /// Print the summary as JSON on stdout (progress still goes to stderr).
     #[arg(long)]

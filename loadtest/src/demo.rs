@@ -16,7 +16,12 @@ use crate::{enqueue, sim, wait};
 
 /// A run id that sorts by time: `demo-20261123T110500Z-3f9a1c`.
 pub fn new_run_id() -> String {
-    let suffix: String = uuid::Uuid::new_v4().simple().to_string().chars().take(6).collect();
+    let suffix: String = uuid::Uuid::new_v4()
+        .simple()
+        .to_string()
+        .chars()
+        .take(6)
+        .collect();
     format!("demo-{}-{suffix}", Utc::now().format("%Y%m%dT%H%M%SZ"))
 }
 
@@ -30,7 +35,11 @@ struct Progress {
 
 impl Progress {
     fn new() -> Self {
-        Progress { tty: std::io::stderr().is_terminal(), last: None, every: Duration::from_secs(5) }
+        Progress {
+            tty: std::io::stderr().is_terminal(),
+            last: None,
+            every: Duration::from_secs(5),
+        }
     }
 
     fn update(&mut self, line: &str, force: bool) {
@@ -71,7 +80,8 @@ fn resolve_ca_file(path: &Option<PathBuf>) -> anyhow::Result<Option<PathBuf>> {
                 );
             }
             // The workers read it, perhaps from another working directory.
-            let abs = std::fs::canonicalize(p).with_context(|| format!("Failed to resolve {}", p.display()))?;
+            let abs = std::fs::canonicalize(p)
+                .with_context(|| format!("Failed to resolve {}", p.display()))?;
             Ok(Some(abs))
         }
     }
@@ -123,7 +133,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let sim_before = match sim::fetch(&args.sim_url).await {
         Ok(s) => Some(s),
         Err(e) => {
-            note(&format!("warning: could not read the simulator's stats: {e:#}"));
+            note(&format!(
+                "warning: could not read the simulator's stats: {e:#}"
+            ));
             None
         }
     };
@@ -183,8 +195,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     pool.close().await;
     let stats_url = sim::stats_url(&args.sim_url);
     let (sim, sim_error) = match (sim_before, sim::fetch(&args.sim_url).await) {
-        (Some(before), Ok(after)) => (Some(SimDelta::new(stats_url.clone(), &after.since(&before))), None),
-        (None, _) => (None, Some("the simulator's stats were not readable before the run".to_owned())),
+        (Some(before), Ok(after)) => (
+            Some(SimDelta::new(stats_url.clone(), &after.since(&before))),
+            None,
+        ),
+        (None, _) => (
+            None,
+            Some("the simulator's stats were not readable before the run".to_owned()),
+        ),
         (_, Err(e)) => (None, Some(format!("{e:#}"))),
     };
     let summary = Summary::build(RunFacts {
@@ -203,10 +221,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         records,
         sim,
         sim_error,
-        look: LookFurther::new(&args.producer_url, &api_key, &stats_url, &args.logs_dir),
+        look: LookFurther::new(&args.producer_url, &api_key, &stats_url, &args.logs),
     });
     if args.json {
-        let text = serde_json::to_string_pretty(&summary).context("Failed to encode the summary")?;
+        let text =
+            serde_json::to_string_pretty(&summary).context("Failed to encode the summary")?;
         println!("{text}");
     } else {
         print!("{}", summary.to_text());
@@ -229,7 +248,8 @@ mod tests {
 
     #[test]
     fn a_missing_ca_file_is_a_clear_error() {
-        let err = resolve_ca_file(&Some(PathBuf::from("/nonexistent/ca.pem"))).expect_err("missing");
+        let err =
+            resolve_ca_file(&Some(PathBuf::from("/nonexistent/ca.pem"))).expect_err("missing");
         assert!(err.to_string().contains("--cert-dir"), "{err}");
         assert!(resolve_ca_file(&None).expect("none is fine").is_none());
     }

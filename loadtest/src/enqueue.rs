@@ -63,11 +63,19 @@ impl EnqueueOutcome {
 async fn send_chunk(client: &ApiClient, chunk: Vec<Value>) -> anyhow::Result<Vec<Uuid>> {
     let n = chunk.len();
     let body = json!({ "messages": chunk });
-    let answer = client.call(Method::POST, "/v1/messages/batch", Some(&body)).await?;
-    let ids = answer["ids"].as_array().ok_or_else(|| anyhow!("the batch answer has no `ids`: {answer}"))?;
+    let answer = client
+        .call(Method::POST, "/v1/messages/batch", Some(&body))
+        .await?;
+    let ids = answer["ids"]
+        .as_array()
+        .ok_or_else(|| anyhow!("the batch answer has no `ids`: {answer}"))?;
     let ids = ids
         .iter()
-        .map(|v| v.as_str().and_then(|s| s.parse::<Uuid>().ok()).ok_or_else(|| anyhow!("not a message id: {v}")))
+        .map(|v| {
+            v.as_str()
+                .and_then(|s| s.parse::<Uuid>().ok())
+                .ok_or_else(|| anyhow!("not a message id: {v}"))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     if ids.len() != n {
         return Err(anyhow!("sent {n} messages, got {} ids back", ids.len()));
@@ -114,7 +122,9 @@ pub async fn enqueue_all(
             Ok(ids) => outcome.ids.extend(ids),
             Err(e) => {
                 outcome.not_accepted += n;
-                outcome.errors.push(format!("{n} messages not accepted: {e:#}"));
+                outcome
+                    .errors
+                    .push(format!("{n} messages not accepted: {e:#}"));
             }
         }
         progress(outcome.ids.len(), total);
@@ -139,9 +149,14 @@ mod tests {
         assert_eq!(msgs[2]["to"], "user3@example.com");
         assert_eq!(msgs[3]["channel"], "wework");
         assert_eq!(msgs[4]["to"], "u2");
-        assert!(msgs[3].get("subject").is_none(), "WeWork messages carry no subject");
-        let keys: std::collections::HashSet<_> =
-            msgs.iter().map(|m| m["idempotency_key"].as_str().unwrap_or_default().to_owned()).collect();
+        assert!(
+            msgs[3].get("subject").is_none(),
+            "WeWork messages carry no subject"
+        );
+        let keys: std::collections::HashSet<_> = msgs
+            .iter()
+            .map(|m| m["idempotency_key"].as_str().unwrap_or_default().to_owned())
+            .collect();
         assert_eq!(keys.len(), 5);
         assert!(msgs.iter().all(|m| m["metadata"]["run"] == "run-1"));
     }

@@ -68,7 +68,11 @@ impl StatusCounts {
     pub fn brief(&self) -> String {
         let mut items: Vec<_> = self.0.iter().filter(|(_, n)| **n > 0).collect();
         items.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        items.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(", ")
+        items
+            .iter()
+            .map(|(s, n)| format!("{s} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -108,7 +112,8 @@ impl LatencyStats {
         if hist.is_empty() {
             return None;
         }
-        let ms = |us: u64| us as f64 / 1000.0;
+        // A bucket's reported value can exceed the true max; cap at it.
+        let ms = |us: u64| us.min(max) as f64 / 1000.0;
         Some(LatencyStats {
             count: hist.len(),
             p50_ms: ms(hist.value_at_quantile(0.50)),
@@ -119,12 +124,17 @@ impl LatencyStats {
         })
     }
 
-    /// Enqueue→sent latency of the records that have a `sent_at`.
+    /// Enqueue→sent latency of the records the provider took (sent or a
+    /// later delivery status) that have a `sent_at`.
     pub fn from_records(records: &[Record]) -> Option<LatencyStats> {
         Self::from_micros(
             records
                 .iter()
-                .filter_map(|r| r.sent_at.map(|s| (s - r.created_at).num_microseconds().unwrap_or(i64::MAX))),
+                .filter(|r| is_sent(&r.status))
+                .filter_map(|r| {
+                    r.sent_at
+                        .map(|s| (s - r.created_at).num_microseconds().unwrap_or(i64::MAX))
+                }),
         )
     }
 }
@@ -132,7 +142,11 @@ impl LatencyStats {
 /// First enqueue to last `sent_at`, from the records themselves (one clock).
 pub fn sent_span(records: &[Record]) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
     let first = records.iter().map(|r| r.created_at).min()?;
-    let last = records.iter().filter_map(|r| r.sent_at).max()?;
+    let last = records
+        .iter()
+        .filter(|r| is_sent(&r.status))
+        .filter_map(|r| r.sent_at)
+        .max()?;
     Some((first, last))
 }
 
@@ -171,11 +185,11 @@ pub struct LookFurther {
     pub api_key: String,
     pub list_messages: String,
     pub sim_stats: String,
-    pub logs_dir: String,
+    pub logs: String,
 }
 
 impl LookFurther {
-    pub fn new(producer_url: &str, api_key: &str, sim_stats_url: &str, logs_dir: &str) -> Self {
+    pub fn new(producer_url: &str, api_key: &str, sim_stats_url: &str, logs: &str) -> Self {
         LookFurther {
             api_key: api_key.to_owned(),
             list_messages: format!(
@@ -183,7 +197,7 @@ impl LookFurther {
                 producer_url.trim_end_matches('/')
             ),
             sim_stats: format!("curl {sim_stats_url}"),
-            logs_dir: logs_dir.to_owned(),
+            logs: logs.to_owned(),
         }
     }
 }
@@ -253,17 +267,25 @@ impl Summary {
         let lost = f.accepted.saturating_sub(counts.final_total());
         let (end_to_end_secs, end_to_end_per_sec) = match sent_span(&f.records) {
             Some((first, last)) => {
-                let secs = (last - first).num_microseconds().map_or(0.0, |us| us.max(0) as f64 / 1e6);
+                let secs = (last - first)
+                    .num_microseconds()
+                    .map_or(0.0, |us| us.max(0) as f64 / 1e6);
                 (secs, per_second(sent, secs))
             }
             None => (0.0, 0.0),
         };
         let mut problems = Vec::new();
         if f.not_accepted > 0 {
-            problems.push(format!("{} message(s) were not accepted by the producer", f.not_accepted));
+            problems.push(format!(
+                "{} message(s) were not accepted by the producer",
+                f.not_accepted
+            ));
         }
         if lost > 0 {
-            problems.push(format!("{lost} accepted message(s) were not final after {} s (lost or stuck)", f.timeout_secs));
+            problems.push(format!(
+                "{lost} accepted message(s) were not final after {} s (lost or stuck)",
+                f.timeout_secs
+            ));
         }
         if failed > 0 {
             problems.push(format!("{failed} message(s) failed"));
@@ -311,7 +333,11 @@ impl Summary {
 
     pub fn to_text(&self) -> String {
         let mut o = String::new();
-        let _ = writeln!(o, "Herald demo — run {} (tenant {})", self.run_id, self.tenant_id);
+        let _ = writeln!(
+            o,
+            "Herald demo — run {} (tenant {})",
+            self.run_id, self.tenant_id
+        );
         let _ = writeln!(
             o,
             "  accepted     {} of {} (email {}, wework {})",
@@ -324,7 +350,9 @@ impl Summary {
             .statuses
             .0
             .iter()
-            .filter(|(s, n)| **n > 0 && is_final(s) && !is_sent(s) && *s != "failed" && *s != "in_doubt")
+            .filter(|(s, n)| {
+                **n > 0 && is_final(s) && !is_sent(s) && *s != "failed" && *s != "in_doubt"
+            })
             .map(|(s, n)| format!("{s} {n}"))
             .collect();
         if other.is_empty() {
@@ -332,7 +360,16 @@ impl Summary {
         } else {
             let _ = writeln!(o, "  other        {} ({})", self.other, other.join(", "));
         }
-        let _ = writeln!(o, "  lost         {}{}", self.lost, if self.timed_out { " (timed out waiting)" } else { "" });
+        let _ = writeln!(
+            o,
+            "  lost         {}{}",
+            self.lost,
+            if self.timed_out {
+                " (timed out waiting)"
+            } else {
+                ""
+            }
+        );
         let _ = writeln!(o, "  statuses     {}", self.statuses.brief());
         let _ = writeln!(
             o,
@@ -388,7 +425,11 @@ impl Summary {
             let _ = writeln!(o, "  result       FAILED: {}", self.problems.join("; "));
         }
         if self.in_doubt > 0 {
-            let _ = writeln!(o, "  note         {} message(s) are in_doubt: the provider may or may not have them", self.in_doubt);
+            let _ = writeln!(
+                o,
+                "  note         {} message(s) are in_doubt: the provider may or may not have them",
+                self.in_doubt
+            );
         }
         let l = &self.look_further;
         let _ = writeln!(o);
@@ -396,7 +437,7 @@ impl Summary {
         let _ = writeln!(o, "  API key of tenant demo:  {}", l.api_key);
         let _ = writeln!(o, "  the latest messages:     {}", l.list_messages);
         let _ = writeln!(o, "  the simulator's counts:  {}", l.sim_stats);
-        let _ = writeln!(o, "  the services' logs:      {}/", l.logs_dir.trim_end_matches('/'));
+        let _ = writeln!(o, "  the services' logs:      {}", l.logs);
         o
     }
 }
@@ -430,15 +471,26 @@ mod tests {
     }
 
     fn at(ms: i64) -> DateTime<Utc> {
-        Utc.timestamp_millis_opt(1_800_000_000_000 + ms).single().expect("valid time")
+        Utc.timestamp_millis_opt(1_800_000_000_000 + ms)
+            .single()
+            .expect("valid time")
     }
 
     fn record(created_ms: i64, sent_ms: Option<i64>, status: &str) -> Record {
-        Record { status: status.to_owned(), created_at: at(created_ms), sent_at: sent_ms.map(at) }
+        Record {
+            status: status.to_owned(),
+            created_at: at(created_ms),
+            sent_at: sent_ms.map(at),
+        }
     }
 
     fn look() -> LookFurther {
-        LookFurther::new("http://127.0.0.1:8080/", "hk_x", "http://127.0.0.1:8090/sim/stats", ".herald/logs")
+        LookFurther::new(
+            "http://127.0.0.1:8080/",
+            "hk_x",
+            "http://127.0.0.1:8090/sim/stats",
+            "tail -f .herald/logs/*.log",
+        )
     }
 
     fn facts(accepted: u64, c: StatusCounts, records: Vec<Record>) -> RunFacts {
@@ -472,7 +524,15 @@ mod tests {
         for s in ["queued", "scheduled", "pending", "sending"] {
             assert!(!is_final(s), "{s}");
         }
-        for s in ["sent", "delivered", "failed", "in_doubt", "cancelled", "bounced", "something_new"] {
+        for s in [
+            "sent",
+            "delivered",
+            "failed",
+            "in_doubt",
+            "cancelled",
+            "bounced",
+            "something_new",
+        ] {
             assert!(is_final(s), "{s}");
         }
     }
@@ -522,6 +582,13 @@ mod tests {
     }
 
     #[test]
+    fn percentiles_never_exceed_the_max() {
+        let l = LatencyStats::from_micros([2_109_838, 1_000_000, 2_109_000]).expect("samples");
+        assert!(l.p99_ms <= l.max_ms, "{l:?}");
+        assert_eq!(l.max_ms, 2109.838);
+    }
+
+    #[test]
     fn no_samples_no_latency_and_skew_counts_as_zero() {
         assert!(LatencyStats::from_micros(std::iter::empty()).is_none());
         let l = LatencyStats::from_micros([-5_000, 2_000]).expect("samples");
@@ -536,6 +603,7 @@ mod tests {
             record(0, Some(100), "sent"),
             record(10, Some(310), "sent"),
             record(20, None, "failed"),
+            record(25, Some(9_999), "failed"),
             record(30, Some(1030), "delivered"),
         ];
         let l = LatencyStats::from_records(&records).expect("sent records");
@@ -568,7 +636,10 @@ mod tests {
         let text = s.to_text();
         assert!(text.contains("result       OK"), "{text}");
         assert!(text.contains("Bearer hk_x"), "{text}");
-        assert!(text.contains("http://127.0.0.1:8080/v1/messages?limit=5"), "{text}");
+        assert!(
+            text.contains("http://127.0.0.1:8080/v1/messages?limit=5"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -592,12 +663,18 @@ mod tests {
         let s = Summary::build(facts(3, counts(&[("sent", 2), ("in_doubt", 1)]), vec![]));
         assert!(s.ok);
         assert_eq!(s.in_doubt, 1);
-        assert!(s.to_text().contains("in_doubt: the provider may or may not have them"));
+        assert!(s
+            .to_text()
+            .contains("in_doubt: the provider may or may not have them"));
     }
 
     #[test]
     fn summary_serialises_to_json() {
-        let s = Summary::build(facts(1, counts(&[("sent", 1)]), vec![record(0, Some(20), "sent")]));
+        let s = Summary::build(facts(
+            1,
+            counts(&[("sent", 1)]),
+            vec![record(0, Some(20), "sent")],
+        ));
         let v = serde_json::to_value(&s).expect("serialises");
         assert_eq!(v["sent"], 1);
         assert_eq!(v["statuses"]["sent"], 1);

@@ -26,10 +26,18 @@ pub async fn ensure_tenant(admin: &ApiClient) -> anyhow::Result<Tenant> {
         return Ok(Tenant { id, created: false });
     }
     let body = json!({"code": DEMO_TENANT_CODE, "name": "Herald demo"});
-    match admin.once(Method::POST, "/v1/admin/tenants", Some(&body)).await {
+    match admin
+        .once(Method::POST, "/v1/admin/tenants", Some(&body))
+        .await
+    {
         Ok(t) => {
-            let id = t["id"].as_str().ok_or_else(|| anyhow!("the created tenant has no id: {t}"))?;
-            Ok(Tenant { id: id.to_owned(), created: true })
+            let id = t["id"]
+                .as_str()
+                .ok_or_else(|| anyhow!("the created tenant has no id: {t}"))?;
+            Ok(Tenant {
+                id: id.to_owned(),
+                created: true,
+            })
         }
         // Another run created it meanwhile.
         Err(e) => match find_tenant(admin).await? {
@@ -40,7 +48,10 @@ pub async fn ensure_tenant(admin: &ApiClient) -> anyhow::Result<Tenant> {
 }
 
 async fn find_tenant(admin: &ApiClient) -> anyhow::Result<Option<String>> {
-    let tenants = admin.list_all("/v1/admin/tenants").await.context("Failed to list tenants")?;
+    let tenants = admin
+        .list_all("/v1/admin/tenants")
+        .await
+        .context("Failed to list tenants")?;
     Ok(tenants
         .iter()
         .find(|t| t["code"].as_str() == Some(DEMO_TENANT_CODE))
@@ -51,7 +62,10 @@ async fn find_tenant(admin: &ApiClient) -> anyhow::Result<Option<String>> {
 /// A fresh API key for the tenant (shown once by the API).
 pub async fn create_key(admin: &ApiClient, tenant_id: &str) -> anyhow::Result<String> {
     let path = format!("/v1/admin/tenants/{tenant_id}/keys");
-    let answer = admin.once(Method::POST, &path, None).await.context("Failed to create an API key")?;
+    let answer = admin
+        .once(Method::POST, &path, None)
+        .await
+        .context("Failed to create an API key")?;
     answer["key"]
         .as_str()
         .map(str::to_owned)
@@ -80,7 +94,11 @@ pub fn email_provider(host: &str, port: u16, ca_file: Option<&Path>) -> Provider
         Some(path) => config["ca_file"] = json!(path.display().to_string()),
         None => config["accept_invalid_certs"] = json!(true),
     }
-    ProviderSpec { name: EMAIL_PROVIDER, kind: "smtp", config }
+    ProviderSpec {
+        name: EMAIL_PROVIDER,
+        kind: "smtp",
+        config,
+    }
 }
 
 pub fn wework_provider(base_url: &str) -> ProviderSpec {
@@ -104,10 +122,21 @@ pub enum Ensured {
 
 /// Creates the shared provider, or PATCHes an existing one (by name) to the
 /// spec's config and enables it.
-pub async fn ensure_provider(admin: &ApiClient, spec: &ProviderSpec) -> anyhow::Result<(String, Ensured)> {
-    let providers = admin.list_all("/v1/admin/providers").await.context("Failed to list providers")?;
-    if let Some(existing) = providers.iter().find(|p| p["name"].as_str() == Some(spec.name)) {
-        let id = existing["id"].as_str().ok_or_else(|| anyhow!("provider {} has no id", spec.name))?;
+pub async fn ensure_provider(
+    admin: &ApiClient,
+    spec: &ProviderSpec,
+) -> anyhow::Result<(String, Ensured)> {
+    let providers = admin
+        .list_all("/v1/admin/providers")
+        .await
+        .context("Failed to list providers")?;
+    if let Some(existing) = providers
+        .iter()
+        .find(|p| p["name"].as_str() == Some(spec.name))
+    {
+        let id = existing["id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("provider {} has no id", spec.name))?;
         if existing["kind"].as_str() != Some(spec.kind) {
             bail!(
                 "a provider named {} exists with kind {}, not {}: rename or delete it",
@@ -118,7 +147,11 @@ pub async fn ensure_provider(admin: &ApiClient, spec: &ProviderSpec) -> anyhow::
         }
         let patch = json!({"config": spec.config, "enabled": true});
         admin
-            .call(Method::PATCH, &format!("/v1/admin/providers/{id}"), Some(&patch))
+            .call(
+                Method::PATCH,
+                &format!("/v1/admin/providers/{id}"),
+                Some(&patch),
+            )
             .await
             .with_context(|| format!("Failed to update provider {}", spec.name))?;
         return Ok((id.to_owned(), Ensured::Updated));
@@ -133,7 +166,9 @@ pub async fn ensure_provider(admin: &ApiClient, spec: &ProviderSpec) -> anyhow::
         .once(Method::POST, "/v1/admin/providers", Some(&body))
         .await
         .with_context(|| format!("Failed to create provider {}", spec.name))?;
-    let id = created["id"].as_str().ok_or_else(|| anyhow!("the created provider has no id"))?;
+    let id = created["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the created provider has no id"))?;
     Ok((id.to_owned(), Ensured::Created))
 }
 

@@ -36,7 +36,10 @@ impl ChannelStats {
 
 impl SimStats {
     pub fn since(&self, before: &SimStats) -> SimStats {
-        SimStats { smtp: self.smtp.since(&before.smtp), wework: self.wework.since(&before.wework) }
+        SimStats {
+            smtp: self.smtp.since(&before.smtp),
+            wework: self.wework.since(&before.wework),
+        }
     }
 }
 
@@ -50,9 +53,17 @@ pub async fn fetch(sim_url: &str) -> anyhow::Result<SimStats> {
         .timeout(Duration::from_secs(10))
         .build()
         .context("Failed to build the HTTP client")?;
-    let resp = client.get(&url).send().await.with_context(|| format!("GET {url}"))?;
-    let resp = resp.error_for_status().with_context(|| format!("GET {url}"))?;
-    resp.json::<SimStats>().await.with_context(|| format!("GET {url}: unexpected answer"))
+    let resp = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    let resp = resp
+        .error_for_status()
+        .with_context(|| format!("GET {url}"))?;
+    resp.json::<SimStats>()
+        .await
+        .with_context(|| format!("GET {url}: unexpected answer"))
 }
 
 #[cfg(test)]
@@ -71,15 +82,38 @@ mod tests {
     #[test]
     fn delta_saturates() {
         let before = SimStats {
-            smtp: ChannelStats { received: 10, unique: 10, duplicates: 2, rejected: 0 },
+            smtp: ChannelStats {
+                received: 10,
+                unique: 10,
+                duplicates: 2,
+                rejected: 0,
+            },
             wework: ChannelStats::default(),
         };
         let after = SimStats {
-            smtp: ChannelStats { received: 25, unique: 23, duplicates: 4, rejected: 1 },
-            wework: ChannelStats { received: 3, unique: 3, duplicates: 0, rejected: 0 },
+            smtp: ChannelStats {
+                received: 25,
+                unique: 23,
+                duplicates: 4,
+                rejected: 1,
+            },
+            wework: ChannelStats {
+                received: 3,
+                unique: 3,
+                duplicates: 0,
+                rejected: 0,
+            },
         };
         let d = after.since(&before);
-        assert_eq!(d.smtp, ChannelStats { received: 15, unique: 13, duplicates: 2, rejected: 1 });
+        assert_eq!(
+            d.smtp,
+            ChannelStats {
+                received: 15,
+                unique: 13,
+                duplicates: 2,
+                rejected: 1
+            }
+        );
         assert_eq!(d.wework.received, 3);
         assert_eq!(before.since(&after).smtp.received, 0);
     }

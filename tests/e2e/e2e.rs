@@ -15,7 +15,13 @@ async fn send_batches(h: &Harness, key: &str, messages: Vec<Value>) -> Vec<Strin
             .await
             .expect("batch request");
         assert_eq!(status, 202, "{body}");
-        ids.extend(body["ids"].as_array().expect("ids").iter().map(|v| v.as_str().unwrap_or_default().to_owned()));
+        ids.extend(
+            body["ids"]
+                .as_array()
+                .expect("ids")
+                .iter()
+                .map(|v| v.as_str().unwrap_or_default().to_owned()),
+        );
     }
     ids
 }
@@ -24,8 +30,14 @@ async fn send_batches(h: &Harness, key: &str, messages: Vec<Value>) -> Vec<Strin
 async fn every_message_of_two_tenants_arrives_exactly_once_and_is_recorded_sent() {
     let h = Harness::start(2).await.expect("herald starts");
     h.sim_providers().await.expect("providers");
-    let (_a, key_a) = h.tenant(&herald_e2e::unique("shop")).await.expect("tenant a");
-    let (_b, key_b) = h.tenant(&herald_e2e::unique("crm")).await.expect("tenant b");
+    let (_a, key_a) = h
+        .tenant(&herald_e2e::unique("shop"))
+        .await
+        .expect("tenant a");
+    let (_b, key_b) = h
+        .tenant(&herald_e2e::unique("crm"))
+        .await
+        .expect("tenant b");
 
     let emails: Vec<Value> = (0..1000)
         .map(|i| json!({"channel": "email", "to": format!("user{i}@example.com"), "subject": "Hello", "text": format!("message {i}")}))
@@ -33,28 +45,38 @@ async fn every_message_of_two_tenants_arrives_exactly_once_and_is_recorded_sent(
     let wework: Vec<Value> = (0..200)
         .map(|i| json!({"channel": "wework", "to": format!("u{i}|v{i}"), "text": format!("notice {i}"), "priority": 8}))
         .collect();
-    let (email_ids, wework_ids) = tokio::join!(send_batches(&h, &key_a, emails), send_batches(&h, &key_b, wework));
+    let (email_ids, wework_ids) = tokio::join!(
+        send_batches(&h, &key_a, emails),
+        send_batches(&h, &key_b, wework)
+    );
     assert_eq!(email_ids.len(), 1000);
     assert_eq!(wework_ids.len(), 200);
 
     let db = h.db().await.expect("db");
-    let all: Vec<uuid::Uuid> = email_ids.iter().chain(&wework_ids).filter_map(|s| s.parse().ok()).collect();
+    let all: Vec<uuid::Uuid> = email_ids
+        .iter()
+        .chain(&wework_ids)
+        .filter_map(|s| s.parse().ok())
+        .collect();
     let done = wait_for(Duration::from_secs(120), || {
         let (db, all) = (db.clone(), all.clone());
         async move {
-            let sent: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE id = ANY($1) AND status = 'sent'")
-                .bind(&all)
-                .fetch_one(&db)
-                .await
-                .unwrap_or(0);
+            let sent: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM messages WHERE id = ANY($1) AND status = 'sent'",
+            )
+            .bind(&all)
+            .fetch_one(&db)
+            .await
+            .unwrap_or(0);
             sent == 1200
         }
     })
     .await;
-    let counts: Vec<(String, i64)> = sqlx::query_as("SELECT status, count(*) FROM messages GROUP BY status")
-        .fetch_all(&db)
-        .await
-        .expect("counts");
+    let counts: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM messages GROUP BY status")
+            .fetch_all(&db)
+            .await
+            .expect("counts");
     assert!(done, "not every message was recorded sent: {counts:?}");
 
     for id in &email_ids {
@@ -75,39 +97,72 @@ async fn every_message_of_two_tenants_arrives_exactly_once_and_is_recorded_sent(
 async fn a_scheduled_message_is_not_sent_before_its_time_and_a_cancelled_one_never() {
     let h = Harness::start(1).await.expect("herald starts");
     h.sim_providers().await.expect("providers");
-    let (_t, key) = h.tenant(&herald_e2e::unique("sched")).await.expect("tenant");
+    let (_t, key) = h
+        .tenant(&herald_e2e::unique("sched"))
+        .await
+        .expect("tenant");
     let at = chrono_like_in(3);
     let (status, body) = h
-        .post(&key, "/v1/messages", &json!({"channel": "wework", "to": "u1", "text": "later", "scheduled_at": at}))
+        .post(
+            &key,
+            "/v1/messages",
+            &json!({"channel": "wework", "to": "u1", "text": "later", "scheduled_at": at}),
+        )
         .await
         .expect("send");
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["status"], "scheduled");
     let id = body["id"].as_str().unwrap_or_default().to_owned();
     let (status, cancel_me) = h
-        .post(&key, "/v1/messages", &json!({"channel": "wework", "to": "u2", "text": "never", "scheduled_at": at}))
+        .post(
+            &key,
+            "/v1/messages",
+            &json!({"channel": "wework", "to": "u2", "text": "never", "scheduled_at": at}),
+        )
         .await
         .expect("send");
     assert_eq!(status, 202);
     let cancel_id = cancel_me["id"].as_str().unwrap_or_default().to_owned();
-    let (status, _) = h.post(&key, &format!("/v1/messages/{cancel_id}/cancel"), &json!({})).await.expect("cancel");
+    let (status, _) = h
+        .post(
+            &key,
+            &format!("/v1/messages/{cancel_id}/cancel"),
+            &json!({}),
+        )
+        .await
+        .expect("cancel");
     assert_eq!(status, 200);
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(h.sim.count(SimChannel::Wework, &id), 0, "sent before its time");
-    let arrived = wait_for(Duration::from_secs(15), || async { h.sim.count(SimChannel::Wework, &id) == 1 }).await;
+    assert_eq!(
+        h.sim.count(SimChannel::Wework, &id),
+        0,
+        "sent before its time"
+    );
+    let arrived = wait_for(Duration::from_secs(15), || async {
+        h.sim.count(SimChannel::Wework, &id) == 1
+    })
+    .await;
     if !arrived {
         let db = h.db().await.expect("db");
-        let row: Option<(String, Option<String>, i32)> =
-            sqlx::query_as("SELECT status, error_message, attempts FROM messages WHERE id = $1::uuid")
-                .bind(&id)
-                .fetch_optional(&db)
-                .await
-                .expect("row");
-        panic!("the scheduled message did not arrive: record {row:?}, sim {:?}", h.sim.stats());
+        let row: Option<(String, Option<String>, i32)> = sqlx::query_as(
+            "SELECT status, error_message, attempts FROM messages WHERE id = $1::uuid",
+        )
+        .bind(&id)
+        .fetch_optional(&db)
+        .await
+        .expect("row");
+        panic!(
+            "the scheduled message did not arrive: record {row:?}, sim {:?}",
+            h.sim.stats()
+        );
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(h.sim.count(SimChannel::Wework, &cancel_id), 0, "a cancelled message was sent");
+    assert_eq!(
+        h.sim.count(SimChannel::Wework, &cancel_id),
+        0,
+        "a cancelled message was sent"
+    );
     h.stop().await.expect("clean stop");
 }
 

@@ -34,7 +34,14 @@ where
 
 /// A unique lowercase suffix for names.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::new_v4().simple().to_string().get(..12).unwrap_or("x"))
+    format!(
+        "{prefix}_{}",
+        uuid::Uuid::new_v4()
+            .simple()
+            .to_string()
+            .get(..12)
+            .unwrap_or("x")
+    )
 }
 
 pub struct Harness {
@@ -67,19 +74,31 @@ impl Harness {
         let mut tasks = Vec::new();
 
         let sim = Sim::build(SimConfig::ephemeral()).await?;
-        let (sim_handle, sim_smtp_port, sim_http_port) = (sim.handle(), sim.smtp_port(), sim.http_port());
+        let (sim_handle, sim_smtp_port, sim_http_port) =
+            (sim.handle(), sim.smtp_port(), sim.http_port());
         let ca_file = sim.ca_file().to_path_buf();
         tasks.push(tokio::spawn(sim.run(stopper(&stop_rx))));
 
-        let producer = herald_producer::App::build(herald_producer::Settings::for_tests(&namespace, &database, ADMIN_TOKEN)).await?;
+        let producer = herald_producer::App::build(herald_producer::Settings::for_tests(
+            &namespace,
+            &database,
+            ADMIN_TOKEN,
+        ))
+        .await?;
         let producer_url = format!("http://127.0.0.1:{}", producer.port());
         tasks.push(tokio::spawn(producer.run(stopper(&stop_rx))));
 
-        let scheduler = herald_scheduler::App::build(herald_scheduler::Settings::for_tests(&namespace, &database)).await?;
+        let scheduler = herald_scheduler::App::build(herald_scheduler::Settings::for_tests(
+            &namespace, &database,
+        ))
+        .await?;
         tasks.push(tokio::spawn(scheduler.run(stopper(&stop_rx))));
 
         for _ in 0..workers {
-            let worker = herald_worker::App::build(herald_worker::Settings::for_tests(&namespace, &database)).await?;
+            let worker = herald_worker::App::build(herald_worker::Settings::for_tests(
+                &namespace, &database,
+            ))
+            .await?;
             tasks.push(tokio::spawn(worker.run(stopper(&stop_rx))));
         }
         Ok(Harness {
@@ -96,7 +115,12 @@ impl Harness {
         })
     }
 
-    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<(StatusCode, Value)> {
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
         let mut req = self
             .http
             .request(method, format!("{}{}", self.producer_url, path))
@@ -113,11 +137,21 @@ impl Harness {
     /// Creates a tenant and an API key for it: `(tenant_id, key)`.
     pub async fn tenant(&self, code: &str) -> anyhow::Result<(String, String)> {
         let (status, t) = self
-            .admin(reqwest::Method::POST, "/v1/admin/tenants", Some(json!({"code": code, "name": code})))
+            .admin(
+                reqwest::Method::POST,
+                "/v1/admin/tenants",
+                Some(json!({"code": code, "name": code})),
+            )
             .await?;
         anyhow::ensure!(status == StatusCode::CREATED, "tenant: {status} {t}");
         let id = t["id"].as_str().unwrap_or_default().to_owned();
-        let (status, k) = self.admin(reqwest::Method::POST, &format!("/v1/admin/tenants/{id}/keys"), None).await?;
+        let (status, k) = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/v1/admin/tenants/{id}/keys"),
+                None,
+            )
+            .await?;
         anyhow::ensure!(status == StatusCode::CREATED, "key: {status} {k}");
         Ok((id, k["key"].as_str().unwrap_or_default().to_owned()))
     }
@@ -136,7 +170,10 @@ impl Harness {
                 })),
             )
             .await?;
-        anyhow::ensure!(status == StatusCode::CREATED, "email provider: {status} {email}");
+        anyhow::ensure!(
+            status == StatusCode::CREATED,
+            "email provider: {status} {email}"
+        );
         let (status, wework) = self
             .admin(
                 reqwest::Method::POST,
@@ -148,14 +185,22 @@ impl Harness {
                 })),
             )
             .await?;
-        anyhow::ensure!(status == StatusCode::CREATED, "wework provider: {status} {wework}");
+        anyhow::ensure!(
+            status == StatusCode::CREATED,
+            "wework provider: {status} {wework}"
+        );
         Ok((
             email["id"].as_str().unwrap_or_default().to_owned(),
             wework["id"].as_str().unwrap_or_default().to_owned(),
         ))
     }
 
-    pub async fn post(&self, key: &str, path: &str, body: &Value) -> anyhow::Result<(StatusCode, Value)> {
+    pub async fn post(
+        &self,
+        key: &str,
+        path: &str,
+        body: &Value,
+    ) -> anyhow::Result<(StatusCode, Value)> {
         let resp = self
             .http
             .post(format!("{}{}", self.producer_url, path))
@@ -169,7 +214,11 @@ impl Harness {
 
     /// A connection to this test's database.
     pub async fn db(&self) -> anyhow::Result<sqlx::PgPool> {
-        Ok(sqlx::PgPool::connect(&format!("postgres://postgres@127.0.0.1:5432/{}", self.database)).await?)
+        Ok(sqlx::PgPool::connect(&format!(
+            "postgres://postgres@127.0.0.1:5432/{}",
+            self.database
+        ))
+        .await?)
     }
 
     /// Stops every service (as SIGTERM would) and drops the test database.
@@ -183,10 +232,43 @@ impl Harness {
                 Err(_) => anyhow::bail!("a service did not stop within 40 s"),
             }
         }
-        let admin = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await?;
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.database))
-            .execute(&admin)
-            .await;
+        teardown(&self.namespace, &self.database).await;
         Ok(())
+    }
+}
+
+/// Deletes a test's queues, exchanges and database.
+pub async fn teardown(namespace: &str, database: &str) {
+    let db_url = format!("postgres://postgres@127.0.0.1:5432/{database}");
+    let tenants: Vec<uuid::Uuid> = match sqlx::PgPool::connect(&db_url).await {
+        Ok(pool) => {
+            let t = sqlx::query_scalar("SELECT id FROM tenants")
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_default();
+            pool.close().await;
+            t
+        }
+        Err(_) => Vec::new(),
+    };
+    let amqp = "amqp://guest:guest@127.0.0.1:5672/%2f";
+    if let Ok(broker) =
+        herald_broker::connect(amqp, "herald-test-teardown", Duration::from_secs(5)).await
+    {
+        if let Ok(ch) = broker.channel().await {
+            let tenants: Vec<herald_domain::TenantId> =
+                tenants.into_iter().map(herald_domain::TenantId).collect();
+            let _ = herald_broker::Topology::new(namespace)
+                .delete_all(&ch, &tenants)
+                .await;
+        }
+        broker.close().await;
+    }
+    if let Ok(admin) = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await {
+        let _ = sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+        ))
+        .execute(&admin)
+        .await;
     }
 }

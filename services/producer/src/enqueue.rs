@@ -34,7 +34,11 @@ fn request_hash(raw: &Value) -> Vec<u8> {
 
 /// Records and publishes `items` for `tenant`, all or nothing as far as
 /// validation goes. Answers only after every new job was confirmed.
-pub async fn enqueue(state: &AppState, tenant: TenantId, items: Vec<Item>) -> Result<Vec<Accepted>, ApiError> {
+pub async fn enqueue(
+    state: &AppState,
+    tenant: TenantId,
+    items: Vec<Item>,
+) -> Result<Vec<Accepted>, ApiError> {
     let mut seen = HashSet::new();
     for (index, item) in items.iter().enumerate() {
         if let Some(key) = &item.message.idempotency_key {
@@ -48,7 +52,10 @@ pub async fn enqueue(state: &AppState, tenant: TenantId, items: Vec<Item>) -> Re
         }
     }
     let hashes: Vec<Vec<u8>> = items.iter().map(|i| request_hash(&i.raw)).collect();
-    let keys: Vec<String> = items.iter().filter_map(|i| i.message.idempotency_key.clone()).collect();
+    let keys: Vec<String> = items
+        .iter()
+        .filter_map(|i| i.message.idempotency_key.clone())
+        .collect();
 
     // A concurrent request may claim one of our keys between the lookup and
     // the insert; then the insert refuses and we look again.
@@ -63,7 +70,12 @@ pub async fn enqueue(state: &AppState, tenant: TenantId, items: Vec<Item>) -> Re
         let mut results: Vec<Option<Accepted>> = Vec::with_capacity(items.len());
         let mut fresh: Vec<usize> = Vec::new();
         for (index, item) in items.iter().enumerate() {
-            match item.message.idempotency_key.as_ref().and_then(|k| hits.get(k)) {
+            match item
+                .message
+                .idempotency_key
+                .as_ref()
+                .and_then(|k| hits.get(k))
+            {
                 Some(hit) if hit.request_hash != hashes[index] => {
                     let mut e = ApiError::new(
                         axum::http::StatusCode::UNPROCESSABLE_ENTITY,
@@ -76,7 +88,10 @@ pub async fn enqueue(state: &AppState, tenant: TenantId, items: Vec<Item>) -> Re
                     }
                     return Err(e);
                 }
-                Some(hit) => results.push(Some(Accepted { id: MessageId(hit.message_id), status: hit.status.clone() })),
+                Some(hit) => results.push(Some(Accepted {
+                    id: MessageId(hit.message_id),
+                    status: hit.status.clone(),
+                })),
                 None => {
                     results.push(None);
                     fresh.push(index);
@@ -108,7 +123,10 @@ pub async fn enqueue(state: &AppState, tenant: TenantId, items: Vec<Item>) -> Re
                 parked_envelope: scheduled.then(|| body.clone()),
             });
             if !scheduled {
-                outbound.push((m.id, state.topology.to_user(tenant, m.channel, body, m.priority)));
+                outbound.push((
+                    m.id,
+                    state.topology.to_user(tenant, m.channel, body, m.priority),
+                ));
             }
         }
         match state.store.insert_messages(tenant, &records).await {
@@ -120,22 +138,31 @@ pub async fn enqueue(state: &AppState, tenant: TenantId, items: Vec<Item>) -> Re
         publish_confirmed(state, &outbound).await?;
 
         for (slot, &index) in fresh.iter().enumerate() {
-            results[index] = Some(Accepted { id: items[index].message.id, status: records[slot].status.as_str().to_owned() });
+            results[index] = Some(Accepted {
+                id: items[index].message.id,
+                status: records[slot].status.as_str().to_owned(),
+            });
         }
         metrics::counter!("herald_producer_accepted_total").increment(fresh.len() as u64);
         return Ok(results.into_iter().flatten().collect());
     }
-    Err(ApiError::conflict("the idempotency keys of this request are being used by a concurrent request; retry"))
+    Err(ApiError::conflict(
+        "the idempotency keys of this request are being used by a concurrent request; retry",
+    ))
 }
 
 /// Publishes and waits for every confirm. Messages the broker did not
 /// confirm are marked failed (`unavailable`) so that nothing the caller was
 /// refused goes out later; the caller gets 503 and retries.
-async fn publish_confirmed(state: &AppState, outbound: &[(MessageId, Outbound)]) -> Result<(), ApiError> {
+async fn publish_confirmed(
+    state: &AppState,
+    outbound: &[(MessageId, Outbound)],
+) -> Result<(), ApiError> {
     if outbound.is_empty() {
         return Ok(());
     }
-    let results = futures::future::join_all(outbound.iter().map(|(_, o)| state.publisher.publish(o))).await;
+    let results =
+        futures::future::join_all(outbound.iter().map(|(_, o)| state.publisher.publish(o))).await;
     let failed: Vec<(MessageId, String)> = outbound
         .iter()
         .zip(results)
@@ -148,14 +175,20 @@ async fn publish_confirmed(state: &AppState, outbound: &[(MessageId, Outbound)])
     let ids: Vec<uuid::Uuid> = failed.iter().map(|(id, _)| id.as_uuid()).collect();
     if let Err(e) = state
         .store
-        .mark_unpublished(&ids, &format!("the broker did not confirm the publish: {reason}"))
+        .mark_unpublished(
+            &ids,
+            &format!("the broker did not confirm the publish: {reason}"),
+        )
         .await
     {
         tracing::error!(error = %e, count = ids.len(), "Failed to mark unconfirmed messages; the reconciler will find them queued.");
     }
     tracing::warn!(error = %reason, count = ids.len(), "The broker did not confirm publishes; answering 503.");
     Err(ApiError::unavailable(
-        format!("the broker could not confirm {} message(s); retry with idempotency keys", ids.len()),
+        format!(
+            "the broker could not confirm {} message(s); retry with idempotency keys",
+            ids.len()
+        ),
         5,
     ))
 }

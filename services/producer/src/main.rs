@@ -6,6 +6,8 @@ use herald_producer::{App, Settings};
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
     let _telemetry = herald_telemetry::init("herald-producer")?;
-    let app = App::build(settings).await.context("Failed to start the producer")?;
+    let app = App::build(settings)
+        .await
+        .context("Failed to start the producer")?;
     app.run(herald_runtime::shutdown_signal()).await
 }

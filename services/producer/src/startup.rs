@@ -24,16 +24,25 @@ impl App {
         let store = Store::connect(&settings.common.database_url, settings.db_pool)
             .await
             .context("Failed to connect to PostgreSQL")?;
-        let broker = herald_broker::connect(&settings.common.amqp_url, "herald-producer", Duration::from_secs(30))
-            .await
-            .context("Failed to connect to RabbitMQ")?;
+        let broker = herald_broker::connect(
+            &settings.common.amqp_url,
+            "herald-producer",
+            Duration::from_secs(30),
+        )
+        .await
+        .context("Failed to connect to RabbitMQ")?;
         let topology = Topology::new(&settings.common.namespace);
         let channel = broker.channel().await?;
-        topology.declare_core(&channel).await.context("Failed to declare the broker topology")?;
+        topology
+            .declare_core(&channel)
+            .await
+            .context("Failed to declare the broker topology")?;
         // Re-declare every tenant's queues with identical arguments, so a
         // broker that lost them (a fresh node) routes again.
         for tenant in store.active_tenants().await? {
-            topology.declare_tenant(&channel, TenantId(tenant.id)).await?;
+            topology
+                .declare_tenant(&channel, TenantId(tenant.id))
+                .await?;
         }
         let publisher = Publisher::new(&broker).await?;
         let listener = TcpListener::bind(settings.http_addr)
@@ -47,7 +56,11 @@ impl App {
             admin_token: settings.admin_token.clone(),
             keys: KeyCache::default(),
         };
-        Ok(App { listener, state, broker })
+        Ok(App {
+            listener,
+            state,
+            broker,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -56,7 +69,10 @@ impl App {
 
     /// Serves until `shutdown` resolves, then finishes open requests (each
     /// already holds its confirm or its error) and closes the connection.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "herald-producer is listening.");
         let router = api::router(self.state.clone());
         herald_runtime::serve(self.listener, router, shutdown).await?;

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use herald_broker::lapin::message::Delivery;
-use herald_broker::lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use herald_broker::lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
 use herald_broker::lapin::types::FieldTable;
 use herald_broker::{Broker, Outbound, Publisher, Topology};
 use herald_domain::{Channel, Priority, TenantId};
@@ -52,11 +54,22 @@ enum Fate {
 impl Drain {
     /// Consumes `queue` until `stop` fires; unacked deliveries return to the
     /// queue when the channel closes.
-    pub async fn drain_queue(self: Arc<Self>, queue: String, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    pub async fn drain_queue(
+        self: Arc<Self>,
+        queue: String,
+        mut stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
         let channel = self.broker.channel().await?;
-        channel.basic_qos(self.prefetch, BasicQosOptions::default()).await?;
+        channel
+            .basic_qos(self.prefetch, BasicQosOptions::default())
+            .await?;
         let mut consumer = channel
-            .basic_consume(&queue, "", BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                &queue,
+                "",
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         tracing::debug!(queue = %queue, "Draining a queue.");
         loop {
@@ -82,7 +95,11 @@ impl Drain {
     }
 
     /// Places every delivery of `batch`, publishes, and acks.
-    pub async fn process_batch(&self, batch: Vec<Delivery>, stop: &watch::Receiver<bool>) -> anyhow::Result<()> {
+    pub async fn process_batch(
+        &self,
+        batch: Vec<Delivery>,
+        stop: &watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
         let fates = futures::future::join_all(batch.iter().map(|d| self.decide(d, stop))).await;
         let outbound: Vec<Outbound> = fates
             .iter()
@@ -94,11 +111,24 @@ impl Drain {
         self.publisher.publish_all(&outbound).await?;
         for (delivery, fate) in batch.iter().zip(&fates) {
             match fate {
-                Fate::Central(_) | Fate::Dead(_) => delivery.acker.ack(BasicAckOptions::default()).await?,
-                Fate::Requeue => delivery.acker.nack(BasicNackOptions { multiple: false, requeue: true }).await?,
+                Fate::Central(_) | Fate::Dead(_) => {
+                    delivery.acker.ack(BasicAckOptions::default()).await?
+                }
+                Fate::Requeue => {
+                    delivery
+                        .acker
+                        .nack(BasicNackOptions {
+                            multiple: false,
+                            requeue: true,
+                        })
+                        .await?
+                }
             }
         }
-        let placed = fates.iter().filter(|f| matches!(f, Fate::Central(_))).count();
+        let placed = fates
+            .iter()
+            .filter(|f| matches!(f, Fate::Central(_)))
+            .count();
         metrics::counter!("herald_scheduler_placed_total").increment(placed as u64);
         Ok(())
     }
@@ -110,7 +140,11 @@ impl Drain {
             Ok(job) => job,
             Err(e) => {
                 tracing::warn!(error = %e, "A delivery is not a job envelope; dead-lettering it.");
-                return Fate::Dead(self.topology.dead_letter(delivery.data.clone(), "undecodable", &e.to_string()));
+                return Fate::Dead(self.topology.dead_letter(
+                    delivery.data.clone(),
+                    "undecodable",
+                    &e.to_string(),
+                ));
             }
         };
         let started = Instant::now();
@@ -121,20 +155,32 @@ impl Drain {
                     job.assignment = Some(assignment);
                     let channel = Channel::from_proto(job.channel).unwrap_or(Channel::Email);
                     let priority = Priority::parse(i64::from(job.priority)).unwrap_or_default();
-                    return Fate::Central(self.topology.to_central(channel, job.encode_to_vec(), priority));
+                    return Fate::Central(self.topology.to_central(
+                        channel,
+                        job.encode_to_vec(),
+                        priority,
+                    ));
                 }
                 Ok(Placement::Impossible { reason }) => {
                     tracing::warn!(message_id = %job.message_id, reason = %reason, "A job can never be placed; dead-lettering it.");
                     job.last_error = reason.clone();
-                    return Fate::Dead(self.topology.dead_letter(job.encode_to_vec(), "unplaceable", &reason));
+                    return Fate::Dead(self.topology.dead_letter(
+                        job.encode_to_vec(),
+                        "unplaceable",
+                        &reason,
+                    ));
                 }
-                Ok(Placement::Wait { retry_after, reason }) => {
+                Ok(Placement::Wait {
+                    retry_after,
+                    reason,
+                }) => {
                     tracing::debug!(message_id = %job.message_id, reason = %reason, wait_ms = retry_after.as_millis() as u64, "Waiting for provider capacity.");
                     metrics::counter!("herald_scheduler_waits_total").increment(1);
                     if started.elapsed() > MAX_HOLD {
                         return Fate::Requeue;
                     }
-                    let pause = retry_after.clamp(Duration::from_millis(20), Duration::from_secs(2));
+                    let pause =
+                        retry_after.clamp(Duration::from_millis(20), Duration::from_secs(2));
                     tokio::select! {
                         _ = stop.wait_for(|s| *s) => return Fate::Requeue,
                         _ = tokio::time::sleep(pause) => {}
@@ -154,7 +200,12 @@ impl Drain {
 }
 
 /// Runs `drain_queue` again after an error, until stopped.
-pub fn spawn_drain(tasks: &mut JoinSet<()>, drain: Arc<Drain>, queue: String, stop: watch::Receiver<bool>) {
+pub fn spawn_drain(
+    tasks: &mut JoinSet<()>,
+    drain: Arc<Drain>,
+    queue: String,
+    stop: watch::Receiver<bool>,
+) {
     tasks.spawn(async move {
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -197,7 +248,12 @@ pub async fn discover_tenants(
                     let _ = channel.close(200, "declared").await;
                     let (tx, rx) = watch::channel(false);
                     for ch in Channel::ALL {
-                        spawn_drain(&mut tasks, drain.clone(), drain.topology.user_queue(*tenant, ch), rx.clone());
+                        spawn_drain(
+                            &mut tasks,
+                            drain.clone(),
+                            drain.topology.user_queue(*tenant, ch),
+                            rx.clone(),
+                        );
                     }
                     running.insert(*tenant, tx);
                     tracing::info!(tenant_id = %tenant, "Draining a tenant's user queues.");
@@ -211,7 +267,9 @@ pub async fn discover_tenants(
                     keep
                 });
             }
-            Err(e) => tracing::warn!(error = %e, "Failed to list tenants; keeping the current drains."),
+            Err(e) => {
+                tracing::warn!(error = %e, "Failed to list tenants; keeping the current drains.")
+            }
         }
         let notified = async {
             match listener.as_mut() {

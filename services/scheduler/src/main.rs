@@ -6,6 +6,8 @@ use herald_scheduler::{App, Settings};
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
     let _telemetry = herald_telemetry::init("herald-scheduler")?;
-    let app = App::build(settings).await.context("Failed to start the scheduler")?;
+    let app = App::build(settings)
+        .await
+        .context("Failed to start the scheduler")?;
     app.run(herald_runtime::shutdown_signal()).await
 }

@@ -32,13 +32,18 @@ impl ProviderView {
         }
         let channel: Channel = row.channel.parse().ok()?;
         let quota: Quota = serde_json::from_value(row.quota.clone()).unwrap_or_default();
-        let window = row.send_window.as_ref().and_then(|w| serde_json::from_value(w.clone()).ok());
+        let window = row
+            .send_window
+            .as_ref()
+            .and_then(|w| serde_json::from_value(w.clone()).ok());
         Some(ProviderView {
             id: row.id,
             name: row.name.clone(),
             tenant_id: row.tenant_id,
             channel,
-            limits: Limits { windows: quota.windows().collect() },
+            limits: Limits {
+                windows: quota.windows().collect(),
+            },
             window,
             weight: row.weight.max(1) as u32,
         })
@@ -51,7 +56,10 @@ pub enum Placement {
     /// Capacity reserved on this provider.
     Placed(v1::Assignment),
     /// Nothing eligible has room now; try again after this long.
-    Wait { retry_after: Duration, reason: String },
+    Wait {
+        retry_after: Duration,
+        reason: String,
+    },
     /// No provider could ever take it (it costs more than any window holds).
     Impossible { reason: String },
 }
@@ -66,7 +74,11 @@ pub struct Placer {
 impl Placer {
     pub fn new(capacity: Capacity, catalog: ProviderCatalog) -> Placer {
         let views = build_views(&catalog);
-        Placer { capacity, catalog, views: RwLock::new((u64::MAX, views)) }
+        Placer {
+            capacity,
+            catalog,
+            views: RwLock::new((u64::MAX, views)),
+        }
     }
 
     fn views(&self) -> Arc<Vec<ProviderView>> {
@@ -101,7 +113,9 @@ impl Placer {
     pub async fn place(&self, job: &v1::Job) -> Result<Placement, CapacityError> {
         let tenant: Uuid = job.tenant_id.parse().unwrap_or_default();
         let Some(channel) = Channel::from_proto(job.channel) else {
-            return Ok(Placement::Impossible { reason: format!("unknown channel {}", job.channel) });
+            return Ok(Placement::Impossible {
+                reason: format!("unknown channel {}", job.channel),
+            });
         };
         let candidates = rank(self.eligible(tenant, channel));
         if candidates.is_empty() {
@@ -124,7 +138,8 @@ impl Placer {
                     }));
                 }
                 Reservation::Denied { retry_after, .. } => {
-                    metrics::counter!("herald_scheduler_reservations_total", "outcome" => "denied").increment(1);
+                    metrics::counter!("herald_scheduler_reservations_total", "outcome" => "denied")
+                        .increment(1);
                     soonest = Some(soonest.map_or(retry_after, |s| s.min(retry_after)));
                 }
                 Reservation::TooLarge { .. } => too_large += 1,
@@ -132,7 +147,9 @@ impl Placer {
         }
         if too_large == candidates.len() {
             return Ok(Placement::Impossible {
-                reason: format!("costs {cost} units, more than any eligible provider's quota window holds"),
+                reason: format!(
+                    "costs {cost} units, more than any eligible provider's quota window holds"
+                ),
             });
         }
         Ok(Placement::Wait {
@@ -143,7 +160,13 @@ impl Placer {
 }
 
 fn build_views(catalog: &ProviderCatalog) -> Arc<Vec<ProviderView>> {
-    Arc::new(catalog.snapshot().iter().filter_map(ProviderView::from_row).collect())
+    Arc::new(
+        catalog
+            .snapshot()
+            .iter()
+            .filter_map(ProviderView::from_row)
+            .collect(),
+    )
 }
 
 /// Units of provider quota a job costs: one per WeWork recipient, else one.
@@ -196,7 +219,10 @@ mod tests {
             .filter(|_| rank(vec![light.clone(), heavy.clone()])[0].id == heavy.id)
             .count();
         // Expected share 0.9; allow generous noise.
-        assert!(firsts > 1600 && firsts < 1950, "heavy first {firsts} of 2000");
+        assert!(
+            firsts > 1600 && firsts < 1950,
+            "heavy first {firsts} of 2000"
+        );
     }
 
     #[test]

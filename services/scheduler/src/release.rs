@@ -16,7 +16,12 @@ const TICK: Duration = Duration::from_millis(500);
 
 /// Releases due jobs until `shutdown` fires. A job is deleted from
 /// PostgreSQL only in the transaction that follows its confirmed publish.
-pub async fn release_due(store: Store, publisher: Publisher, topology: Topology, mut shutdown: watch::Receiver<bool>) {
+pub async fn release_due(
+    store: Store,
+    publisher: Publisher,
+    topology: Topology,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let released = match release_once(&store, &publisher, &topology).await {
             Ok(n) => n,
@@ -36,7 +41,11 @@ pub async fn release_due(store: Store, publisher: Publisher, topology: Topology,
 }
 
 /// One round: lock what is due, publish it with confirms, delete it.
-pub async fn release_once(store: &Store, publisher: &Publisher, topology: &Topology) -> anyhow::Result<usize> {
+pub async fn release_once(
+    store: &Store,
+    publisher: &Publisher,
+    topology: &Topology,
+) -> anyhow::Result<usize> {
     let due = store.due_jobs(BATCH).await?;
     if due.jobs.is_empty() {
         return Ok(0);

@@ -36,15 +36,22 @@ impl App {
         let store = Store::connect(&settings.common.database_url, 8)
             .await
             .context("Failed to connect to PostgreSQL")?;
-        let broker = herald_broker::connect(&settings.common.amqp_url, "herald-scheduler", Duration::from_secs(30))
-            .await
-            .context("Failed to connect to RabbitMQ")?;
+        let broker = herald_broker::connect(
+            &settings.common.amqp_url,
+            "herald-scheduler",
+            Duration::from_secs(30),
+        )
+        .await
+        .context("Failed to connect to RabbitMQ")?;
         let capacity = Capacity::connect(&settings.common.redis_url, &settings.common.namespace)
             .await
             .context("Failed to connect to Redis")?;
         let topology = Topology::new(&settings.common.namespace);
         let channel = broker.channel().await?;
-        topology.declare_core(&channel).await.context("Failed to declare the broker topology")?;
+        topology
+            .declare_core(&channel)
+            .await
+            .context("Failed to declare the broker topology")?;
         let _ = channel.close(200, "declared").await;
         let (stop_tx, stop_rx) = watch::channel(false);
         let poll = Duration::from_secs(settings.poll_secs.max(1));
@@ -60,7 +67,15 @@ impl App {
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("Failed to bind {}", settings.http_addr))?;
-        Ok(App { listener, store, drain, capacity, poll, stop_tx, stop_rx })
+        Ok(App {
+            listener,
+            store,
+            drain,
+            capacity,
+            poll,
+            stop_tx,
+            stop_rx,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -70,7 +85,10 @@ impl App {
     /// Runs until `shutdown` resolves (or the broker connection is lost,
     /// which ends the process with an error so that its supervisor restarts
     /// it; every unacked delivery returns to its queue).
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "herald-scheduler is running.");
         let mut tasks = JoinSet::new();
         let drain = self.drain.clone();
@@ -84,9 +102,19 @@ impl App {
             },
         ));
         // Retries coming back are served by their own drain, first in line.
-        spawn_drain(&mut tasks, self.drain.clone(), self.drain.topology.return_queue(), self.stop_rx.clone());
+        spawn_drain(
+            &mut tasks,
+            self.drain.clone(),
+            self.drain.topology.return_queue(),
+            self.stop_rx.clone(),
+        );
         tasks.spawn({
-            let (drain, store, poll, stop) = (self.drain.clone(), self.store.clone(), self.poll, self.stop_rx.clone());
+            let (drain, store, poll, stop) = (
+                self.drain.clone(),
+                self.store.clone(),
+                self.poll,
+                self.stop_rx.clone(),
+            );
             async move {
                 if let Err(e) = discover_tenants(drain, store, poll, stop).await {
                     tracing::error!(error = %e, "Tenant discovery failed.");
@@ -115,9 +143,14 @@ impl App {
             _ = lost => result = Err(anyhow::anyhow!("Lost the connection to RabbitMQ")),
         }
         let _ = self.stop_tx.send(true);
-        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
         if drained.is_err() {
-            tracing::warn!("Some placements did not finish in time; their deliveries return to the queues.");
+            tracing::warn!(
+                "Some placements did not finish in time; their deliveries return to the queues."
+            );
         }
         self.drain.broker.close().await;
         let _ = http_stop_tx.send(true);

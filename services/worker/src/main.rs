@@ -6,6 +6,8 @@ use herald_worker::{App, Settings};
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
     let _telemetry = herald_telemetry::init("herald-worker")?;
-    let app = App::build(settings).await.context("Failed to start the worker")?;
+    let app = App::build(settings)
+        .await
+        .context("Failed to start the worker")?;
     app.run(herald_runtime::shutdown_signal()).await
 }

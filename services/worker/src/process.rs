@@ -71,7 +71,12 @@ impl Worker {
         amqp.basic_qos(prefetch, BasicQosOptions::default()).await?;
         let queue = self.topology.central_queue(channel);
         let mut consumer = amqp
-            .basic_consume(&queue, "", BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                &queue,
+                "",
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         let (done_tx, done_rx) = mpsc::channel::<Finished>(RECORD_BATCH * 2);
         let recorder = tokio::spawn(self.clone().record_loop(done_rx));
@@ -104,21 +109,44 @@ impl Worker {
 
     /// Claims `batch` and starts its sends; each finished delivery goes to
     /// `done` for recording. A test can drive this one batch at a time.
-    pub async fn process_batch(self: Arc<Self>, batch: Vec<Delivery>, permits: &Arc<Semaphore>, done: &mpsc::Sender<Finished>) {
+    pub async fn process_batch(
+        self: Arc<Self>,
+        batch: Vec<Delivery>,
+        permits: &Arc<Semaphore>,
+        done: &mpsc::Sender<Finished>,
+    ) {
         let mut jobs: Vec<(Delivery, v1::Job)> = Vec::with_capacity(batch.len());
         for delivery in batch {
             match v1::Job::decode(delivery.data.as_slice()) {
                 Ok(job) => jobs.push((delivery, job)),
                 Err(e) => {
-                    let publish = self.topology.dead_letter(delivery.data.clone(), "undecodable", &e.to_string());
-                    let _ = done.send(Finished { acker: delivery.acker, outcome: None, publish: Some(publish) }).await;
+                    let publish = self.topology.dead_letter(
+                        delivery.data.clone(),
+                        "undecodable",
+                        &e.to_string(),
+                    );
+                    let _ = done
+                        .send(Finished {
+                            acker: delivery.acker,
+                            outcome: None,
+                            publish: Some(publish),
+                        })
+                        .await;
                 }
             }
         }
-        let ids: Vec<Uuid> = jobs.iter().map(|(_, j)| j.message_id.parse().unwrap_or_default()).collect();
+        let ids: Vec<Uuid> = jobs
+            .iter()
+            .map(|(_, j)| j.message_id.parse().unwrap_or_default())
+            .collect();
         let providers: Vec<Uuid> = jobs
             .iter()
-            .map(|(_, j)| j.assignment.as_ref().and_then(|a| a.provider_id.parse().ok()).unwrap_or_default())
+            .map(|(_, j)| {
+                j.assignment
+                    .as_ref()
+                    .and_then(|a| a.provider_id.parse().ok())
+                    .unwrap_or_default()
+            })
             .collect();
         let claimed = loop {
             match self.store.claim_for_sending(&ids, &providers).await {
@@ -129,20 +157,39 @@ impl Worker {
                 }
             }
         };
-        let previous: HashMap<Uuid, String> = claimed.into_iter().map(|c| (c.id, c.previous_status)).collect();
+        let previous: HashMap<Uuid, String> = claimed
+            .into_iter()
+            .map(|c| (c.id, c.previous_status))
+            .collect();
         for ((delivery, job), id) in jobs.into_iter().zip(ids) {
             match previous.get(&id).map(String::as_str) {
                 None => {
                     // Sent, cancelled or finished already: a duplicate
                     // delivery, never sent twice. Give back its reservation.
                     self.refund(&job).await;
-                    let _ = done.send(Finished { acker: delivery.acker, outcome: None, publish: None }).await;
+                    let _ = done
+                        .send(Finished {
+                            acker: delivery.acker,
+                            outcome: None,
+                            publish: None,
+                        })
+                        .await;
                 }
                 Some("sending") => {
                     metrics::counter!("herald_worker_in_doubt_total").increment(1);
                     tracing::warn!(message_id = %id, "A message was found mid-send after a worker stopped; recorded in_doubt.");
-                    let publish = self.dead_letter(job, "in_doubt", "the worker sending it stopped before recording the outcome");
-                    let _ = done.send(Finished { acker: delivery.acker, outcome: None, publish: Some(publish) }).await;
+                    let publish = self.dead_letter(
+                        job,
+                        "in_doubt",
+                        "the worker sending it stopped before recording the outcome",
+                    );
+                    let _ = done
+                        .send(Finished {
+                            acker: delivery.acker,
+                            outcome: None,
+                            publish: Some(publish),
+                        })
+                        .await;
                 }
                 Some(_) => {
                     let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -163,12 +210,22 @@ impl Worker {
     /// Sends one claimed job and decides what to record and publish.
     async fn send_one(&self, acker: Acker, mut job: v1::Job, id: Uuid) -> Finished {
         let attempt = job.attempt + 1;
-        let provider_id: Uuid = job.assignment.as_ref().and_then(|a| a.provider_id.parse().ok()).unwrap_or_default();
+        let provider_id: Uuid = job
+            .assignment
+            .as_ref()
+            .and_then(|a| a.provider_id.parse().ok())
+            .unwrap_or_default();
         let started = Instant::now();
         let disposition = match self.registry.get(provider_id) {
-            None => Disposition::Failover { code: "provider_unknown".into(), reason: "the assigned provider no longer exists".into() },
+            None => Disposition::Failover {
+                code: "provider_unknown".into(),
+                reason: "the assigned provider no longer exists".into(),
+            },
             Some(entry) => match &entry.adapter {
-                Err(e) => Disposition::Failover { code: "provider_config".into(), reason: e.clone() },
+                Err(e) => Disposition::Failover {
+                    code: "provider_config".into(),
+                    reason: e.clone(),
+                },
                 Ok(adapter) => {
                     let content = job.content.clone().unwrap_or_default();
                     let out = Outgoing {
@@ -190,8 +247,10 @@ impl Worker {
             Disposition::DeadLetter { .. } => "dead_letter",
             Disposition::InDoubt { .. } => "in_doubt",
         };
-        metrics::counter!("herald_worker_sends_total", "channel" => channel, "outcome" => kind).increment(1);
-        metrics::histogram!("herald_worker_send_seconds", "channel" => channel).record(started.elapsed().as_secs_f64());
+        metrics::counter!("herald_worker_sends_total", "channel" => channel, "outcome" => kind)
+            .increment(1);
+        metrics::histogram!("herald_worker_send_seconds", "channel" => channel)
+            .record(started.elapsed().as_secs_f64());
 
         let outcome = |status: MessageStatus, d: &Disposition| Outcome {
             id,
@@ -200,8 +259,14 @@ impl Worker {
             error_message: d.reason().map(str::to_owned),
         };
         match &disposition {
-            Disposition::Sent { .. } => Finished { acker, outcome: Some(outcome(MessageStatus::Sent, &disposition)), publish: None },
-            Disposition::RetryAfter { .. } | Disposition::Failover { .. } if attempt < self.max_attempts => {
+            Disposition::Sent { .. } => Finished {
+                acker,
+                outcome: Some(outcome(MessageStatus::Sent, &disposition)),
+                publish: None,
+            },
+            Disposition::RetryAfter { .. } | Disposition::Failover { .. }
+                if attempt < self.max_attempts =>
+            {
                 if matches!(disposition, Disposition::Failover { .. }) {
                     // The provider never saw it: its capacity is not used.
                     self.refund(&job).await;
@@ -213,17 +278,33 @@ impl Worker {
                 job.attempt = attempt;
                 job.assignment = None;
                 job.last_error = disposition.reason().unwrap_or_default().to_owned();
-                let publish = self.topology.to_delay(wait.as_secs().max(1), job.encode_to_vec());
-                Finished { acker, outcome: Some(outcome(MessageStatus::Pending, &disposition)), publish: Some(publish) }
+                let publish = self
+                    .topology
+                    .to_delay(wait.as_secs().max(1), job.encode_to_vec());
+                Finished {
+                    acker,
+                    outcome: Some(outcome(MessageStatus::Pending, &disposition)),
+                    publish: Some(publish),
+                }
             }
             Disposition::InDoubt { .. } => {
-                let publish = self.dead_letter(job, "in_doubt", disposition.reason().unwrap_or_default());
-                Finished { acker, outcome: Some(outcome(MessageStatus::InDoubt, &disposition)), publish: Some(publish) }
+                let publish =
+                    self.dead_letter(job, "in_doubt", disposition.reason().unwrap_or_default());
+                Finished {
+                    acker,
+                    outcome: Some(outcome(MessageStatus::InDoubt, &disposition)),
+                    publish: Some(publish),
+                }
             }
             _ => {
                 let code = disposition.code().unwrap_or("failed").to_owned();
-                let publish = self.dead_letter(job, &code, disposition.reason().unwrap_or_default());
-                Finished { acker, outcome: Some(outcome(MessageStatus::Failed, &disposition)), publish: Some(publish) }
+                let publish =
+                    self.dead_letter(job, &code, disposition.reason().unwrap_or_default());
+                Finished {
+                    acker,
+                    outcome: Some(outcome(MessageStatus::Failed, &disposition)),
+                    publish: Some(publish),
+                }
             }
         }
     }
@@ -235,9 +316,15 @@ impl Worker {
 
     async fn refund(&self, job: &v1::Job) {
         let Some(a) = &job.assignment else { return };
-        let Ok(provider) = a.provider_id.parse::<Uuid>() else { return };
+        let Ok(provider) = a.provider_id.parse::<Uuid>() else {
+            return;
+        };
         if let Some(entry) = self.registry.get(provider) {
-            if let Err(e) = self.capacity.refund(provider, &entry.limits, a.cost, a.reserved_at_ms).await {
+            if let Err(e) = self
+                .capacity
+                .refund(provider, &entry.limits, a.cost, a.reserved_at_ms)
+                .await
+            {
                 tracing::warn!(error = %e, "Failed to refund a reservation; it expires with its window.");
             }
         }

@@ -31,7 +31,10 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(catalog: ProviderCatalog) -> Registry {
-        let registry = Registry { catalog, entries: RwLock::new((u64::MAX, Arc::new(HashMap::new()))) };
+        let registry = Registry {
+            catalog,
+            entries: RwLock::new((u64::MAX, Arc::new(HashMap::new()))),
+        };
         registry.refresh();
         registry
     }
@@ -70,7 +73,9 @@ impl Registry {
                     name: row.name.clone(),
                     updated_at: row.updated_at,
                     adapter,
-                    limits: Limits { windows: quota.windows().collect() },
+                    limits: Limits {
+                        windows: quota.windows().collect(),
+                    },
                 }),
             );
         }

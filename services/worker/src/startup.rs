@@ -33,18 +33,26 @@ impl App {
         let store = Store::connect(&settings.common.database_url, 8)
             .await
             .context("Failed to connect to PostgreSQL")?;
-        let broker = herald_broker::connect(&settings.common.amqp_url, "herald-worker", Duration::from_secs(30))
-            .await
-            .context("Failed to connect to RabbitMQ")?;
+        let broker = herald_broker::connect(
+            &settings.common.amqp_url,
+            "herald-worker",
+            Duration::from_secs(30),
+        )
+        .await
+        .context("Failed to connect to RabbitMQ")?;
         let capacity = Capacity::connect(&settings.common.redis_url, &settings.common.namespace)
             .await
             .context("Failed to connect to Redis")?;
         let topology = Topology::new(&settings.common.namespace);
         let channel = broker.channel().await?;
-        topology.declare_core(&channel).await.context("Failed to declare the broker topology")?;
+        topology
+            .declare_core(&channel)
+            .await
+            .context("Failed to declare the broker topology")?;
         let _ = channel.close(200, "declared").await;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let catalog = ProviderCatalog::start(store.clone(), Duration::from_secs(10), stop_rx.clone()).await?;
+        let catalog =
+            ProviderCatalog::start(store.clone(), Duration::from_secs(10), stop_rx.clone()).await?;
         let publisher = Publisher::new(&broker).await?;
         let worker = Arc::new(Worker {
             store,
@@ -58,7 +66,13 @@ impl App {
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("Failed to bind {}", settings.http_addr))?;
-        Ok(App { listener, worker, settings, stop_tx, stop_rx })
+        Ok(App {
+            listener,
+            worker,
+            settings,
+            stop_tx,
+            stop_rx,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -67,14 +81,21 @@ impl App {
 
     /// Runs until `shutdown` resolves: then stops taking deliveries,
     /// finishes and records the sends in flight, acks, and closes.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "herald-worker is running.");
         let broker = self.worker.broker.clone();
         let ready: herald_runtime::Readiness = Arc::new(move || broker.is_connected());
         let (http_stop_tx, mut http_stop_rx) = watch::channel(false);
-        let http = tokio::spawn(herald_runtime::serve(self.listener, herald_runtime::ops_router(ready), async move {
-            let _ = http_stop_rx.wait_for(|s| *s).await;
-        }));
+        let http = tokio::spawn(herald_runtime::serve(
+            self.listener,
+            herald_runtime::ops_router(ready),
+            async move {
+                let _ = http_stop_rx.wait_for(|s| *s).await;
+            },
+        ));
         let mut tasks = JoinSet::new();
         for channel in [Channel::Email, Channel::Wework] {
             let worker = self.worker.clone();
@@ -101,8 +122,15 @@ impl App {
             _ = lost => result = Err(anyhow::anyhow!("Lost the connection to RabbitMQ")),
         }
         let _ = self.stop_tx.send(true);
-        if tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
-            tracing::warn!("Sends in flight did not finish in time; their deliveries return to the queue.");
+        if tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!(
+                "Sends in flight did not finish in time; their deliveries return to the queue."
+            );
         }
         self.worker.broker.close().await;
         let _ = http_stop_tx.send(true);

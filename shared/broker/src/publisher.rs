@@ -53,17 +53,26 @@ impl Publisher {
             .basic_publish(
                 &msg.exchange,
                 &msg.routing_key,
-                BasicPublishOptions { mandatory: true, immediate: false },
+                BasicPublishOptions {
+                    mandatory: true,
+                    immediate: false,
+                },
                 &msg.body,
                 props,
             )
             .await?;
         let result = match confirm.await? {
             Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
-            Confirmation::Ack(Some(_returned)) => Err(BrokerError::Unroutable(msg.routing_key.clone())),
+            Confirmation::Ack(Some(_returned)) => {
+                Err(BrokerError::Unroutable(msg.routing_key.clone()))
+            }
             Confirmation::Nack(_) => Err(BrokerError::Nacked),
         };
-        let outcome = if result.is_ok() { "confirmed" } else { "refused" };
+        let outcome = if result.is_ok() {
+            "confirmed"
+        } else {
+            "refused"
+        };
         metrics::counter!("herald_broker_publishes_total", "outcome" => outcome).increment(1);
         result
     }

@@ -38,7 +38,9 @@ const DURABLE: QueueDeclareOptions = QueueDeclareOptions {
 
 impl Topology {
     pub fn new(namespace: &str) -> Self {
-        Topology { ns: namespace.to_owned() }
+        Topology {
+            ns: namespace.to_owned(),
+        }
     }
 
     pub fn namespace(&self) -> &str {
@@ -89,7 +91,10 @@ impl Topology {
     fn priority_args() -> FieldTable {
         table(vec![
             ("x-queue-version", AMQPValue::LongInt(2)),
-            ("x-max-priority", AMQPValue::ShortShortUInt(Priority::MAX_BAND)),
+            (
+                "x-max-priority",
+                AMQPValue::ShortShortUInt(Priority::MAX_BAND),
+            ),
         ])
     }
 
@@ -108,32 +113,65 @@ impl Topology {
     /// Declares what every service shares: the exchanges, central queues,
     /// return, delay tiers, dead letters and callbacks. Idempotent.
     pub async fn declare_core(&self, ch: &lapin::Channel) -> Result<(), BrokerError> {
-        let ex_opts = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        let ex_opts = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
         for ex in [self.user_exchange(), self.central_exchange()] {
-            ch.exchange_declare(&ex, ExchangeKind::Direct, ex_opts, FieldTable::default()).await?;
+            ch.exchange_declare(&ex, ExchangeKind::Direct, ex_opts, FieldTable::default())
+                .await?;
         }
         for channel in Channel::ALL {
             let q = self.central_queue(channel);
             ch.queue_declare(&q, DURABLE, Self::priority_args()).await?;
-            ch.queue_bind(&q, &self.central_exchange(), channel.as_str(), QueueBindOptions::default(), FieldTable::default())
-                .await?;
+            ch.queue_bind(
+                &q,
+                &self.central_exchange(),
+                channel.as_str(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
         }
-        ch.queue_declare(&self.return_queue(), DURABLE, Self::safe_quorum_args(vec![])).await?;
+        ch.queue_declare(
+            &self.return_queue(),
+            DURABLE,
+            Self::safe_quorum_args(vec![]),
+        )
+        .await?;
         for seconds in DELAY_TIERS {
             let args = Self::safe_quorum_args(vec![
-                ("x-message-ttl", AMQPValue::LongLongInt(i64::from(seconds) * 1000)),
+                (
+                    "x-message-ttl",
+                    AMQPValue::LongLongInt(i64::from(seconds) * 1000),
+                ),
                 ("x-dead-letter-exchange", text("")),
                 ("x-dead-letter-routing-key", text(&self.return_queue())),
             ]);
-            ch.queue_declare(&self.delay_queue(seconds), DURABLE, args).await?;
+            ch.queue_declare(&self.delay_queue(seconds), DURABLE, args)
+                .await?;
         }
-        ch.queue_declare(&self.dead_letter_queue(), DURABLE, Self::safe_quorum_args(vec![])).await?;
-        ch.queue_declare(&self.callbacks_queue(), DURABLE, Self::safe_quorum_args(vec![])).await?;
+        ch.queue_declare(
+            &self.dead_letter_queue(),
+            DURABLE,
+            Self::safe_quorum_args(vec![]),
+        )
+        .await?;
+        ch.queue_declare(
+            &self.callbacks_queue(),
+            DURABLE,
+            Self::safe_quorum_args(vec![]),
+        )
+        .await?;
         Ok(())
     }
 
     /// Declares and binds a tenant's user queues, one per channel.
-    pub async fn declare_tenant(&self, ch: &lapin::Channel, tenant: TenantId) -> Result<(), BrokerError> {
+    pub async fn declare_tenant(
+        &self,
+        ch: &lapin::Channel,
+        tenant: TenantId,
+    ) -> Result<(), BrokerError> {
         for channel in Channel::ALL {
             let q = self.user_queue(tenant, channel);
             ch.queue_declare(&q, DURABLE, Self::priority_args()).await?;
@@ -158,27 +196,6 @@ impl Topology {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_backoff_waits_in_the_smallest_tier_that_covers_it() {
-        assert_eq!(Topology::delay_tier_for(0), 1);
-        assert_eq!(Topology::delay_tier_for(4), 5);
-        assert_eq!(Topology::delay_tier_for(31), 120);
-        assert_eq!(Topology::delay_tier_for(99_999), 3600);
-    }
-
-    #[test]
-    fn names_carry_the_namespace() {
-        let t = Topology::new("test_ns");
-        let tenant = TenantId::new();
-        assert_eq!(t.user_queue(tenant, Channel::Email), format!("test_ns.user.{tenant}.email"));
-        assert_eq!(t.central_queue(Channel::Wework), "test_ns.central.wework");
-    }
-}
-
 impl Topology {
     /// A message for the dead-letter queue, its reason in the
     /// `x-herald-reason` header (and, for jobs, in `last_error`).
@@ -196,7 +213,12 @@ impl Topology {
     }
 
     /// A job for its channel's central queue.
-    pub fn to_central(&self, channel: Channel, body: Vec<u8>, priority: Priority) -> crate::Outbound {
+    pub fn to_central(
+        &self,
+        channel: Channel,
+        body: Vec<u8>,
+        priority: Priority,
+    ) -> crate::Outbound {
         crate::Outbound {
             exchange: self.central_exchange(),
             routing_key: channel.as_str().to_owned(),
@@ -207,7 +229,13 @@ impl Topology {
     }
 
     /// A job for a tenant's user queue.
-    pub fn to_user(&self, tenant: TenantId, channel: Channel, body: Vec<u8>, priority: Priority) -> crate::Outbound {
+    pub fn to_user(
+        &self,
+        tenant: TenantId,
+        channel: Channel,
+        body: Vec<u8>,
+        priority: Priority,
+    ) -> crate::Outbound {
         crate::Outbound {
             exchange: self.user_exchange(),
             routing_key: Self::user_routing_key(tenant, channel),
@@ -227,5 +255,61 @@ impl Topology {
             priority: 0,
             headers: None,
         }
+    }
+}
+
+impl Topology {
+    /// Deletes every queue and exchange of this namespace that Herald
+    /// declared (the core ones and the given tenants' user queues). For
+    /// tests and for tearing down a deployment; it drops queued jobs.
+    pub async fn delete_all(
+        &self,
+        ch: &lapin::Channel,
+        tenants: &[TenantId],
+    ) -> Result<(), BrokerError> {
+        use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+        let mut queues: Vec<String> = Channel::ALL
+            .iter()
+            .map(|c| self.central_queue(*c))
+            .collect();
+        queues.push(self.return_queue());
+        queues.push(self.dead_letter_queue());
+        queues.push(self.callbacks_queue());
+        queues.extend(DELAY_TIERS.iter().map(|s| self.delay_queue(*s)));
+        for tenant in tenants {
+            queues.extend(Channel::ALL.iter().map(|c| self.user_queue(*tenant, *c)));
+        }
+        for q in queues {
+            ch.queue_delete(&q, QueueDeleteOptions::default()).await?;
+        }
+        for ex in [self.user_exchange(), self.central_exchange()] {
+            ch.exchange_delete(&ex, ExchangeDeleteOptions::default())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backoff_waits_in_the_smallest_tier_that_covers_it() {
+        assert_eq!(Topology::delay_tier_for(0), 1);
+        assert_eq!(Topology::delay_tier_for(4), 5);
+        assert_eq!(Topology::delay_tier_for(31), 120);
+        assert_eq!(Topology::delay_tier_for(99_999), 3600);
+    }
+
+    #[test]
+    fn names_carry_the_namespace() {
+        let t = Topology::new("test_ns");
+        let tenant = TenantId::new();
+        assert_eq!(
+            t.user_queue(tenant, Channel::Email),
+            format!("test_ns.user.{tenant}.email")
+        );
+        assert_eq!(t.central_queue(Channel::Wework), "test_ns.central.wework");
     }
 }

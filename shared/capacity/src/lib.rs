@@ -35,7 +35,10 @@ pub enum Reservation {
     /// Charged at the Redis server's time `at_ms` (keep it to refund).
     Granted { at_ms: i64 },
     /// A window is full; it has room again after `retry_after`.
-    Denied { retry_after: Duration, window_ms: u64 },
+    Denied {
+        retry_after: Duration,
+        window_ms: u64,
+    },
     /// The cost exceeds a window's whole limit: it can never be placed on
     /// this provider.
     TooLarge { window_ms: u64 },
@@ -77,7 +80,12 @@ impl Capacity {
 
     /// Charges `cost` units against every window of `limits` at once, or
     /// nothing if any window is full.
-    pub async fn reserve(&self, provider: Uuid, limits: &Limits, cost: u32) -> Result<Reservation, CapacityError> {
+    pub async fn reserve(
+        &self,
+        provider: Uuid,
+        limits: &Limits,
+        cost: u32,
+    ) -> Result<Reservation, CapacityError> {
         if limits.windows.is_empty() {
             return Ok(Reservation::Granted { at_ms: 0 });
         }
@@ -89,7 +97,9 @@ impl Capacity {
         let reply: Vec<i64> = invocation.invoke_async(&mut self.conn.clone()).await?;
         match reply.as_slice() {
             [1, at] => Ok(Reservation::Granted { at_ms: *at }),
-            [0, -1, i] => Ok(Reservation::TooLarge { window_ms: window_at(limits, *i) }),
+            [0, -1, i] => Ok(Reservation::TooLarge {
+                window_ms: window_at(limits, *i),
+            }),
             [0, wait, i] => Ok(Reservation::Denied {
                 retry_after: Duration::from_millis((*wait).max(1) as u64),
                 window_ms: window_at(limits, *i),
@@ -99,7 +109,13 @@ impl Capacity {
     }
 
     /// Gives back a granted reservation the provider never used.
-    pub async fn refund(&self, provider: Uuid, limits: &Limits, cost: u32, at_ms: i64) -> Result<(), CapacityError> {
+    pub async fn refund(
+        &self,
+        provider: Uuid,
+        limits: &Limits,
+        cost: u32,
+        at_ms: i64,
+    ) -> Result<(), CapacityError> {
         if limits.windows.is_empty() || at_ms <= 0 {
             return Ok(());
         }
@@ -130,7 +146,10 @@ impl Capacity {
 
     pub async fn ping(&self) -> bool {
         let mut conn = self.conn.clone();
-        redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .is_ok()
     }
 }
 

@@ -51,7 +51,9 @@ impl FromStr for ProviderKind {
             "webhook" => Ok(ProviderKind::Webhook),
             other => Err(FieldError::new(
                 "kind",
-                format!("unknown provider kind {other:?}; expected \"smtp\", \"wework\" or \"webhook\""),
+                format!(
+                    "unknown provider kind {other:?}; expected \"smtp\", \"wework\" or \"webhook\""
+                ),
             )),
         }
     }
@@ -93,7 +95,10 @@ impl Quota {
             ("quota.concurrency", self.concurrency),
         ] {
             if v == Some(0) {
-                return Err(FieldError::new(name, "must be at least 1 (omit it for unlimited)"));
+                return Err(FieldError::new(
+                    name,
+                    "must be at least 1 (omit it for unlimited)",
+                ));
             }
         }
         Ok(())
@@ -122,8 +127,9 @@ impl SendWindow {
             FieldError::new("send_window.tz", format!("unknown time zone {:?}", self.tz))
         })?;
         let time = |field: &str, raw: &str| {
-            NaiveTime::parse_from_str(raw, "%H:%M")
-                .map_err(|_| FieldError::new(field, format!("{raw:?} is not a time like \"09:00\"")))
+            NaiveTime::parse_from_str(raw, "%H:%M").map_err(|_| {
+                FieldError::new(field, format!("{raw:?} is not a time like \"09:00\""))
+            })
         };
         let start = time("send_window.start", &self.start)?;
         let end = time("send_window.end", &self.end)?;
@@ -179,7 +185,9 @@ mod tests {
     use super::*;
 
     fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).map(|d| d.with_timezone(&Utc)).unwrap_or_default()
+        DateTime::parse_from_rfc3339(s)
+            .map(|d| d.with_timezone(&Utc))
+            .unwrap_or_default()
     }
 
     #[test]
@@ -195,12 +203,20 @@ mod tests {
         assert!(!w.is_open(at("2026-11-23T11:00:00Z")));
         // Saturday.
         assert!(!w.is_open(at("2026-11-28T02:00:00Z")));
-        assert_eq!(w.next_open(at("2026-11-23T11:00:00Z")), Some(at("2026-11-24T01:00:00Z")));
+        assert_eq!(
+            w.next_open(at("2026-11-23T11:00:00Z")),
+            Some(at("2026-11-24T01:00:00Z"))
+        );
     }
 
     #[test]
     fn an_overnight_window_spans_midnight() {
-        let w = SendWindow { tz: "UTC".into(), start: "22:00".into(), end: "06:00".into(), days: vec![] };
+        let w = SendWindow {
+            tz: "UTC".into(),
+            start: "22:00".into(),
+            end: "06:00".into(),
+            days: vec![],
+        };
         assert!(w.is_open(at("2026-11-23T23:00:00Z")));
         assert!(w.is_open(at("2026-11-24T05:59:00Z")));
         assert!(!w.is_open(at("2026-11-24T12:00:00Z")));
@@ -208,9 +224,22 @@ mod tests {
 
     #[test]
     fn bad_windows_name_their_field() {
-        let w = SendWindow { tz: "Mars/Base".into(), start: "09:00".into(), end: "18:00".into(), days: vec![] };
+        let w = SendWindow {
+            tz: "Mars/Base".into(),
+            start: "09:00".into(),
+            end: "18:00".into(),
+            days: vec![],
+        };
         assert_eq!(w.validate().expect_err("bad tz").field, "send_window.tz");
-        let w = SendWindow { tz: "UTC".into(), start: "9am".into(), end: "18:00".into(), days: vec![] };
-        assert_eq!(w.validate().expect_err("bad start").field, "send_window.start");
+        let w = SendWindow {
+            tz: "UTC".into(),
+            start: "9am".into(),
+            end: "18:00".into(),
+            days: vec![],
+        };
+        assert_eq!(
+            w.validate().expect_err("bad start").field,
+            "send_window.start"
+        );
     }
 }

@@ -103,19 +103,33 @@ pub enum ProviderConfig {
 }
 
 /// Field names whose values are secrets: never shown in responses or logs.
-pub const SECRET_FIELDS: &[&str] = &["password", "corp_secret", "encoding_aes_key", "token", "signing_secret", "callback_secret"];
+pub const SECRET_FIELDS: &[&str] = &[
+    "password",
+    "corp_secret",
+    "encoding_aes_key",
+    "token",
+    "signing_secret",
+    "callback_secret",
+];
 
 impl ProviderConfig {
     pub fn parse(kind: ProviderKind, value: &Value) -> Result<Self, FieldError> {
         fn de<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, FieldError> {
-            serde_json::from_value(value.clone()).map_err(|e| {
-                let text = e.to_string();
-                // serde names the offending field in backticks.
-                let field = text
-                    .split('`')
-                    .nth(1)
-                    .map(|f| format!("config.{f}"))
-                    .unwrap_or_else(|| "config".to_owned());
+            serde_path_to_error::deserialize(value.clone()).map_err(|e| {
+                let path = e.path().to_string();
+                let text = e.inner().to_string();
+                // Missing and unknown fields are named in backticks, at the
+                // path of the object that holds them.
+                let named = (text.starts_with("missing field")
+                    || text.starts_with("unknown field"))
+                .then(|| text.split('`').nth(1))
+                .flatten();
+                let field = match (path.as_str(), named) {
+                    (".", Some(name)) => format!("config.{name}"),
+                    (".", None) => "config".to_owned(),
+                    (p, Some(name)) => format!("config.{p}.{name}"),
+                    (p, None) => format!("config.{p}"),
+                };
                 FieldError::new(field, text)
             })
         }
@@ -141,7 +155,10 @@ impl ProviderConfig {
                     return Err(FieldError::new("config.pool_size", "must be 1 to 256"));
                 }
                 if c.username.is_some() != c.password.is_some() {
-                    return Err(FieldError::new("config.password", "username and password go together"));
+                    return Err(FieldError::new(
+                        "config.password",
+                        "username and password go together",
+                    ));
                 }
                 if let Some(from) = &c.from {
                     crate::EmailAddress::parse("config.from", from)?;
@@ -159,13 +176,19 @@ impl ProviderConfig {
                 }
                 if let Some(key) = &c.encoding_aes_key {
                     if key.len() != 43 {
-                        return Err(FieldError::new("config.encoding_aes_key", "must have 43 characters"));
+                        return Err(FieldError::new(
+                            "config.encoding_aes_key",
+                            "must have 43 characters",
+                        ));
                     }
                 }
             }
             ProviderConfig::Webhook(c) => {
                 if c.signing_secret.len() < 16 {
-                    return Err(FieldError::new("config.signing_secret", "must have at least 16 characters"));
+                    return Err(FieldError::new(
+                        "config.signing_secret",
+                        "must have at least 16 characters",
+                    ));
                 }
             }
         }
@@ -199,10 +222,14 @@ mod tests {
 
     #[test]
     fn smtp_config_errors_name_the_config_field() {
-        let err = ProviderConfig::parse(ProviderKind::Smtp, &json!({"host": "h", "port": 25, "tls": "ssl"}))
-            .expect_err("bad tls");
+        let err = ProviderConfig::parse(
+            ProviderKind::Smtp,
+            &json!({"host": "h", "port": 25, "tls": "ssl"}),
+        )
+        .expect_err("bad tls");
         assert_eq!(err.field, "config.tls");
-        let err = ProviderConfig::parse(ProviderKind::Smtp, &json!({"port": 25})).expect_err("no host");
+        let err =
+            ProviderConfig::parse(ProviderKind::Smtp, &json!({"port": 25})).expect_err("no host");
         assert_eq!(err.field, "config.host");
     }
 

@@ -11,7 +11,8 @@ pub struct EmailAddress(String);
 
 impl EmailAddress {
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
-        let bad = |why: &str| FieldError::new(field, format!("{raw:?} is not an email address: {why}"));
+        let bad =
+            |why: &str| FieldError::new(field, format!("{raw:?} is not an email address: {why}"));
         if raw.len() > 254 {
             return Err(bad("longer than 254 characters"));
         }
@@ -23,7 +24,9 @@ impl EmailAddress {
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || "<>()[]\\,;:\"@".contains(c))
         {
-            return Err(bad("the part before '@' has a character SMTP does not allow"));
+            return Err(bad(
+                "the part before '@' has a character SMTP does not allow",
+            ));
         }
         let labels: Vec<&str> = domain.split('.').collect();
         let label_ok = |l: &&str| {
@@ -174,7 +177,14 @@ mod tests {
     fn plain_addresses_parse_and_broken_ones_name_the_field() {
         assert!(EmailAddress::parse("to", "alice@example.com").is_ok());
         assert!(EmailAddress::parse("to", "a.b+tag@mail.example.co").is_ok());
-        for bad in ["alice", "@example.com", "alice@", "al ice@example.com", "a@exa_mple.com", "a@-x.com"] {
+        for bad in [
+            "alice",
+            "@example.com",
+            "alice@",
+            "al ice@example.com",
+            "a@exa_mple.com",
+            "a@-x.com",
+        ] {
             let err = EmailAddress::parse("to", bad).expect_err(bad);
             assert_eq!(err.field, "to");
         }

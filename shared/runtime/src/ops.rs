@@ -13,7 +13,10 @@ pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
 /// (its dependencies are reachable), merged into each service's router.
 pub fn ops_router(ready: Readiness) -> Router {
     Router::new()
-        .route("/metrics", get(|| async { herald_telemetry::render_metrics() }))
+        .route(
+            "/metrics",
+            get(|| async { herald_telemetry::render_metrics() }),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
@@ -37,5 +40,7 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -34,13 +34,25 @@ impl std::str::FromStr for Secret {
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonSettings {
     /// RabbitMQ URL.
-    #[arg(long, env = "HERALD_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    #[arg(
+        long,
+        env = "HERALD_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
     pub amqp_url: String,
     /// Redis URL.
-    #[arg(long, env = "HERALD_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "HERALD_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
     pub redis_url: String,
     /// PostgreSQL URL; the database is created and migrated on start if missing.
-    #[arg(long, env = "HERALD_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/herald")]
+    #[arg(
+        long,
+        env = "HERALD_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/herald"
+    )]
     pub database_url: String,
     /// Prefix of every exchange, queue and Redis key.
     #[arg(long, env = "HERALD_NAMESPACE", default_value = "herald")]

@@ -19,10 +19,17 @@ pub struct ProviderCatalog {
 
 impl ProviderCatalog {
     /// Loads the providers and keeps them fresh until `stop` fires.
-    pub async fn start(store: Store, poll: Duration, mut stop: watch::Receiver<bool>) -> Result<ProviderCatalog> {
+    pub async fn start(
+        store: Store,
+        poll: Duration,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<ProviderCatalog> {
         let rows = Arc::new(RwLock::new(Arc::new(store.all_providers().await?)));
         let (tx, version) = watch::channel(0u64);
-        let catalog = ProviderCatalog { rows: rows.clone(), version };
+        let catalog = ProviderCatalog {
+            rows: rows.clone(),
+            version,
+        };
         tokio::spawn(async move {
             let mut listener = connect_listener(&store).await;
             let mut counter = 0u64;
@@ -53,7 +60,9 @@ impl ProviderCatalog {
                         counter += 1;
                         let _ = tx.send(counter);
                     }
-                    Err(e) => tracing::warn!(error = %e, "Failed to refresh providers; keeping the last list."),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Failed to refresh providers; keeping the last list.")
+                    }
                 }
             }
         });

@@ -44,13 +44,17 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> Result<()> {
     };
     let admin = options.clone().database("postgres");
     let mut conn = sqlx::PgConnection::connect_with(&admin).await?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut conn)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await?;
     if !exists {
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-        match sqlx::query(&format!("CREATE DATABASE {quoted}")).execute(&mut conn).await {
+        match sqlx::query(&format!("CREATE DATABASE {quoted}"))
+            .execute(&mut conn)
+            .await
+        {
             Ok(_) => tracing::info!(database = %name, "Created the database."),
             // Another service created it at the same moment.
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}

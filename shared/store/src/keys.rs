@@ -23,13 +23,15 @@ impl Store {
     pub async fn create_api_key(&self, tenant: TenantId, key: &str) -> Result<ApiKeyId> {
         let id = ApiKeyId::new();
         let prefix: String = key.chars().take(10).collect();
-        sqlx::query("INSERT INTO api_keys (id, tenant_id, key_hash, prefix) VALUES ($1, $2, $3, $4)")
-            .bind(id.as_uuid())
-            .bind(tenant.as_uuid())
-            .bind(hash_key(key))
-            .bind(prefix)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, key_hash, prefix) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id.as_uuid())
+        .bind(tenant.as_uuid())
+        .bind(hash_key(key))
+        .bind(prefix)
+        .execute(&self.pool)
+        .await?;
         Ok(id)
     }
 

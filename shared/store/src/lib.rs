@@ -38,14 +38,18 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
+            StoreError::Database(
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+            )
         )
     }
 }
 
 pub(crate) fn conflict_or(err: sqlx::Error, what: &str) -> StoreError {
     match &err {
-        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => StoreError::Conflict(what.to_owned()),
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+            StoreError::Conflict(what.to_owned())
+        }
         _ => StoreError::Database(err),
     }
 }

@@ -80,14 +80,19 @@ pub struct Outcome {
     pub error_message: Option<String>,
 }
 
-const SELECT_MESSAGE: &str = "SELECT m.id, m.tenant_id, m.channel, m.recipient, m.status, m.provider_id,
+const SELECT_MESSAGE: &str =
+    "SELECT m.id, m.tenant_id, m.channel, m.recipient, m.status, m.provider_id,
     p.name AS provider_name, m.attempts, m.priority, m.batch_id, m.error_code, m.error_message,
     m.metadata, m.scheduled_at, m.created_at, m.updated_at, m.sent_at, m.delivered_at
     FROM messages m LEFT JOIN providers p ON p.id = m.provider_id";
 
 impl Store {
     /// The keys among `keys` that `tenant` used in the last 24 hours.
-    pub async fn idempotent_hits(&self, tenant: TenantId, keys: &[String]) -> Result<Vec<IdempotentHit>> {
+    pub async fn idempotent_hits(
+        &self,
+        tenant: TenantId,
+        keys: &[String],
+    ) -> Result<Vec<IdempotentHit>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -116,9 +121,13 @@ impl Store {
         let statuses: Vec<&str> = records.iter().map(|r| r.status.as_str()).collect();
         let priorities: Vec<i16> = records.iter().map(|r| r.priority).collect();
         let batches: Vec<Option<Uuid>> = records.iter().map(|r| r.batch_id).collect();
-        let keys: Vec<Option<&str>> = records.iter().map(|r| r.idempotency_key.as_deref()).collect();
+        let keys: Vec<Option<&str>> = records
+            .iter()
+            .map(|r| r.idempotency_key.as_deref())
+            .collect();
         let metadata: Vec<String> = records.iter().map(|r| r.metadata.to_string()).collect();
-        let scheduled: Vec<Option<DateTime<Utc>>> = records.iter().map(|r| r.scheduled_at).collect();
+        let scheduled: Vec<Option<DateTime<Utc>>> =
+            records.iter().map(|r| r.scheduled_at).collect();
         sqlx::query(
             "INSERT INTO messages (id, tenant_id, channel, recipient, status, priority, batch_id,
                                    idempotency_key, metadata, scheduled_at)
@@ -141,9 +150,15 @@ impl Store {
         .execute(&mut *tx)
         .await?;
 
-        let keyed: Vec<&NewRecord> = records.iter().filter(|r| r.idempotency_key.is_some()).collect();
+        let keyed: Vec<&NewRecord> = records
+            .iter()
+            .filter(|r| r.idempotency_key.is_some())
+            .collect();
         if !keyed.is_empty() {
-            let k_keys: Vec<&str> = keyed.iter().filter_map(|r| r.idempotency_key.as_deref()).collect();
+            let k_keys: Vec<&str> = keyed
+                .iter()
+                .filter_map(|r| r.idempotency_key.as_deref())
+                .collect();
             let k_hashes: Vec<&[u8]> = keyed.iter().map(|r| r.request_hash.as_slice()).collect();
             let k_ids: Vec<Uuid> = keyed.iter().map(|r| r.id.as_uuid()).collect();
             // An expired key (older than 24 h) is taken over; a live one is a race lost.
@@ -165,12 +180,21 @@ impl Store {
             }
         }
 
-        let parked: Vec<&NewRecord> = records.iter().filter(|r| r.parked_envelope.is_some()).collect();
+        let parked: Vec<&NewRecord> = records
+            .iter()
+            .filter(|r| r.parked_envelope.is_some())
+            .collect();
         if !parked.is_empty() {
             let p_ids: Vec<Uuid> = parked.iter().map(|r| r.id.as_uuid()).collect();
             let p_channels: Vec<&str> = parked.iter().map(|r| r.channel).collect();
-            let p_due: Vec<DateTime<Utc>> = parked.iter().map(|r| r.scheduled_at.unwrap_or_else(Utc::now)).collect();
-            let p_env: Vec<&[u8]> = parked.iter().filter_map(|r| r.parked_envelope.as_deref()).collect();
+            let p_due: Vec<DateTime<Utc>> = parked
+                .iter()
+                .map(|r| r.scheduled_at.unwrap_or_else(Utc::now))
+                .collect();
+            let p_env: Vec<&[u8]> = parked
+                .iter()
+                .filter_map(|r| r.parked_envelope.as_deref())
+                .collect();
             sqlx::query(
                 "INSERT INTO parked_jobs (message_id, tenant_id, channel, due_at, envelope)
                  SELECT u.id, $1, u.channel, u.due, u.env
@@ -190,15 +214,21 @@ impl Store {
 
     /// One of `tenant`'s messages (another tenant's id is `None`).
     pub async fn message(&self, tenant: TenantId, id: MessageId) -> Result<Option<MessageRow>> {
-        Ok(sqlx::query_as(&format!("{SELECT_MESSAGE} WHERE m.id = $1 AND m.tenant_id = $2"))
-            .bind(id.as_uuid())
-            .bind(tenant.as_uuid())
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(&format!(
+            "{SELECT_MESSAGE} WHERE m.id = $1 AND m.tenant_id = $2"
+        ))
+        .bind(id.as_uuid())
+        .bind(tenant.as_uuid())
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// A page of `tenant`'s messages, newest first.
-    pub async fn list_messages(&self, tenant: TenantId, f: &MessageFilter) -> Result<Vec<MessageRow>> {
+    pub async fn list_messages(
+        &self,
+        tenant: TenantId,
+        f: &MessageFilter,
+    ) -> Result<Vec<MessageRow>> {
         Ok(sqlx::query_as(&format!(
             "{SELECT_MESSAGE} WHERE m.tenant_id = $1 AND ($2::text IS NULL OR m.status = $2)
                AND ($3::uuid IS NULL OR m.batch_id = $3) AND ($4::uuid IS NULL OR m.id < $4)
@@ -217,12 +247,13 @@ impl Store {
     /// message, `Ok(Some(false))` if it is already sending or later.
     pub async fn cancel_message(&self, tenant: TenantId, id: MessageId) -> Result<Option<bool>> {
         let mut tx = self.pool.begin().await?;
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM messages WHERE id = $1 AND tenant_id = $2 FOR UPDATE")
-                .bind(id.as_uuid())
-                .bind(tenant.as_uuid())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let status: Option<String> = sqlx::query_scalar(
+            "SELECT status FROM messages WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
+        )
+        .bind(id.as_uuid())
+        .bind(tenant.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(status) = status else {
             return Ok(None);
         };
@@ -250,7 +281,11 @@ impl Store {
     /// worker died after handing them to a provider, or may have — become
     /// `in_doubt`. Anything else (sent, cancelled, …) is not returned and
     /// must not be sent. Rows are locked in id order so workers never deadlock.
-    pub async fn claim_for_sending(&self, ids: &[Uuid], providers: &[Uuid]) -> Result<Vec<ClaimedMessage>> {
+    pub async fn claim_for_sending(
+        &self,
+        ids: &[Uuid],
+        providers: &[Uuid],
+    ) -> Result<Vec<ClaimedMessage>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -287,7 +322,10 @@ impl Store {
         let ids: Vec<Uuid> = outcomes.iter().map(|o| o.id).collect();
         let statuses: Vec<&str> = outcomes.iter().map(|o| o.status.as_str()).collect();
         let codes: Vec<Option<&str>> = outcomes.iter().map(|o| o.error_code.as_deref()).collect();
-        let texts: Vec<Option<&str>> = outcomes.iter().map(|o| o.error_message.as_deref()).collect();
+        let texts: Vec<Option<&str>> = outcomes
+            .iter()
+            .map(|o| o.error_message.as_deref())
+            .collect();
         let done = sqlx::query(
             "UPDATE messages m SET status = u.status, error_code = u.code, error_message = u.text,
                 sent_at = CASE WHEN u.status = 'sent' THEN now() ELSE m.sent_at END,

@@ -84,7 +84,11 @@ impl Store {
         .await?)
     }
 
-    pub async fn list_providers(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<ProviderRow>> {
+    pub async fn list_providers(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<ProviderRow>> {
         Ok(sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM providers WHERE deleted_at IS NULL AND ($1::uuid IS NULL OR id > $1)
              ORDER BY id LIMIT $2"
@@ -98,12 +102,18 @@ impl Store {
     /// Every provider that is not deleted, enabled or not (the services'
     /// cached view; they filter by `enabled` themselves).
     pub async fn all_providers(&self) -> Result<Vec<ProviderRow>> {
-        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM providers WHERE deleted_at IS NULL ORDER BY id"))
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM providers WHERE deleted_at IS NULL ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?)
     }
 
-    pub async fn update_provider(&self, id: ProviderId, patch: &ProviderPatch) -> Result<Option<ProviderRow>> {
+    pub async fn update_provider(
+        &self,
+        id: ProviderId,
+        patch: &ProviderPatch,
+    ) -> Result<Option<ProviderRow>> {
         let mut tx = self.pool.begin().await?;
         let row: Option<ProviderRow> = sqlx::query_as(&format!(
             "UPDATE providers SET

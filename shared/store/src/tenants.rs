@@ -59,10 +59,12 @@ impl Store {
     }
 
     pub async fn tenant(&self, id: TenantId) -> Result<Option<TenantRow>> {
-        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM tenants WHERE id = $1"))
-            .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM tenants WHERE id = $1"))
+                .bind(id.as_uuid())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Tenants in creation order after `after`, at most `limit`.
@@ -78,9 +80,11 @@ impl Store {
 
     /// Every active tenant (the scheduler's view).
     pub async fn active_tenants(&self) -> Result<Vec<TenantRow>> {
-        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM tenants WHERE status = 'active' ORDER BY id"))
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM tenants WHERE status = 'active' ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Enables or disables a tenant and announces the change.

@@ -37,12 +37,19 @@ pub fn init(service: &'static str) -> anyhow::Result<TelemetryGuard> {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("HERALD_LOG_FORMAT").is_ok_and(|v| v == "json");
     let fmt_layer = if json {
-        tracing_subscriber::fmt::layer().json().with_filter(filter()).boxed()
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_filter(filter())
+            .boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_filter(filter()).boxed()
+        tracing_subscriber::fmt::layer()
+            .with_filter(filter())
+            .boxed()
     };
 
-    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|e| !e.is_empty());
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty());
     let mut provider = None;
     let otel_layer = match endpoint {
         Some(_) => {
@@ -64,12 +71,19 @@ pub fn init(service: &'static str) -> anyhow::Result<TelemetryGuard> {
             let tracer = tracer_provider.tracer(service);
             opentelemetry::global::set_tracer_provider(tracer_provider.clone());
             provider = Some(tracer_provider);
-            Some(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(filter()))
+            Some(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_filter(filter()),
+            )
         }
         None => None,
     };
     // A second init in the same process (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::registry().with(fmt_layer).with(otel_layer).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(fmt_layer)
+        .with(otel_layer)
+        .try_init();
     Ok(TelemetryGuard { provider })
 }
 

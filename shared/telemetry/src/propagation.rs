@@ -31,7 +31,9 @@ impl Extractor for MapExtractor<'_> {
 pub fn inject_current() -> HashMap<String, String> {
     let mut map = HashMap::new();
     let context = tracing::Span::current().context();
-    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, &mut MapInjector(&mut map)));
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&context, &mut MapInjector(&mut map))
+    });
     map
 }
 
@@ -40,6 +42,7 @@ pub fn set_parent(span: &tracing::Span, carrier: &HashMap<String, String>) {
     if carrier.is_empty() {
         return;
     }
-    let context = opentelemetry::global::get_text_map_propagator(|p| p.extract(&MapExtractor(carrier)));
+    let context =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&MapExtractor(carrier)));
     span.set_parent(context);
 }

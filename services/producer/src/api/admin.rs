@@ -21,7 +21,8 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
 }
 
 fn object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
-    body.as_object().ok_or_else(|| invalid("", "the body must be a JSON object"))
+    body.as_object()
+        .ok_or_else(|| invalid("", "the body must be a JSON object"))
 }
 
 fn reject_unknown(obj: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
@@ -42,12 +43,20 @@ fn opt_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<Option<&'a st
     }
 }
 
-fn opt_int(obj: &Map<String, Value>, field: &str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+fn opt_int(
+    obj: &Map<String, Value>,
+    field: &str,
+    min: i64,
+    max: i64,
+) -> Result<Option<i64>, ApiError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => match v.as_i64() {
             Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
-            _ => Err(invalid(field, format!("must be an integer from {min} to {max}"))),
+            _ => Err(invalid(
+                field,
+                format!("must be an integer from {min} to {max}"),
+            )),
         },
     }
 }
@@ -61,7 +70,8 @@ fn opt_bool(obj: &Map<String, Value>, field: &str) -> Result<Option<bool>, ApiEr
 }
 
 fn path_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
-    raw.parse().map_err(|_| ApiError::not_found(&format!("no such {what}")))
+    raw.parse()
+        .map_err(|_| ApiError::not_found(&format!("no such {what}")))
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,7 +86,10 @@ impl Page {
             .cursor
             .as_deref()
             .filter(|c| !c.is_empty())
-            .map(|c| c.parse().map_err(|_| invalid("cursor", "is not a cursor from a previous page")))
+            .map(|c| {
+                c.parse()
+                    .map_err(|_| invalid("cursor", "is not a cursor from a previous page"))
+            })
             .transpose()?;
         let limit = match self.limit.as_deref() {
             None => 100,
@@ -90,7 +103,12 @@ impl Page {
     }
 }
 
-fn page<T>(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> uuid::Uuid, show: impl Fn(&T) -> Value) -> Value {
+fn page<T>(
+    mut rows: Vec<T>,
+    limit: i64,
+    id: impl Fn(&T) -> uuid::Uuid,
+    show: impl Fn(&T) -> Value,
+) -> Value {
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last().map(|r| id(r).to_string())
@@ -115,11 +133,23 @@ pub async fn create_tenant(
     JsonBody(body): JsonBody<MAX_BODY>,
 ) -> Result<Response, ApiError> {
     let obj = object(&body)?;
-    reject_unknown(obj, &["code", "name", "weight", "daily_quota", "rate_limit_per_sec", "webhook_url"])?;
+    reject_unknown(
+        obj,
+        &[
+            "code",
+            "name",
+            "weight",
+            "daily_quota",
+            "rate_limit_per_sec",
+            "webhook_url",
+        ],
+    )?;
     let code = opt_str(obj, "code")?.ok_or_else(|| invalid("code", "is required"))?;
     let code_ok = !code.is_empty()
         && code.len() <= 64
-        && code.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        && code
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !code_ok {
         return Err(invalid("code", "must be 1 to 64 characters of a-z 0-9 - _"));
     }
@@ -128,7 +158,9 @@ pub async fn create_tenant(
         return Err(invalid("name", "must have 1 to 200 characters"));
     }
     let webhook_url = opt_str(obj, "webhook_url")?
-        .map(|u| herald_domain::WebhookUrl::parse("webhook_url", u).map_err(ApiError::invalid_field))
+        .map(|u| {
+            herald_domain::WebhookUrl::parse("webhook_url", u).map_err(ApiError::invalid_field)
+        })
         .transpose()?;
     let tenant = NewTenant {
         id: TenantId::new(),
@@ -149,15 +181,27 @@ pub async fn create_tenant(
     Ok((StatusCode::CREATED, Json(tenant_json(&row))).into_response())
 }
 
-pub async fn list_tenants(State(state): State<AppState>, _: Admin, Query(q): Query<Page>) -> Result<Json<Value>, ApiError> {
+pub async fn list_tenants(
+    State(state): State<AppState>,
+    _: Admin,
+    Query(q): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
     let (after, limit) = q.parse()?;
     let rows = state.store.list_tenants(after, limit + 1).await?;
     Ok(Json(page(rows, limit, |t| t.id, tenant_json)))
 }
 
-pub async fn get_tenant(State(state): State<AppState>, _: Admin, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get_tenant(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id: TenantId = path_id(&id, "tenant")?;
-    let row = state.store.tenant(id).await?.ok_or_else(|| ApiError::not_found("no such tenant"))?;
+    let row = state
+        .store
+        .tenant(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such tenant"))?;
     Ok(Json(tenant_json(&row)))
 }
 
@@ -171,24 +215,44 @@ async fn set_status(state: &AppState, id: &str, status: &str) -> Result<Json<Val
     Ok(Json(tenant_json(&row)))
 }
 
-pub async fn disable_tenant(State(state): State<AppState>, _: Admin, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn disable_tenant(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     set_status(&state, &id, "disabled").await
 }
 
-pub async fn enable_tenant(State(state): State<AppState>, _: Admin, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn enable_tenant(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     set_status(&state, &id, "active").await
 }
 
 /// `POST /v1/admin/tenants/{id}/keys` → 201 `{id, key}`; the key is shown
 /// only here, and stored hashed.
-pub async fn create_key(State(state): State<AppState>, _: Admin, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn create_key(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let tenant: TenantId = path_id(&id, "tenant")?;
-    state.store.tenant(tenant).await?.ok_or_else(|| ApiError::not_found("no such tenant"))?;
+    state
+        .store
+        .tenant(tenant)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such tenant"))?;
     let mut secret = [0u8; 24];
     rand::thread_rng().fill_bytes(&mut secret);
     let key = format!("hk_{}", hex::encode(secret));
     let key_id = state.store.create_api_key(tenant, &key).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": key_id, "tenant_id": tenant, "key": key}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": key_id, "tenant_id": tenant, "key": key})),
+    )
+        .into_response())
 }
 
 pub async fn revoke_key(
@@ -201,7 +265,9 @@ pub async fn revoke_key(
     if state.store.revoke_api_key(tenant, key).await? {
         Ok(Json(json!({"id": key, "revoked": true})))
     } else {
-        Err(ApiError::not_found("no such key, or it was revoked already"))
+        Err(ApiError::not_found(
+            "no such key, or it was revoked already",
+        ))
     }
 }
 
@@ -225,7 +291,8 @@ pub fn provider_json(p: &ProviderRow) -> Value {
 }
 
 fn parse_quota(v: &Value) -> Result<Value, ApiError> {
-    let quota: Quota = serde_json::from_value(v.clone()).map_err(|e| invalid("quota", e.to_string()))?;
+    let quota: Quota =
+        serde_json::from_value(v.clone()).map_err(|e| invalid("quota", e.to_string()))?;
     quota.validate().map_err(ApiError::invalid_field)?;
     serde_json::to_value(quota).map_err(|e| ApiError::internal("Failed to encode a quota", e))
 }
@@ -234,13 +301,23 @@ fn parse_window(v: &Value) -> Result<Option<Value>, ApiError> {
     if v.is_null() {
         return Ok(None);
     }
-    let window: SendWindow = serde_json::from_value(v.clone()).map_err(|e| invalid("send_window", e.to_string()))?;
+    let window: SendWindow =
+        serde_json::from_value(v.clone()).map_err(|e| invalid("send_window", e.to_string()))?;
     window.validate().map_err(ApiError::invalid_field)?;
     Ok(Some(v.clone()))
 }
 
-const PROVIDER_FIELDS: &[&str] =
-    &["name", "channel", "kind", "config", "quota", "send_window", "weight", "enabled", "tenant_id"];
+const PROVIDER_FIELDS: &[&str] = &[
+    "name",
+    "channel",
+    "kind",
+    "config",
+    "quota",
+    "send_window",
+    "weight",
+    "enabled",
+    "tenant_id",
+];
 
 /// `POST /v1/admin/providers` → 201 with the provider (secrets redacted).
 pub async fn create_provider(
@@ -261,18 +338,29 @@ pub async fn create_provider(
     if let Some(channel) = opt_str(obj, "channel")? {
         let channel: Channel = channel.parse().map_err(ApiError::invalid_field)?;
         if channel != kind.channel() {
-            return Err(invalid("channel", format!("a {kind} provider serves the {} channel", kind.channel())));
+            return Err(invalid(
+                "channel",
+                format!("a {kind} provider serves the {} channel", kind.channel()),
+            ));
         }
     }
-    let config = obj.get("config").ok_or_else(|| invalid("config", "is required"))?;
+    let config = obj
+        .get("config")
+        .ok_or_else(|| invalid("config", "is required"))?;
     ProviderConfig::parse(kind, config).map_err(ApiError::invalid_field)?;
     let quota = parse_quota(obj.get("quota").unwrap_or(&json!({})))?;
     let send_window = parse_window(obj.get("send_window").unwrap_or(&Value::Null))?;
     let tenant_id = match opt_str(obj, "tenant_id")? {
         None => None,
         Some(raw) => {
-            let id: TenantId = raw.parse().map_err(|_| invalid("tenant_id", "is not a tenant id"))?;
-            state.store.tenant(id).await?.ok_or_else(|| invalid("tenant_id", "no such tenant"))?;
+            let id: TenantId = raw
+                .parse()
+                .map_err(|_| invalid("tenant_id", "is not a tenant id"))?;
+            state
+                .store
+                .tenant(id)
+                .await?
+                .ok_or_else(|| invalid("tenant_id", "no such tenant"))?;
             Some(id.as_uuid())
         }
     };
@@ -293,15 +381,27 @@ pub async fn create_provider(
     Ok((StatusCode::CREATED, Json(provider_json(&row))).into_response())
 }
 
-pub async fn list_providers(State(state): State<AppState>, _: Admin, Query(q): Query<Page>) -> Result<Json<Value>, ApiError> {
+pub async fn list_providers(
+    State(state): State<AppState>,
+    _: Admin,
+    Query(q): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
     let (after, limit) = q.parse()?;
     let rows = state.store.list_providers(after, limit + 1).await?;
     Ok(Json(page(rows, limit, |p| p.id, provider_json)))
 }
 
-pub async fn get_provider(State(state): State<AppState>, _: Admin, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get_provider(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id: ProviderId = path_id(&id, "provider")?;
-    let row = state.store.provider(id).await?.ok_or_else(|| ApiError::not_found("no such provider"))?;
+    let row = state
+        .store
+        .provider(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such provider"))?;
     Ok(Json(provider_json(&row)))
 }
 
@@ -315,8 +415,22 @@ pub async fn update_provider(
 ) -> Result<Json<Value>, ApiError> {
     let id: ProviderId = path_id(&id, "provider")?;
     let obj = object(&body)?;
-    reject_unknown(obj, &["name", "config", "quota", "send_window", "weight", "enabled"])?;
-    let current = state.store.provider(id).await?.ok_or_else(|| ApiError::not_found("no such provider"))?;
+    reject_unknown(
+        obj,
+        &[
+            "name",
+            "config",
+            "quota",
+            "send_window",
+            "weight",
+            "enabled",
+        ],
+    )?;
+    let current = state
+        .store
+        .provider(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such provider"))?;
     let kind: ProviderKind = current.kind.parse().map_err(ApiError::invalid_field)?;
     let config = match obj.get("config") {
         None => None,
@@ -344,11 +458,19 @@ pub async fn update_provider(
         weight: opt_int(obj, "weight", 1, 10_000)?.map(|w| w as i32),
         enabled: opt_bool(obj, "enabled")?,
     };
-    let row = state.store.update_provider(id, &patch).await?.ok_or_else(|| ApiError::not_found("no such provider"))?;
+    let row = state
+        .store
+        .update_provider(id, &patch)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such provider"))?;
     Ok(Json(provider_json(&row)))
 }
 
-pub async fn delete_provider(State(state): State<AppState>, _: Admin, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn delete_provider(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let id: ProviderId = path_id(&id, "provider")?;
     if state.store.delete_provider(id).await? {
         Ok(StatusCode::NO_CONTENT.into_response())

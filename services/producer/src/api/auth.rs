@@ -3,8 +3,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 use herald_domain::TenantId;
 use herald_store::ApiKeyOwner;
 
@@ -14,10 +14,13 @@ use super::AppState;
 /// How long a key lookup is trusted; a revoked key stops working within it.
 const KEY_TTL: Duration = Duration::from_secs(10);
 
+/// A lookup's answer and when it was made.
+type CachedOwner = (Option<ApiKeyOwner>, Instant);
+
 /// Recently verified keys, by key hash, so the hot path skips PostgreSQL.
 #[derive(Clone, Default)]
 pub struct KeyCache {
-    inner: Arc<RwLock<HashMap<Vec<u8>, (Option<ApiKeyOwner>, Instant)>>>,
+    inner: Arc<RwLock<HashMap<Vec<u8>, CachedOwner>>>,
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
@@ -32,15 +35,19 @@ pub struct Tenant(pub TenantId);
 impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let key = bearer(parts).ok_or_else(|| ApiError::unauthorized("send your API key as Authorization: Bearer <key>"))?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let key = bearer(parts).ok_or_else(|| {
+            ApiError::unauthorized("send your API key as Authorization: Bearer <key>")
+        })?;
         let hash = herald_store::keys::hash_key(key);
-        let cached = state
-            .keys
-            .inner
-            .read()
-            .ok()
-            .and_then(|m| m.get(&hash).filter(|(_, at)| at.elapsed() < KEY_TTL).map(|(o, _)| *o));
+        let cached = state.keys.inner.read().ok().and_then(|m| {
+            m.get(&hash)
+                .filter(|(_, at)| at.elapsed() < KEY_TTL)
+                .map(|(o, _)| *o)
+        });
         let owner = match cached {
             Some(owner) => owner,
             None => {
@@ -56,7 +63,9 @@ impl FromRequestParts<AppState> for Tenant {
         };
         match owner {
             None => Err(ApiError::unauthorized("the API key is not valid")),
-            Some(o) if !o.tenant_active => Err(ApiError::forbidden("the tenant of this API key is disabled")),
+            Some(o) if !o.tenant_active => Err(ApiError::forbidden(
+                "the tenant of this API key is disabled",
+            )),
             Some(o) => Ok(Tenant(o.tenant_id)),
         }
     }
@@ -68,11 +77,18 @@ pub struct Admin;
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Some(expected) = &state.admin_token else {
-            return Err(ApiError::forbidden("the admin API is off: no HERALD_ADMIN_TOKEN is set"));
+            return Err(ApiError::forbidden(
+                "the admin API is off: no HERALD_ADMIN_TOKEN is set",
+            ));
         };
-        let given = bearer(parts).ok_or_else(|| ApiError::unauthorized("send the admin token as Authorization: Bearer <token>"))?;
+        let given = bearer(parts).ok_or_else(|| {
+            ApiError::unauthorized("send the admin token as Authorization: Bearer <token>")
+        })?;
         if constant_time_eq(given.as_bytes(), expected.expose().as_bytes()) {
             Ok(Admin)
         } else {

@@ -16,14 +16,25 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), field: None, index: None, retry_after: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            index: None,
+            retry_after: None,
+        }
     }
 
     pub fn invalid_field(e: FieldError) -> Self {
         let mut err = ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_field",
-            if e.field.is_empty() { e.message.clone() } else { format!("{}: {}", e.field, e.message) },
+            if e.field.is_empty() {
+                e.message.clone()
+            } else {
+                format!("{}: {}", e.field, e.message)
+            },
         );
         err.field = (!e.field.is_empty()).then_some(e.field);
         err
@@ -51,7 +62,11 @@ impl ApiError {
     }
 
     pub fn method_not_allowed() -> Self {
-        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this endpoint does not take that method",
+        )
     }
 
     pub fn unavailable(message: impl Into<String>, retry_after: u64) -> Self {
@@ -71,7 +86,9 @@ impl ApiError {
 impl From<herald_store::StoreError> for ApiError {
     fn from(e: herald_store::StoreError) -> Self {
         match e {
-            herald_store::StoreError::Conflict(what) => ApiError::conflict(format!("{what} already exists")),
+            herald_store::StoreError::Conflict(what) => {
+                ApiError::conflict(format!("{what} already exists"))
+            }
             other => ApiError::internal("The database could not be reached", other),
         }
     }

@@ -28,9 +28,9 @@ pub async fn send(
 ) -> Result<Response, ApiError> {
     // The Idempotency-Key header is the same as the body's field.
     if let Some(key) = headers.get("idempotency-key") {
-        let key = key
-            .to_str()
-            .map_err(|_| ApiError::invalid_field(FieldError::new("Idempotency-Key", "must be visible ASCII")))?;
+        let key = key.to_str().map_err(|_| {
+            ApiError::invalid_field(FieldError::new("Idempotency-Key", "must be visible ASCII"))
+        })?;
         if let Some(obj) = body.as_object_mut() {
             match obj.get("idempotency_key") {
                 Some(Value::String(k)) if k != key => {
@@ -51,7 +51,11 @@ pub async fn send(
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::internal("Enqueue returned nothing", "empty result"))?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"id": first.id, "status": first.status}))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": first.id, "status": first.status})),
+    )
+        .into_response())
 }
 
 /// `POST /v1/messages/batch` → 202 `{ids}`, in request order; one bad item
@@ -63,26 +67,52 @@ pub async fn send_batch(
 ) -> Result<Response, ApiError> {
     let messages = match body.get("messages") {
         Some(Value::Array(items)) => items,
-        Some(_) => return Err(ApiError::invalid_field(FieldError::new("messages", "must be an array of messages"))),
-        None => return Err(ApiError::invalid_field(FieldError::new("messages", "is required"))),
+        Some(_) => {
+            return Err(ApiError::invalid_field(FieldError::new(
+                "messages",
+                "must be an array of messages",
+            )))
+        }
+        None => {
+            return Err(ApiError::invalid_field(FieldError::new(
+                "messages",
+                "is required",
+            )))
+        }
     };
-    if let Some(extra) = body.as_object().and_then(|o| o.keys().find(|k| *k != "messages")) {
-        return Err(ApiError::invalid_field(FieldError::new(extra.clone(), "is not a field of a batch request")));
+    if let Some(extra) = body
+        .as_object()
+        .and_then(|o| o.keys().find(|k| *k != "messages"))
+    {
+        return Err(ApiError::invalid_field(FieldError::new(
+            extra.clone(),
+            "is not a field of a batch request",
+        )));
     }
     if messages.is_empty() {
-        return Err(ApiError::invalid_field(FieldError::new("messages", "must hold at least one message")));
+        return Err(ApiError::invalid_field(FieldError::new(
+            "messages",
+            "must hold at least one message",
+        )));
     }
     if messages.len() > MAX_BATCH_ITEMS {
         return Err(ApiError::invalid_field(FieldError::new(
             "messages",
-            format!("at most {MAX_BATCH_ITEMS} messages per request, got {}", messages.len()),
+            format!(
+                "at most {MAX_BATCH_ITEMS} messages per request, got {}",
+                messages.len()
+            ),
         )));
     }
     let now = Utc::now();
     let mut items = Vec::with_capacity(messages.len());
     for (index, raw) in messages.iter().enumerate() {
-        let message = SendRequest::parse(raw, now).map_err(|e| ApiError::invalid_field(e).at(index))?;
-        items.push(Item { raw: raw.clone(), message });
+        let message =
+            SendRequest::parse(raw, now).map_err(|e| ApiError::invalid_field(e).at(index))?;
+        items.push(Item {
+            raw: raw.clone(),
+            message,
+        });
     }
     let accepted = enqueue(&state, tenant, items).await?;
     let ids: Vec<_> = accepted.iter().map(|a| a.id).collect();
@@ -113,13 +143,22 @@ pub fn record_json(m: &MessageRow) -> Value {
 }
 
 fn parse_id(raw: &str) -> Result<MessageId, ApiError> {
-    raw.parse().map_err(|_| ApiError::not_found("no such message"))
+    raw.parse()
+        .map_err(|_| ApiError::not_found("no such message"))
 }
 
 /// `GET /v1/messages/{id}`; another tenant's message is 404.
-pub async fn get(State(state): State<AppState>, Tenant(tenant): Tenant, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
-    let record = state.store.message(tenant, id).await?.ok_or_else(|| ApiError::not_found("no such message"))?;
+    let record = state
+        .store
+        .message(tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such message"))?;
     Ok(Json(record_json(&record)))
 }
 
@@ -139,18 +178,25 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let invalid = |f: &str, m: &str| ApiError::invalid_field(FieldError::new(f, m));
     if let Some(s) = &q.status {
-        s.parse::<MessageStatus>().map_err(|e| invalid("status", &e))?;
+        s.parse::<MessageStatus>()
+            .map_err(|e| invalid("status", &e))?;
     }
     let batch_id = q
         .batch_id
         .as_deref()
-        .map(|b| b.parse::<uuid::Uuid>().map_err(|_| invalid("batch_id", "is not a batch id")))
+        .map(|b| {
+            b.parse::<uuid::Uuid>()
+                .map_err(|_| invalid("batch_id", "is not a batch id"))
+        })
         .transpose()?;
     let before = q
         .cursor
         .as_deref()
         .filter(|c| !c.is_empty())
-        .map(|c| c.parse::<uuid::Uuid>().map_err(|_| invalid("cursor", "is not a cursor from a previous page")))
+        .map(|c| {
+            c.parse::<uuid::Uuid>()
+                .map_err(|_| invalid("cursor", "is not a cursor from a previous page"))
+        })
         .transpose()?;
     let limit = match q.limit.as_deref() {
         None => 100,
@@ -159,7 +205,12 @@ pub async fn list(
             _ => return Err(invalid("limit", "must be an integer from 1 to 1000")),
         },
     };
-    let filter = MessageFilter { status: q.status, batch_id, before, limit: limit + 1 };
+    let filter = MessageFilter {
+        status: q.status,
+        batch_id,
+        before,
+        limit: limit + 1,
+    };
     let mut rows = state.store.list_messages(tenant, &filter).await?;
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
@@ -172,11 +223,17 @@ pub async fn list(
 }
 
 /// `POST /v1/messages/{id}/cancel`: only while queued, scheduled or pending.
-pub async fn cancel(State(state): State<AppState>, Tenant(tenant): Tenant, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn cancel(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     match state.store.cancel_message(tenant, id).await? {
         None => Err(ApiError::not_found("no such message")),
-        Some(false) => Err(ApiError::conflict("the message is already being sent or finished; it can no longer be cancelled")),
+        Some(false) => Err(ApiError::conflict(
+            "the message is already being sent or finished; it can no longer be cancelled",
+        )),
         Some(true) => Ok(Json(json!({"id": id, "status": "cancelled"}))),
     }
 }

@@ -37,16 +37,30 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/batch", post(messages::send_batch))
         .route("/v1/messages/{id}", get(messages::get))
         .route("/v1/messages/{id}/cancel", post(messages::cancel))
-        .route("/v1/admin/tenants", post(admin::create_tenant).get(admin::list_tenants))
+        .route(
+            "/v1/admin/tenants",
+            post(admin::create_tenant).get(admin::list_tenants),
+        )
         .route("/v1/admin/tenants/{id}", get(admin::get_tenant))
-        .route("/v1/admin/tenants/{id}/disable", post(admin::disable_tenant))
+        .route(
+            "/v1/admin/tenants/{id}/disable",
+            post(admin::disable_tenant),
+        )
         .route("/v1/admin/tenants/{id}/enable", post(admin::enable_tenant))
         .route("/v1/admin/tenants/{id}/keys", post(admin::create_key))
-        .route("/v1/admin/tenants/{id}/keys/{key_id}", axum::routing::delete(admin::revoke_key))
-        .route("/v1/admin/providers", post(admin::create_provider).get(admin::list_providers))
+        .route(
+            "/v1/admin/tenants/{id}/keys/{key_id}",
+            axum::routing::delete(admin::revoke_key),
+        )
+        .route(
+            "/v1/admin/providers",
+            post(admin::create_provider).get(admin::list_providers),
+        )
         .route(
             "/v1/admin/providers/{id}",
-            get(admin::get_provider).patch(admin::update_provider).delete(admin::delete_provider),
+            get(admin::get_provider)
+                .patch(admin::update_provider)
+                .delete(admin::delete_provider),
         )
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })

@@ -1,0 +1,477 @@
+//! The producer's HTTP contract against the real PostgreSQL and RabbitMQ:
+//! every bad input gets the API.md error shape, never a 5xx.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const ADMIN: &str = "api-test-admin";
+
+struct TestApp {
+    url: String,
+    http: reqwest::Client,
+    database: String,
+    namespace: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn spawn_app() -> TestApp {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let namespace = format!("api_{}", &suffix[..12]);
+    let database = format!("herald_{namespace}");
+    let settings = herald_producer::Settings::for_tests(&namespace, &database, ADMIN);
+    let app = herald_producer::App::build(settings)
+        .await
+        .expect("producer builds");
+    let url = format!("http://127.0.0.1:{}", app.port());
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(app.run(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        url,
+        http: reqwest::Client::new(),
+        database,
+        namespace,
+        stop,
+        task,
+    }
+}
+
+impl TestApp {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{}", self.url, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn tenant_key(&self) -> String {
+        let code = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let (s, t) = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/admin/tenants",
+                Some(ADMIN),
+                Some(json!({"code": code, "name": "T"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{t}");
+        let id = t["id"].as_str().expect("id").to_owned();
+        let (s, k) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/admin/tenants/{id}/keys"),
+                Some(ADMIN),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{k}");
+        k["key"].as_str().expect("key").to_owned()
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+        let db_url = format!("postgres://postgres@127.0.0.1:5432/{}", self.database);
+        let tenants: Vec<uuid::Uuid> = match sqlx::PgPool::connect(&db_url).await {
+            Ok(pool) => sqlx::query_scalar("SELECT id FROM tenants")
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let amqp = "amqp://guest:guest@127.0.0.1:5672/%2f";
+        if let Ok(broker) =
+            herald_broker::connect(amqp, "api-test-teardown", std::time::Duration::from_secs(5))
+                .await
+        {
+            if let Ok(ch) = broker.channel().await {
+                let tenants: Vec<herald_domain::TenantId> =
+                    tenants.into_iter().map(herald_domain::TenantId).collect();
+                let _ = herald_broker::Topology::new(&self.namespace)
+                    .delete_all(&ch, &tenants)
+                    .await;
+            }
+            broker.close().await;
+        }
+        if let Ok(admin) =
+            sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await
+        {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.database
+            ))
+            .execute(&admin)
+            .await;
+        }
+    }
+}
+
+fn email(i: usize) -> Value {
+    json!({"channel": "email", "to": format!("u{i}@example.com"), "subject": "s", "text": "t"})
+}
+
+fn assert_error(body: &Value, code: &str) {
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_error_shape_with_the_right_status() {
+    let app = spawn_app().await;
+    let key = app.tenant_key().await;
+    let post = reqwest::Method::POST;
+
+    let (s, b) = app
+        .call(post.clone(), "/v1/messages", None, Some(email(0)))
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_error(&b, "unauthorized");
+
+    let (s, b) = app
+        .call(
+            post.clone(),
+            "/v1/messages",
+            Some("hk_wrong"),
+            Some(email(0)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_error(&b, "unauthorized");
+
+    let resp = app
+        .http
+        .post(format!("{}/v1/messages", app.url))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_error(&resp.json().await.expect("json"), "invalid_json");
+
+    let resp = app
+        .http
+        .post(format!("{}/v1/messages", app.url))
+        .bearer_auth(&key)
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_error(&resp.json().await.expect("json"), "unsupported_media_type");
+
+    let (s, b) = app
+        .call(
+            post.clone(),
+            "/v1/messages",
+            Some(&key),
+            Some(json!({"channel": "email", "to": "nope", "subject": "s", "text": "t"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_error(&b, "invalid_field");
+    assert_eq!(b["error"]["field"], "to");
+
+    let big = "x".repeat(1024 * 1024 + 10);
+    let (s, b) = app
+        .call(
+            post.clone(),
+            "/v1/messages",
+            Some(&key),
+            Some(json!({"channel": "wework", "to": "u", "text": big})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_error(&b, "payload_too_large");
+
+    let (s, b) = app
+        .call(reqwest::Method::GET, "/v1/nowhere", Some(&key), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_error(&b, "not_found");
+
+    let (s, b) = app
+        .call(
+            reqwest::Method::DELETE,
+            "/v1/messages/batch",
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert_error(&b, "method_not_allowed");
+
+    let (s, b) = app
+        .call(
+            reqwest::Method::GET,
+            "/v1/messages/not-a-uuid",
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_error(&b, "not_found");
+
+    let (s, b) = app
+        .call(
+            reqwest::Method::GET,
+            "/v1/admin/tenants",
+            Some("wrong"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_error(&b, "unauthorized");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn one_bad_item_rejects_the_whole_batch_naming_its_index() {
+    let app = spawn_app().await;
+    let key = app.tenant_key().await;
+    let mut items: Vec<Value> = (0..10).map(email).collect();
+    items[7] = json!({"channel": "email", "to": "x@example.com", "subject": "s", "text": "t", "priority": 42});
+    let (s, b) = app
+        .call(
+            reqwest::Method::POST,
+            "/v1/messages/batch",
+            Some(&key),
+            Some(json!({"messages": items})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(b["error"]["index"], 7, "{b}");
+    assert_eq!(b["error"]["field"], "priority");
+    let (_, list) = app
+        .call(reqwest::Method::GET, "/v1/messages", Some(&key), None)
+        .await;
+    assert_eq!(
+        list["items"].as_array().map(Vec::len),
+        Some(0),
+        "nothing of a rejected batch is recorded"
+    );
+
+    let too_many: Vec<Value> = (0..1001).map(email).collect();
+    let (s, b) = app
+        .call(
+            reqwest::Method::POST,
+            "/v1/messages/batch",
+            Some(&key),
+            Some(json!({"messages": too_many})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(b["error"]["field"], "messages");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_tenant_cannot_read_another_tenants_message_and_lists_page_by_cursor() {
+    let app = spawn_app().await;
+    let (a, b) = (app.tenant_key().await, app.tenant_key().await);
+    let items: Vec<Value> = (0..5).map(email).collect();
+    let (s, r) = app
+        .call(
+            reqwest::Method::POST,
+            "/v1/messages/batch",
+            Some(&a),
+            Some(json!({"messages": items})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let ids: Vec<String> = r["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 5);
+
+    let (s, mine) = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/messages/{}", ids[0]),
+            Some(&a),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(mine["status"], "queued");
+    assert_eq!(mine["to"], "u0@example.com");
+    let (s, _) = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/messages/{}", ids[0]),
+            Some(&b),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let (_, p1) = app
+        .call(reqwest::Method::GET, "/v1/messages?limit=3", Some(&a), None)
+        .await;
+    assert_eq!(p1["items"].as_array().map(Vec::len), Some(3));
+    let cursor = p1["next_cursor"].as_str().expect("a next page").to_owned();
+    let (_, p2) = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/messages?limit=3&cursor={cursor}"),
+            Some(&a),
+            None,
+        )
+        .await;
+    assert_eq!(p2["items"].as_array().map(Vec::len), Some(2));
+    assert!(p2["next_cursor"].is_null());
+    let (s, e) = app
+        .call(
+            reqwest::Method::GET,
+            "/v1/messages?status=lost",
+            Some(&a),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(e["error"]["field"], "status");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_first_response_and_refuses_a_different_body() {
+    let app = spawn_app().await;
+    let key = app.tenant_key().await;
+    let mut body = email(1);
+    body["idempotency_key"] = json!("order-42");
+    let (s1, r1) = app
+        .call(
+            reqwest::Method::POST,
+            "/v1/messages",
+            Some(&key),
+            Some(body.clone()),
+        )
+        .await;
+    let (s2, r2) = app
+        .call(
+            reqwest::Method::POST,
+            "/v1/messages",
+            Some(&key),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!((s1, s2), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
+    assert_eq!(r1, r2);
+    body["subject"] = json!("another");
+    let (s3, r3) = app
+        .call(
+            reqwest::Method::POST,
+            "/v1/messages",
+            Some(&key),
+            Some(body),
+        )
+        .await;
+    assert_eq!(s3, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_error(&r3, "idempotency_conflict");
+    let (_, list) = app
+        .call(reqwest::Method::GET, "/v1/messages", Some(&key), None)
+        .await;
+    assert_eq!(
+        list["items"].as_array().map(Vec::len),
+        Some(1),
+        "one message for one key"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_scheduled_message_can_be_cancelled_once() {
+    let app = spawn_app().await;
+    let key = app.tenant_key().await;
+    let at = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let (s, r) = app
+        .call(
+            reqwest::Method::POST,
+            "/v1/messages",
+            Some(&key),
+            Some(json!({"channel": "wework", "to": "u1", "text": "x", "scheduled_at": at})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(r["status"], "scheduled");
+    let id = r["id"].as_str().expect("id");
+    let (s, c) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/messages/{id}/cancel"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(c["status"], "cancelled");
+    let (s, c) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/messages/{id}/cancel"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_error(&c, "conflict");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn provider_configs_are_validated_and_secrets_never_shown() {
+    let app = spawn_app().await;
+    let post = reqwest::Method::POST;
+    let (s, b) = app
+        .call(post.clone(), "/v1/admin/providers", Some(ADMIN), Some(json!({"name": "x", "kind": "smtp", "config": {"host": "h", "port": 25, "tls": "ssl"}})))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(b["error"]["field"], "config.tls", "{b}");
+    let (s, b) = app
+        .call(
+            post,
+            "/v1/admin/providers",
+            Some(ADMIN),
+            Some(json!({"name": "ww", "kind": "wework", "config": {"corp_id": "c", "corp_secret": "very-secret", "agent_id": 1}, "quota": {"per_minute": 10}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["config"]["corp_secret"], "***");
+    assert_eq!(b["channel"], "wework");
+    let id = b["id"].as_str().expect("id");
+    let (s, b) = app
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/admin/providers/{id}"),
+            Some(ADMIN),
+            Some(json!({"quota": {"per_minute": 0}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(b["error"]["field"], "quota.per_minute");
+    app.stop().await;
+}
