@@ -48,7 +48,7 @@ pub struct Drain {
 enum Fate {
     Central(Outbound),
     Dead(Outbound),
-    Requeue,
+    Wait(Duration),
 }
 
 impl Drain {
@@ -94,48 +94,71 @@ impl Drain {
         Ok(())
     }
 
-    /// Places every delivery of `batch`, publishes, and acks.
+    /// Places every delivery of `batch`, publishes, and acks. Placed jobs go
+    /// out at once; jobs that must wait for capacity are retried (only they)
+    /// until placed, until [`MAX_HOLD`], or until shutdown — then they are
+    /// handed back to their queue.
     pub async fn process_batch(
         &self,
         batch: Vec<Delivery>,
         stop: &watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let fates = futures::future::join_all(batch.iter().map(|d| self.decide(d, stop))).await;
-        let outbound: Vec<Outbound> = fates
-            .iter()
-            .filter_map(|f| match f {
-                Fate::Central(o) | Fate::Dead(o) => Some(o.clone()),
-                Fate::Requeue => None,
-            })
-            .collect();
-        self.publisher.publish_all(&outbound).await?;
-        for (delivery, fate) in batch.iter().zip(&fates) {
-            match fate {
-                Fate::Central(_) | Fate::Dead(_) => {
-                    delivery.acker.ack(BasicAckOptions::default()).await?
+        let started = Instant::now();
+        let mut waiting: Vec<Delivery> = batch;
+        let mut stop = stop.clone();
+        loop {
+            let fates = futures::future::join_all(waiting.iter().map(|d| self.decide(d))).await;
+            let outbound: Vec<Outbound> = fates
+                .iter()
+                .filter_map(|f| match f {
+                    Fate::Central(o) | Fate::Dead(o) => Some(o.clone()),
+                    Fate::Wait(_) => None,
+                })
+                .collect();
+            self.publisher.publish_all(&outbound).await?;
+            let placed = fates
+                .iter()
+                .filter(|f| matches!(f, Fate::Central(_)))
+                .count();
+            metrics::counter!("herald_scheduler_placed_total").increment(placed as u64);
+            let mut still = Vec::new();
+            let mut pause = Duration::from_secs(2);
+            for (delivery, fate) in waiting.into_iter().zip(fates) {
+                match fate {
+                    Fate::Central(_) | Fate::Dead(_) => {
+                        delivery.acker.ack(BasicAckOptions::default()).await?
+                    }
+                    Fate::Wait(d) => {
+                        pause = pause.min(d);
+                        still.push(delivery);
+                    }
                 }
-                Fate::Requeue => {
-                    delivery
-                        .acker
+            }
+            if still.is_empty() {
+                return Ok(());
+            }
+            waiting = still;
+            let give_back = started.elapsed() > MAX_HOLD
+                || tokio::select! {
+                    _ = stop.wait_for(|s| *s) => true,
+                    _ = tokio::time::sleep(pause.max(Duration::from_millis(20))) => false,
+                };
+            if give_back {
+                for d in waiting {
+                    d.acker
                         .nack(BasicNackOptions {
                             multiple: false,
                             requeue: true,
                         })
-                        .await?
+                        .await?;
                 }
+                return Ok(());
             }
         }
-        let placed = fates
-            .iter()
-            .filter(|f| matches!(f, Fate::Central(_)))
-            .count();
-        metrics::counter!("herald_scheduler_placed_total").increment(placed as u64);
-        Ok(())
     }
 
-    /// Decides one delivery's fate, waiting for capacity as long as needed
-    /// (up to [`MAX_HOLD`]) or until shutdown.
-    async fn decide(&self, delivery: &Delivery, stop: &watch::Receiver<bool>) -> Fate {
+    /// One placement attempt for one delivery.
+    async fn decide(&self, delivery: &Delivery) -> Fate {
         let mut job = match v1::Job::decode(delivery.data.as_slice()) {
             Ok(job) => job,
             Err(e) => {
@@ -147,53 +170,36 @@ impl Drain {
                 ));
             }
         };
-        let started = Instant::now();
-        let mut stop = stop.clone();
-        loop {
-            match self.placer.place(&job).await {
-                Ok(Placement::Placed(assignment)) => {
-                    job.assignment = Some(assignment);
-                    let channel = Channel::from_proto(job.channel).unwrap_or(Channel::Email);
-                    let priority = Priority::parse(i64::from(job.priority)).unwrap_or_default();
-                    return Fate::Central(self.topology.to_central(
-                        channel,
-                        job.encode_to_vec(),
-                        priority,
-                    ));
-                }
-                Ok(Placement::Impossible { reason }) => {
-                    tracing::warn!(message_id = %job.message_id, reason = %reason, "A job can never be placed; dead-lettering it.");
-                    job.last_error = reason.clone();
-                    return Fate::Dead(self.topology.dead_letter(
-                        job.encode_to_vec(),
-                        "unplaceable",
-                        &reason,
-                    ));
-                }
-                Ok(Placement::Wait {
-                    retry_after,
-                    reason,
-                }) => {
-                    tracing::debug!(message_id = %job.message_id, reason = %reason, wait_ms = retry_after.as_millis() as u64, "Waiting for provider capacity.");
-                    metrics::counter!("herald_scheduler_waits_total").increment(1);
-                    if started.elapsed() > MAX_HOLD {
-                        return Fate::Requeue;
-                    }
-                    let pause =
-                        retry_after.clamp(Duration::from_millis(20), Duration::from_secs(2));
-                    tokio::select! {
-                        _ = stop.wait_for(|s| *s) => return Fate::Requeue,
-                        _ = tokio::time::sleep(pause) => {}
-                    }
-                }
-                Err(e) => {
-                    // Reservations fail closed: nothing is placed while Redis is away.
-                    tracing::warn!(error = %e, "Redis is unreachable; holding placements.");
-                    tokio::select! {
-                        _ = stop.wait_for(|s| *s) => return Fate::Requeue,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
+        match self.placer.place(&job).await {
+            Ok(Placement::Placed(assignment)) => {
+                job.assignment = Some(assignment);
+                let channel = Channel::from_proto(job.channel).unwrap_or(Channel::Email);
+                let priority = Priority::parse(i64::from(job.priority)).unwrap_or_default();
+                Fate::Central(
+                    self.topology
+                        .to_central(channel, job.encode_to_vec(), priority),
+                )
+            }
+            Ok(Placement::Impossible { reason }) => {
+                tracing::warn!(message_id = %job.message_id, reason = %reason, "A job can never be placed; dead-lettering it.");
+                job.last_error = reason.clone();
+                Fate::Dead(
+                    self.topology
+                        .dead_letter(job.encode_to_vec(), "unplaceable", &reason),
+                )
+            }
+            Ok(Placement::Wait {
+                retry_after,
+                reason,
+            }) => {
+                tracing::debug!(message_id = %job.message_id, reason = %reason, wait_ms = retry_after.as_millis() as u64, "Waiting for provider capacity.");
+                metrics::counter!("herald_scheduler_waits_total").increment(1);
+                Fate::Wait(retry_after)
+            }
+            Err(e) => {
+                // Reservations fail closed: nothing is placed while Redis is away.
+                tracing::warn!(error = %e, "Redis is unreachable; holding placements.");
+                Fate::Wait(Duration::from_secs(1))
             }
         }
     }
