@@ -129,14 +129,7 @@ impl App {
         ));
 
         let broker = self.drain.broker.clone();
-        let lost = async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                if !broker.is_connected() {
-                    return;
-                }
-            }
-        };
+        let lost = async move { broker.lost().await };
         let mut result = Ok(());
         tokio::select! {
             _ = shutdown => {}

@@ -40,6 +40,13 @@ impl Broker {
         Ok(self.connection.create_channel().await?)
     }
 
+    /// Resolves once the connection is lost (checked every second).
+    pub async fn lost(&self) {
+        while self.is_connected() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
     pub fn is_connected(&self) -> bool {
         self.connection.status().connected()
     }
