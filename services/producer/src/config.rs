@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
 
 use herald_runtime::{CommonSettings, Secret};
+use herald_scoring::{CircuitSettings, ScoreWeights};
 
 /// herald-producer: accepts sends over HTTP/JSON and publishes them to the
 /// tenants' user queues in RabbitMQ.
@@ -18,6 +19,11 @@ pub struct Settings {
     /// PostgreSQL connections in the pool.
     #[arg(long, env = "HERALD_DB_POOL", default_value_t = 16)]
     pub db_pool: u32,
+    /// The schedulers' score weights, to explain scores the same way.
+    #[command(flatten)]
+    pub weights: ScoreWeights,
+    #[command(flatten)]
+    pub circuit: CircuitSettings,
 }
 
 impl Settings {
@@ -28,6 +34,8 @@ impl Settings {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_token: Some(Secret::new(admin_token)),
             db_pool: 8,
+            weights: ScoreWeights::default(),
+            circuit: CircuitSettings::default(),
         }
     }
 }

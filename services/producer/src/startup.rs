@@ -55,6 +55,14 @@ impl App {
             declare_channel: Arc::new(channel),
             admin_token: settings.admin_token.clone(),
             keys: KeyCache::default(),
+            capacity: herald_capacity::Capacity::connect(
+                &settings.common.redis_url,
+                &settings.common.namespace,
+            )
+            .await
+            .context("Failed to connect to Redis")?,
+            weights: settings.weights.clone(),
+            health: settings.circuit.policy(),
         };
         Ok(App {
             listener,

@@ -1,6 +1,10 @@
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use herald_runtime::CommonSettings;
+use herald_scoring::{CircuitSettings, ScoreWeights};
+
+use crate::fair::GateSettings;
 
 /// herald-scheduler: drains the tenants' user queues fairly into the central
 /// queues, choosing a provider and reserving its capacity for each job.
@@ -19,6 +23,19 @@ pub struct Settings {
     /// Seconds between polls for tenants and providers (NOTIFY is the fast path).
     #[arg(long, env = "HERALD_SCHEDULER_POLL_SECS", default_value_t = 10)]
     pub poll_secs: u64,
+    /// Milliseconds of work kept ready in each central queue (its target
+    /// depth is this times the workers' measured rate).
+    #[arg(long, env = "HERALD_SCHEDULER_AHEAD_MS", default_value_t = 500)]
+    pub ahead_ms: u64,
+    /// Bounds of a central queue's target depth.
+    #[arg(long, env = "HERALD_SCHEDULER_MIN_DEPTH", default_value_t = 256)]
+    pub min_depth: u64,
+    #[arg(long, env = "HERALD_SCHEDULER_MAX_DEPTH", default_value_t = 20_000)]
+    pub max_depth: u64,
+    #[command(flatten)]
+    pub weights: ScoreWeights,
+    #[command(flatten)]
+    pub circuit: CircuitSettings,
 }
 
 impl Settings {
@@ -28,6 +45,19 @@ impl Settings {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             prefetch: 128,
             poll_secs: 2,
+            ahead_ms: 500,
+            min_depth: 256,
+            max_depth: 20_000,
+            weights: ScoreWeights::default(),
+            circuit: CircuitSettings::default(),
+        }
+    }
+
+    pub fn gate(&self) -> GateSettings {
+        GateSettings {
+            ahead: Duration::from_millis(self.ahead_ms.max(1)),
+            min_depth: self.min_depth.max(1),
+            max_depth: self.max_depth.max(self.min_depth).max(1),
         }
     }
 }

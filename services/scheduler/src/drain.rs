@@ -1,40 +1,63 @@
-//! Draining queues into the central queues. One consumer per (tenant,
-//! channel) user queue, each holding a bounded prefetch; the broker
-//! round-robins deliveries across consumers, so a tenant with a million
-//! queued jobs holds no more of the scheduler than one with ten.
+//! Draining queues into the central queues.
 //!
-//! Contract: a user-queue delivery is acked only after its job was
-//! published to the central queue (or the dead-letter queue) and confirmed.
-//! When no provider has capacity, the consumer stops taking deliveries —
-//! it holds its prefetch unacked — instead of cycling jobs through queues.
+//! One consumer per (tenant, channel) user queue, each holding a bounded
+//! prefetch. Before placing a batch a user drain asks the fair [`Gate`]:
+//! lanes are served by deficit round robin weighted by tenant weight, and
+//! only as fast as workers empty the central queue, so a tenant with a
+//! million queued jobs keeps a tenant that sends ten waiting at most one
+//! round. The return queue (retries, delayed jobs) has its own drain and
+//! skips the gate: its jobs were admitted once already.
+//!
+//! Contract: a delivery is acked only after its job was published and
+//! confirmed (central, delay tier or dead letters) or parked in PostgreSQL.
+//!
+//! Waiting (a job is never failed for lack of capacity):
+//! - nothing the lane may use has room for a short while: the drain holds
+//!   its batch and retries only the waiting jobs;
+//! - for longer than [`PAUSE_AFTER`] (a closed send window, a used-up
+//!   hour or day): the drain hands its deliveries back and stops consuming
+//!   until the soonest window reopens or a provider changes;
+//! - a recipient's cap (WeWork): that job alone goes to a delay tier;
+//! - on the return queue, a job that must wait goes to a delay tier, or is
+//!   parked in PostgreSQL with jitter when the wait is long.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use chrono::Utc;
 use futures::{FutureExt, StreamExt};
 use herald_broker::lapin::message::Delivery;
 use herald_broker::lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
 };
 use herald_broker::lapin::types::FieldTable;
-use herald_broker::{Broker, Outbound, Publisher, Topology};
+use herald_broker::{Broker, Outbound, Publisher, Topology, DELAY_TIERS};
 use herald_domain::{Channel, Priority, TenantId};
 use herald_proto::v1;
 use herald_proto::Message as _;
+use herald_store::ParkedJob;
 use herald_store::Store;
+use rand::Rng;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::fair::Gate;
 use crate::placement::{Placement, Placer};
 
 /// Deliveries handled together: their placements run concurrently and
-/// their central publishes are confirmed together.
+/// their publishes are confirmed together.
 const BATCH: usize = 64;
-/// A job waiting for capacity longer than this is handed back to its queue
-/// (nack + requeue), well before RabbitMQ's 30-minute consumer timeout.
-const MAX_HOLD: Duration = Duration::from_secs(20 * 60);
+/// A user drain whose jobs must wait longer than this stops consuming
+/// (its deliveries return to the queue) until capacity can return.
+pub const PAUSE_AFTER: Duration = Duration::from_secs(30);
+/// A job from the return queue waiting longer than this is parked in
+/// PostgreSQL rather than cycled through delay tiers.
+pub const PARK_AFTER: Duration = Duration::from_secs(120);
+/// How often the central queues' depth is read.
+const DEPTH_POLL: Duration = Duration::from_millis(100);
 
 /// What every drain task shares.
 pub struct Drain {
@@ -42,23 +65,64 @@ pub struct Drain {
     pub publisher: Publisher,
     pub topology: Topology,
     pub placer: Placer,
+    pub gate: Gate,
+    pub store: Store,
     pub prefetch: u16,
+    /// Bumped when any provider changes (a drain paused for a window wakes).
+    pub providers_changed: watch::Receiver<u64>,
 }
 
+/// Which queue a drain consumes.
+#[derive(Clone)]
+pub enum Source {
+    /// A tenant's user queue for one channel; the weight follows the
+    /// tenant's row.
+    User {
+        tenant: TenantId,
+        channel: Channel,
+        weight: Arc<AtomicU32>,
+    },
+    /// The return queue: retries and delayed jobs.
+    Return,
+}
+
+impl Source {
+    fn queue(&self, topology: &Topology) -> String {
+        match self {
+            Source::User {
+                tenant, channel, ..
+            } => topology.user_queue(*tenant, *channel),
+            Source::Return => topology.return_queue(),
+        }
+    }
+}
+
+/// What becomes of one delivery.
 enum Fate {
-    Central(Outbound),
-    Dead(Outbound),
+    /// Published (central, delay tier or dead letters), then acked.
+    Publish { out: Outbound, placed: bool },
+    /// Parked in PostgreSQL, then acked.
+    Park(ParkedJob),
+    /// Held: nothing has room for about this long.
     Wait(Duration),
 }
 
+/// How a drain round ended.
+enum Round {
+    Stopped,
+    /// Deliveries handed back; consume again after this long.
+    Pause(Duration),
+}
+
 impl Drain {
-    /// Consumes `queue` until `stop` fires; unacked deliveries return to the
-    /// queue when the channel closes.
-    pub async fn drain_queue(
-        self: Arc<Self>,
-        queue: String,
-        mut stop: watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
+    /// Consumes `source` until `stop` fires or the drain pauses; unacked
+    /// deliveries return to the queue when the channel closes.
+    async fn consume(
+        &self,
+        source: &Source,
+        stop: &mut watch::Receiver<bool>,
+    ) -> anyhow::Result<Round> {
+        let queue = source.queue(&self.topology);
         let channel = self.broker.channel().await?;
         channel
             .basic_qos(self.prefetch, BasicQosOptions::default())
@@ -72,202 +136,396 @@ impl Drain {
             )
             .await?;
         tracing::debug!(queue = %queue, "Draining a queue.");
-        loop {
-            let first = tokio::select! {
-                _ = stop.wait_for(|s| *s) => break,
-                next = consumer.next() => match next {
-                    Some(Ok(d)) => d,
-                    Some(Err(e)) => return Err(e.into()),
-                    None => break,
-                },
-            };
-            let mut batch = vec![first];
-            while batch.len() < BATCH {
+        let mut carry: Vec<Delivery> = Vec::new();
+        let round = loop {
+            if carry.is_empty() {
+                let first = tokio::select! {
+                    _ = stop.wait_for(|s| *s) => break Round::Stopped,
+                    next = consumer.next() => match next {
+                        Some(Ok(d)) => d,
+                        Some(Err(e)) => return Err(e.into()),
+                        None => break Round::Stopped,
+                    },
+                };
+                carry.push(first);
+            }
+            while carry.len() < BATCH {
                 match consumer.next().now_or_never() {
-                    Some(Some(Ok(d))) => batch.push(d),
+                    Some(Some(Ok(d))) => carry.push(d),
                     _ => break,
                 }
             }
-            self.process_batch(batch, &stop).await?;
-        }
-        let _ = channel.close(200, "drain stopped").await;
-        Ok(())
+            // Highest priority first: those are the ones the gate lets in.
+            carry.sort_by_key(|d| std::cmp::Reverse(d.properties.priority().unwrap_or(0)));
+            let batch: Vec<Delivery> = match source {
+                Source::User {
+                    tenant,
+                    channel,
+                    weight,
+                } => {
+                    let granted = tokio::select! {
+                        _ = stop.wait_for(|s| *s) => break Round::Stopped,
+                        n = self.gate.admit(*tenant, *channel, weight.load(Ordering::Relaxed), carry.len()) => n,
+                    };
+                    let rest = carry.split_off(granted.min(carry.len()));
+                    std::mem::replace(&mut carry, rest)
+                }
+                Source::Return => std::mem::take(&mut carry),
+            };
+            if let Some(pause) = self.process_batch(source, batch, stop).await? {
+                break Round::Pause(pause);
+            }
+        };
+        // Closing the channel hands every unacked delivery back.
+        let _ = channel.close(200, "drain paused or stopped").await;
+        Ok(round)
     }
 
-    /// Places every delivery of `batch`, publishes, and acks. Placed jobs go
-    /// out at once; jobs that must wait for capacity are retried (only they)
-    /// until placed, until [`MAX_HOLD`], or until shutdown — then they are
-    /// handed back to their queue.
-    pub async fn process_batch(
+    /// Places every delivery of `batch`, publishes, and acks. Jobs that
+    /// must wait are retried (only they) while the wait is short; a long
+    /// wait returns `Some(pause)` with the waiting deliveries unacked.
+    async fn process_batch(
         &self,
+        source: &Source,
         batch: Vec<Delivery>,
         stop: &watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
-        let started = Instant::now();
-        let mut waiting: Vec<Delivery> = batch;
+    ) -> anyhow::Result<Option<Duration>> {
+        let lane_channel = match source {
+            Source::User { channel, .. } => Some(*channel),
+            Source::Return => None,
+        };
+        let mut waiting = batch;
+        let mut first_round = true;
         let mut stop = stop.clone();
+        let mut changed = self.providers_changed.clone();
+        changed.borrow_and_update();
         loop {
-            let fates = futures::future::join_all(waiting.iter().map(|d| self.decide(d))).await;
+            let fates = futures::future::join_all(
+                waiting
+                    .iter()
+                    .map(|d| self.decide(d, matches!(source, Source::Return))),
+            )
+            .await;
             let outbound: Vec<Outbound> = fates
                 .iter()
                 .filter_map(|f| match f {
-                    Fate::Central(o) | Fate::Dead(o) => Some(o.clone()),
-                    Fate::Wait(_) => None,
+                    Fate::Publish { out, .. } => Some(out.clone()),
+                    _ => None,
+                })
+                .collect();
+            let parked: Vec<ParkedJob> = fates
+                .iter()
+                .filter_map(|f| match f {
+                    Fate::Park(p) => Some(p.clone()),
+                    _ => None,
                 })
                 .collect();
             self.publisher.publish_all(&outbound).await?;
-            let placed = fates
-                .iter()
-                .filter(|f| matches!(f, Fate::Central(_)))
-                .count();
-            metrics::counter!("herald_scheduler_placed_total").increment(placed as u64);
+            self.store.park(&parked).await?;
+            let mut placed_by_channel: HashMap<Channel, usize> = HashMap::new();
             let mut still = Vec::new();
-            let mut pause = Duration::from_secs(2);
+            let mut wait = Duration::MAX;
             for (delivery, fate) in waiting.into_iter().zip(fates) {
                 match fate {
-                    Fate::Central(_) | Fate::Dead(_) => {
+                    Fate::Publish { placed, .. } => {
+                        if placed {
+                            let ch = channel_of(&delivery).unwrap_or(Channel::Email);
+                            *placed_by_channel.entry(ch).or_default() += 1;
+                        }
                         delivery.acker.ack(BasicAckOptions::default()).await?
                     }
+                    Fate::Park(_) => delivery.acker.ack(BasicAckOptions::default()).await?,
                     Fate::Wait(d) => {
-                        pause = pause.min(d);
+                        wait = wait.min(d);
                         still.push(delivery);
                     }
                 }
             }
+            let placed: usize = placed_by_channel.values().sum();
+            metrics::counter!("herald_scheduler_placed_total").increment(placed as u64);
+            match lane_channel {
+                // The gate granted the whole batch: return what did not enter.
+                Some(ch) if first_round => self.gate.unused(ch, still.len()),
+                Some(ch) => self.gate.charge(ch, placed),
+                None => {
+                    for (ch, n) in placed_by_channel {
+                        self.gate.charge(ch, n);
+                    }
+                }
+            }
+            first_round = false;
             if still.is_empty() {
-                return Ok(());
+                return Ok(None);
+            }
+            if wait > PAUSE_AFTER {
+                metrics::counter!("herald_scheduler_pauses_total").increment(1);
+                tracing::info!(
+                    queue = %source.queue(&self.topology),
+                    wait_secs = wait.as_secs(),
+                    "Nothing this lane may use has capacity; pausing its drain."
+                );
+                return Ok(Some(wait));
             }
             waiting = still;
-            let give_back = started.elapsed() > MAX_HOLD
-                || tokio::select! {
-                    _ = stop.wait_for(|s| *s) => true,
-                    _ = tokio::time::sleep(pause.max(Duration::from_millis(20))) => false,
-                };
-            if give_back {
-                for d in waiting {
-                    d.acker
-                        .nack(BasicNackOptions {
-                            multiple: false,
-                            requeue: true,
-                        })
-                        .await?;
-                }
-                return Ok(());
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return Ok(Some(Duration::ZERO)),
+                _ = changed.changed() => {}
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(20))) => {}
             }
         }
     }
 
-    /// One placement attempt for one delivery.
-    async fn decide(&self, delivery: &Delivery) -> Fate {
+    /// One placement attempt for one delivery. `returned`: from the return
+    /// queue, where nothing is held (waits go to delay tiers or parking).
+    async fn decide(&self, delivery: &Delivery, returned: bool) -> Fate {
         let mut job = match v1::Job::decode(delivery.data.as_slice()) {
             Ok(job) => job,
             Err(e) => {
                 tracing::warn!(error = %e, "A delivery is not a job envelope; dead-lettering it.");
-                return Fate::Dead(self.topology.dead_letter(
-                    delivery.data.clone(),
-                    "undecodable",
-                    &e.to_string(),
-                ));
+                return Fate::Publish {
+                    out: self.topology.dead_letter(
+                        delivery.data.clone(),
+                        "undecodable",
+                        &e.to_string(),
+                    ),
+                    placed: false,
+                };
             }
         };
-        match self.placer.place(&job).await {
-            Ok(Placement::Placed(assignment)) => {
-                job.assignment = Some(assignment);
-                let channel = Channel::from_proto(job.channel).unwrap_or(Channel::Email);
-                let priority = Priority::parse(i64::from(job.priority)).unwrap_or_default();
-                Fate::Central(
-                    self.topology
-                        .to_central(channel, job.encode_to_vec(), priority),
-                )
-            }
-            Ok(Placement::Impossible { reason }) => {
-                tracing::warn!(message_id = %job.message_id, reason = %reason, "A job can never be placed; dead-lettering it.");
-                job.last_error = reason.clone();
-                Fate::Dead(
-                    self.topology
-                        .dead_letter(job.encode_to_vec(), "unplaceable", &reason),
-                )
-            }
-            Ok(Placement::Wait {
-                retry_after,
-                reason,
-            }) => {
-                tracing::debug!(message_id = %job.message_id, reason = %reason, wait_ms = retry_after.as_millis() as u64, "Waiting for provider capacity.");
-                metrics::counter!("herald_scheduler_waits_total").increment(1);
-                Fate::Wait(retry_after)
-            }
+        let placement = match self.placer.place(&job).await {
+            Ok(p) => p,
             Err(e) => {
                 // Reservations fail closed: nothing is placed while Redis is away.
                 tracing::warn!(error = %e, "Redis is unreachable; holding placements.");
-                Fate::Wait(Duration::from_secs(1))
+                return Fate::Wait(Duration::from_secs(1));
+            }
+        };
+        match placement {
+            Placement::Placed(assignment) => {
+                job.assignment = Some(assignment);
+                let channel = Channel::from_proto(job.channel).unwrap_or(Channel::Email);
+                let priority = Priority::parse(i64::from(job.priority)).unwrap_or_default();
+                Fate::Publish {
+                    out: self
+                        .topology
+                        .to_central(channel, job.encode_to_vec(), priority),
+                    placed: true,
+                }
+            }
+            Placement::Impossible { reason } => {
+                tracing::warn!(message_id = %job.message_id, reason = %reason, "A job can never be placed; dead-lettering it.");
+                job.last_error = reason.clone();
+                Fate::Publish {
+                    out: self
+                        .topology
+                        .dead_letter(job.encode_to_vec(), "unplaceable", &reason),
+                    placed: false,
+                }
+            }
+            Placement::Delay { after, reason } => {
+                tracing::debug!(message_id = %job.message_id, reason = %reason, wait_ms = after.as_millis() as u64, "Delaying one job.");
+                metrics::counter!("herald_scheduler_delays_total").increment(1);
+                self.wait_elsewhere(job, after)
+            }
+            Placement::Wait {
+                retry_after,
+                reason,
+            } => {
+                tracing::debug!(message_id = %job.message_id, reason = %reason, wait_ms = retry_after.as_millis() as u64, "Waiting for provider capacity.");
+                metrics::counter!("herald_scheduler_waits_total").increment(1);
+                if returned {
+                    self.wait_elsewhere(job, retry_after)
+                } else {
+                    Fate::Wait(retry_after)
+                }
+            }
+        }
+    }
+
+    /// A job that waits outside its drain: in the delay tier that ends
+    /// soonest without overshooting, or parked in PostgreSQL (with jitter,
+    /// so a reopening window is not hit by every parked job at once).
+    fn wait_elsewhere(&self, job: v1::Job, wait: Duration) -> Fate {
+        if wait <= PARK_AFTER {
+            return Fate::Publish {
+                out: self.topology.to_delay(delay_tier_within(wait), job.encode_to_vec()),
+                placed: false,
+            };
+        }
+        let jitter_cap = (wait.as_millis() as u64 / 10).clamp(1, 30_000);
+        let jitter = rand::thread_rng().gen_range(0..jitter_cap);
+        let due_at = Utc::now()
+            + chrono::Duration::from_std(wait + Duration::from_millis(jitter))
+                .unwrap_or_else(|_| chrono::Duration::hours(1));
+        let channel = Channel::from_proto(job.channel).unwrap_or(Channel::Email);
+        Fate::Park(ParkedJob {
+            message_id: job.message_id.parse().unwrap_or_default(),
+            tenant_id: job.tenant_id.parse().unwrap_or_default(),
+            channel: channel.as_str().to_owned(),
+            due_at,
+            envelope: job.encode_to_vec(),
+        })
+    }
+
+    /// Reads each central queue's ready depth for the gate until stopped.
+    pub async fn poll_depth(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        'reconnect: loop {
+            let channel = match self.broker.channel().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Cannot open a channel to read queue depths.");
+                    tokio::select! {
+                        _ = stop.wait_for(|s| *s) => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            loop {
+                for ch in Channel::ALL {
+                    let passive = QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    };
+                    match channel
+                        .queue_declare(
+                            &self.topology.central_queue(ch),
+                            passive,
+                            FieldTable::default(),
+                        )
+                        .await
+                    {
+                        Ok(q) => self.gate.observe_depth(ch, u64::from(q.message_count())),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Failed to read a central queue's depth.");
+                            continue 'reconnect;
+                        }
+                    }
+                }
+                let stopped = tokio::select! {
+                    _ = stop.wait_for(|s| *s) => true,
+                    _ = tokio::time::sleep(DEPTH_POLL) => false,
+                };
+                if stopped {
+                    let _ = channel.close(200, "stopped").await;
+                    return;
+                }
             }
         }
     }
 }
 
-/// Runs `drain_queue` again after an error, until stopped.
+/// The longest delay tier that does not exceed `wait` (at least the
+/// shortest): the job comes back no later than capacity does, and asks again.
+pub fn delay_tier_within(wait: Duration) -> u64 {
+    let secs = wait.as_secs();
+    u64::from(
+        DELAY_TIERS
+            .into_iter()
+            .rev()
+            .find(|t| u64::from(*t) <= secs)
+            .unwrap_or(DELAY_TIERS[0]),
+    )
+}
+
+fn channel_of(delivery: &Delivery) -> Option<Channel> {
+    v1::Job::decode(delivery.data.as_slice())
+        .ok()
+        .and_then(|j| Channel::from_proto(j.channel))
+}
+
+/// Runs a drain of `source` until stopped: restarts it after an error,
+/// and after a pause waits for the pause to end, a provider change, or
+/// the stop signal.
 pub fn spawn_drain(
     tasks: &mut JoinSet<()>,
     drain: Arc<Drain>,
-    queue: String,
-    stop: watch::Receiver<bool>,
+    source: Source,
+    mut stop: watch::Receiver<bool>,
 ) {
     tasks.spawn(async move {
         let mut backoff = Duration::from_millis(200);
+        let mut changed = drain.providers_changed.clone();
         loop {
-            match drain.clone().drain_queue(queue.clone(), stop.clone()).await {
-                Ok(()) => return,
+            let pause = match drain.consume(&source, &mut stop).await {
+                Ok(Round::Stopped) => return,
+                Ok(Round::Pause(p)) => {
+                    backoff = Duration::from_millis(200);
+                    p
+                }
                 Err(e) => {
                     if *stop.borrow() {
                         return;
                     }
+                    let queue = source.queue(&drain.topology);
                     tracing::warn!(queue = %queue, error = %e, "A queue drain failed; restarting it.");
-                    tokio::time::sleep(backoff).await;
+                    let b = backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
+                    b
                 }
+            };
+            if *stop.borrow() {
+                return;
+            }
+            changed.borrow_and_update();
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = changed.changed() => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
     });
 }
 
-/// Keeps one drain per active tenant and channel: learns of new and
-/// disabled tenants by `LISTEN`/`NOTIFY`, with a slow poll as a backstop.
+/// Keeps one drain per active tenant and channel: learns of new,
+/// re-weighted and disabled tenants by `LISTEN`/`NOTIFY`, with a slow poll
+/// as a backstop.
 pub async fn discover_tenants(
     drain: Arc<Drain>,
     store: Store,
     poll: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut running: HashMap<TenantId, watch::Sender<bool>> = HashMap::new();
+    struct Running {
+        stop: watch::Sender<bool>,
+        weight: Arc<AtomicU32>,
+    }
+    let mut running: HashMap<TenantId, Running> = HashMap::new();
     let mut tasks = JoinSet::new();
     let mut listener = listen(&store).await;
     loop {
         match store.active_tenants().await {
             Ok(tenants) => {
-                let active: Vec<TenantId> = tenants.iter().map(|t| TenantId(t.id)).collect();
-                for tenant in &active {
-                    if running.contains_key(tenant) {
+                for t in &tenants {
+                    let tenant = TenantId(t.id);
+                    let weight = t.weight.max(1) as u32;
+                    if let Some(r) = running.get(&tenant) {
+                        r.weight.store(weight, Ordering::Relaxed);
                         continue;
                     }
                     let channel = drain.broker.channel().await?;
-                    drain.topology.declare_tenant(&channel, *tenant).await?;
+                    drain.topology.declare_tenant(&channel, tenant).await?;
                     let _ = channel.close(200, "declared").await;
                     let (tx, rx) = watch::channel(false);
+                    let weight = Arc::new(AtomicU32::new(weight));
                     for ch in Channel::ALL {
                         spawn_drain(
                             &mut tasks,
                             drain.clone(),
-                            drain.topology.user_queue(*tenant, ch),
+                            Source::User {
+                                tenant,
+                                channel: ch,
+                                weight: weight.clone(),
+                            },
                             rx.clone(),
                         );
                     }
-                    running.insert(*tenant, tx);
+                    running.insert(tenant, Running { stop: tx, weight });
                     tracing::info!(tenant_id = %tenant, "Draining a tenant's user queues.");
                 }
-                running.retain(|tenant, stop| {
-                    let keep = active.contains(tenant);
+                running.retain(|tenant, r| {
+                    let keep = tenants.iter().any(|t| t.id == tenant.0);
                     if !keep {
-                        let _ = stop.send(true);
+                        let _ = r.stop.send(true);
                         tracing::info!(tenant_id = %tenant, "Stopped draining a disabled tenant.");
                     }
                     keep
@@ -289,8 +547,8 @@ pub async fn discover_tenants(
             _ = tokio::time::sleep(poll) => if listener.is_none() { listener = listen(&store).await; },
         }
     }
-    for stop in running.values() {
-        let _ = stop.send(true);
+    for r in running.values() {
+        let _ = r.stop.send(true);
     }
     while tasks.join_next().await.is_some() {}
     Ok(())
@@ -300,4 +558,18 @@ async fn listen(store: &Store) -> Option<PgListener> {
     let mut l = PgListener::connect_with(store.pool()).await.ok()?;
     l.listen(herald_store::TENANTS_CHANNEL).await.ok()?;
     Some(l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_uses_the_longest_tier_that_does_not_overshoot() {
+        assert_eq!(delay_tier_within(Duration::from_millis(300)), 1);
+        assert_eq!(delay_tier_within(Duration::from_secs(4)), 1);
+        assert_eq!(delay_tier_within(Duration::from_secs(29)), 5);
+        assert_eq!(delay_tier_within(Duration::from_secs(30)), 30);
+        assert_eq!(delay_tier_within(Duration::from_secs(119)), 30);
+    }
 }

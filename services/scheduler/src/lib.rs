@@ -2,15 +2,19 @@
 //! queues, placing each job on a provider whose capacity it reserved in
 //! Redis first.
 //!
+//! - [`fair`]: the gate that admits (tenant, channel) lanes by weighted
+//!   deficit round robin, as fast as workers empty the central queues
 //! - [`drain`]: one consumer per (tenant, channel) user queue, plus the
-//!   return queue; tenant discovery by `LISTEN`/`NOTIFY`
-//! - [`placement`]: eligible providers, their order (the scoring seam), and
-//!   the reservation that places a job
-//! - [`release`]: scheduled sends parked in PostgreSQL, released on time
+//!   return queue; waiting, pausing and parking; tenant discovery
+//! - [`placement`]: provider rankings by score (`herald-scoring`) and the
+//!   reservation that places a job
+//! - [`release`]: scheduled and parked jobs held in PostgreSQL, released
+//!   on time
 //! - [`startup`]: [`App::build`] and [`App::run`]
 
 pub mod config;
 pub mod drain;
+pub mod fair;
 pub mod placement;
 pub mod release;
 pub mod startup;

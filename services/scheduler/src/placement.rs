@@ -1,115 +1,242 @@
-//! Placing a job on a provider: which providers are eligible, in which order
-//! they are tried (the scoring seam), and the reservation that makes a
-//! placement real.
+//! Placing a job on a provider: rank the providers a (tenant, channel) may
+//! use by score (refreshed from Redis twice a second), draw one among the
+//! best, and make the placement real with one reservation script.
+//! Providers a reservation found full are skipped locally until the time
+//! the script named, so a saturated pool costs no Redis round trips.
 
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use herald_capacity::{Capacity, CapacityError, Limits, Reservation};
-use herald_domain::{Channel, Quota, SendWindow};
+use herald_capacity::{Capacity, CapacityError, Full, HealthPolicy, ProviderLoad, Reservation};
+use herald_domain::Channel;
 use herald_proto::v1;
+use herald_scoring::{recent_use, score, ProviderView, Ranking, Score, ScoreWeights};
 use herald_store::catalog::ProviderCatalog;
-use rand::Rng;
+use tokio::sync::watch;
 use uuid::Uuid;
 
-/// A provider as the scheduler uses it: parsed once per catalog refresh.
-#[derive(Debug, Clone)]
-pub struct ProviderView {
-    pub id: Uuid,
-    pub name: String,
-    pub tenant_id: Option<Uuid>,
-    pub channel: Channel,
-    pub limits: Limits,
-    pub window: Option<SendWindow>,
-    pub weight: u32,
-}
-
-impl ProviderView {
-    fn from_row(row: &herald_store::ProviderRow) -> Option<ProviderView> {
-        if !row.enabled {
-            return None;
-        }
-        let channel: Channel = row.channel.parse().ok()?;
-        let quota: Quota = serde_json::from_value(row.quota.clone()).unwrap_or_default();
-        let window = row
-            .send_window
-            .as_ref()
-            .and_then(|w| serde_json::from_value(w.clone()).ok());
-        Some(ProviderView {
-            id: row.id,
-            name: row.name.clone(),
-            tenant_id: row.tenant_id,
-            channel,
-            limits: Limits {
-                windows: quota.windows().collect(),
-            },
-            window,
-            weight: row.weight.max(1) as u32,
-        })
-    }
-}
+/// Reservation attempts per placement before the job waits: the ranking
+/// is best first, so more rarely helps and a saturated pool stays cheap.
+const MAX_TRIES: usize = 6;
+/// How often provider loads are read from Redis.
+pub const REFRESH: Duration = Duration::from_millis(500);
 
 /// What became of a placement attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Placement {
     /// Capacity reserved on this provider.
     Placed(v1::Assignment),
-    /// Nothing eligible has room now; try again after this long.
+    /// Nothing the (tenant, channel) may use has room: hold the user queue
+    /// for about this long.
     Wait {
         retry_after: Duration,
         reason: String,
     },
+    /// Providers have room but a recipient's cap is reached: this job
+    /// alone waits (in a delay tier), the queue goes on.
+    Delay { after: Duration, reason: String },
     /// No provider could ever take it (it costs more than any window holds).
     Impossible { reason: String },
 }
+
+/// What rankings are built from; replaced whole on every refresh.
+#[derive(Default)]
+struct Snapshot {
+    catalog_version: u64,
+    generation: u64,
+    views: Arc<Vec<Arc<ProviderView>>>,
+    loads: HashMap<Uuid, ProviderLoad>,
+    /// Mean last-minute use per channel.
+    recent_mean: HashMap<Channel, f64>,
+}
+
+type RankingKey = (Uuid, Channel);
 
 /// Chooses providers and reserves their capacity.
 pub struct Placer {
     capacity: Capacity,
     catalog: ProviderCatalog,
-    views: RwLock<(u64, Arc<Vec<ProviderView>>)>,
+    weights: ScoreWeights,
+    policy: HealthPolicy,
+    snapshot: RwLock<Arc<Snapshot>>,
+    rankings: Mutex<HashMap<RankingKey, (u64, Arc<Ranking>)>>,
+    /// Providers known full, until when.
+    full: Mutex<HashMap<Uuid, Instant>>,
 }
 
 impl Placer {
-    pub fn new(capacity: Capacity, catalog: ProviderCatalog) -> Placer {
-        let views = build_views(&catalog);
-        Placer {
+    pub fn new(
+        capacity: Capacity,
+        catalog: ProviderCatalog,
+        weights: ScoreWeights,
+        policy: HealthPolicy,
+    ) -> Placer {
+        let placer = Placer {
             capacity,
             catalog,
-            views: RwLock::new((u64::MAX, views)),
+            weights,
+            policy,
+            snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            rankings: Mutex::new(HashMap::new()),
+            full: Mutex::new(HashMap::new()),
+        };
+        placer.install(HashMap::new(), None);
+        placer
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        let current = self
+            .snapshot
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        if current.catalog_version != *self.catalog.subscribe().borrow() {
+            // A provider changed: rebuild the views now, keep the loads.
+            self.install(current.loads.clone(), Some(&current));
+            return self
+                .snapshot
+                .read()
+                .map(|s| s.clone())
+                .unwrap_or_default();
+        }
+        current
+    }
+
+    fn install(&self, loads: HashMap<Uuid, ProviderLoad>, previous: Option<&Snapshot>) {
+        let version = *self.catalog.subscribe().borrow();
+        let views: Vec<Arc<ProviderView>> = self
+            .catalog
+            .snapshot()
+            .iter()
+            .filter_map(ProviderView::from_row)
+            .map(Arc::new)
+            .collect();
+        let mut sums: HashMap<Channel, (f64, u32)> = HashMap::new();
+        for v in &views {
+            let recent = recent_use(v, loads.get(&v.id));
+            let e = sums.entry(v.channel).or_default();
+            e.0 += recent;
+            e.1 += 1;
+        }
+        let snapshot = Snapshot {
+            catalog_version: version,
+            generation: previous.map_or(0, |p| p.generation) + 1,
+            views: Arc::new(views),
+            loads,
+            recent_mean: sums
+                .into_iter()
+                .map(|(c, (sum, n))| (c, sum / f64::from(n.max(1))))
+                .collect(),
+        };
+        if let Ok(mut s) = self.snapshot.write() {
+            *s = Arc::new(snapshot);
         }
     }
 
-    fn views(&self) -> Arc<Vec<ProviderView>> {
-        let version = *self.catalog.subscribe().borrow();
-        if let Ok(guard) = self.views.read() {
-            if guard.0 == version {
-                return guard.1.clone();
+    /// Reads every provider's load from Redis and re-ranks.
+    pub async fn refresh(&self) -> Result<(), CapacityError> {
+        let current = self.snapshot();
+        let ids: Vec<(Uuid, &herald_capacity::Limits)> =
+            current.views.iter().map(|v| (v.id, &v.limits)).collect();
+        let loads = self.capacity.load(&ids).await?;
+        let loads: HashMap<Uuid, ProviderLoad> = current
+            .views
+            .iter()
+            .map(|v| v.id)
+            .zip(loads)
+            .collect();
+        self.install(loads, Some(&current));
+        Ok(())
+    }
+
+    /// Refreshes every [`REFRESH`] until `stop` fires.
+    pub async fn run_refresh(&self, mut stop: watch::Receiver<bool>) {
+        loop {
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %e, "Failed to read provider loads; scoring on the last ones.");
+            }
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(REFRESH) => {}
             }
         }
-        let fresh = build_views(&self.catalog);
-        if let Ok(mut guard) = self.views.write() {
-            *guard = (version, fresh.clone());
+    }
+
+    /// The current ranking of the providers `tenant` may use on `channel`.
+    pub fn ranking(&self, tenant: Uuid, channel: Channel) -> Arc<Ranking> {
+        let snapshot = self.snapshot();
+        let key = (tenant, channel);
+        if let Ok(cache) = self.rankings.lock() {
+            if let Some((generation, r)) = cache.get(&key) {
+                if *generation == snapshot.generation {
+                    return r.clone();
+                }
+            }
         }
-        fresh
-    }
-
-    /// Providers that may send this tenant's message on this channel now:
-    /// enabled, the tenant's own or shared, inside their send window.
-    pub fn eligible(&self, tenant: Uuid, channel: Channel) -> Vec<ProviderView> {
         let now = Utc::now();
-        self.views()
+        let mean = snapshot.recent_mean.get(&channel).copied().unwrap_or(0.0);
+        let scored: Vec<(Arc<ProviderView>, Score)> = snapshot
+            .views
             .iter()
-            .filter(|p| p.channel == channel)
-            .filter(|p| p.tenant_id.is_none_or(|t| t == tenant))
-            .filter(|p| p.window.as_ref().is_none_or(|w| w.is_open(now)))
-            .cloned()
-            .collect()
+            .filter(|v| v.serves(tenant, channel))
+            .map(|v| {
+                let s = score(
+                    v,
+                    snapshot.loads.get(&v.id),
+                    mean,
+                    &self.weights,
+                    &self.policy,
+                    now,
+                );
+                (v.clone(), s)
+            })
+            .collect();
+        let ranking = Arc::new(Ranking::build(scored, self.weights.band));
+        if let Ok(mut cache) = self.rankings.lock() {
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(key, (snapshot.generation, ranking.clone()));
+        }
+        ranking
     }
 
-    /// Reserves capacity for `job` on the first provider, in [`rank`] order,
-    /// that has room.
+    /// A provider's current score and its parts (`None`: unknown or
+    /// disabled).
+    pub fn explain(&self, provider: Uuid) -> Option<Score> {
+        let snapshot = self.snapshot();
+        let v = snapshot.views.iter().find(|v| v.id == provider)?;
+        let mean = snapshot.recent_mean.get(&v.channel).copied().unwrap_or(0.0);
+        Some(score(
+            v,
+            snapshot.loads.get(&v.id),
+            mean,
+            &self.weights,
+            &self.policy,
+            Utc::now(),
+        ))
+    }
+
+    fn known_full(&self, provider: Uuid, now: Instant) -> Option<Duration> {
+        let full = self.full.lock().ok()?;
+        full.get(&provider)
+            .filter(|until| **until > now)
+            .map(|until| *until - now)
+    }
+
+    fn mark_full(&self, provider: Uuid, for_: Duration) {
+        if let Ok(mut full) = self.full.lock() {
+            let now = Instant::now();
+            if full.len() > 10_000 {
+                full.retain(|_, until| *until > now);
+            }
+            full.insert(provider, now + for_);
+        }
+    }
+
+    /// Reserves capacity for `job` on the best provider that has room.
     pub async fn place(&self, job: &v1::Job) -> Result<Placement, CapacityError> {
         let tenant: Uuid = job.tenant_id.parse().unwrap_or_default();
         let Some(channel) = Channel::from_proto(job.channel) else {
@@ -117,18 +244,29 @@ impl Placer {
                 reason: format!("unknown channel {}", job.channel),
             });
         };
-        let candidates = rank(self.eligible(tenant, channel));
-        if candidates.is_empty() {
-            return Ok(Placement::Wait {
-                retry_after: Duration::from_secs(5),
-                reason: format!("no enabled {channel} provider is open for this tenant"),
-            });
+        let ranking = self.ranking(tenant, channel);
+        if ranking.is_empty() {
+            return Ok(nothing_eligible(&ranking, channel));
         }
         let cost = job_cost(job);
-        let mut soonest: Option<Duration> = None;
+        let now = Instant::now();
+        let mut provider_wait: Option<Duration> = None;
+        let mut recipient_wait: Option<Duration> = None;
         let mut too_large = 0;
-        for p in &candidates {
-            match self.capacity.reserve(p.id, &p.limits, cost).await? {
+        let attempts: Vec<Arc<ProviderView>> = {
+            let mut rng = rand::thread_rng();
+            ranking.attempts(&mut rng).cloned().collect_fitting(|v| {
+                self.known_full(v.id, now)
+                    .map(|wait| provider_wait = Some(provider_wait.map_or(wait, |w| w.min(wait))))
+                    .is_none()
+            }, MAX_TRIES)
+        };
+        for p in &attempts {
+            match self
+                .capacity
+                .reserve(p.id, &p.limits, cost, &job.recipients)
+                .await?
+            {
                 Reservation::Granted { at_ms } => {
                     metrics::counter!("herald_scheduler_reservations_total", "outcome" => "granted").increment(1);
                     return Ok(Placement::Placed(v1::Assignment {
@@ -137,36 +275,90 @@ impl Placer {
                         cost,
                     }));
                 }
-                Reservation::Denied { retry_after, .. } => {
-                    metrics::counter!("herald_scheduler_reservations_total", "outcome" => "denied")
-                        .increment(1);
-                    soonest = Some(soonest.map_or(retry_after, |s| s.min(retry_after)));
+                Reservation::Denied {
+                    retry_after,
+                    full: Full::Provider { .. },
+                } => {
+                    metrics::counter!("herald_scheduler_reservations_total", "outcome" => "denied").increment(1);
+                    self.mark_full(p.id, retry_after);
+                    provider_wait = Some(provider_wait.map_or(retry_after, |w| w.min(retry_after)));
+                }
+                Reservation::Denied {
+                    retry_after,
+                    full: Full::Recipient { .. },
+                } => {
+                    metrics::counter!("herald_scheduler_reservations_total", "outcome" => "recipient_cap").increment(1);
+                    recipient_wait =
+                        Some(recipient_wait.map_or(retry_after, |w| w.min(retry_after)));
                 }
                 Reservation::TooLarge { .. } => too_large += 1,
             }
         }
-        if too_large == candidates.len() {
+        if too_large > 0 && too_large == ranking.len() {
             return Ok(Placement::Impossible {
                 reason: format!(
                     "costs {cost} units, more than any eligible provider's quota window holds"
                 ),
             });
         }
+        if let Some(after) = recipient_wait {
+            return Ok(Placement::Delay {
+                after,
+                reason: "a recipient reached its per-app cap (WeWork: 30 a minute, 1,000 an hour)"
+                    .into(),
+            });
+        }
         Ok(Placement::Wait {
-            retry_after: soonest.unwrap_or(Duration::from_secs(5)),
+            retry_after: provider_wait.unwrap_or(Duration::from_secs(1)),
             reason: "every eligible provider's quota is used up for now".into(),
         })
     }
 }
 
-fn build_views(catalog: &ProviderCatalog) -> Arc<Vec<ProviderView>> {
-    Arc::new(
-        catalog
-            .snapshot()
-            .iter()
-            .filter_map(ProviderView::from_row)
-            .collect(),
-    )
+/// Collects up to `max` items that pass `keep` (which sees every item
+/// inspected, so it can note why one was skipped).
+trait CollectFitting: Iterator + Sized {
+    fn collect_fitting(self, mut keep: impl FnMut(&Self::Item) -> bool, max: usize) -> Vec<Self::Item> {
+        let mut out = Vec::new();
+        for item in self {
+            if out.len() == max {
+                break;
+            }
+            if keep(&item) {
+                out.push(item);
+            }
+        }
+        out
+    }
+}
+
+impl<I: Iterator> CollectFitting for I {}
+
+/// The wait when no provider is eligible: until the soonest send window
+/// opens or circuit half-opens (a catalog change wakes the drain sooner).
+fn nothing_eligible(ranking: &Ranking, channel: Channel) -> Placement {
+    let now = Utc::now();
+    let window = ranking
+        .next_open
+        .map(|at| (at - now).to_std().unwrap_or_default());
+    let probe = ranking
+        .next_probe_ms
+        .map(|ms| Duration::from_millis((ms - now.timestamp_millis()).max(0) as u64));
+    let retry_after = match (window, probe) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => Duration::from_secs(30),
+    }
+    .max(Duration::from_millis(200));
+    let reason = match (window, probe) {
+        (Some(_), _) => format!("every {channel} provider this tenant may use is outside its send window"),
+        (None, Some(_)) => format!("every {channel} provider this tenant may use has an open circuit"),
+        (None, None) => format!("no enabled {channel} provider serves this tenant"),
+    };
+    Placement::Wait {
+        retry_after,
+        reason,
+    }
 }
 
 /// Units of provider quota a job costs: one per WeWork recipient, else one.
@@ -178,52 +370,9 @@ pub fn job_cost(job: &v1::Job) -> u32 {
     }
 }
 
-/// The order in which candidates are tried. For now: a weighted random
-/// shuffle by provider weight, so equal providers share the load. Scoring
-/// on quota share, success rate and latency plugs in here.
-pub fn rank(mut candidates: Vec<ProviderView>) -> Vec<ProviderView> {
-    let mut rng = rand::thread_rng();
-    // Efraimidis–Spirakis: sort by u^(1/w) descending.
-    let mut keyed: Vec<(f64, ProviderView)> = candidates
-        .drain(..)
-        .map(|p| {
-            let u: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
-            (u.powf(1.0 / f64::from(p.weight)), p)
-        })
-        .collect();
-    keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
-    keyed.into_iter().map(|(_, p)| p).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn view(weight: u32) -> ProviderView {
-        ProviderView {
-            id: Uuid::new_v4(),
-            name: format!("p{weight}"),
-            tenant_id: None,
-            channel: Channel::Email,
-            limits: Limits::default(),
-            window: None,
-            weight,
-        }
-    }
-
-    #[test]
-    fn heavier_providers_come_first_more_often() {
-        let heavy = view(900);
-        let light = view(100);
-        let firsts = (0..2000)
-            .filter(|_| rank(vec![light.clone(), heavy.clone()])[0].id == heavy.id)
-            .count();
-        // Expected share 0.9; allow generous noise.
-        assert!(
-            firsts > 1600 && firsts < 1950,
-            "heavy first {firsts} of 2000"
-        );
-    }
 
     #[test]
     fn a_wework_job_costs_one_per_recipient() {
@@ -233,5 +382,34 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(job_cost(&job), 3);
+    }
+
+    #[test]
+    fn with_nothing_eligible_a_job_waits_for_the_soonest_window() {
+        let now = Utc::now();
+        let in_90s = now + chrono::Duration::seconds(90);
+        let view = ProviderView {
+            id: Uuid::new_v4(),
+            name: "night".into(),
+            tenant_id: None,
+            channel: Channel::Email,
+            limits: herald_capacity::Limits::default(),
+            window: Some(herald_domain::SendWindow {
+                tz: "UTC".into(),
+                start: in_90s.format("%H:%M").to_string(),
+                end: (in_90s + chrono::Duration::hours(1)).format("%H:%M").to_string(),
+                days: vec![],
+            }),
+            weight: 1,
+        };
+        let s = score(&view, None, 0.0, &ScoreWeights::default(), &HealthPolicy::default(), now);
+        let ranking = Ranking::build(vec![(Arc::new(view), s)], 0.2);
+        let Placement::Wait { retry_after, reason } = nothing_eligible(&ranking, Channel::Email)
+        else {
+            panic!("must wait");
+        };
+        // The window opens on the minute: within 90 s, at least 30 s away.
+        assert!(retry_after > Duration::from_secs(29) && retry_after <= Duration::from_secs(90), "{retry_after:?}");
+        assert!(reason.contains("send window"));
     }
 }

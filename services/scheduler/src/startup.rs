@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::drain::{discover_tenants, spawn_drain, Drain};
+use crate::drain::{discover_tenants, spawn_drain, Drain, Source};
+use crate::fair::Gate;
 use crate::placement::Placer;
 use crate::release::release_due;
 use crate::Settings;
@@ -57,12 +58,21 @@ impl App {
         let poll = Duration::from_secs(settings.poll_secs.max(1));
         let catalog = ProviderCatalog::start(store.clone(), poll, stop_rx.clone()).await?;
         let publisher = Publisher::new(&broker).await?;
+        let providers_changed = catalog.subscribe();
         let drain = Arc::new(Drain {
             broker,
             publisher,
             topology,
-            placer: Placer::new(capacity.clone(), catalog),
+            placer: Placer::new(
+                capacity.clone(),
+                catalog,
+                settings.weights.clone(),
+                settings.circuit.policy(),
+            ),
+            gate: Gate::new(settings.gate()),
+            store: store.clone(),
             prefetch: settings.prefetch,
+            providers_changed,
         });
         let listener = TcpListener::bind(settings.http_addr)
             .await
@@ -105,9 +115,14 @@ impl App {
         spawn_drain(
             &mut tasks,
             self.drain.clone(),
-            self.drain.topology.return_queue(),
+            Source::Return,
             self.stop_rx.clone(),
         );
+        tasks.spawn({
+            let (drain, stop) = (self.drain.clone(), self.stop_rx.clone());
+            async move { drain.placer.run_refresh(stop).await }
+        });
+        tasks.spawn(self.drain.clone().poll_depth(self.stop_rx.clone()));
         tasks.spawn({
             let (drain, store, poll, stop) = (
                 self.drain.clone(),

@@ -1,147 +1,431 @@
-//! The scheduler against the real RabbitMQ, Redis and PostgreSQL: it picks
-//! up a tenant created while it runs, and never places more than a
-//! provider's quota.
+//! The scheduler against the real RabbitMQ, Redis and PostgreSQL, each
+//! test in its own namespace and database: tenant discovery, quotas under
+//! two schedulers, fairness against a big backlog, send windows (waiting,
+//! pausing, parking, release when the window opens), and priorities.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
+use chrono::Utc;
 use futures::StreamExt;
-use herald_broker::lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueDeclareOptions};
+use herald_broker::lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
 use herald_broker::lapin::types::FieldTable;
-use herald_broker::{Publisher, Topology};
+use herald_broker::{Broker, Outbound, Publisher, Topology};
 use herald_domain::{Channel, MessageId, Priority, ProviderId, TenantId};
 use herald_proto::v1;
 use herald_proto::Message as _;
-use herald_store::{NewProvider, NewTenant, Store};
-use serde_json::json;
+use herald_store::{NewProvider, NewTenant, ProviderPatch, Store};
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_tenant_is_drained_without_a_restart_and_a_quota_is_never_exceeded() {
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let namespace = format!("sch_{}", &suffix[..12]);
-    let database = format!("herald_{namespace}");
-    let settings = herald_scheduler::Settings::for_tests(&namespace, &database);
-    let app = herald_scheduler::App::build(settings.clone())
-        .await
-        .expect("scheduler builds");
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(app.run(async move {
-        let _ = rx.await;
-    }));
+/// One namespace: schedulers, a store, a broker connection.
+struct Harness {
+    namespace: String,
+    database: String,
+    settings: herald_scheduler::Settings,
+    store: Store,
+    broker: Broker,
+    ch: herald_broker::lapin::Channel,
+    publisher: Publisher,
+    topology: Topology,
+    tenants: Vec<TenantId>,
+    schedulers: Vec<(tokio::sync::oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
+}
 
-    // Created after the scheduler started: it must learn of both.
-    let store = Store::connect(&settings.common.database_url, 2)
-        .await
-        .expect("store");
-    let tenant = TenantId::new();
-    let broker = herald_broker::connect(
-        &settings.common.amqp_url,
-        "scheduler-test",
-        Duration::from_secs(5),
-    )
-    .await
-    .expect("broker");
-    let topology = Topology::new(&namespace);
-    let ch = broker.channel().await.expect("channel");
-    topology.declare_tenant(&ch, tenant).await.expect("declare");
-    store
-        .create_tenant(&NewTenant {
-            id: tenant,
-            code: "t".into(),
-            name: "T".into(),
-            weight: 1,
-            daily_quota: None,
-            rate_limit_per_sec: None,
-            webhook_url: None,
-        })
-        .await
-        .expect("tenant");
-    let provider = ProviderId::new();
-    store
-        .create_provider(&NewProvider {
-            id: provider,
-            tenant_id: None,
-            name: "limited".into(),
-            channel: "wework".into(),
-            kind: "wework".into(),
-            config: json!({"corp_id": "c", "corp_secret": "s", "agent_id": 1}),
-            quota: json!({"per_minute": 5}),
-            send_window: None,
-            weight: 100,
-            enabled: true,
-        })
-        .await
-        .expect("provider");
-
-    let publisher = Publisher::new(&broker).await.expect("publisher");
-    let jobs: Vec<_> = (0..8)
-        .map(|i| {
-            let job = v1::Job {
-                message_id: MessageId::new().to_string(),
-                tenant_id: tenant.to_string(),
-                channel: v1::Channel::Wework as i32,
-                recipients: vec![format!("u{i}")],
-                priority: 5,
-                ..Default::default()
-            };
-            topology.to_user(
-                tenant,
-                Channel::Wework,
-                job.encode_to_vec(),
-                Priority::DEFAULT,
-            )
-        })
-        .collect();
-    publisher.publish_all(&jobs).await.expect("publish");
-
-    // Count what reaches the central queue within a few seconds.
-    let central = topology.central_queue(Channel::Wework);
-    ch.queue_declare(
-        &central,
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("central exists");
-    let mut consumer = ch
-        .basic_consume(
-            &central,
-            "",
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
+impl Harness {
+    async fn new() -> Harness {
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let namespace = format!("sch_{}", &suffix[..12]);
+        let database = format!("herald_{namespace}");
+        let settings = herald_scheduler::Settings::for_tests(&namespace, &database);
+        // Build one scheduler first: it creates and migrates the database.
+        let first = herald_scheduler::App::build(settings.clone())
+            .await
+            .expect("scheduler builds");
+        let store = Store::connect(&settings.common.database_url, 4)
+            .await
+            .expect("store");
+        let broker = herald_broker::connect(
+            &settings.common.amqp_url,
+            "scheduler-test",
+            Duration::from_secs(5),
         )
         .await
-        .expect("consume");
-    let mut placed = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
-    while let Ok(Some(Ok(d))) = tokio::time::timeout_at(deadline, consumer.next()).await {
-        let job = v1::Job::decode(d.data.as_slice()).expect("a job");
-        let _ = d.acker.ack(BasicAckOptions::default()).await;
-        placed.push(job);
+        .expect("broker");
+        let ch = broker.channel().await.expect("channel");
+        let publisher = Publisher::new(&broker).await.expect("publisher");
+        let topology = Topology::new(&namespace);
+        let mut h = Harness {
+            namespace,
+            database,
+            settings,
+            store,
+            broker,
+            ch,
+            publisher,
+            topology,
+            tenants: Vec::new(),
+            schedulers: Vec::new(),
+        };
+        h.run(first);
+        h
     }
+
+    fn run(&mut self, app: herald_scheduler::App) {
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(app.run(async move {
+            let _ = rx.await;
+        }));
+        self.schedulers.push((stop, task));
+    }
+
+    async fn another_scheduler(&mut self) {
+        let app = herald_scheduler::App::build(self.settings.clone())
+            .await
+            .expect("scheduler builds");
+        self.run(app);
+    }
+
+    async fn tenant(&mut self, weight: i32) -> TenantId {
+        let tenant = TenantId::new();
+        self.topology
+            .declare_tenant(&self.ch, tenant)
+            .await
+            .expect("declare");
+        self.store
+            .create_tenant(&NewTenant {
+                id: tenant,
+                code: format!("t{}", self.tenants.len()),
+                name: "T".into(),
+                weight,
+                daily_quota: None,
+                rate_limit_per_sec: None,
+                webhook_url: None,
+            })
+            .await
+            .expect("tenant");
+        self.tenants.push(tenant);
+        tenant
+    }
+
+    async fn provider(&self, channel: &str, quota: Value, window: Option<Value>) -> ProviderId {
+        let id = ProviderId::new();
+        let config = match channel {
+            "wework" => json!({"corp_id": "c", "corp_secret": "s", "agent_id": 1}),
+            _ => json!({"host": "127.0.0.1", "port": 2525, "from": "a@example.com"}),
+        };
+        self.store
+            .create_provider(&NewProvider {
+                id,
+                tenant_id: None,
+                name: format!("p-{}", &id.to_string()[..8]),
+                channel: channel.into(),
+                kind: if channel == "wework" { "wework" } else { "smtp" }.into(),
+                config,
+                quota,
+                send_window: window,
+                weight: 100,
+                enabled: true,
+            })
+            .await
+            .expect("provider");
+        id
+    }
+
+    fn job(tenant: TenantId, channel: Channel, recipient: &str, priority: u32) -> v1::Job {
+        v1::Job {
+            message_id: MessageId::new().to_string(),
+            tenant_id: tenant.to_string(),
+            channel: channel.to_proto() as i32,
+            recipients: vec![recipient.into()],
+            priority,
+            ..Default::default()
+        }
+    }
+
+    async fn enqueue(&self, tenant: TenantId, channel: Channel, jobs: &[v1::Job]) {
+        let out: Vec<Outbound> = jobs
+            .iter()
+            .map(|j| {
+                self.topology.to_user(
+                    tenant,
+                    channel,
+                    j.encode_to_vec(),
+                    Priority::parse(i64::from(j.priority)).unwrap_or_default(),
+                )
+            })
+            .collect();
+        for chunk in out.chunks(2_000) {
+            self.publisher.publish_all(chunk).await.expect("publish");
+        }
+    }
+
+    async fn depth(&self, queue: &str) -> u32 {
+        self.ch
+            .queue_declare(
+                queue,
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("queue exists")
+            .message_count()
+    }
+
+    async fn wait_depth(&self, queue: &str, at_least: u32, timeout: Duration) -> u32 {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let d = self.depth(queue).await;
+            if d >= at_least || tokio::time::Instant::now() > deadline {
+                return d;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Takes every job that reaches `queue` within `timeout`.
+    async fn take(&self, queue: &str, max: usize, timeout: Duration) -> Vec<v1::Job> {
+        let ch = self.broker.channel().await.expect("channel");
+        let mut consumer = ch
+            .basic_consume(queue, "", BasicConsumeOptions::default(), FieldTable::default())
+            .await
+            .expect("consume");
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while got.len() < max {
+            match tokio::time::timeout_at(deadline, consumer.next()).await {
+                Ok(Some(Ok(d))) => {
+                    got.push(v1::Job::decode(d.data.as_slice()).expect("a job"));
+                    let _ = d.acker.ack(BasicAckOptions::default()).await;
+                }
+                _ => break,
+            }
+        }
+        let _ = ch.close(200, "taken").await;
+        got
+    }
+
+    async fn teardown(self) {
+        for (stop, task) in self.schedulers {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+        let _ = self.topology.delete_all(&self.ch, &self.tenants).await;
+        self.broker.close().await;
+        self.store.pool().close().await;
+        if let Ok(admin) = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.database
+            ))
+            .execute(&admin)
+            .await;
+        }
+        let _ = &self.namespace;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_schedulers_learn_of_a_new_tenant_and_never_exceed_a_quota() {
+    let mut h = Harness::new().await;
+    h.another_scheduler().await;
+    // Created after the schedulers started: they must learn of both.
+    let tenant = h.tenant(1).await;
+    let provider = h.provider("wework", json!({"per_minute": 5}), None).await;
+    let jobs: Vec<v1::Job> = (0..8)
+        .map(|i| Harness::job(tenant, Channel::Wework, &format!("u{i}"), 5))
+        .collect();
+    h.enqueue(tenant, Channel::Wework, &jobs).await;
+
+    let central = h.topology.central_queue(Channel::Wework);
+    let placed = h.take(&central, 100, Duration::from_secs(6)).await;
     assert_eq!(
         placed.len(),
         5,
-        "a per_minute quota of 5 must place exactly 5 of 8 in a minute"
+        "a per_minute quota of 5 must place exactly 5 of 8 in a minute, whatever the number of schedulers"
     );
     for job in &placed {
         let a = job.assignment.as_ref().expect("assigned");
         assert_eq!(a.provider_id, provider.to_string());
         assert_eq!(a.cost, 1);
     }
+    // The other three wait in their user queue: never failed, never lost.
+    let user = h.topology.user_queue(tenant, Channel::Wework);
+    let dead = h.depth(&h.topology.dead_letter_queue()).await;
+    assert_eq!(dead, 0, "nothing is dead-lettered for lack of capacity");
+    h.teardown().await;
+    let _ = user;
+}
 
-    let _ = stop.send(());
-    let _ = task.await;
-    let _ = topology.delete_all(&ch, &[tenant]).await;
-    broker.close().await;
-    store.pool().close().await;
-    if let Ok(admin) = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await {
-        let _ = sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
-        ))
-        .execute(&admin)
-        .await;
-    }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_tenant_is_served_while_a_big_backlog_drains() {
+    let mut h = Harness::new().await;
+    let big = h.tenant(1).await;
+    let small = h.tenant(1).await;
+    h.provider("email", json!({}), None).await;
+    let central = h.topology.central_queue(Channel::Email);
+
+    let backlog: Vec<v1::Job> = (0..20_000)
+        .map(|i| Harness::job(big, Channel::Email, &format!("b{i}@example.com"), 5))
+        .collect();
+    h.enqueue(big, Channel::Email, &backlog).await;
+    // The gate keeps the central queue short: nobody consumes it yet.
+    h.wait_depth(&central, 200, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = h.depth(&central).await;
+    assert!(
+        held < 2_000,
+        "the central queue holds {held} jobs with no worker: the gate must keep it short"
+    );
+
+    // A worker at about 2,000 jobs a second, and the small tenant's ten.
+    let worker = {
+        let ch = h.broker.channel().await.expect("channel");
+        ch.basic_qos(50, BasicQosOptions::default()).await.expect("qos");
+        let central = central.clone();
+        tokio::spawn(async move {
+            let mut consumer = ch
+                .basic_consume(&central, "", BasicConsumeOptions::default(), FieldTable::default())
+                .await
+                .expect("consume");
+            let mut seen: Vec<(tokio::time::Instant, v1::Job)> = Vec::new();
+            while let Some(Ok(d)) = consumer.next().await {
+                let job = v1::Job::decode(d.data.as_slice()).expect("a job");
+                let _ = d.acker.ack(BasicAckOptions::default()).await;
+                seen.push((tokio::time::Instant::now(), job));
+                if seen.len() % 20 == 0 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                if seen.iter().filter(|(_, j)| j.recipients[0].starts_with('s')).count() == 10 {
+                    break;
+                }
+            }
+            seen
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sent_at = tokio::time::Instant::now();
+    let few: Vec<v1::Job> = (0..10)
+        .map(|i| Harness::job(small, Channel::Email, &format!("s{i}@example.com"), 5))
+        .collect();
+    h.enqueue(small, Channel::Email, &few).await;
+    let seen = tokio::time::timeout(Duration::from_secs(20), worker)
+        .await
+        .expect("the small tenant's jobs must all arrive")
+        .expect("worker");
+    let last_small = seen
+        .iter()
+        .filter(|(_, j)| j.recipients[0].starts_with('s'))
+        .map(|(t, _)| *t)
+        .max()
+        .expect("small jobs");
+    let waited = last_small - sent_at;
+    let big_left = h.depth(&h.topology.user_queue(big, Channel::Email)).await;
+    assert!(
+        waited < Duration::from_secs(3),
+        "the small tenant waited {waited:?} behind the backlog"
+    );
+    assert!(
+        big_left > 5_000,
+        "the backlog ({big_left} left) should still be draining when the small tenant is done"
+    );
+    h.teardown().await;
+}
+
+/// A window that opened `hours_ago` and closes in `closes_in_min`
+/// minutes (UTC, every day), or one that opens later.
+fn window(start: chrono::DateTime<Utc>, end: chrono::DateTime<Utc>) -> Value {
+    json!({"tz": "UTC", "start": start.format("%H:%M").to_string(), "end": end.format("%H:%M").to_string(), "days": []})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waits_for_a_closed_window_and_is_placed_when_it_opens() {
+    let mut h = Harness::new().await;
+    let tenant = h.tenant(1).await;
+    let now = Utc::now();
+    // Opens in two hours: nothing may be placed now.
+    let closed = window(now + chrono::Duration::hours(2), now + chrono::Duration::hours(3));
+    let provider = h.provider("email", json!({}), Some(closed)).await;
+    let jobs: Vec<v1::Job> = (0..3)
+        .map(|i| Harness::job(tenant, Channel::Email, &format!("w{i}@example.com"), 5))
+        .collect();
+    h.enqueue(tenant, Channel::Email, &jobs).await;
+    // A retry coming back while the window is closed is parked in PostgreSQL.
+    let retry = Harness::job(tenant, Channel::Email, "retry@example.com", 5);
+    h.publisher
+        .publish_all(&[Outbound {
+            exchange: String::new(),
+            routing_key: h.topology.return_queue(),
+            body: retry.encode_to_vec(),
+            priority: 0,
+            headers: None,
+        }])
+        .await
+        .expect("publish");
+
+    let central = h.topology.central_queue(Channel::Email);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(h.depth(&central).await, 0, "nothing is placed while the window is closed");
+    let user = h.topology.user_queue(tenant, Channel::Email);
+    assert_eq!(h.depth(&user).await, 3, "the paused drain hands its jobs back to the user queue");
+    let parked: Vec<(uuid::Uuid, chrono::DateTime<Utc>)> =
+        sqlx::query_as("SELECT message_id, due_at FROM parked_jobs")
+            .fetch_all(h.store.pool())
+            .await
+            .expect("parked");
+    assert_eq!(parked.len(), 1, "the returned job is parked: {parked:?}");
+    assert_eq!(parked[0].0.to_string(), retry.message_id);
+    let due = parked[0].1;
+    assert!(
+        due > now + chrono::Duration::minutes(100) && due < now + chrono::Duration::minutes(135),
+        "parked until about the window's opening, not a fixed delay: {due}"
+    );
+
+    // The window opens (an operator widens it): the paused drain wakes.
+    let open = window(now - chrono::Duration::hours(1), now + chrono::Duration::hours(1));
+    h.store
+        .update_provider(
+            provider,
+            &ProviderPatch {
+                send_window: Some(Some(open)),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("patch")
+        .expect("provider exists");
+    let placed = h.take(&central, 3, Duration::from_secs(10)).await;
+    let ids: HashSet<String> = placed.iter().map(|j| j.message_id.clone()).collect();
+    let want: HashSet<String> = jobs.iter().map(|j| j.message_id.clone()).collect();
+    assert_eq!(ids, want, "every waiting job is placed once the window opens");
+    h.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn higher_priorities_reach_the_central_queue_first() {
+    let mut h = Harness::new().await;
+    let tenant = h.tenant(1).await;
+    // Nothing can be placed until the provider exists: the jobs queue up.
+    let mixed: Vec<v1::Job> = (0..200)
+        .map(|i| {
+            let priority = if i % 2 == 0 { 1 } else { 10 };
+            Harness::job(tenant, Channel::Email, &format!("p{i}@example.com"), priority)
+        })
+        .collect();
+    h.enqueue(tenant, Channel::Email, &mixed).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    h.provider("email", json!({}), None).await;
+    let central = h.topology.central_queue(Channel::Email);
+    assert_eq!(h.wait_depth(&central, 200, Duration::from_secs(15)).await, 200);
+    let taken = h.take(&central, 200, Duration::from_secs(5)).await;
+    assert_eq!(taken.len(), 200);
+    let first_half: Vec<u32> = taken[..100].iter().map(|j| j.priority).collect();
+    assert!(
+        first_half.iter().all(|p| *p == 10),
+        "the hundred priority-10 jobs come out first: {first_half:?}"
+    );
+    h.teardown().await;
 }

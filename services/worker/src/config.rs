@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
 
 use herald_runtime::CommonSettings;
+use herald_scoring::CircuitSettings;
 
 /// herald-worker: sends the jobs of the central queues through their
 /// providers, records outcomes in PostgreSQL, retries or dead-letters.
@@ -21,6 +22,8 @@ pub struct Settings {
     /// Attempts before a transient failure is dead-lettered.
     #[arg(long, env = "HERALD_WORKER_MAX_ATTEMPTS", default_value_t = 5)]
     pub max_attempts: u32,
+    #[command(flatten)]
+    pub circuit: CircuitSettings,
 }
 
 impl Settings {
@@ -31,6 +34,7 @@ impl Settings {
             prefetch: 512,
             concurrency: 256,
             max_attempts: 5,
+            circuit: CircuitSettings::default(),
         }
     }
 }

@@ -17,7 +17,7 @@ use herald_broker::lapin::message::Delivery;
 use herald_broker::lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use herald_broker::lapin::types::FieldTable;
 use herald_broker::{Broker, Outbound, Publisher, Topology};
-use herald_capacity::Capacity;
+use herald_capacity::{Capacity, HealthPolicy, Lease, Observation};
 use herald_domain::{Channel, Disposition, MessageId, MessageStatus};
 use herald_proto::v1;
 use herald_proto::Message as _;
@@ -35,6 +35,12 @@ const CLAIM_BATCH: usize = 256;
 const RECORD_BATCH: usize = 512;
 /// How long the recorder waits to fill a batch once it has one outcome.
 const RECORD_LINGER: Duration = Duration::from_millis(5);
+/// A concurrency lease's time to live: longer than any send may take, so
+/// only a dead worker's lease expires.
+const LEASE_TTL: Duration = Duration::from_secs(120);
+/// How long a send waits for a concurrency slot before its job goes back
+/// to the scheduler (through the shortest delay tier).
+const LEASE_WAIT: Duration = Duration::from_secs(20);
 
 /// What the pipeline shares.
 pub struct Worker {
@@ -45,6 +51,17 @@ pub struct Worker {
     pub capacity: Capacity,
     pub registry: Registry,
     pub max_attempts: u32,
+    /// How outcomes move the providers' statistics and circuits.
+    pub health: HealthPolicy,
+}
+
+/// One send's outcome as the provider's statistics see it.
+#[derive(Debug, Clone, Copy)]
+struct Observed {
+    provider: Uuid,
+    /// `None`: says nothing of the provider's health (a rejected recipient).
+    ok: Option<bool>,
+    latency_ms: u64,
 }
 
 /// One finished delivery, waiting to be recorded and acked.
@@ -55,6 +72,8 @@ pub struct Finished {
     outcome: Option<Outcome>,
     /// Published (with confirm) before the ack.
     publish: Option<Outbound>,
+    /// Fed to the provider's statistics once recorded.
+    observed: Option<Observed>,
 }
 
 impl Worker {
@@ -130,6 +149,7 @@ impl Worker {
                             acker: delivery.acker,
                             outcome: None,
                             publish: Some(publish),
+                            observed: None,
                         })
                         .await;
                 }
@@ -172,6 +192,7 @@ impl Worker {
                             acker: delivery.acker,
                             outcome: None,
                             publish: None,
+                            observed: None,
                         })
                         .await;
                 }
@@ -188,6 +209,7 @@ impl Worker {
                             acker: delivery.acker,
                             outcome: None,
                             publish: Some(publish),
+                            observed: None,
                         })
                         .await;
                 }
@@ -215,8 +237,17 @@ impl Worker {
             .as_ref()
             .and_then(|a| a.provider_id.parse().ok())
             .unwrap_or_default();
+        let entry = self.registry.get(provider_id);
+        // A concurrency slot first: the lease outlives only a dead worker.
+        let holder = format!("{id}:{attempt}");
+        let concurrency = entry.as_ref().and_then(|e| e.limits.concurrency);
+        if let Some(limit) = concurrency {
+            if !self.take_lease(provider_id, limit, &holder).await {
+                return self.lease_timeout(acker, job, id).await;
+            }
+        }
         let started = Instant::now();
-        let disposition = match self.registry.get(provider_id) {
+        let disposition = match &entry {
             None => Disposition::Failover {
                 code: "provider_unknown".into(),
                 reason: "the assigned provider no longer exists".into(),
@@ -239,6 +270,12 @@ impl Worker {
                 }
             },
         };
+        let elapsed = started.elapsed();
+        if concurrency.is_some() {
+            if let Err(e) = self.capacity.release_lease(provider_id, &holder).await {
+                tracing::warn!(error = %e, "Failed to release a concurrency lease; it expires by itself.");
+            }
+        }
         let channel = Channel::from_proto(job.channel).map_or("unknown", Channel::as_str);
         let kind = match &disposition {
             Disposition::Sent { .. } => "sent",
@@ -250,7 +287,17 @@ impl Worker {
         metrics::counter!("herald_worker_sends_total", "channel" => channel, "outcome" => kind)
             .increment(1);
         metrics::histogram!("herald_worker_send_seconds", "channel" => channel)
-            .record(started.elapsed().as_secs_f64());
+            .record(elapsed.as_secs_f64());
+        let observed = entry.is_some().then_some(Observed {
+            provider: provider_id,
+            ok: match &disposition {
+                Disposition::Sent { .. } => Some(true),
+                // The recipient was refused: the provider works.
+                Disposition::DeadLetter { .. } => None,
+                _ => Some(false),
+            },
+            latency_ms: elapsed.as_millis() as u64,
+        });
 
         let outcome = |status: MessageStatus, d: &Disposition| Outcome {
             id,
@@ -263,6 +310,7 @@ impl Worker {
                 acker,
                 outcome: Some(outcome(MessageStatus::Sent, &disposition)),
                 publish: None,
+                observed,
             },
             Disposition::RetryAfter { .. } | Disposition::Failover { .. }
                 if attempt < self.max_attempts =>
@@ -285,6 +333,7 @@ impl Worker {
                     acker,
                     outcome: Some(outcome(MessageStatus::Pending, &disposition)),
                     publish: Some(publish),
+                    observed,
                 }
             }
             Disposition::InDoubt { .. } => {
@@ -294,6 +343,7 @@ impl Worker {
                     acker,
                     outcome: Some(outcome(MessageStatus::InDoubt, &disposition)),
                     publish: Some(publish),
+                    observed,
                 }
             }
             _ => {
@@ -304,8 +354,55 @@ impl Worker {
                     acker,
                     outcome: Some(outcome(MessageStatus::Failed, &disposition)),
                     publish: Some(publish),
+                    observed,
                 }
             }
+        }
+    }
+
+    /// Waits up to [`LEASE_WAIT`] for one of `limit` concurrency slots on
+    /// `provider`. Redis being away fails closed (no slot).
+    async fn take_lease(&self, provider: Uuid, limit: u32, holder: &str) -> bool {
+        let deadline = Instant::now() + LEASE_WAIT;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match self
+                .capacity
+                .acquire_lease(provider, limit, holder, LEASE_TTL)
+                .await
+            {
+                Ok(Lease::Granted) => return true,
+                Ok(Lease::Busy { expires_in }) => pause = pause.min(expires_in),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Cannot take a concurrency lease; Redis is unreachable.")
+                }
+            }
+            if Instant::now() + pause > deadline {
+                return false;
+            }
+            metrics::counter!("herald_worker_lease_waits_total").increment(1);
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    /// Every slot stayed busy: the job goes back to the scheduler as it
+    /// was (no attempt spent), and its reservation is refunded.
+    async fn lease_timeout(&self, acker: Acker, mut job: v1::Job, id: Uuid) -> Finished {
+        metrics::counter!("herald_worker_lease_timeouts_total").increment(1);
+        self.refund(&job).await;
+        job.assignment = None;
+        let publish = self.topology.to_delay(1, job.encode_to_vec());
+        Finished {
+            acker,
+            outcome: Some(Outcome {
+                id,
+                status: MessageStatus::Pending,
+                error_code: Some("concurrency_busy".into()),
+                error_message: Some("every concurrency slot of the provider stayed busy".into()),
+            }),
+            publish: Some(publish),
+            observed: None,
         }
     }
 
@@ -322,7 +419,13 @@ impl Worker {
         if let Some(entry) = self.registry.get(provider) {
             if let Err(e) = self
                 .capacity
-                .refund(provider, &entry.limits, a.cost, a.reserved_at_ms)
+                .refund(
+                    provider,
+                    &entry.limits,
+                    a.cost,
+                    a.reserved_at_ms,
+                    &job.recipients,
+                )
                 .await
             {
                 tracing::warn!(error = %e, "Failed to refund a reservation; it expires with its window.");
@@ -367,9 +470,30 @@ impl Worker {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
         }
+        let mut observations: HashMap<Uuid, Observation> = HashMap::new();
         for f in batch {
+            if let Some(o) = f.observed {
+                let obs = observations.entry(o.provider).or_default();
+                match o.ok {
+                    Some(true) => obs.successes += 1,
+                    Some(false) => obs.failures += 1,
+                    None => {}
+                }
+                obs.latency_ms_sum += o.latency_ms;
+                obs.latency_count += 1;
+            }
             if let Err(e) = f.acker.ack(BasicAckOptions::default()).await {
                 tracing::warn!(error = %e, "Failed to ack a delivery; it will be redelivered and skipped.");
+            }
+        }
+        // Scoring and circuits learn from every batch (one script call per
+        // provider in it).
+        let feeds = observations
+            .iter()
+            .map(|(provider, obs)| self.capacity.observe(*provider, obs, &self.health));
+        for r in futures::future::join_all(feeds).await {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "Failed to feed provider statistics.");
             }
         }
     }

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use herald_capacity::Limits;
-use herald_domain::{ProviderKind, Quota};
+use herald_domain::{Channel, ProviderKind, Quota};
 use herald_store::catalog::ProviderCatalog;
 use uuid::Uuid;
 
@@ -73,9 +73,12 @@ impl Registry {
                     name: row.name.clone(),
                     updated_at: row.updated_at,
                     adapter,
-                    limits: Limits {
-                        windows: quota.windows().collect(),
-                    },
+                    // The scheduler's limits exactly, so refunds hit the
+                    // windows the reservation charged.
+                    limits: herald_scoring::limits_for(
+                        &quota,
+                        row.channel.parse::<Channel>().unwrap_or(Channel::Email),
+                    ),
                 }),
             );
         }

@@ -62,6 +62,7 @@ impl App {
             capacity,
             registry: Registry::new(catalog),
             max_attempts: settings.max_attempts.max(1),
+            health: settings.circuit.policy(),
         });
         let listener = TcpListener::bind(settings.http_addr)
             .await

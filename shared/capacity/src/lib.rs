@@ -1,32 +1,79 @@
 //! Provider capacity in Redis. A placement charges the provider's rolling
-//! windows (per minute, hour, day) with one atomic Lua script, so any
-//! number of schedulers together never overbook a provider; a send the
-//! provider never saw is refunded. Keys are hash-tagged per provider
-//! (`<ns>:cap:{<provider>}:…`) so one script touches one Redis Cluster slot.
+//! windows (per minute, hour, day) and, on WeWork, each recipient's caps
+//! with one atomic Lua script, so any number of schedulers together never
+//! overbook a provider; a send the provider never saw is refunded. A worker
+//! holds a concurrency lease while it sends ([`lease`]); outcomes feed the
+//! provider's statistics and circuit breaker ([`health`]).
+//!
+//! Every key of a provider shares the hash tag `{<provider>}`
+//! (`<ns>:cap:{<provider>}:…`), so each script touches one Redis Cluster
+//! slot. Window semantics are in `docs/decisions/0002-capacity-windows.md`.
+
+pub mod health;
+pub mod lease;
 
 use std::time::Duration;
 
+use herald_domain::{Channel, Quota};
 use redis::aio::ConnectionManager;
 use redis::Script;
 use uuid::Uuid;
 
+pub use health::{HealthPolicy, Observation, ProviderLoad};
+pub use lease::Lease;
+
 /// Buckets per window: a window is counted in sixths (10 s buckets for a
 /// minute, 10 min for an hour, 4 h for a day).
 pub const BUCKETS_PER_WINDOW: u64 = 6;
+
+/// WeWork's per-member caps on one app: 30 a minute, 1,000 an hour.
+pub const WEWORK_RECIPIENT_WINDOWS: [(u64, u64); 2] = [(60_000, 30), (3_600_000, 1_000)];
 
 #[derive(Debug, thiserror::Error)]
 pub enum CapacityError {
     /// Redis cannot be reached: reservations fail closed (nothing is sent).
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
-    #[error("unexpected reply from the reservation script: {0}")]
+    #[error("unexpected reply from a capacity script: {0}")]
     Protocol(String),
 }
 
-/// The windows of one provider, as `(window_ms, limit)` pairs.
+/// What one provider may take: its windows as `(window_ms, limit)` pairs,
+/// the per-recipient windows of its channel, and its concurrency.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Limits {
     pub windows: Vec<(u64, u64)>,
+    pub recipient_windows: Vec<(u64, u64)>,
+    pub concurrency: Option<u32>,
+}
+
+impl Limits {
+    /// The limits of a provider with `quota` on `channel`.
+    pub fn new(quota: &Quota, channel: Channel) -> Limits {
+        Limits {
+            windows: quota.windows().collect(),
+            recipient_windows: if channel == Channel::Wework {
+                WEWORK_RECIPIENT_WINDOWS.to_vec()
+            } else {
+                Vec::new()
+            },
+            concurrency: quota.concurrency.map(|c| c.min(u64::from(u32::MAX)) as u32),
+        }
+    }
+
+    /// Nothing to charge in Redis for a placement.
+    pub fn is_unlimited(&self) -> bool {
+        self.windows.is_empty() && self.recipient_windows.is_empty()
+    }
+}
+
+/// Why a reservation was denied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// The provider's own window of this length.
+    Provider { window_ms: u64 },
+    /// A recipient's cap on this provider (WeWork drops the excess).
+    Recipient { window_ms: u64 },
 }
 
 /// The answer to a reservation.
@@ -35,10 +82,7 @@ pub enum Reservation {
     /// Charged at the Redis server's time `at_ms` (keep it to refund).
     Granted { at_ms: i64 },
     /// A window is full; it has room again after `retry_after`.
-    Denied {
-        retry_after: Duration,
-        window_ms: u64,
-    },
+    Denied { retry_after: Duration, full: Full },
     /// The cost exceeds a window's whole limit: it can never be placed on
     /// this provider.
     TooLarge { window_ms: u64 },
@@ -51,6 +95,9 @@ pub struct Capacity {
     namespace: String,
     reserve: Script,
     refund: Script,
+    lease: Script,
+    observe: Script,
+    load: Script,
 }
 
 impl Capacity {
@@ -64,8 +111,11 @@ impl Capacity {
         Ok(Capacity {
             conn,
             namespace: namespace.to_owned(),
-            reserve: Script::new(include_str!("reserve.lua")),
-            refund: Script::new(include_str!("refund.lua")),
+            reserve: Script::new(include_str!("lua/reserve.lua")),
+            refund: Script::new(include_str!("lua/refund.lua")),
+            lease: Script::new(include_str!("lua/lease.lua")),
+            observe: Script::new(include_str!("lua/observe.lua")),
+            load: Script::new(include_str!("lua/load.lua")),
         })
     }
 
@@ -78,31 +128,56 @@ impl Capacity {
         format!("{}:cap:{{{}}}", self.namespace, provider)
     }
 
-    /// Charges `cost` units against every window of `limits` at once, or
-    /// nothing if any window is full.
+    /// Charges `cost` units against every window of `limits`, and one unit
+    /// against each recipient's caps, at once — or nothing if any is full.
+    /// `recipients` matter only when `limits` has recipient windows.
     pub async fn reserve(
         &self,
         provider: Uuid,
         limits: &Limits,
         cost: u32,
+        recipients: &[String],
     ) -> Result<Reservation, CapacityError> {
-        if limits.windows.is_empty() {
+        if limits.is_unlimited() {
             return Ok(Reservation::Granted { at_ms: 0 });
         }
         let mut invocation = self.reserve.key(self.prefix(provider));
-        invocation.arg(cost);
+        invocation.arg(cost).arg(limits.windows.len());
         for (window, limit) in &limits.windows {
             invocation.arg(*window).arg(bucket_ms(*window)).arg(*limit);
         }
+        invocation.arg(limits.recipient_windows.len());
+        for (window, limit) in &limits.recipient_windows {
+            invocation.arg(*window).arg(bucket_ms(*window)).arg(*limit);
+        }
+        if !limits.recipient_windows.is_empty() {
+            invocation.arg(distinct(recipients));
+        }
         let reply: Vec<i64> = invocation.invoke_async(&mut self.conn.clone()).await?;
+        let window = |kind: i64, i: i64| {
+            let list = if kind == 1 {
+                &limits.recipient_windows
+            } else {
+                &limits.windows
+            };
+            list.get(i as usize).map_or(0, |w| w.0)
+        };
         match reply.as_slice() {
             [1, at] => Ok(Reservation::Granted { at_ms: *at }),
-            [0, -1, i] => Ok(Reservation::TooLarge {
-                window_ms: window_at(limits, *i),
+            [0, -1, i, kind] => Ok(Reservation::TooLarge {
+                window_ms: window(*kind, *i),
             }),
-            [0, wait, i] => Ok(Reservation::Denied {
+            [0, wait, i, kind] => Ok(Reservation::Denied {
                 retry_after: Duration::from_millis((*wait).max(1) as u64),
-                window_ms: window_at(limits, *i),
+                full: if *kind == 1 {
+                    Full::Recipient {
+                        window_ms: window(1, *i),
+                    }
+                } else {
+                    Full::Provider {
+                        window_ms: window(0, *i),
+                    }
+                },
             }),
             other => Err(CapacityError::Protocol(format!("{other:?}"))),
         }
@@ -115,14 +190,22 @@ impl Capacity {
         limits: &Limits,
         cost: u32,
         at_ms: i64,
+        recipients: &[String],
     ) -> Result<(), CapacityError> {
-        if limits.windows.is_empty() || at_ms <= 0 {
+        if limits.is_unlimited() || at_ms <= 0 {
             return Ok(());
         }
         let mut invocation = self.refund.key(self.prefix(provider));
-        invocation.arg(cost).arg(at_ms);
+        invocation.arg(cost).arg(at_ms).arg(limits.windows.len());
         for (window, _) in &limits.windows {
             invocation.arg(*window).arg(bucket_ms(*window));
+        }
+        invocation.arg(limits.recipient_windows.len());
+        for (window, _) in &limits.recipient_windows {
+            invocation.arg(*window).arg(bucket_ms(*window));
+        }
+        if !limits.recipient_windows.is_empty() {
+            invocation.arg(distinct(recipients));
         }
         let _: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
         Ok(())
@@ -131,6 +214,22 @@ impl Capacity {
     /// Units charged in the span that counts for `window_ms` now (tests,
     /// score explanations).
     pub async fn used(&self, provider: Uuid, window_ms: u64) -> Result<u64, CapacityError> {
+        self.used_by(&self.prefix(provider), window_ms).await
+    }
+
+    /// Units charged to one recipient on a provider in the span that counts
+    /// for `window_ms` now.
+    pub async fn recipient_used(
+        &self,
+        provider: Uuid,
+        recipient: &str,
+        window_ms: u64,
+    ) -> Result<u64, CapacityError> {
+        let base = format!("{}:r:{}", self.prefix(provider), recipient);
+        self.used_by(&base, window_ms).await
+    }
+
+    async fn used_by(&self, base: &str, window_ms: u64) -> Result<u64, CapacityError> {
         let size = bucket_ms(window_ms);
         let mut conn = self.conn.clone();
         let time: (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
@@ -138,7 +237,7 @@ impl Capacity {
         let current = now / size;
         let span = window_ms / size;
         let keys: Vec<String> = (current - span..=current)
-            .map(|b| format!("{}:{}:{}", self.prefix(provider), window_ms, b))
+            .map(|b| format!("{base}:{window_ms}:{b}"))
             .collect();
         let values: Vec<Option<u64>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
         Ok(values.into_iter().flatten().sum())
@@ -153,10 +252,15 @@ impl Capacity {
     }
 }
 
-fn bucket_ms(window_ms: u64) -> u64 {
-    (window_ms / BUCKETS_PER_WINDOW).max(1)
+/// Each recipient once: a send reaches a member once however often the
+/// list names them.
+fn distinct(recipients: &[String]) -> Vec<&str> {
+    let mut list: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    list.sort_unstable();
+    list.dedup();
+    list
 }
 
-fn window_at(limits: &Limits, index: i64) -> u64 {
-    limits.windows.get(index as usize).map_or(0, |w| w.0)
+fn bucket_ms(window_ms: u64) -> u64 {
+    (window_ms / BUCKETS_PER_WINDOW).max(1)
 }

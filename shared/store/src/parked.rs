@@ -69,3 +69,32 @@ impl DueJobs {
         Ok(())
     }
 }
+
+impl Store {
+    /// Parks jobs until their `due_at` (a long wait for a send window or a
+    /// quota day); a job parked again keeps its latest due time.
+    pub async fn park(&self, jobs: &[ParkedJob]) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = jobs.iter().map(|j| j.message_id).collect();
+        let tenants: Vec<Uuid> = jobs.iter().map(|j| j.tenant_id).collect();
+        let channels: Vec<&str> = jobs.iter().map(|j| j.channel.as_str()).collect();
+        let due: Vec<DateTime<Utc>> = jobs.iter().map(|j| j.due_at).collect();
+        let envelopes: Vec<&[u8]> = jobs.iter().map(|j| j.envelope.as_slice()).collect();
+        sqlx::query(
+            "INSERT INTO parked_jobs (message_id, tenant_id, channel, due_at, envelope)
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::bytea[])
+             ON CONFLICT (message_id) DO UPDATE
+               SET due_at = EXCLUDED.due_at, envelope = EXCLUDED.envelope",
+        )
+        .bind(&ids)
+        .bind(&tenants)
+        .bind(&channels)
+        .bind(&due)
+        .bind(&envelopes)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

@@ -405,6 +405,91 @@ pub async fn get_provider(
     Ok(Json(provider_json(&row)))
 }
 
+/// `GET /v1/admin/providers/{id}/score`: the provider's score now, as the
+/// schedulers compute it (same weights, same Redis state), with its parts,
+/// its usage per window and its circuit.
+pub async fn provider_score(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    use herald_scoring::{recent_mean, score, ProviderView, UNLIMITED};
+    let id: ProviderId = path_id(&id, "provider")?;
+    let row = state
+        .store
+        .provider(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such provider"))?;
+    let Some(view) = ProviderView::from_row(&row) else {
+        return Ok(Json(json!({
+            "provider_id": row.id,
+            "name": row.name,
+            "channel": row.channel,
+            "eligible": false,
+            "state": "disabled",
+            "total": 0.0,
+        })));
+    };
+    // `recent` compares with the other providers of the channel.
+    let rows = state.store.all_providers().await?;
+    let views: Vec<ProviderView> = rows
+        .iter()
+        .filter_map(ProviderView::from_row)
+        .filter(|v| v.channel == view.channel)
+        .collect();
+    let pairs: Vec<(uuid::Uuid, &herald_capacity::Limits)> =
+        views.iter().map(|v| (v.id, &v.limits)).collect();
+    let loads = state
+        .capacity
+        .load(&pairs)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("Redis: {e}"), 1))?;
+    let mean = recent_mean(views.iter().zip(loads.iter().map(Some)));
+    let load = views
+        .iter()
+        .position(|v| v.id == view.id)
+        .and_then(|i| loads.get(i));
+    let now = chrono::Utc::now();
+    let s = score(&view, load, mean, &state.weights, &state.health, now);
+    let windows: Vec<Value> = view
+        .limits
+        .windows
+        .iter()
+        .enumerate()
+        .map(|(i, (ms, limit))| {
+            json!({
+                "window_secs": ms / 1000,
+                "limit": (*limit < UNLIMITED).then_some(*limit),
+                "used": load.and_then(|l| l.used.get(i)).copied().unwrap_or(0),
+            })
+        })
+        .collect();
+    let mut body = serde_json::to_value(s)
+        .map_err(|e| ApiError::internal("Failed to encode a score", e))?;
+    if let Value::Object(obj) = &mut body {
+        obj.insert("provider_id".into(), json!(view.id));
+        obj.insert("name".into(), json!(view.name));
+        obj.insert("channel".into(), json!(view.channel));
+        obj.insert("eligible".into(), json!(s.state.is_eligible()));
+        obj.insert("weights".into(), json!(state.weights));
+        obj.insert(
+            "load".into(),
+            json!({
+                "windows": windows,
+                "leases": load.map_or(0, |l| l.leases),
+                "concurrency": view.limits.concurrency,
+                "success_rate": load.and_then(|l| l.success_rate),
+                "latency_ms": load.and_then(|l| l.latency_ms),
+                "consecutive_failures": load.map_or(0, |l| l.consecutive_failures),
+                "recent_use": herald_scoring::recent_use(&view, load),
+                "recent_mean": mean,
+            }),
+        );
+        obj.insert("computed_at".into(), json!(now));
+    }
+    Ok(Json(body))
+}
+
 /// `PATCH /v1/admin/providers/{id}`: changes the given fields. A secret sent
 /// back as `"***"` (as a GET shows it) keeps its stored value.
 pub async fn update_provider(

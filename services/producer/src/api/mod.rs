@@ -27,6 +27,10 @@ pub struct AppState {
     pub declare_channel: Arc<herald_broker::lapin::Channel>,
     pub admin_token: Option<Secret>,
     pub keys: KeyCache,
+    /// Provider loads, for explaining scores.
+    pub capacity: herald_capacity::Capacity,
+    pub weights: herald_scoring::ScoreWeights,
+    pub health: herald_capacity::HealthPolicy,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -61,6 +65,10 @@ pub fn router(state: AppState) -> Router {
             get(admin::get_provider)
                 .patch(admin::update_provider)
                 .delete(admin::delete_provider),
+        )
+        .route(
+            "/v1/admin/providers/{id}/score",
+            get(admin::provider_score),
         )
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
