@@ -324,6 +324,7 @@ async fn a_small_tenant_is_served_while_a_big_backlog_drains() {
         .expect("small jobs");
     let waited = last_small - sent_at;
     let big_left = h.depth(&h.topology.user_queue(big, Channel::Email)).await;
+    eprintln!("central held {held} with no worker; the small tenant waited {waited:?}; {big_left} of the backlog left");
     assert!(
         waited < Duration::from_secs(3),
         "the small tenant waited {waited:?} behind the backlog"
