@@ -475,3 +475,78 @@ async fn provider_configs_are_validated_and_secrets_never_shown() {
     assert_eq!(b["error"]["field"], "quota.per_minute");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_score_is_explained_from_its_live_state() {
+    let app = spawn_app().await;
+    let (s, b) = app
+        .call(
+            reqwest::Method::POST,
+            "/v1/admin/providers",
+            Some(ADMIN),
+            Some(json!({"name": "scored", "kind": "wework", "config": {"corp_id": "c", "corp_secret": "s", "agent_id": 1}, "quota": {"per_minute": 10}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let id: uuid::Uuid = b["id"].as_str().expect("id").parse().expect("uuid");
+
+    // Four of ten used this minute, as a scheduler would reserve them.
+    let capacity = herald_capacity::Capacity::connect("redis://127.0.0.1:6379", &app.namespace)
+        .await
+        .expect("redis");
+    let limits = herald_scoring::limits_for(
+        &serde_json::from_value(json!({"per_minute": 10})).expect("quota"),
+        herald_domain::Channel::Wework,
+    );
+    for _ in 0..4 {
+        let r = capacity.reserve(id, &limits, 1, &["u".into()]).await.expect("reserve");
+        assert!(matches!(r, herald_capacity::Reservation::Granted { .. }), "{r:?}");
+    }
+    let path = format!("/v1/admin/providers/{id}/score");
+    let (s, b) = app.call(reqwest::Method::GET, &path, Some(ADMIN), None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["state"], "ready", "{b}");
+    assert_eq!(b["eligible"], true);
+    let quota = b["parts"]["quota"].as_f64().expect("quota part");
+    assert!((quota - 0.6).abs() < 1e-9, "six of ten left: {b}");
+    let minute = b["load"]["windows"]
+        .as_array()
+        .expect("windows")
+        .iter()
+        .find(|w| w["window_secs"] == 60)
+        .cloned()
+        .expect("a minute window");
+    assert_eq!(minute["used"], 4);
+    assert_eq!(minute["limit"], 10);
+    let total = b["total"].as_f64().expect("total");
+    assert!(total > 0.0 && total <= 1.0, "{b}");
+
+    // Failures open the circuit: the explanation says so.
+    let failures = herald_capacity::Observation {
+        failures: 10,
+        latency_ms_sum: 1_000,
+        latency_count: 10,
+        ..Default::default()
+    };
+    capacity
+        .observe(id, &failures, &herald_capacity::HealthPolicy::default())
+        .await
+        .expect("observe");
+    let (_, b) = app.call(reqwest::Method::GET, &path, Some(ADMIN), None).await;
+    assert_eq!(b["state"], "circuit_open", "{b}");
+    assert_eq!(b["eligible"], false);
+    assert!(b["parts"]["success"].as_f64().expect("success") < 1.0, "{b}");
+
+    let (s, b) = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/admin/providers/{}/score", uuid::Uuid::new_v4()),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    let (s, _) = app.call(reqwest::Method::GET, &path, None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}

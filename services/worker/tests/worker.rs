@@ -1,6 +1,7 @@
 //! The worker against the real RabbitMQ, Redis and PostgreSQL and the
-//! provider simulator: it sends what it claims exactly once, records it, and
-//! sends a redelivered duplicate of a sent message never again.
+//! provider simulator: it sends what it claims exactly once, records it,
+//! sends a redelivered duplicate of a sent message never again, holds a
+//! provider's concurrency with leases, and feeds the provider's statistics.
 
 use std::time::Duration;
 
@@ -8,7 +9,8 @@ use herald_broker::{Publisher, Topology};
 use herald_domain::{Channel, MessageId, MessageStatus, Priority, ProviderId, TenantId};
 use herald_proto::v1;
 use herald_proto::Message as _;
-use herald_sim::{Sim, SimChannel, SimConfig};
+use herald_capacity::Capacity;
+use herald_sim::{Sim, SimChannel, SimConfig, SimHandle};
 use herald_store::{NewProvider, NewRecord, NewTenant, Store};
 use serde_json::json;
 
@@ -22,141 +24,270 @@ async fn status_of(store: &Store, tenant: TenantId, id: MessageId) -> String {
         .unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_claimed_job_is_sent_once_and_a_duplicate_delivery_is_never_sent_again() {
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let namespace = format!("wrk_{}", &suffix[..12]);
-    let database = format!("herald_{namespace}");
-    let settings = herald_worker::Settings::for_tests(&namespace, &database);
 
-    let sim = Sim::build(SimConfig::ephemeral()).await.expect("sim");
-    let (sim_handle, sim_port) = (sim.handle(), sim.http_port());
-    let (sim_stop, sim_rx) = tokio::sync::oneshot::channel::<()>();
-    let sim_task = tokio::spawn(sim.run(async move {
-        let _ = sim_rx.await;
-    }));
+/// A worker, the simulator, one tenant and one WeWork provider.
+struct Ctx {
+    namespace: String,
+    database: String,
+    store: Store,
+    tenant: TenantId,
+    provider: ProviderId,
+    sim: SimHandle,
+    sim_stop: tokio::sync::oneshot::Sender<()>,
+    sim_task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    broker: herald_broker::Broker,
+    topology: Topology,
+    publisher: Publisher,
+    settings: herald_worker::Settings,
+}
 
-    let store = Store::connect(&settings.common.database_url, 2)
-        .await
-        .expect("store");
-    let tenant = TenantId::new();
-    store
-        .create_tenant(&NewTenant {
-            id: tenant,
-            code: "w".into(),
-            name: "W".into(),
-            weight: 1,
-            daily_quota: None,
-            rate_limit_per_sec: None,
-            webhook_url: None,
-        })
-        .await
-        .expect("tenant");
-    let provider = ProviderId::new();
-    store
-        .create_provider(&NewProvider {
-            id: provider,
-            tenant_id: None,
-            name: "sim".into(),
-            channel: "wework".into(),
-            kind: "wework".into(),
-            config: json!({"base_url": format!("http://127.0.0.1:{sim_port}"), "corp_id": "c", "corp_secret": "s", "agent_id": 1}),
-            quota: json!({}),
-            send_window: None,
-            weight: 100,
-            enabled: true,
-        })
-        .await
-        .expect("provider");
+impl Ctx {
+    async fn start(quota: serde_json::Value, sim_latency_ms: u64) -> Ctx {
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let namespace = format!("wrk_{}", &suffix[..12]);
+        let database = format!("herald_{namespace}");
+        let settings = herald_worker::Settings::for_tests(&namespace, &database);
 
-    let app = herald_worker::App::build(settings.clone())
-        .await
-        .expect("worker builds");
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(app.run(async move {
-        let _ = rx.await;
-    }));
+        let mut config = SimConfig::ephemeral();
+        config.wework.latency_ms = sim_latency_ms;
+        let sim = Sim::build(config).await.expect("sim");
+        let (sim_handle, sim_port) = (sim.handle(), sim.http_port());
+        let (sim_stop, sim_rx) = tokio::sync::oneshot::channel::<()>();
+        let sim_task = tokio::spawn(sim.run(async move {
+            let _ = sim_rx.await;
+        }));
 
-    let id = MessageId::new();
-    store
-        .insert_messages(
-            tenant,
-            &[NewRecord {
-                id,
-                channel: "wework",
-                recipient: "u1".into(),
-                status: MessageStatus::Queued,
-                priority: 5,
-                batch_id: None,
-                idempotency_key: None,
-                request_hash: vec![],
-                metadata: json!({}),
-                scheduled_at: None,
-                parked_envelope: None,
-            }],
+        let store = Store::connect(&settings.common.database_url, 2)
+            .await
+            .expect("store");
+        let tenant = TenantId::new();
+        store
+            .create_tenant(&NewTenant {
+                id: tenant,
+                code: "w".into(),
+                name: "W".into(),
+                weight: 1,
+                daily_quota: None,
+                rate_limit_per_sec: None,
+                webhook_url: None,
+            })
+            .await
+            .expect("tenant");
+        let provider = ProviderId::new();
+        store
+            .create_provider(&NewProvider {
+                id: provider,
+                tenant_id: None,
+                name: "sim".into(),
+                channel: "wework".into(),
+                kind: "wework".into(),
+                config: json!({"base_url": format!("http://127.0.0.1:{sim_port}"), "corp_id": "c", "corp_secret": "s", "agent_id": 1}),
+                quota,
+                send_window: None,
+                weight: 100,
+                enabled: true,
+            })
+            .await
+            .expect("provider");
+
+        let app = herald_worker::App::build(settings.clone())
+            .await
+            .expect("worker builds");
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(app.run(async move {
+            let _ = rx.await;
+        }));
+        let broker = herald_broker::connect(
+            &settings.common.amqp_url,
+            "worker-test",
+            Duration::from_secs(5),
         )
         .await
-        .expect("record");
-    let job = v1::Job {
+        .expect("broker");
+        let topology = Topology::new(&namespace);
+        let publisher = Publisher::new(&broker).await.expect("publisher");
+        Ctx {
+            namespace,
+            database,
+            store,
+            tenant,
+            provider,
+            sim: sim_handle,
+            sim_stop,
+            sim_task,
+            stop,
+            task,
+            broker,
+            topology,
+            publisher,
+            settings,
+        }
+    }
+
+    /// Records a queued message and puts its job, assigned to the
+    /// provider, on the central queue.
+    async fn send(&self, recipient: &str) -> MessageId {
+        let id = MessageId::new();
+        self.store
+            .insert_messages(
+                self.tenant,
+                &[NewRecord {
+                    id,
+                    channel: "wework",
+                    recipient: recipient.into(),
+                    status: MessageStatus::Queued,
+                    priority: 5,
+                    batch_id: None,
+                    idempotency_key: None,
+                    request_hash: vec![],
+                    metadata: json!({}),
+                    scheduled_at: None,
+                    parked_envelope: None,
+                }],
+            )
+            .await
+            .expect("record");
+        let job = v1::Job {
+            message_id: id.to_string(),
+            tenant_id: self.tenant.to_string(),
+            channel: v1::Channel::Wework as i32,
+            recipients: vec![recipient.into()],
+            content: Some(v1::Content {
+                text: "hi".into(),
+                ..Default::default()
+            }),
+            priority: 5,
+            assignment: Some(v1::Assignment {
+                provider_id: self.provider.to_string(),
+                reserved_at_ms: 0,
+                cost: 1,
+            }),
+            ..Default::default()
+        };
+        let out = self
+            .topology
+            .to_central(Channel::Wework, job.encode_to_vec(), Priority::DEFAULT);
+        self.publisher.publish(&out).await.expect("publish");
+        id
+    }
+
+    async fn wait_sent(&self, id: MessageId) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let status = status_of(&self.store, self.tenant, id).await;
+            if status == "sent" || tokio::time::Instant::now() > deadline {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("joined").expect("worker stops cleanly");
+        let _ = self.sim_stop.send(());
+        let _ = self.sim_task.await;
+        if let Ok(ch) = self.broker.channel().await {
+            let _ = self.topology.delete_all(&ch, &[]).await;
+        }
+        self.broker.close().await;
+        self.store.pool().close().await;
+        if let Ok(admin) = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.database
+            ))
+            .execute(&admin)
+            .await;
+        }
+        let _ = self.namespace;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimed_job_is_sent_once_and_a_duplicate_delivery_is_never_sent_again() {
+    let ctx = Ctx::start(json!({}), 0).await;
+    let id = ctx.send("u1").await;
+    assert_eq!(ctx.wait_sent(id).await, "sent");
+    assert_eq!(ctx.sim.count(SimChannel::Wework, &id.to_string()), 1);
+
+    // The broker delivers the same job again (a lost ack, a republish).
+    let again = v1::Job {
         message_id: id.to_string(),
-        tenant_id: tenant.to_string(),
+        tenant_id: ctx.tenant.to_string(),
         channel: v1::Channel::Wework as i32,
         recipients: vec!["u1".into()],
-        content: Some(v1::Content {
-            text: "hi".into(),
-            ..Default::default()
-        }),
         priority: 5,
         assignment: Some(v1::Assignment {
-            provider_id: provider.to_string(),
+            provider_id: ctx.provider.to_string(),
             reserved_at_ms: 0,
             cost: 1,
         }),
         ..Default::default()
     };
-    let broker = herald_broker::connect(
-        &settings.common.amqp_url,
-        "worker-test",
-        Duration::from_secs(5),
-    )
-    .await
-    .expect("broker");
-    let topology = Topology::new(&namespace);
-    let publisher = Publisher::new(&broker).await.expect("publisher");
-    let out = topology.to_central(Channel::Wework, job.encode_to_vec(), Priority::DEFAULT);
-    publisher.publish(&out).await.expect("publish");
-
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while status_of(&store, tenant, id).await != "sent" && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status_of(&store, tenant, id).await, "sent");
-    assert_eq!(sim_handle.count(SimChannel::Wework, &id.to_string()), 1);
-
-    // The broker delivers the same job again (a lost ack, a republish).
-    publisher.publish(&out).await.expect("publish again");
+    let out = ctx
+        .topology
+        .to_central(Channel::Wework, again.encode_to_vec(), Priority::DEFAULT);
+    ctx.publisher.publish(&out).await.expect("publish again");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        sim_handle.count(SimChannel::Wework, &id.to_string()),
+        ctx.sim.count(SimChannel::Wework, &id.to_string()),
         1,
         "a duplicate delivery was sent"
     );
-    assert_eq!(status_of(&store, tenant, id).await, "sent");
+    assert_eq!(status_of(&ctx.store, ctx.tenant, id).await, "sent");
+    ctx.stop().await;
+}
 
-    let _ = stop.send(());
-    task.await.expect("joined").expect("worker stops cleanly");
-    let _ = sim_stop.send(());
-    let _ = sim_task.await;
-    if let Ok(ch) = broker.channel().await {
-        let _ = topology.delete_all(&ch, &[]).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_hold_at_most_the_providers_concurrency_and_feed_its_statistics() {
+    // Each send takes 150 ms at the simulator; two at a time at most.
+    let ctx = Ctx::start(json!({"concurrency": 2}), 150).await;
+    let capacity = Capacity::connect(&ctx.settings.common.redis_url, &ctx.namespace)
+        .await
+        .expect("redis");
+    let provider: uuid::Uuid = ctx.provider.to_string().parse().expect("uuid");
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(ctx.send(&format!("u{i}")).await);
     }
-    broker.close().await;
-    store.pool().close().await;
-    if let Ok(admin) = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await {
-        let _ = sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
-        ))
-        .execute(&admin)
-        .await;
+    let sampler = {
+        let capacity = capacity.clone();
+        tokio::spawn(async move {
+            let mut max = 0;
+            for _ in 0..150 {
+                max = max.max(capacity.leases(provider).await.expect("leases"));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            max
+        })
+    };
+    for id in &ids {
+        assert_eq!(ctx.wait_sent(*id).await, "sent");
     }
+    let max = sampler.await.expect("sampler");
+    assert!(max >= 1, "no lease was ever seen while sending");
+    assert!(max <= 2, "{max} sends held leases at once with a concurrency of 2");
+    assert_eq!(capacity.leases(provider).await.expect("leases"), 0, "every lease is released");
+
+    // The outcomes reached the provider's statistics (what scoring reads).
+    let limits = herald_scoring::limits_for(
+        &serde_json::from_value(json!({"concurrency": 2})).expect("quota"),
+        herald_domain::Channel::Wework,
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let load = loop {
+        let load = capacity.load(&[(provider, &limits)]).await.expect("load").remove(0);
+        if load.success_rate.is_some() || tokio::time::Instant::now() > deadline {
+            break load;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(load.success_rate, Some(1.0), "{load:?}");
+    let latency = load.latency_ms.expect("a latency");
+    assert!(latency >= 100.0, "the simulator answers in 150 ms, the average says {latency}");
+    assert_eq!(load.consecutive_failures, 0);
+    ctx.stop().await;
 }
