@@ -20,10 +20,15 @@ pub enum Command {
     /// Register the simulator's providers, send a burst of email and WeWork
     /// messages, wait until all are final and print a report.
     Demo(DemoArgs),
+    /// Fairness under a backlog: one tenant queues a large backlog, then a
+    /// second tenant sends a message at a steady pace while it drains; the
+    /// report gives the small tenant's enqueue→sent percentiles.
+    Fairness(FairnessArgs),
 }
 
+/// The running system a command drives.
 #[derive(Debug, Clone, Args)]
-pub struct DemoArgs {
+pub struct Target {
     /// The producer's base URL.
     #[arg(
         long,
@@ -48,6 +53,19 @@ pub struct DemoArgs {
         hide_env_values = true
     )]
     pub database_url: String,
+
+}
+
+impl Target {
+    pub fn wework_base_url(&self) -> &str {
+        self.sim_wework_url.as_deref().unwrap_or(&self.sim_url)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub target: Target,
 
     /// Email messages to send.
     #[arg(long, env = "HERALD_DEMO_EMAILS", default_value_t = 3000)]
@@ -101,8 +119,36 @@ pub struct DemoArgs {
     pub json: bool,
 }
 
-impl DemoArgs {
-    pub fn wework_base_url(&self) -> &str {
-        self.sim_wework_url.as_deref().unwrap_or(&self.sim_url)
-    }
+#[derive(Debug, Clone, Args)]
+pub struct FairnessArgs {
+    #[command(flatten)]
+    pub target: Target,
+
+    /// Messages the big tenant queues first.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub backlog: usize,
+
+    /// Messages the small tenant sends while the backlog drains.
+    #[arg(long, default_value_t = 200)]
+    pub small: usize,
+
+    /// Milliseconds between the small tenant's messages.
+    #[arg(long, default_value_t = 100)]
+    pub small_every_ms: u64,
+
+    /// Messages per backlog batch request (at most 1000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub chunk_size: u16,
+
+    /// Backlog batch requests in flight at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+
+    /// Seconds to wait for the small tenant's messages to be sent.
+    #[arg(long, default_value_t = 120)]
+    pub timeout_secs: u64,
+
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }

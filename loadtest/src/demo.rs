@@ -91,12 +91,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if args.emails + args.wework == 0 {
         bail!("Nothing to send: --emails and --wework are both 0");
     }
-    if args.admin_token.trim().is_empty() {
+    if args.target.admin_token.trim().is_empty() {
         bail!("--admin-token (or HERALD_ADMIN_TOKEN) is empty");
     }
     let run_id = new_run_id();
-    let ca_file = resolve_ca_file(&args.sim_ca_file)?;
-    let admin = ApiClient::new(&args.producer_url, &args.admin_token)?;
+    let ca_file = resolve_ca_file(&args.target.sim_ca_file)?;
+    let admin = ApiClient::new(&args.target.producer_url, &args.target.admin_token)?;
 
     // (a) tenant and key
     let tenant = setup::ensure_tenant(&admin).await?;
@@ -114,8 +114,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         note("note: no --sim-ca-file: the SMTP provider will accept any certificate (test servers only)");
     }
     let specs = [
-        setup::email_provider(&args.sim_smtp_host, args.sim_smtp_port, ca_file.as_deref()),
-        setup::wework_provider(args.wework_base_url()),
+        setup::email_provider(&args.target.sim_smtp_host, args.target.sim_smtp_port, ca_file.as_deref()),
+        setup::wework_provider(args.target.wework_base_url()),
     ];
     for spec in &specs {
         let (id, how) = setup::ensure_provider(&admin, spec).await?;
@@ -127,10 +127,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
 
     // The database first: no point sending what cannot be followed.
-    let pool = wait::connect(&args.database_url).await?;
+    let pool = wait::connect(&args.target.database_url).await?;
 
     // (c) the simulator's counters before
-    let sim_before = match sim::fetch(&args.sim_url).await {
+    let sim_before = match sim::fetch(&args.target.sim_url).await {
         Ok(s) => Some(s),
         Err(e) => {
             note(&format!(
@@ -193,8 +193,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // (f) the summary
     let records = wait::records(&pool, &outcome.ids).await?;
     pool.close().await;
-    let stats_url = sim::stats_url(&args.sim_url);
-    let (sim, sim_error) = match (sim_before, sim::fetch(&args.sim_url).await) {
+    let stats_url = sim::stats_url(&args.target.sim_url);
+    let (sim, sim_error) = match (sim_before, sim::fetch(&args.target.sim_url).await) {
         (Some(before), Ok(after)) => (
             Some(SimDelta::new(stats_url.clone(), &after.since(&before))),
             None,
@@ -221,7 +221,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         records,
         sim,
         sim_error,
-        look: LookFurther::new(&args.producer_url, &api_key, &stats_url, &args.logs),
+        look: LookFurther::new(&args.target.producer_url, &api_key, &stats_url, &args.logs),
     });
     if args.json {
         let text =

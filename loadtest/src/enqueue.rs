@@ -60,7 +60,7 @@ impl EnqueueOutcome {
     }
 }
 
-async fn send_chunk(client: &ApiClient, chunk: Vec<Value>) -> anyhow::Result<Vec<Uuid>> {
+pub async fn send_chunk(client: &ApiClient, chunk: Vec<Value>) -> anyhow::Result<Vec<Uuid>> {
     let n = chunk.len();
     let body = json!({ "messages": chunk });
     let answer = client

@@ -5,6 +5,9 @@
 //! waits until every record is final (reading PostgreSQL directly), and
 //! reports throughput, latency percentiles, losses and duplicates.
 //!
+//! `herald-loadtest fairness` queues a large backlog for one tenant and
+//! measures another tenant's enqueue→sent latency while it drains.
+//!
 //! Modules by role: [`cli`] (flags), [`api`] (the producer's HTTP API),
 //! [`setup`] (tenant, key, providers), [`enqueue`] (the send burst),
 //! [`wait`] (polling the records), [`sim`] (the simulator's counters),
@@ -14,6 +17,7 @@ pub mod api;
 pub mod cli;
 pub mod demo;
 pub mod enqueue;
+pub mod fairness;
 pub mod report;
 pub mod setup;
 pub mod sim;
@@ -25,5 +29,6 @@ use std::process::ExitCode;
 pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         cli::Command::Demo(args) => demo::run(args).await,
+        cli::Command::Fairness(args) => fairness::run(args).await,
     }
 }

@@ -6,8 +6,9 @@
 //! provider's statistics and circuit breaker ([`health`]).
 //!
 //! Every key of a provider shares the hash tag `{<provider>}`
-//! (`<ns>:cap:{<provider>}:…`), so each script touches one Redis Cluster
-//! slot. Window semantics are in `docs/decisions/0002-capacity-windows.md`.
+//! (`<ns>:cap:{<provider>}:w` for its windows, `…:r:<recipient>` for each
+//! recipient's, `…:leases`, `…:stats`), so each script touches one Redis
+//! Cluster slot. Window semantics are in `docs/decisions/0002-capacity-windows.md`.
 
 pub mod health;
 pub mod lease;
@@ -211,10 +212,12 @@ impl Capacity {
         Ok(())
     }
 
-    /// Units charged in the span that counts for `window_ms` now (tests,
-    /// score explanations).
+    /// Units charged in the span that counts for `window_ms` now, summed
+    /// from the buckets themselves (not the scripts' running sum): tests
+    /// check one against the other.
     pub async fn used(&self, provider: Uuid, window_ms: u64) -> Result<u64, CapacityError> {
-        self.used_by(&self.prefix(provider), window_ms).await
+        self.used_by(&format!("{}:w", self.prefix(provider)), window_ms)
+            .await
     }
 
     /// Units charged to one recipient on a provider in the span that counts
@@ -225,21 +228,25 @@ impl Capacity {
         recipient: &str,
         window_ms: u64,
     ) -> Result<u64, CapacityError> {
-        let base = format!("{}:r:{}", self.prefix(provider), recipient);
-        self.used_by(&base, window_ms).await
+        let key = format!("{}:r:{}", self.prefix(provider), recipient);
+        self.used_by(&key, window_ms).await
     }
 
-    async fn used_by(&self, base: &str, window_ms: u64) -> Result<u64, CapacityError> {
+    async fn used_by(&self, key: &str, window_ms: u64) -> Result<u64, CapacityError> {
         let size = bucket_ms(window_ms);
         let mut conn = self.conn.clone();
         let time: (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
         let now = time.0 * 1000 + time.1 / 1000;
         let current = now / size;
-        let span = window_ms / size;
-        let keys: Vec<String> = (current - span..=current)
-            .map(|b| format!("{base}:{window_ms}:{b}"))
+        let first = current - window_ms / size;
+        let fields: Vec<String> = (first..=current)
+            .map(|b| format!("{window_ms}:{b}"))
             .collect();
-        let values: Vec<Option<u64>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        let values: Vec<Option<u64>> = redis::cmd("HMGET")
+            .arg(key)
+            .arg(&fields)
+            .query_async(&mut conn)
+            .await?;
         Ok(values.into_iter().flatten().sum())
     }
 

@@ -386,3 +386,61 @@ async fn a_wework_send_charges_the_provider_and_each_recipient() {
     );
     cleanup(&cap, &ns).await;
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3, ..ProptestConfig::default() })]
+
+    /// Across bucket boundaries (a 600 ms window in 100 ms buckets): the
+    /// scripts' running sum always equals the sum of the buckets still in
+    /// the span, refunds included, and no span of the window ever holds
+    /// more than the limit.
+    #[test]
+    fn running_sums_follow_the_buckets_over_time(
+        ops in prop::collection::vec((0u64..250, 1u32..4, prop::bool::weighted(0.2)), 10..30),
+    ) {
+        let rt = runtime();
+        rt.block_on(async move {
+            let ns = namespace();
+            let cap = Capacity::connect(&redis_url(), &ns).await.expect("redis");
+            let id = Uuid::new_v4();
+            let limit = 7;
+            let limits = Limits { windows: vec![(600, limit)], ..Limits::default() };
+            let mut grants: Vec<(i64, u64)> = Vec::new();
+            for (pause, cost, refund) in ops {
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                if let Reservation::Granted { at_ms } = cap.reserve(id, &limits, cost, &[]).await.expect("reserve") {
+                    if refund {
+                        cap.refund(id, &limits, cost, at_ms, &[]).await.expect("refund");
+                    } else {
+                        grants.push((at_ms, u64::from(cost)));
+                    }
+                }
+                let load = cap.load(&[(id, &limits)]).await.expect("load").remove(0);
+                let buckets = cap.used(id, 600).await.expect("used");
+                // The two reads are not atomic: allow a bucket boundary between them.
+                if load.used[0] != buckets {
+                    let again = cap.load(&[(id, &limits)]).await.expect("load").remove(0);
+                    let buckets = cap.used(id, 600).await.expect("used");
+                    assert_eq!(again.used[0], buckets, "running sum vs buckets");
+                }
+            }
+            // With no reservation since, the read corrects the sum itself
+            // as buckets leave the span.
+            for pause in [150, 150, 150, 400] {
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                let load = cap.load(&[(id, &limits)]).await.expect("load").remove(0);
+                let buckets = cap.used(id, 600).await.expect("used");
+                if load.used[0] != buckets {
+                    let again = cap.load(&[(id, &limits)]).await.expect("load").remove(0);
+                    let buckets = cap.used(id, 600).await.expect("used");
+                    assert_eq!(again.used[0], buckets, "running sum vs buckets while idle");
+                }
+            }
+            for (t, _) in &grants {
+                let in_window: u64 = grants.iter().filter(|(u, _)| u <= t && *u > t - 600).map(|(_, c)| c).sum();
+                assert!(in_window <= limit, "{in_window} units within 600 ms before {t}");
+            }
+            cleanup(&cap, &ns).await;
+        });
+    }
+}

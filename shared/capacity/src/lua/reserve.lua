@@ -9,11 +9,18 @@
 -- next     m, the number of per-recipient windows; then m triples
 -- rest     the recipients (each is charged 1 per recipient window)
 --
--- Each window is counted in buckets of bucket_ms; a check sums the buckets
--- that overlap the last window_ms plus the current one, so it counts a span
--- slightly longer than the window: it errs on the side of fewer sends,
--- never more. Time is the Redis server's, so schedulers with skewed clocks
--- agree.
+-- Counters: one hash per provider ("<prefix>:w") and one per recipient
+-- ("<prefix>:r:<recipient>"). Per window W it holds the buckets
+-- ("W:<bucket>"), a running sum of the buckets still counted ("W:s") and
+-- the oldest bucket in that sum ("W:t"). A bucket leaving the span is
+-- subtracted from the sum and deleted by the first call that sees it
+-- gone, so a check reads three fields per window, not every bucket
+-- (docs/decisions/0006-capacity-running-sums.md).
+--
+-- A window is counted in buckets of bucket_ms; the sum covers the buckets
+-- that overlap the last window_ms plus the current one, a span slightly
+-- longer than the window: it errs on the side of fewer sends, never more.
+-- Time is the Redis server's, so schedulers with skewed clocks agree.
 --
 -- Returns {1, now_ms} when granted (the caller keeps now_ms to refund the
 -- same buckets), or {0, retry_after_ms, window_index, kind} when a window
@@ -28,66 +35,138 @@ local n = tonumber(ARGV[2])
 local m = tonumber(ARGV[3 + n * 3])
 local first_recipient = 4 + n * 3 + m * 3
 
--- Checks one counter family; returns nil when `amount` fits, else the wait.
-local function check(base, win, size, limit, amount)
-  local current = math.floor(now / size)
-  local span = math.floor(win / size)
-  local keys = {}
-  for b = current - span, current do
-    keys[#keys + 1] = base .. ':' .. win .. ':' .. b
+local function windows(from, count)
+  local list = {}
+  for i = 0, count - 1 do
+    local o = from + i * 3
+    local w = {win = tonumber(ARGV[o]), size = tonumber(ARGV[o + 1]), limit = tonumber(ARGV[o + 2])}
+    w.current = math.floor(now / w.size)
+    w.span = math.floor(w.win / w.size)
+    w.first = w.current - w.span
+    w.sum_f = ARGV[o] .. ':s'
+    w.tail_f = ARGV[o] .. ':t'
+    w.cur_f = string.format('%d:%d', w.win, w.current)
+    list[#list + 1] = w
   end
-  local values = redis.call('MGET', unpack(keys))
-  local used = 0
-  for _, v in ipairs(values) do
-    if v then used = used + tonumber(v) end
+  return list
+end
+
+local provider_windows = windows(3, n)
+local recipient_windows = windows(4 + n * 3, m)
+
+-- Reads the sums of one counter hash and brings them up to date: buckets
+-- that left the span are subtracted and deleted (and the new sums saved,
+-- whatever the outcome). Returns {sum, cur} per window.
+local function read(key, wins)
+  local fields = {}
+  for _, w in ipairs(wins) do
+    fields[#fields + 1] = w.sum_f
+    fields[#fields + 1] = w.tail_f
+    fields[#fields + 1] = w.cur_f
   end
-  if used + amount <= limit then
-    return nil
+  local v = redis.call('HMGET', key, unpack(fields))
+  local states = {}
+  local expired = {}
+  local saved = {}
+  for i, w in ipairs(wins) do
+    local sum = tonumber(v[i * 3 - 2] or '0')
+    local tail = tonumber(v[i * 3 - 1] or w.first)
+    local cur = tonumber(v[i * 3] or '0')
+    if tail < w.first then
+      -- Stored buckets lie in [tail, tail + span]; those before `first`
+      -- have left the span.
+      local old = {}
+      for b = tail, math.min(w.first - 1, tail + w.span) do
+        old[#old + 1] = string.format('%d:%d', w.win, b)
+      end
+      if tail + w.span < w.first then
+        sum = 0
+      else
+        local ov = redis.call('HMGET', key, unpack(old))
+        for j = 1, #old do
+          if ov[j] then sum = sum - tonumber(ov[j]) end
+        end
+      end
+      for _, f in ipairs(old) do expired[#expired + 1] = f end
+      if sum < 0 then sum = 0 end
+      saved[#saved + 1] = w.sum_f
+      saved[#saved + 1] = string.format('%d', sum)
+      saved[#saved + 1] = w.tail_f
+      saved[#saved + 1] = string.format('%d', w.first)
+    end
+    states[i] = {sum = sum, cur = cur}
   end
-  if amount > limit then
-    return -1
+  if #expired > 0 then
+    redis.call('HDEL', key, unpack(expired))
+    redis.call('HSET', key, unpack(saved))
   end
-  -- Wait until enough of the oldest buckets have left the counted span:
-  -- bucket b leaves it at the start of bucket b + span + 1.
-  local freed = 0
-  for j, v in ipairs(values) do
-    local b = current - span + j - 1
-    if v then freed = freed + tonumber(v) end
-    if used - freed + amount <= limit then
-      return (b + span + 1) * size - now
+  return states
+end
+
+-- nil when `amount` fits every window, else the full window's index and
+-- the wait: until enough of the oldest buckets have left the span (bucket
+-- b leaves it at the start of bucket b + span + 1).
+local function check(key, wins, states, amount)
+  for i, w in ipairs(wins) do
+    local used = states[i].sum
+    if used + amount > w.limit then
+      if amount > w.limit then return i - 1, -1 end
+      local fields = {}
+      for b = w.first, w.current do
+        fields[#fields + 1] = string.format('%d:%d', w.win, b)
+      end
+      local values = redis.call('HMGET', key, unpack(fields))
+      local freed = 0
+      for j = 1, #fields do
+        if values[j] then freed = freed + tonumber(values[j]) end
+        if used - freed + amount <= w.limit then
+          return i - 1, (w.first + j - 1 + w.span + 1) * w.size - now
+        end
+      end
+      return i - 1, (w.current + w.span + 1) * w.size - now
     end
   end
-  return (current + span + 1) * size - now
+  return nil
 end
 
-local function charge(base, win, size, amount)
-  local key = base .. ':' .. win .. ':' .. math.floor(now / size)
-  redis.call('INCRBY', key, amount)
-  redis.call('PEXPIRE', key, win + 2 * size)
+local function charge(key, wins, states, amount)
+  local args = {}
+  local ttl = 0
+  for i, w in ipairs(wins) do
+    args[#args + 1] = w.sum_f
+    args[#args + 1] = string.format('%d', states[i].sum + amount)
+    args[#args + 1] = w.tail_f
+    args[#args + 1] = string.format('%d', w.first)
+    args[#args + 1] = w.cur_f
+    args[#args + 1] = string.format('%d', states[i].cur + amount)
+    if w.win + 2 * w.size > ttl then ttl = w.win + 2 * w.size end
+  end
+  redis.call('HSET', key, unpack(args))
+  redis.call('PEXPIRE', key, ttl)
 end
 
-for i = 0, n - 1 do
-  local wait = check(prefix, tonumber(ARGV[3 + i * 3]), tonumber(ARGV[4 + i * 3]),
-    tonumber(ARGV[5 + i * 3]), cost)
-  if wait then return {0, wait, i, 0} end
+local provider_key = prefix .. ':w'
+local provider_states
+if n > 0 then
+  provider_states = read(provider_key, provider_windows)
+  local i, wait = check(provider_key, provider_windows, provider_states, cost)
+  if i then return {0, wait, i, 0} end
 end
-for r = first_recipient, #ARGV do
-  local base = prefix .. ':r:' .. ARGV[r]
-  for i = 0, m - 1 do
-    local o = 4 + n * 3 + i * 3
-    local wait = check(base, tonumber(ARGV[o]), tonumber(ARGV[o + 1]), tonumber(ARGV[o + 2]), 1)
-    if wait then return {0, wait, i, 1} end
+local recipient_states = {}
+if m > 0 then
+  for r = first_recipient, #ARGV do
+    local key = prefix .. ':r:' .. ARGV[r]
+    local states = read(key, recipient_windows)
+    local i, wait = check(key, recipient_windows, states, 1)
+    if i then return {0, wait, i, 1} end
+    recipient_states[r] = states
   end
 end
 
-for i = 0, n - 1 do
-  charge(prefix, tonumber(ARGV[3 + i * 3]), tonumber(ARGV[4 + i * 3]), cost)
-end
-for r = first_recipient, #ARGV do
-  local base = prefix .. ':r:' .. ARGV[r]
-  for i = 0, m - 1 do
-    local o = 4 + n * 3 + i * 3
-    charge(base, tonumber(ARGV[o]), tonumber(ARGV[o + 1]), 1)
+if n > 0 then charge(provider_key, provider_windows, provider_states, cost) end
+if m > 0 then
+  for r = first_recipient, #ARGV do
+    charge(prefix .. ':r:' .. ARGV[r], recipient_windows, recipient_states[r], 1)
   end
 end
 return {1, now}
