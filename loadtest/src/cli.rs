@@ -54,6 +54,24 @@ pub struct Target {
     )]
     pub database_url: String,
 
+    /// The simulator's CA certificate (its `--cert-dir`/ca.pem), given to the
+    /// SMTP provider so STARTTLS verifies. Without it the provider accepts
+    /// any certificate (test servers only).
+    #[arg(long, env = "HERALD_SIM_CA_FILE")]
+    pub sim_ca_file: Option<PathBuf>,
+
+    /// The simulator's SMTP host, as the workers reach it.
+    #[arg(long, env = "HERALD_SIM_SMTP_HOST", default_value = "127.0.0.1")]
+    pub sim_smtp_host: String,
+
+    /// The simulator's SMTP port (STARTTLS), as the workers reach it.
+    #[arg(long, env = "HERALD_SIM_SMTP_PORT", default_value_t = 2525)]
+    pub sim_smtp_port: u16,
+
+    /// The simulator's WeWork base URL as the workers reach it (defaults to
+    /// `--sim-url`).
+    #[arg(long, env = "HERALD_SIM_WEWORK_URL")]
+    pub sim_wework_url: Option<String>,
 }
 
 impl Target {
@@ -74,25 +92,6 @@ pub struct DemoArgs {
     /// WeWork messages to send.
     #[arg(long, env = "HERALD_DEMO_WEWORK", default_value_t = 500)]
     pub wework: usize,
-
-    /// The simulator's CA certificate (its `--cert-dir`/ca.pem), given to the
-    /// SMTP provider so STARTTLS verifies. Without it the provider accepts
-    /// any certificate (test servers only).
-    #[arg(long, env = "HERALD_SIM_CA_FILE")]
-    pub sim_ca_file: Option<PathBuf>,
-
-    /// The simulator's SMTP host, as the workers reach it.
-    #[arg(long, env = "HERALD_SIM_SMTP_HOST", default_value = "127.0.0.1")]
-    pub sim_smtp_host: String,
-
-    /// The simulator's SMTP port (STARTTLS), as the workers reach it.
-    #[arg(long, env = "HERALD_SIM_SMTP_PORT", default_value_t = 2525)]
-    pub sim_smtp_port: u16,
-
-    /// The simulator's WeWork base URL as the workers reach it (defaults to
-    /// `--sim-url`).
-    #[arg(long, env = "HERALD_SIM_WEWORK_URL")]
-    pub sim_wework_url: Option<String>,
 
     /// Messages per `POST /v1/messages/batch` request (at most 1000).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=1000))]

@@ -114,7 +114,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         note("note: no --sim-ca-file: the SMTP provider will accept any certificate (test servers only)");
     }
     let specs = [
-        setup::email_provider(&args.target.sim_smtp_host, args.target.sim_smtp_port, ca_file.as_deref()),
+        setup::email_provider(
+            &args.target.sim_smtp_host,
+            args.target.sim_smtp_port,
+            ca_file.as_deref(),
+        ),
         setup::wework_provider(args.target.wework_base_url()),
     ];
     for spec in &specs {

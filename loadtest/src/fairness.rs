@@ -55,12 +55,13 @@ async fn create_tenant(admin: &ApiClient, code: &str) -> anyhow::Result<String> 
 /// The tenant's messages not yet final.
 async fn unsent(pool: &PgPool, tenant: &str) -> anyhow::Result<u64> {
     let tenant: Uuid = tenant.parse()?;
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, count(*) FROM messages WHERE tenant_id = $1 GROUP BY status")
-            .bind(tenant)
-            .fetch_all(pool)
-            .await
-            .context("Failed to count the backlog")?;
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, count(*) FROM messages WHERE tenant_id = $1 GROUP BY status",
+    )
+    .bind(tenant)
+    .fetch_all(pool)
+    .await
+    .context("Failed to count the backlog")?;
     let counts = StatusCounts(rows.into_iter().map(|(s, n)| (s, n as u64)).collect());
     Ok(counts.total() - counts.final_total())
 }
@@ -90,11 +91,7 @@ pub async fn run(args: FairnessArgs) -> anyhow::Result<ExitCode> {
     let small = create_tenant(&admin, &format!("{run}-small")).await?;
     let big_client = admin.with_token(&setup::create_key(&admin, &big).await?);
     let small_client = admin.with_token(&setup::create_key(&admin, &small).await?);
-    let spec = setup::email_provider(
-        &t.sim_smtp_host,
-        t.sim_smtp_port,
-        t.sim_ca_file.as_deref(),
-    );
+    let spec = setup::email_provider(&t.sim_smtp_host, t.sim_smtp_port, t.sim_ca_file.as_deref());
     setup::ensure_provider(&admin, &spec).await?;
     let pool = wait::connect(&t.database_url).await?;
 

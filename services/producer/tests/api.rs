@@ -499,11 +499,19 @@ async fn a_providers_score_is_explained_from_its_live_state() {
         herald_domain::Channel::Wework,
     );
     for _ in 0..4 {
-        let r = capacity.reserve(id, &limits, 1, &["u".into()]).await.expect("reserve");
-        assert!(matches!(r, herald_capacity::Reservation::Granted { .. }), "{r:?}");
+        let r = capacity
+            .reserve(id, &limits, 1, &["u".into()])
+            .await
+            .expect("reserve");
+        assert!(
+            matches!(r, herald_capacity::Reservation::Granted { .. }),
+            "{r:?}"
+        );
     }
     let path = format!("/v1/admin/providers/{id}/score");
-    let (s, b) = app.call(reqwest::Method::GET, &path, Some(ADMIN), None).await;
+    let (s, b) = app
+        .call(reqwest::Method::GET, &path, Some(ADMIN), None)
+        .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["state"], "ready", "{b}");
     assert_eq!(b["eligible"], true);
@@ -532,10 +540,15 @@ async fn a_providers_score_is_explained_from_its_live_state() {
         .observe(id, &failures, &herald_capacity::HealthPolicy::default())
         .await
         .expect("observe");
-    let (_, b) = app.call(reqwest::Method::GET, &path, Some(ADMIN), None).await;
+    let (_, b) = app
+        .call(reqwest::Method::GET, &path, Some(ADMIN), None)
+        .await;
     assert_eq!(b["state"], "circuit_open", "{b}");
     assert_eq!(b["eligible"], false);
-    assert!(b["parts"]["success"].as_f64().expect("success") < 1.0, "{b}");
+    assert!(
+        b["parts"]["success"].as_f64().expect("success") < 1.0,
+        "{b}"
+    );
 
     let (s, b) = app
         .call(

@@ -200,12 +200,9 @@ impl Drain {
         let mut changed = self.providers_changed.clone();
         changed.borrow_and_update();
         loop {
-            let fates = futures::future::join_all(
-                waiting
-                    .iter()
-                    .map(|d| self.decide(d, matches!(source, Source::Return))),
-            )
-            .await;
+            let fates = self
+                .decide_all(&waiting, matches!(source, Source::Return))
+                .await;
             let outbound: Vec<Outbound> = fates
                 .iter()
                 .filter_map(|f| match f {
@@ -275,31 +272,51 @@ impl Drain {
         }
     }
 
-    /// One placement attempt for one delivery. `returned`: from the return
-    /// queue, where nothing is held (waits go to delay tiers or parking).
-    async fn decide(&self, delivery: &Delivery, returned: bool) -> Fate {
-        let mut job = match v1::Job::decode(delivery.data.as_slice()) {
-            Ok(job) => job,
-            Err(e) => {
-                tracing::warn!(error = %e, "A delivery is not a job envelope; dead-lettering it.");
-                return Fate::Publish {
-                    out: self.topology.dead_letter(
-                        delivery.data.clone(),
-                        "undecodable",
-                        &e.to_string(),
-                    ),
-                    placed: false,
-                };
+    /// One placement attempt for each delivery, the batch placed together.
+    /// `returned`: from the return queue, where nothing is held (waits go
+    /// to delay tiers or parking).
+    async fn decide_all(&self, deliveries: &[Delivery], returned: bool) -> Vec<Fate> {
+        let mut fates: Vec<Option<Fate>> = Vec::with_capacity(deliveries.len());
+        let mut jobs = Vec::with_capacity(deliveries.len());
+        let mut index = Vec::with_capacity(deliveries.len());
+        for (i, delivery) in deliveries.iter().enumerate() {
+            match v1::Job::decode(delivery.data.as_slice()) {
+                Ok(job) => {
+                    jobs.push(job);
+                    index.push(i);
+                    fates.push(None);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "A delivery is not a job envelope; dead-lettering it.");
+                    fates.push(Some(Fate::Publish {
+                        out: self.topology.dead_letter(
+                            delivery.data.clone(),
+                            "undecodable",
+                            &e.to_string(),
+                        ),
+                        placed: false,
+                    }));
+                }
             }
-        };
-        let placement = match self.placer.place(&job).await {
-            Ok(p) => p,
+        }
+        match self.placer.place_all(&jobs).await {
+            Ok(placements) => {
+                for ((job, i), placement) in jobs.into_iter().zip(index).zip(placements) {
+                    fates[i] = Some(self.fate(job, placement, returned));
+                }
+            }
             Err(e) => {
                 // Reservations fail closed: nothing is placed while Redis is away.
                 tracing::warn!(error = %e, "Redis is unreachable; holding placements.");
-                return Fate::Wait(Duration::from_secs(1));
             }
-        };
+        }
+        fates
+            .into_iter()
+            .map(|f| f.unwrap_or(Fate::Wait(Duration::from_secs(1))))
+            .collect()
+    }
+
+    fn fate(&self, mut job: v1::Job, placement: Placement, returned: bool) -> Fate {
         match placement {
             Placement::Placed(assignment) => {
                 job.assignment = Some(assignment);
@@ -348,7 +365,9 @@ impl Drain {
     fn wait_elsewhere(&self, job: v1::Job, wait: Duration) -> Fate {
         if wait <= PARK_AFTER {
             return Fate::Publish {
-                out: self.topology.to_delay(delay_tier_within(wait), job.encode_to_vec()),
+                out: self
+                    .topology
+                    .to_delay(delay_tier_within(wait), job.encode_to_vec()),
                 placed: false,
             };
         }

@@ -85,8 +85,12 @@ impl ChannelGate {
     fn dispatch(&mut self) {
         let mut idle_visits = 0;
         while self.budget > 0 && !self.ring.is_empty() && idle_visits <= self.ring.len() {
-            let Some(key) = self.ring.pop_front() else { break };
-            let Some(lane) = self.lanes.get_mut(&key) else { continue };
+            let Some(key) = self.ring.pop_front() else {
+                break;
+            };
+            let Some(lane) = self.lanes.get_mut(&key) else {
+                continue;
+            };
             lane.waiting.retain(|w| !w.tx.is_closed());
             if lane.waiting.is_empty() {
                 lane.deficit = 0.0;
@@ -95,11 +99,15 @@ impl ChannelGate {
             lane.deficit += QUANTUM * lane.weight;
             let mut granted_any = false;
             while let Some(w) = lane.waiting.front() {
-                let grant = (lane.deficit.floor() as i64).min(w.want as i64).min(self.budget);
+                let grant = (lane.deficit.floor() as i64)
+                    .min(w.want as i64)
+                    .min(self.budget);
                 if grant < 1 {
                     break;
                 }
-                let Some(w) = lane.waiting.pop_front() else { break };
+                let Some(w) = lane.waiting.pop_front() else {
+                    break;
+                };
                 if w.tx.send(grant as usize).is_ok() {
                     lane.deficit -= grant as f64;
                     self.budget -= grant;
@@ -145,7 +153,13 @@ impl Gate {
 
     /// Waits for this lane's turn and room in the central queue; returns
     /// how many of `want` jobs may enter now (at least one).
-    pub async fn admit(&self, tenant: TenantId, channel: Channel, weight: u32, want: usize) -> usize {
+    pub async fn admit(
+        &self,
+        tenant: TenantId,
+        channel: Channel,
+        weight: u32,
+        want: usize,
+    ) -> usize {
         if want == 0 {
             return 0;
         }
@@ -194,11 +208,18 @@ impl Gate {
         self.with(channel, |g| {
             let now = Instant::now();
             let dt = now.duration_since(g.last_poll).as_secs_f64().max(1e-3);
-            let starving = depth == 0 && g.ring.iter().any(|k| g.lanes.get(k).is_some_and(|l| !l.waiting.is_empty()));
+            let starving = depth == 0
+                && g.ring
+                    .iter()
+                    .any(|k| g.lanes.get(k).is_some_and(|l| !l.waiting.is_empty()));
             if let Some(last) = g.last_depth {
                 let taken = (last + g.entered).saturating_sub(depth) as f64;
                 let rate = taken / dt;
-                g.rate = if g.rate == 0.0 { rate } else { 0.8 * g.rate + 0.2 * rate };
+                g.rate = if g.rate == 0.0 {
+                    rate
+                } else {
+                    0.8 * g.rate + 0.2 * rate
+                };
             }
             let desired = (g.rate * settings.ahead.as_secs_f64()).max(settings.min_depth as f64);
             g.target = if starving {
@@ -214,7 +235,8 @@ impl Gate {
             g.entered = 0;
             g.dispatch();
         });
-        metrics::gauge!("herald_scheduler_central_depth", "channel" => channel.as_str()).set(depth as f64);
+        metrics::gauge!("herald_scheduler_central_depth", "channel" => channel.as_str())
+            .set(depth as f64);
     }
 
     /// The current target depth and learned rate (metrics, tests).

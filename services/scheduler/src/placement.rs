@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use herald_capacity::{Capacity, CapacityError, Full, HealthPolicy, ProviderLoad, Reservation};
+use herald_capacity::{
+    Ask, Capacity, CapacityError, Full, HealthPolicy, ProviderLoad, Reservation,
+};
 use herald_domain::Channel;
 use herald_proto::v1;
 use herald_scoring::{recent_use, score, ProviderView, Ranking, Score, ScoreWeights};
@@ -87,19 +89,11 @@ impl Placer {
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {
-        let current = self
-            .snapshot
-            .read()
-            .map(|s| s.clone())
-            .unwrap_or_default();
+        let current = self.snapshot.read().map(|s| s.clone()).unwrap_or_default();
         if current.catalog_version != *self.catalog.subscribe().borrow() {
             // A provider changed: rebuild the views now, keep the loads.
             self.install(current.loads.clone(), Some(&current));
-            return self
-                .snapshot
-                .read()
-                .map(|s| s.clone())
-                .unwrap_or_default();
+            return self.snapshot.read().map(|s| s.clone()).unwrap_or_default();
         }
         current
     }
@@ -141,12 +135,8 @@ impl Placer {
         let ids: Vec<(Uuid, &herald_capacity::Limits)> =
             current.views.iter().map(|v| (v.id, &v.limits)).collect();
         let loads = self.capacity.load(&ids).await?;
-        let loads: HashMap<Uuid, ProviderLoad> = current
-            .views
-            .iter()
-            .map(|v| v.id)
-            .zip(loads)
-            .collect();
+        let loads: HashMap<Uuid, ProviderLoad> =
+            current.views.iter().map(|v| v.id).zip(loads).collect();
         self.install(loads, Some(&current));
         Ok(())
     }
@@ -238,87 +228,181 @@ impl Placer {
 
     /// Reserves capacity for `job` on the best provider that has room.
     pub async fn place(&self, job: &v1::Job) -> Result<Placement, CapacityError> {
-        let tenant: Uuid = job.tenant_id.parse().unwrap_or_default();
-        let Some(channel) = Channel::from_proto(job.channel) else {
-            return Ok(Placement::Impossible {
-                reason: format!("unknown channel {}", job.channel),
-            });
-        };
-        let ranking = self.ranking(tenant, channel);
-        if ranking.is_empty() {
-            return Ok(nothing_eligible(&ranking, channel));
-        }
-        let cost = job_cost(job);
+        let mut all = self.place_all(std::slice::from_ref(job)).await?;
+        Ok(all.pop().unwrap_or(Placement::Wait {
+            retry_after: Duration::from_secs(1),
+            reason: "no placement was made".into(),
+        }))
+    }
+
+    /// Places a batch. Each job gets its own draw of providers (best first,
+    /// near-equals shared at random); each round, the jobs whose next
+    /// candidate is the same provider are reserved together in one script
+    /// call, and a job denied there moves to its next candidate.
+    pub async fn place_all(&self, jobs: &[v1::Job]) -> Result<Vec<Placement>, CapacityError> {
         let now = Instant::now();
-        let mut provider_wait: Option<Duration> = None;
-        let mut recipient_wait: Option<Duration> = None;
-        let mut too_large = 0;
-        let attempts: Vec<Arc<ProviderView>> = {
-            let mut rng = rand::thread_rng();
-            ranking.attempts(&mut rng).cloned().collect_fitting(|v| {
-                self.known_full(v.id, now)
-                    .map(|wait| provider_wait = Some(provider_wait.map_or(wait, |w| w.min(wait))))
-                    .is_none()
-            }, MAX_TRIES)
-        };
-        for p in &attempts {
-            match self
-                .capacity
-                .reserve(p.id, &p.limits, cost, &job.recipients)
-                .await?
-            {
-                Reservation::Granted { at_ms } => {
-                    metrics::counter!("herald_scheduler_reservations_total", "outcome" => "granted").increment(1);
-                    return Ok(Placement::Placed(v1::Assignment {
-                        provider_id: p.id.to_string(),
-                        reserved_at_ms: at_ms,
-                        cost,
-                    }));
+        let mut plans: Vec<Plan> = Vec::with_capacity(jobs.len());
+        let mut done: Vec<Option<Placement>> = vec![None; jobs.len()];
+        for (i, job) in jobs.iter().enumerate() {
+            let tenant: Uuid = job.tenant_id.parse().unwrap_or_default();
+            let Some(channel) = Channel::from_proto(job.channel) else {
+                done[i] = Some(Placement::Impossible {
+                    reason: format!("unknown channel {}", job.channel),
+                });
+                plans.push(Plan::default());
+                continue;
+            };
+            let ranking = self.ranking(tenant, channel);
+            if ranking.is_empty() {
+                done[i] = Some(nothing_eligible(&ranking, channel));
+                plans.push(Plan::default());
+                continue;
+            }
+            let mut plan = Plan {
+                eligible: ranking.len(),
+                ..Plan::default()
+            };
+            let candidates: Vec<Arc<ProviderView>> = {
+                let mut rng = rand::thread_rng();
+                ranking.attempts(&mut rng).cloned().collect_fitting(
+                    |v| {
+                        self.known_full(v.id, now)
+                            .map(|wait| {
+                                plan.provider_wait =
+                                    Some(plan.provider_wait.map_or(wait, |w| w.min(wait)))
+                            })
+                            .is_none()
+                    },
+                    MAX_TRIES,
+                )
+            };
+            plan.candidates = candidates;
+            plans.push(plan);
+        }
+        let costs: Vec<u32> = jobs.iter().map(job_cost).collect();
+        for round in 0..MAX_TRIES {
+            // Jobs still open, grouped by their candidate for this round.
+            let mut groups: HashMap<Uuid, (Arc<ProviderView>, Vec<usize>)> = HashMap::new();
+            for (i, plan) in plans.iter().enumerate() {
+                if done[i].is_some() {
+                    continue;
                 }
-                Reservation::Denied {
-                    retry_after,
-                    full: Full::Provider { .. },
-                } => {
-                    metrics::counter!("herald_scheduler_reservations_total", "outcome" => "denied").increment(1);
-                    self.mark_full(p.id, retry_after);
-                    provider_wait = Some(provider_wait.map_or(retry_after, |w| w.min(retry_after)));
+                if let Some(p) = plan.candidates.get(round) {
+                    if round > 0 && self.known_full(p.id, Instant::now()).is_some() {
+                        continue;
+                    }
+                    groups
+                        .entry(p.id)
+                        .or_insert_with(|| (p.clone(), Vec::new()))
+                        .1
+                        .push(i);
                 }
-                Reservation::Denied {
-                    retry_after,
-                    full: Full::Recipient { .. },
-                } => {
-                    metrics::counter!("herald_scheduler_reservations_total", "outcome" => "recipient_cap").increment(1);
-                    recipient_wait =
-                        Some(recipient_wait.map_or(retry_after, |w| w.min(retry_after)));
+            }
+            if groups.is_empty() {
+                break;
+            }
+            let calls = groups.into_values().map(|(p, members)| {
+                let asks: Vec<Ask> = members
+                    .iter()
+                    .map(|&i| Ask {
+                        cost: costs[i],
+                        recipients: &jobs[i].recipients,
+                    })
+                    .collect();
+                async move {
+                    let answers = self.capacity.reserve_many(p.id, &p.limits, &asks).await;
+                    (p, members, answers)
                 }
-                Reservation::TooLarge { .. } => too_large += 1,
+            });
+            for (p, members, answers) in futures::future::join_all(calls).await {
+                for (i, answer) in members.into_iter().zip(answers?) {
+                    let plan = &mut plans[i];
+                    match answer {
+                        Reservation::Granted { at_ms } => {
+                            metrics::counter!("herald_scheduler_reservations_total", "outcome" => "granted").increment(1);
+                            done[i] = Some(Placement::Placed(v1::Assignment {
+                                provider_id: p.id.to_string(),
+                                reserved_at_ms: at_ms,
+                                cost: costs[i],
+                            }));
+                        }
+                        Reservation::Denied {
+                            retry_after,
+                            full: Full::Provider { .. },
+                        } => {
+                            metrics::counter!("herald_scheduler_reservations_total", "outcome" => "denied").increment(1);
+                            self.mark_full(p.id, retry_after);
+                            plan.provider_wait = Some(
+                                plan.provider_wait
+                                    .map_or(retry_after, |w| w.min(retry_after)),
+                            );
+                        }
+                        Reservation::Denied {
+                            retry_after,
+                            full: Full::Recipient { .. },
+                        } => {
+                            metrics::counter!("herald_scheduler_reservations_total", "outcome" => "recipient_cap").increment(1);
+                            plan.recipient_wait = Some(
+                                plan.recipient_wait
+                                    .map_or(retry_after, |w| w.min(retry_after)),
+                            );
+                        }
+                        Reservation::TooLarge { .. } => plan.too_large += 1,
+                    }
+                }
             }
         }
-        if too_large > 0 && too_large == ranking.len() {
-            return Ok(Placement::Impossible {
+        Ok(done
+            .into_iter()
+            .zip(plans)
+            .zip(costs)
+            .map(|((placement, plan), cost)| placement.unwrap_or_else(|| plan.outcome(cost)))
+            .collect())
+    }
+}
+
+/// One job's way through a batch placement.
+#[derive(Default)]
+struct Plan {
+    candidates: Vec<Arc<ProviderView>>,
+    eligible: usize,
+    provider_wait: Option<Duration>,
+    recipient_wait: Option<Duration>,
+    too_large: usize,
+}
+
+impl Plan {
+    /// What a job no provider took waits for.
+    fn outcome(self, cost: u32) -> Placement {
+        if self.too_large > 0 && self.too_large == self.eligible {
+            return Placement::Impossible {
                 reason: format!(
                     "costs {cost} units, more than any eligible provider's quota window holds"
                 ),
-            });
+            };
         }
-        if let Some(after) = recipient_wait {
-            return Ok(Placement::Delay {
+        if let Some(after) = self.recipient_wait {
+            return Placement::Delay {
                 after,
                 reason: "a recipient reached its per-app cap (WeWork: 30 a minute, 1,000 an hour)"
                     .into(),
-            });
+            };
         }
-        Ok(Placement::Wait {
-            retry_after: provider_wait.unwrap_or(Duration::from_secs(1)),
+        Placement::Wait {
+            retry_after: self.provider_wait.unwrap_or(Duration::from_secs(1)),
             reason: "every eligible provider's quota is used up for now".into(),
-        })
+        }
     }
 }
 
 /// Collects up to `max` items that pass `keep` (which sees every item
 /// inspected, so it can note why one was skipped).
 trait CollectFitting: Iterator + Sized {
-    fn collect_fitting(self, mut keep: impl FnMut(&Self::Item) -> bool, max: usize) -> Vec<Self::Item> {
+    fn collect_fitting(
+        self,
+        mut keep: impl FnMut(&Self::Item) -> bool,
+        max: usize,
+    ) -> Vec<Self::Item> {
         let mut out = Vec::new();
         for item in self {
             if out.len() == max {
@@ -351,8 +435,12 @@ fn nothing_eligible(ranking: &Ranking, channel: Channel) -> Placement {
     }
     .max(Duration::from_millis(200));
     let reason = match (window, probe) {
-        (Some(_), _) => format!("every {channel} provider this tenant may use is outside its send window"),
-        (None, Some(_)) => format!("every {channel} provider this tenant may use has an open circuit"),
+        (Some(_), _) => {
+            format!("every {channel} provider this tenant may use is outside its send window")
+        }
+        (None, Some(_)) => {
+            format!("every {channel} provider this tenant may use has an open circuit")
+        }
         (None, None) => format!("no enabled {channel} provider serves this tenant"),
     };
     Placement::Wait {
@@ -397,19 +485,34 @@ mod tests {
             window: Some(herald_domain::SendWindow {
                 tz: "UTC".into(),
                 start: in_90s.format("%H:%M").to_string(),
-                end: (in_90s + chrono::Duration::hours(1)).format("%H:%M").to_string(),
+                end: (in_90s + chrono::Duration::hours(1))
+                    .format("%H:%M")
+                    .to_string(),
                 days: vec![],
             }),
             weight: 1,
         };
-        let s = score(&view, None, 0.0, &ScoreWeights::default(), &HealthPolicy::default(), now);
+        let s = score(
+            &view,
+            None,
+            0.0,
+            &ScoreWeights::default(),
+            &HealthPolicy::default(),
+            now,
+        );
         let ranking = Ranking::build(vec![(Arc::new(view), s)], 0.2);
-        let Placement::Wait { retry_after, reason } = nothing_eligible(&ranking, Channel::Email)
+        let Placement::Wait {
+            retry_after,
+            reason,
+        } = nothing_eligible(&ranking, Channel::Email)
         else {
             panic!("must wait");
         };
         // The window opens on the minute: within 90 s, at least 30 s away.
-        assert!(retry_after > Duration::from_secs(29) && retry_after <= Duration::from_secs(90), "{retry_after:?}");
+        assert!(
+            retry_after > Duration::from_secs(29) && retry_after <= Duration::from_secs(90),
+            "{retry_after:?}"
+        );
         assert!(reason.contains("send window"));
     }
 }

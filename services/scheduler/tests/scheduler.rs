@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::StreamExt;
-use herald_broker::lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
+use herald_broker::lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
+};
 use herald_broker::lapin::types::FieldTable;
 use herald_broker::{Broker, Outbound, Publisher, Topology};
 use herald_domain::{Channel, MessageId, Priority, ProviderId, TenantId};
@@ -29,7 +31,10 @@ struct Harness {
     publisher: Publisher,
     topology: Topology,
     tenants: Vec<TenantId>,
-    schedulers: Vec<(tokio::sync::oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
+    schedulers: Vec<(
+        tokio::sync::oneshot::Sender<()>,
+        JoinHandle<anyhow::Result<()>>,
+    )>,
 }
 
 impl Harness {
@@ -120,7 +125,12 @@ impl Harness {
                 tenant_id: None,
                 name: format!("p-{}", &id.to_string()[..8]),
                 channel: channel.into(),
-                kind: if channel == "wework" { "wework" } else { "smtp" }.into(),
+                kind: if channel == "wework" {
+                    "wework"
+                } else {
+                    "smtp"
+                }
+                .into(),
                 config,
                 quota,
                 send_window: window,
@@ -190,7 +200,12 @@ impl Harness {
     async fn take(&self, queue: &str, max: usize, timeout: Duration) -> Vec<v1::Job> {
         let ch = self.broker.channel().await.expect("channel");
         let mut consumer = ch
-            .basic_consume(queue, "", BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                queue,
+                "",
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await
             .expect("consume");
         let mut got = Vec::new();
@@ -216,7 +231,9 @@ impl Harness {
         let _ = self.topology.delete_all(&self.ch, &self.tenants).await;
         self.broker.close().await;
         self.store.pool().close().await;
-        if let Ok(admin) = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await {
+        if let Ok(admin) =
+            sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await
+        {
             let _ = sqlx::query(&format!(
                 "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
                 self.database
@@ -284,11 +301,18 @@ async fn a_small_tenant_is_served_while_a_big_backlog_drains() {
     // A worker at about 2,000 jobs a second, and the small tenant's ten.
     let worker = {
         let ch = h.broker.channel().await.expect("channel");
-        ch.basic_qos(50, BasicQosOptions::default()).await.expect("qos");
+        ch.basic_qos(50, BasicQosOptions::default())
+            .await
+            .expect("qos");
         let central = central.clone();
         tokio::spawn(async move {
             let mut consumer = ch
-                .basic_consume(&central, "", BasicConsumeOptions::default(), FieldTable::default())
+                .basic_consume(
+                    &central,
+                    "",
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
                 .await
                 .expect("consume");
             let mut seen: Vec<(tokio::time::Instant, v1::Job)> = Vec::new();
@@ -299,7 +323,12 @@ async fn a_small_tenant_is_served_while_a_big_backlog_drains() {
                 if seen.len() % 20 == 0 {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                if seen.iter().filter(|(_, j)| j.recipients[0].starts_with('s')).count() == 10 {
+                if seen
+                    .iter()
+                    .filter(|(_, j)| j.recipients[0].starts_with('s'))
+                    .count()
+                    == 10
+                {
                     break;
                 }
             }
@@ -348,7 +377,10 @@ async fn a_job_waits_for_a_closed_window_and_is_placed_when_it_opens() {
     let tenant = h.tenant(1).await;
     let now = Utc::now();
     // Opens in two hours: nothing may be placed now.
-    let closed = window(now + chrono::Duration::hours(2), now + chrono::Duration::hours(3));
+    let closed = window(
+        now + chrono::Duration::hours(2),
+        now + chrono::Duration::hours(3),
+    );
     let provider = h.provider("email", json!({}), Some(closed)).await;
     let jobs: Vec<v1::Job> = (0..3)
         .map(|i| Harness::job(tenant, Channel::Email, &format!("w{i}@example.com"), 5))
@@ -369,9 +401,17 @@ async fn a_job_waits_for_a_closed_window_and_is_placed_when_it_opens() {
 
     let central = h.topology.central_queue(Channel::Email);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(h.depth(&central).await, 0, "nothing is placed while the window is closed");
+    assert_eq!(
+        h.depth(&central).await,
+        0,
+        "nothing is placed while the window is closed"
+    );
     let user = h.topology.user_queue(tenant, Channel::Email);
-    assert_eq!(h.depth(&user).await, 3, "the paused drain hands its jobs back to the user queue");
+    assert_eq!(
+        h.depth(&user).await,
+        3,
+        "the paused drain hands its jobs back to the user queue"
+    );
     let parked: Vec<(uuid::Uuid, chrono::DateTime<Utc>)> =
         sqlx::query_as("SELECT message_id, due_at FROM parked_jobs")
             .fetch_all(h.store.pool())
@@ -386,7 +426,10 @@ async fn a_job_waits_for_a_closed_window_and_is_placed_when_it_opens() {
     );
 
     // The window opens (an operator widens it): the paused drain wakes.
-    let open = window(now - chrono::Duration::hours(1), now + chrono::Duration::hours(1));
+    let open = window(
+        now - chrono::Duration::hours(1),
+        now + chrono::Duration::hours(1),
+    );
     h.store
         .update_provider(
             provider,
@@ -401,7 +444,10 @@ async fn a_job_waits_for_a_closed_window_and_is_placed_when_it_opens() {
     let placed = h.take(&central, 3, Duration::from_secs(10)).await;
     let ids: HashSet<String> = placed.iter().map(|j| j.message_id.clone()).collect();
     let want: HashSet<String> = jobs.iter().map(|j| j.message_id.clone()).collect();
-    assert_eq!(ids, want, "every waiting job is placed once the window opens");
+    assert_eq!(
+        ids, want,
+        "every waiting job is placed once the window opens"
+    );
     h.teardown().await;
 }
 
@@ -413,14 +459,22 @@ async fn higher_priorities_reach_the_central_queue_first() {
     let mixed: Vec<v1::Job> = (0..200)
         .map(|i| {
             let priority = if i % 2 == 0 { 1 } else { 10 };
-            Harness::job(tenant, Channel::Email, &format!("p{i}@example.com"), priority)
+            Harness::job(
+                tenant,
+                Channel::Email,
+                &format!("p{i}@example.com"),
+                priority,
+            )
         })
         .collect();
     h.enqueue(tenant, Channel::Email, &mixed).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     h.provider("email", json!({}), None).await;
     let central = h.topology.central_queue(Channel::Email);
-    assert_eq!(h.wait_depth(&central, 200, Duration::from_secs(15)).await, 200);
+    assert_eq!(
+        h.wait_depth(&central, 200, Duration::from_secs(15)).await,
+        200
+    );
     let taken = h.take(&central, 200, Duration::from_secs(5)).await;
     assert_eq!(taken.len(), 200);
     let first_half: Vec<u32> = taken[..100].iter().map(|j| j.priority).collect();

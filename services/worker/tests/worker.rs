@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use herald_broker::{Publisher, Topology};
+use herald_capacity::Capacity;
 use herald_domain::{Channel, MessageId, MessageStatus, Priority, ProviderId, TenantId};
 use herald_proto::v1;
 use herald_proto::Message as _;
-use herald_capacity::Capacity;
 use herald_sim::{Sim, SimChannel, SimConfig, SimHandle};
 use herald_store::{NewProvider, NewRecord, NewTenant, Store};
 use serde_json::json;
@@ -23,7 +23,6 @@ async fn status_of(store: &Store, tenant: TenantId, id: MessageId) -> String {
         .map(|m| m.status)
         .unwrap_or_default()
 }
-
 
 /// A worker, the simulator, one tenant and one WeWork provider.
 struct Ctx {
@@ -186,7 +185,10 @@ impl Ctx {
 
     async fn stop(self) {
         let _ = self.stop.send(());
-        self.task.await.expect("joined").expect("worker stops cleanly");
+        self.task
+            .await
+            .expect("joined")
+            .expect("worker stops cleanly");
         let _ = self.sim_stop.send(());
         let _ = self.sim_task.await;
         if let Ok(ch) = self.broker.channel().await {
@@ -194,7 +196,9 @@ impl Ctx {
         }
         self.broker.close().await;
         self.store.pool().close().await;
-        if let Ok(admin) = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await {
+        if let Ok(admin) =
+            sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await
+        {
             let _ = sqlx::query(&format!(
                 "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
                 self.database
@@ -269,8 +273,15 @@ async fn sends_hold_at_most_the_providers_concurrency_and_feed_its_statistics() 
     }
     let max = sampler.await.expect("sampler");
     assert!(max >= 1, "no lease was ever seen while sending");
-    assert!(max <= 2, "{max} sends held leases at once with a concurrency of 2");
-    assert_eq!(capacity.leases(provider).await.expect("leases"), 0, "every lease is released");
+    assert!(
+        max <= 2,
+        "{max} sends held leases at once with a concurrency of 2"
+    );
+    assert_eq!(
+        capacity.leases(provider).await.expect("leases"),
+        0,
+        "every lease is released"
+    );
 
     // The outcomes reached the provider's statistics (what scoring reads).
     let limits = herald_scoring::limits_for(
@@ -279,7 +290,11 @@ async fn sends_hold_at_most_the_providers_concurrency_and_feed_its_statistics() 
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let load = loop {
-        let load = capacity.load(&[(provider, &limits)]).await.expect("load").remove(0);
+        let load = capacity
+            .load(&[(provider, &limits)])
+            .await
+            .expect("load")
+            .remove(0);
         if load.success_rate.is_some() || tokio::time::Instant::now() > deadline {
             break load;
         }
@@ -287,7 +302,10 @@ async fn sends_hold_at_most_the_providers_concurrency_and_feed_its_statistics() 
     };
     assert_eq!(load.success_rate, Some(1.0), "{load:?}");
     let latency = load.latency_ms.expect("a latency");
-    assert!(latency >= 100.0, "the simulator answers in 150 ms, the average says {latency}");
+    assert!(
+        latency >= 100.0,
+        "the simulator answers in 150 ms, the average says {latency}"
+    );
     assert_eq!(load.consecutive_failures, 0);
     ctx.stop().await;
 }

@@ -1,12 +1,13 @@
 //! Reservations per second from one process against the real Redis: many
-//! reservations in flight on the one multiplexed connection (the way a
-//! scheduler places a batch), so Redis sees them pipelined.
+//! reservations in flight on the one multiplexed connection, so Redis sees
+//! them pipelined; and batched, several placements per script call (what
+//! the scheduler does with the jobs of a batch that drew the same provider).
 //!
 //! `cargo bench -p herald-capacity --bench reserve` (Redis at
 //! HERALD_REDIS_URL, default 127.0.0.1:6379). Figures: README, "Benchmarks".
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use herald_capacity::{Capacity, Limits};
+use herald_capacity::{Ask, Capacity, Limits};
 use uuid::Uuid;
 
 fn redis_url() -> String {
@@ -47,11 +48,44 @@ fn reservations(c: &mut Criterion) {
                     let limits = &limits;
                     let providers = &providers;
                     async move {
-                        let calls = (0..n).map(|i| {
-                            cap.reserve(providers[i % providers.len()], limits, 1, &[])
-                        });
+                        let calls = (0..n)
+                            .map(|i| cap.reserve(providers[i % providers.len()], limits, 1, &[]));
                         for r in futures::future::join_all(calls).await {
                             r.expect("reserve");
+                        }
+                    }
+                })
+            },
+        );
+    }
+    // What a scheduler does with a batch: the jobs that drew the same
+    // provider are reserved in one script call (64 jobs over 8 providers:
+    // 8 calls of 8, in flight together).
+    for per_call in [8usize, 64] {
+        let calls = 512 / per_call;
+        group.throughput(Throughput::Elements((calls * per_call) as u64));
+        group.bench_with_input(
+            BenchmarkId::new("three_windows_batched_per_call", per_call),
+            &per_call,
+            |b, &per_call| {
+                b.to_async(&rt).iter(|| {
+                    let cap = &cap;
+                    let limits = &limits;
+                    let providers = &providers;
+                    async move {
+                        let asks = vec![
+                            Ask {
+                                cost: 1,
+                                recipients: &[]
+                            };
+                            per_call
+                        ];
+                        let asks = &asks;
+                        let calls = (0..calls).map(|i| {
+                            cap.reserve_many(providers[i % providers.len()], limits, asks)
+                        });
+                        for r in futures::future::join_all(calls).await {
+                            r.expect("reserve_many");
                         }
                     }
                 })

@@ -57,7 +57,9 @@ impl Observation {
 pub enum Circuit {
     Closed,
     /// No sends until the Redis server's clock reaches `until_ms`.
-    Open { until_ms: i64 },
+    Open {
+        until_ms: i64,
+    },
     /// The cooldown passed after failures: a few probes may go.
     HalfOpen,
 }

@@ -14,7 +14,9 @@ pub enum Lease {
     Granted,
     /// Every slot is held; the soonest lease expires after this long (a
     /// release frees a slot sooner).
-    Busy { expires_in: Duration },
+    Busy {
+        expires_in: Duration,
+    },
 }
 
 impl Capacity {

@@ -68,6 +68,14 @@ impl Limits {
     }
 }
 
+/// One placement to reserve: its cost in the provider's unit and its
+/// recipients (charged only where the provider has per-recipient caps).
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    pub cost: u32,
+    pub recipients: &'a [String],
+}
+
 /// Why a reservation was denied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Full {
@@ -139,11 +147,29 @@ impl Capacity {
         cost: u32,
         recipients: &[String],
     ) -> Result<Reservation, CapacityError> {
+        let mut all = self
+            .reserve_many(provider, limits, &[Ask { cost, recipients }])
+            .await?;
+        all.pop()
+            .ok_or_else(|| CapacityError::Protocol("no answer for a reservation".into()))
+    }
+
+    /// Several placements on one provider in one script call, in order:
+    /// each is all or nothing, and a later one sees the earlier grants.
+    pub async fn reserve_many(
+        &self,
+        provider: Uuid,
+        limits: &Limits,
+        asks: &[Ask<'_>],
+    ) -> Result<Vec<Reservation>, CapacityError> {
         if limits.is_unlimited() {
-            return Ok(Reservation::Granted { at_ms: 0 });
+            return Ok(vec![Reservation::Granted { at_ms: 0 }; asks.len()]);
+        }
+        if asks.is_empty() {
+            return Ok(Vec::new());
         }
         let mut invocation = self.reserve.key(self.prefix(provider));
-        invocation.arg(cost).arg(limits.windows.len());
+        invocation.arg(limits.windows.len());
         for (window, limit) in &limits.windows {
             invocation.arg(*window).arg(bucket_ms(*window)).arg(*limit);
         }
@@ -151,10 +177,24 @@ impl Capacity {
         for (window, limit) in &limits.recipient_windows {
             invocation.arg(*window).arg(bucket_ms(*window)).arg(*limit);
         }
-        if !limits.recipient_windows.is_empty() {
-            invocation.arg(distinct(recipients));
+        invocation.arg(asks.len());
+        for ask in asks {
+            invocation.arg(ask.cost);
+            if limits.recipient_windows.is_empty() {
+                invocation.arg(0);
+            } else {
+                let who = distinct(ask.recipients);
+                invocation.arg(who.len()).arg(who);
+            }
         }
         let reply: Vec<i64> = invocation.invoke_async(&mut self.conn.clone()).await?;
+        if reply.len() != asks.len() * 4 {
+            return Err(CapacityError::Protocol(format!(
+                "{} values for {} reservations",
+                reply.len(),
+                asks.len()
+            )));
+        }
         let window = |kind: i64, i: i64| {
             let list = if kind == 1 {
                 &limits.recipient_windows
@@ -163,25 +203,28 @@ impl Capacity {
             };
             list.get(i as usize).map_or(0, |w| w.0)
         };
-        match reply.as_slice() {
-            [1, at] => Ok(Reservation::Granted { at_ms: *at }),
-            [0, -1, i, kind] => Ok(Reservation::TooLarge {
-                window_ms: window(*kind, *i),
-            }),
-            [0, wait, i, kind] => Ok(Reservation::Denied {
-                retry_after: Duration::from_millis((*wait).max(1) as u64),
-                full: if *kind == 1 {
-                    Full::Recipient {
-                        window_ms: window(1, *i),
-                    }
-                } else {
-                    Full::Provider {
-                        window_ms: window(0, *i),
-                    }
-                },
-            }),
-            other => Err(CapacityError::Protocol(format!("{other:?}"))),
-        }
+        reply
+            .chunks(4)
+            .map(|r| match r {
+                [1, at, _, _] => Ok(Reservation::Granted { at_ms: *at }),
+                [0, -1, i, kind] => Ok(Reservation::TooLarge {
+                    window_ms: window(*kind, *i),
+                }),
+                [0, wait, i, kind] => Ok(Reservation::Denied {
+                    retry_after: Duration::from_millis((*wait).max(1) as u64),
+                    full: if *kind == 1 {
+                        Full::Recipient {
+                            window_ms: window(1, *i),
+                        }
+                    } else {
+                        Full::Provider {
+                            window_ms: window(0, *i),
+                        }
+                    },
+                }),
+                other => Err(CapacityError::Protocol(format!("{other:?}"))),
+            })
+            .collect()
     }
 
     /// Gives back a granted reservation the provider never used.

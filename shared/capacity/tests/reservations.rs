@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_capacity::{Capacity, Full, HealthPolicy, Lease, Limits, Observation, Reservation};
+use herald_capacity::{Ask, Capacity, Full, HealthPolicy, Lease, Limits, Observation, Reservation};
 use proptest::prelude::*;
 use uuid::Uuid;
 
@@ -48,16 +48,13 @@ struct Job {
 
 fn jobs(providers: usize) -> impl Strategy<Value = Vec<Job>> {
     prop::collection::vec(
-        (
-            0..providers,
-            1u32..6,
-            prop::collection::vec(0u8..6, 1..4),
-        )
-            .prop_map(|(provider, cost, r)| Job {
+        (0..providers, 1u32..6, prop::collection::vec(0u8..6, 1..4)).prop_map(
+            |(provider, cost, r)| Job {
                 provider,
                 cost,
                 recipients: r.into_iter().map(|u| format!("u{u}")).collect(),
-            }),
+            },
+        ),
         1..160,
     )
 }
@@ -119,16 +116,42 @@ proptest! {
                 let mine: Vec<Job> = jobs.iter().skip(k).step_by(schedulers).cloned().collect();
                 let cap = cap.clone();
                 let providers = providers.clone();
+                let batched = k % 2 == 1;
                 tasks.push(tokio::spawn(async move {
-                    let calls = mine.into_iter().map(|job| {
-                        let cap = cap.clone();
-                        let (id, limits) = providers[job.provider].clone();
-                        async move {
-                            let r = cap.reserve(id, &limits, job.cost, &job.recipients).await.expect("reserve");
-                            (job, r)
+                    if batched {
+                        // Odd schedulers reserve in batches of up to eight
+                        // jobs per provider (one script call each).
+                        let mut by_provider: HashMap<usize, Vec<Job>> = HashMap::new();
+                        for job in mine {
+                            by_provider.entry(job.provider).or_default().push(job);
                         }
-                    });
-                    futures::future::join_all(calls).await
+                        let calls = by_provider.into_iter().flat_map(|(p, jobs)| {
+                            let chunks: Vec<Vec<Job>> = jobs.chunks(8).map(<[Job]>::to_vec).collect();
+                            let providers = providers.clone();
+                            let cap = cap.clone();
+                            chunks.into_iter().map(move |chunk| {
+                                let cap = cap.clone();
+                                let (id, limits) = providers[p].clone();
+                                async move {
+                                    let asks: Vec<Ask> = chunk.iter().map(|j| Ask { cost: j.cost, recipients: &j.recipients }).collect();
+                                    let rs = cap.reserve_many(id, &limits, &asks).await.expect("reserve_many");
+                                    drop(asks);
+                                    chunk.into_iter().zip(rs).collect::<Vec<_>>()
+                                }
+                            })
+                        });
+                        futures::future::join_all(calls).await.into_iter().flatten().collect::<Vec<_>>()
+                    } else {
+                        let calls = mine.into_iter().map(|job| {
+                            let cap = cap.clone();
+                            let (id, limits) = providers[job.provider].clone();
+                            async move {
+                                let r = cap.reserve(id, &limits, job.cost, &job.recipients).await.expect("reserve");
+                                (job, r)
+                            }
+                        });
+                        futures::future::join_all(calls).await
+                    }
                 }));
             }
             let mut results = Vec::new();
@@ -312,9 +335,8 @@ async fn the_circuit_opens_probes_and_closes() {
         ..Observation::default()
     };
     let limits = &limits;
-    let load = |cap: Capacity| async move {
-        cap.load(&[(id, limits)]).await.expect("load").remove(0)
-    };
+    let load =
+        |cap: Capacity| async move { cap.load(&[(id, limits)]).await.expect("load").remove(0) };
     assert_eq!(load(cap.clone()).await.success_rate, None);
     for _ in 0..2 {
         cap.observe(id, &fail, &policy).await.expect("observe");
@@ -324,10 +346,16 @@ async fn the_circuit_opens_probes_and_closes() {
     assert!(l.success_rate.expect("observed") < 0.3);
     cap.observe(id, &fail, &policy).await.expect("observe");
     let l = load(cap.clone()).await;
-    assert!(matches!(l.circuit(&policy), herald_capacity::health::Circuit::Open { .. }));
+    assert!(matches!(
+        l.circuit(&policy),
+        herald_capacity::health::Circuit::Open { .. }
+    ));
     tokio::time::sleep(Duration::from_millis(350)).await;
     let l = load(cap.clone()).await;
-    assert_eq!(l.circuit(&policy), herald_capacity::health::Circuit::HalfOpen);
+    assert_eq!(
+        l.circuit(&policy),
+        herald_capacity::health::Circuit::HalfOpen
+    );
     // A failed probe: open again, for twice as long.
     cap.observe(id, &fail, &policy).await.expect("observe");
     let l = load(cap.clone()).await;
@@ -375,13 +403,24 @@ async fn a_wework_send_charges_the_provider_and_each_recipient() {
     // Thirty a minute per member: the 31st to user0 waits.
     for _ in 0..29 {
         assert!(matches!(
-            cap.reserve(id, &limits, 1, &to[..1]).await.expect("reserve"),
+            cap.reserve(id, &limits, 1, &to[..1])
+                .await
+                .expect("reserve"),
             Reservation::Granted { .. }
         ));
     }
-    let r = cap.reserve(id, &limits, 1, &to[..1]).await.expect("reserve");
+    let r = cap
+        .reserve(id, &limits, 1, &to[..1])
+        .await
+        .expect("reserve");
     assert!(
-        matches!(r, Reservation::Denied { full: Full::Recipient { window_ms: 60_000 }, .. }),
+        matches!(
+            r,
+            Reservation::Denied {
+                full: Full::Recipient { window_ms: 60_000 },
+                ..
+            }
+        ),
         "{r:?}"
     );
     cleanup(&cap, &ns).await;

@@ -20,8 +20,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use herald_capacity::{HealthPolicy, Limits, ProviderLoad};
 use herald_capacity::health::Circuit;
+use herald_capacity::{HealthPolicy, Limits, ProviderLoad};
 use herald_domain::{Channel, Quota, SendWindow};
 use rand::Rng;
 use serde::Serialize;
@@ -36,25 +36,49 @@ pub const RECENT_WINDOW_MS: u64 = 60_000;
 #[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]
 pub struct ScoreWeights {
     /// Weight of the tightest quota window's remaining share.
-    #[arg(long = "score-quota", env = "HERALD_SCORE_QUOTA", default_value_t = 0.35)]
+    #[arg(
+        long = "score-quota",
+        env = "HERALD_SCORE_QUOTA",
+        default_value_t = 0.35
+    )]
     pub quota: f64,
     /// Weight of free concurrency.
-    #[arg(long = "score-headroom", env = "HERALD_SCORE_HEADROOM", default_value_t = 0.10)]
+    #[arg(
+        long = "score-headroom",
+        env = "HERALD_SCORE_HEADROOM",
+        default_value_t = 0.10
+    )]
     pub headroom: f64,
     /// Weight of the success rate.
-    #[arg(long = "score-success", env = "HERALD_SCORE_SUCCESS", default_value_t = 0.30)]
+    #[arg(
+        long = "score-success",
+        env = "HERALD_SCORE_SUCCESS",
+        default_value_t = 0.30
+    )]
     pub success: f64,
     /// Weight of low latency.
-    #[arg(long = "score-latency", env = "HERALD_SCORE_LATENCY", default_value_t = 0.15)]
+    #[arg(
+        long = "score-latency",
+        env = "HERALD_SCORE_LATENCY",
+        default_value_t = 0.15
+    )]
     pub latency: f64,
     /// Weight of little recent use.
-    #[arg(long = "score-recent", env = "HERALD_SCORE_RECENT", default_value_t = 0.10)]
+    #[arg(
+        long = "score-recent",
+        env = "HERALD_SCORE_RECENT",
+        default_value_t = 0.10
+    )]
     pub recent: f64,
     /// Providers within this fraction of the best score share the work.
     #[arg(long = "score-band", env = "HERALD_SCORE_BAND", default_value_t = 0.2)]
     pub band: f64,
     /// Latency (ms) that scores one half.
-    #[arg(long = "score-latency-ref-ms", env = "HERALD_SCORE_LATENCY_REF_MS", default_value_t = 500.0)]
+    #[arg(
+        long = "score-latency-ref-ms",
+        env = "HERALD_SCORE_LATENCY_REF_MS",
+        default_value_t = 500.0
+    )]
     pub latency_ref_ms: f64,
 }
 
@@ -142,9 +166,13 @@ pub enum State {
     /// After failures and a cooldown: a trickle of probes.
     HalfOpen,
     /// Failing: no sends until the circuit half-opens.
-    CircuitOpen { until_ms: i64 },
+    CircuitOpen {
+        until_ms: i64,
+    },
     /// Outside its send window.
-    WindowClosed { opens_at: Option<DateTime<Utc>> },
+    WindowClosed {
+        opens_at: Option<DateTime<Utc>>,
+    },
     /// A quota window is used up (a reservation says until when).
     Exhausted,
 }
@@ -195,9 +223,9 @@ pub fn score(
         .and_then(|l| l.success_rate)
         .unwrap_or(1.0)
         .clamp(0.0, 1.0);
-    let latency = load
-        .and_then(|l| l.latency_ms)
-        .map_or(1.0, |ms| weights.latency_ref_ms / (weights.latency_ref_ms + ms.max(0.0)));
+    let latency = load.and_then(|l| l.latency_ms).map_or(1.0, |ms| {
+        weights.latency_ref_ms / (weights.latency_ref_ms + ms.max(0.0))
+    });
     let recent = if recent_mean > 0.0 {
         1.0 / (1.0 + recent_use / recent_mean)
     } else {
@@ -284,7 +312,11 @@ impl Ranking {
         if let Some(best) = ranking.entries.first().map(|e| e.1).filter(|b| *b > 0.0) {
             let floor = best * (1.0 - band.clamp(0.0, 1.0));
             let mut acc = 0.0;
-            for (view, s) in ranking.entries.iter().take_while(|e| e.1 >= floor && e.1 > 0.0) {
+            for (view, s) in ranking
+                .entries
+                .iter()
+                .take_while(|e| e.1 >= floor && e.1 > 0.0)
+            {
                 acc += s * f64::from(view.weight);
                 ranking.cumulative.push(acc);
             }
@@ -303,18 +335,18 @@ impl Ranking {
     /// The providers to try, in order: one drawn from the band, then the
     /// others by descending score. Lazy: a placement that succeeds at once
     /// costs one draw (a binary search), whatever the number of providers.
-    pub fn attempts<'a, R: Rng>(&'a self, rng: &mut R) -> impl Iterator<Item = &'a Arc<ProviderView>> + 'a {
+    pub fn attempts<'a, R: Rng>(
+        &'a self,
+        rng: &mut R,
+    ) -> impl Iterator<Item = &'a Arc<ProviderView>> + 'a {
         let first = self.draw(rng);
-        first
-            .map(|i| &self.entries[i].0)
-            .into_iter()
-            .chain(
-                self.entries
-                    .iter()
-                    .enumerate()
-                    .filter(move |(i, _)| Some(*i) != first)
-                    .map(|(_, e)| &e.0),
-            )
+        first.map(|i| &self.entries[i].0).into_iter().chain(
+            self.entries
+                .iter()
+                .enumerate()
+                .filter(move |(i, _)| Some(*i) != first)
+                .map(|(_, e)| &e.0),
+        )
     }
 
     fn draw<R: Rng>(&self, rng: &mut R) -> Option<usize> {
@@ -323,7 +355,11 @@ impl Ranking {
             return None;
         }
         let x = rng.gen_range(0.0..total);
-        Some(self.cumulative.partition_point(|c| *c <= x).min(self.cumulative.len() - 1))
+        Some(
+            self.cumulative
+                .partition_point(|c| *c <= x)
+                .min(self.cumulative.len() - 1),
+        )
     }
 }
 
@@ -335,13 +371,25 @@ mod tests;
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct CircuitSettings {
     /// Consecutive failures that open a provider's circuit.
-    #[arg(long = "circuit-failures", env = "HERALD_CIRCUIT_FAILURES", default_value_t = 5)]
+    #[arg(
+        long = "circuit-failures",
+        env = "HERALD_CIRCUIT_FAILURES",
+        default_value_t = 5
+    )]
     pub failures: u32,
     /// Seconds a circuit stays open first; doubled on each failed probe.
-    #[arg(long = "circuit-open-secs", env = "HERALD_CIRCUIT_OPEN_SECS", default_value_t = 10)]
+    #[arg(
+        long = "circuit-open-secs",
+        env = "HERALD_CIRCUIT_OPEN_SECS",
+        default_value_t = 10
+    )]
     pub open_secs: u64,
     /// The longest a circuit stays open.
-    #[arg(long = "circuit-max-open-secs", env = "HERALD_CIRCUIT_MAX_OPEN_SECS", default_value_t = 300)]
+    #[arg(
+        long = "circuit-max-open-secs",
+        env = "HERALD_CIRCUIT_MAX_OPEN_SECS",
+        default_value_t = 300
+    )]
     pub max_open_secs: u64,
 }
 

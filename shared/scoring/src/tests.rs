@@ -115,14 +115,18 @@ fn closed_windows_and_open_circuits_are_excluded_and_half_open_trickles() {
     failing.open_until_ms = failing.now_ms - 1;
     let half = score(&v, Some(&failing), 0.0, &w, &p, now);
     assert_eq!(half.state, State::HalfOpen);
-    let healthy = score(&v, Some(&load(vec![0], 0, Some(0.2), Some(100.0))), 0.0, &w, &p, now);
+    let healthy = score(
+        &v,
+        Some(&load(vec![0], 0, Some(0.2), Some(100.0))),
+        0.0,
+        &w,
+        &p,
+        now,
+    );
     assert!((half.total - healthy.total * 0.1).abs() < 1e-9);
 
     let ranking = Ranking::build(
-        vec![
-            (Arc::new(closed), s),
-            (Arc::new(v.clone()), open),
-        ],
+        vec![(Arc::new(closed), s), (Arc::new(v.clone()), open)],
         w.band,
     );
     assert!(ranking.is_empty());
@@ -136,9 +140,23 @@ fn exhausted_providers_are_tried_last() {
     let now = Utc::now();
     let full = Arc::new(view(1_000, per_minute(10)));
     let fresh = Arc::new(view(1, per_minute(10)));
-    let sf = score(&full, Some(&load(vec![10], 0, None, None)), 5.0, &w, &p, now);
+    let sf = score(
+        &full,
+        Some(&load(vec![10], 0, None, None)),
+        5.0,
+        &w,
+        &p,
+        now,
+    );
     assert_eq!(sf.state, State::Exhausted);
-    let sr = score(&fresh, Some(&load(vec![0], 0, None, None)), 5.0, &w, &p, now);
+    let sr = score(
+        &fresh,
+        Some(&load(vec![0], 0, None, None)),
+        5.0,
+        &w,
+        &p,
+        now,
+    );
     let ranking = Ranking::build(vec![(full.clone(), sf), (fresh.clone(), sr)], w.band);
     let mut rng = StdRng::seed_from_u64(7);
     for _ in 0..100 {
@@ -172,7 +190,14 @@ fn draws_spread_by_weight_within_the_band() {
         let first = ranking.attempts(&mut rng).next().expect("a provider").id;
         *firsts.entry(first).or_insert(0u32) += 1;
     }
-    assert_eq!(firsts.get(&poor.id), None, "a provider below the band is never drawn");
+    assert_eq!(
+        firsts.get(&poor.id),
+        None,
+        "a provider below the band is never drawn"
+    );
     let share = f64::from(firsts[&heavy.id]) / 8_000.0;
-    assert!((share - 0.75).abs() < 0.03, "heavy drawn {share}, expected 0.75");
+    assert!(
+        (share - 0.75).abs() < 0.03,
+        "heavy drawn {share}, expected 0.75"
+    );
 }

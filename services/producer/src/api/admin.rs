@@ -464,8 +464,8 @@ pub async fn provider_score(
             })
         })
         .collect();
-    let mut body = serde_json::to_value(s)
-        .map_err(|e| ApiError::internal("Failed to encode a score", e))?;
+    let mut body =
+        serde_json::to_value(s).map_err(|e| ApiError::internal("Failed to encode a score", e))?;
     if let Value::Object(obj) = &mut body {
         obj.insert("provider_id".into(), json!(view.id));
         obj.insert("name".into(), json!(view.name));

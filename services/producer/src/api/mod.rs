@@ -66,10 +66,7 @@ pub fn router(state: AppState) -> Router {
                 .patch(admin::update_provider)
                 .delete(admin::delete_provider),
         )
-        .route(
-            "/v1/admin/providers/{id}/score",
-            get(admin::provider_score),
-        )
+        .route("/v1/admin/providers/{id}/score", get(admin::provider_score))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         // Bodies are read and limited by `extract::JsonBody`, which answers

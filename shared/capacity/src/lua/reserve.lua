@@ -1,39 +1,42 @@
--- Charges one placement against a provider's rolling windows and, for
+-- Charges placements against a provider's rolling windows and, for
 -- channels with per-recipient caps (WeWork), against each recipient's
--- windows on that provider — all or nothing, atomically.
+-- windows on that provider: each placement all or nothing, atomically, and
+-- a batch of placements in one call (one round trip, one read of the
+-- provider's counters; docs/decisions/0006-capacity-running-sums.md).
 --
 -- KEYS[1]  key prefix of the provider, hash-tagged: "<ns>:cap:{<provider>}"
--- ARGV[1]  cost in the provider's unit (a WeWork send to five users is 5)
--- ARGV[2]  n, the number of provider windows; then n triples
+-- ARGV[1]  n, the number of provider windows; then n triples
 --          (window_ms, bucket_ms, limit)
 -- next     m, the number of per-recipient windows; then m triples
--- rest     the recipients (each is charged 1 per recipient window)
+-- next     k, the number of placements; then per placement its cost in
+--          the provider's unit (a WeWork send to five users is 5), its
+--          recipient count r and r recipients (each charged 1 per
+--          recipient window; r is 0 when m is 0)
 --
 -- Counters: one hash per provider ("<prefix>:w") and one per recipient
 -- ("<prefix>:r:<recipient>"). Per window W it holds the buckets
 -- ("W:<bucket>"), a running sum of the buckets still counted ("W:s") and
 -- the oldest bucket in that sum ("W:t"). A bucket leaving the span is
 -- subtracted from the sum and deleted by the first call that sees it
--- gone, so a check reads three fields per window, not every bucket
--- (docs/decisions/0006-capacity-running-sums.md).
+-- gone, so a check reads three fields per window, not every bucket.
 --
 -- A window is counted in buckets of bucket_ms; the sum covers the buckets
 -- that overlap the last window_ms plus the current one, a span slightly
 -- longer than the window: it errs on the side of fewer sends, never more.
 -- Time is the Redis server's, so schedulers with skewed clocks agree.
 --
--- Returns {1, now_ms} when granted (the caller keeps now_ms to refund the
--- same buckets), or {0, retry_after_ms, window_index, kind} when a window
--- is full (kind 0: the provider's, 1: a recipient's), with retry_after_ms
--- -1 when the cost exceeds the window's whole limit.
+-- Returns four numbers per placement: {1, now_ms, 0, 0} when granted (the
+-- caller keeps now_ms to refund the same buckets), or {0, retry_after_ms,
+-- window_index, kind} when a window is full (kind 0: the provider's, 1: a
+-- recipient's), with retry_after_ms -1 when the cost exceeds the window's
+-- whole limit.
 local prefix = KEYS[1]
-local cost = tonumber(ARGV[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local n = tonumber(ARGV[2])
-local m = tonumber(ARGV[3 + n * 3])
-local first_recipient = 4 + n * 3 + m * 3
+local n = tonumber(ARGV[1])
+local m = tonumber(ARGV[2 + n * 3])
+local first_item = 3 + n * 3 + m * 3
 
 local function windows(from, count)
   local list = {}
@@ -51,8 +54,8 @@ local function windows(from, count)
   return list
 end
 
-local provider_windows = windows(3, n)
-local recipient_windows = windows(4 + n * 3, m)
+local provider_windows = windows(2, n)
+local recipient_windows = windows(3 + n * 3, m)
 
 -- Reads the sums of one counter hash and brings them up to date: buckets
 -- that left the span are subtracted and deleted (and the new sums saved,
@@ -117,6 +120,8 @@ local function check(key, wins, states, amount)
       end
       local values = redis.call('HMGET', key, unpack(fields))
       local freed = 0
+      -- The current bucket may hold this batch's charges, not yet written.
+      values[#fields] = states[i].cur
       for j = 1, #fields do
         if values[j] then freed = freed + tonumber(values[j]) end
         if used - freed + amount <= w.limit then
@@ -129,44 +134,80 @@ local function check(key, wins, states, amount)
   return nil
 end
 
-local function charge(key, wins, states, amount)
+local function charge(key, wins, states)
   local args = {}
   local ttl = 0
   for i, w in ipairs(wins) do
     args[#args + 1] = w.sum_f
-    args[#args + 1] = string.format('%d', states[i].sum + amount)
+    args[#args + 1] = string.format('%d', states[i].sum)
     args[#args + 1] = w.tail_f
     args[#args + 1] = string.format('%d', w.first)
     args[#args + 1] = w.cur_f
-    args[#args + 1] = string.format('%d', states[i].cur + amount)
+    args[#args + 1] = string.format('%d', states[i].cur)
     if w.win + 2 * w.size > ttl then ttl = w.win + 2 * w.size end
   end
   redis.call('HSET', key, unpack(args))
   redis.call('PEXPIRE', key, ttl)
 end
 
-local provider_key = prefix .. ':w'
-local provider_states
-if n > 0 then
-  provider_states = read(provider_key, provider_windows)
-  local i, wait = check(provider_key, provider_windows, provider_states, cost)
-  if i then return {0, wait, i, 0} end
-end
-local recipient_states = {}
-if m > 0 then
-  for r = first_recipient, #ARGV do
-    local key = prefix .. ':r:' .. ARGV[r]
-    local states = read(key, recipient_windows)
-    local i, wait = check(key, recipient_windows, states, 1)
-    if i then return {0, wait, i, 1} end
-    recipient_states[r] = states
+local function add(wins, states, amount)
+  for i, _ in ipairs(wins) do
+    states[i].sum = states[i].sum + amount
+    states[i].cur = states[i].cur + amount
   end
 end
 
-if n > 0 then charge(provider_key, provider_windows, provider_states, cost) end
-if m > 0 then
-  for r = first_recipient, #ARGV do
-    charge(prefix .. ':r:' .. ARGV[r], recipient_windows, recipient_states[r], 1)
+local provider_key = prefix .. ':w'
+local provider_states = {}
+if n > 0 then provider_states = read(provider_key, provider_windows) end
+local recipient_states = {}
+local touched = {}
+local granted_any = false
+local out = {}
+local k = tonumber(ARGV[first_item])
+local o = first_item + 1
+for _ = 1, k do
+  local cost = tonumber(ARGV[o])
+  local r = tonumber(ARGV[o + 1])
+  local first_r, last_r = o + 2, o + 1 + r
+  o = o + 2 + r
+  local full_i, wait, kind = nil, nil, 0
+  if n > 0 then
+    full_i, wait = check(provider_key, provider_windows, provider_states, cost)
+  end
+  if not full_i and m > 0 then
+    for j = first_r, last_r do
+      local who = ARGV[j]
+      if not recipient_states[who] then
+        recipient_states[who] = read(prefix .. ':r:' .. who, recipient_windows)
+      end
+      full_i, wait = check(prefix .. ':r:' .. who, recipient_windows, recipient_states[who], 1)
+      if full_i then kind = 1 break end
+    end
+  end
+  if full_i then
+    out[#out + 1] = 0
+    out[#out + 1] = wait
+    out[#out + 1] = full_i
+    out[#out + 1] = kind
+  else
+    if n > 0 then add(provider_windows, provider_states, cost) end
+    if m > 0 then
+      for j = first_r, last_r do
+        add(recipient_windows, recipient_states[ARGV[j]], 1)
+        touched[ARGV[j]] = true
+      end
+    end
+    granted_any = true
+    out[#out + 1] = 1
+    out[#out + 1] = now
+    out[#out + 1] = 0
+    out[#out + 1] = 0
   end
 end
-return {1, now}
+
+if granted_any and n > 0 then charge(provider_key, provider_windows, provider_states) end
+for who, _ in pairs(touched) do
+  charge(prefix .. ':r:' .. who, recipient_windows, recipient_states[who])
+end
+return out
