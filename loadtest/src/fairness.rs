@@ -86,7 +86,9 @@ pub async fn run(args: FairnessArgs) -> anyhow::Result<ExitCode> {
     }
     let t = &args.target;
     let admin = ApiClient::new(&t.producer_url, &t.admin_token)?;
-    let run = crate::demo::new_run_id().replace("demo-", "fair-");
+    let run = crate::demo::new_run_id()
+        .replace("demo-", "fair-")
+        .to_lowercase();
     let big = create_tenant(&admin, &format!("{run}-big")).await?;
     let small = create_tenant(&admin, &format!("{run}-small")).await?;
     let big_client = admin.with_token(&setup::create_key(&admin, &big).await?);

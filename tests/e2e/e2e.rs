@@ -157,6 +157,20 @@ async fn a_scheduled_message_is_not_sent_before_its_time_and_a_cancelled_one_nev
             h.sim.stats()
         );
     }
+    // Released within about a second of its time (the poller runs every
+    // 500 ms), then placed and sent.
+    let db = h.db().await.expect("db");
+    let late: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM sent_at - scheduled_at)::float8 FROM messages WHERE id = $1::uuid",
+    )
+    .bind(&id)
+    .fetch_one(&db)
+    .await
+    .expect("timing");
+    assert!(
+        (0.0..3.0).contains(&late),
+        "sent {late:.3} s after its scheduled time"
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         h.sim.count(SimChannel::Wework, &cancel_id),

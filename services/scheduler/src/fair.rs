@@ -63,6 +63,8 @@ struct ChannelGate {
     last_poll: Instant,
     /// Jobs charged since the last poll.
     entered: u64,
+    /// Lanes waited for want of budget since the last poll.
+    throttled: bool,
     ring: VecDeque<LaneKey>,
     lanes: HashMap<LaneKey, Lane>,
 }
@@ -76,6 +78,7 @@ impl ChannelGate {
             last_depth: None,
             last_poll: Instant::now(),
             entered: 0,
+            throttled: false,
             ring: VecDeque::new(),
             lanes: HashMap::new(),
         }
@@ -122,6 +125,9 @@ impl ChannelGate {
                 self.ring.push_back(key);
             }
             idle_visits = if granted_any { 0 } else { idle_visits + 1 };
+        }
+        if self.budget <= 0 && !self.ring.is_empty() {
+            self.throttled = true;
         }
     }
 }
@@ -208,27 +214,23 @@ impl Gate {
         self.with(channel, |g| {
             let now = Instant::now();
             let dt = now.duration_since(g.last_poll).as_secs_f64().max(1e-3);
-            let starving = depth == 0
-                && g.ring
-                    .iter()
-                    .any(|k| g.lanes.get(k).is_some_and(|l| !l.waiting.is_empty()));
+            // Workers emptied the queue while the gate held lanes back: the
+            // target is too small. (An empty queue while the scheduler
+            // itself lags behind is no reason to grow it.)
+            let starving = depth == 0 && g.throttled;
             if let Some(last) = g.last_depth {
                 let taken = (last + g.entered).saturating_sub(depth) as f64;
                 let rate = taken / dt;
-                g.rate = if g.rate == 0.0 {
-                    rate
-                } else {
-                    0.8 * g.rate + 0.2 * rate
-                };
+                g.rate = if g.rate == 0.0 { rate } else { 0.8 * g.rate + 0.2 * rate };
             }
             let desired = (g.rate * settings.ahead.as_secs_f64()).max(settings.min_depth as f64);
             g.target = if starving {
-                // Workers emptied the queue while lanes waited: room for more.
-                (g.target * 1.5).max(desired)
+                (g.target * 1.25).max(desired)
             } else {
-                (g.target * 0.95).max(desired)
+                (g.target * 0.9).max(desired)
             }
             .min(settings.max_depth as f64);
+            g.throttled = false;
             g.budget = g.target as i64 - depth as i64;
             g.last_depth = Some(depth);
             g.last_poll = now;
@@ -331,5 +333,32 @@ mod tests {
         let (target, rate) = gate.target(Channel::Email);
         assert!(rate > 5_000.0 && rate < 11_000.0, "rate {rate}");
         assert!(target >= rate * 0.9, "target {target} for rate {rate}");
+    }
+
+    #[test]
+    fn an_empty_queue_grows_the_target_only_when_the_gate_held_lanes_back() {
+        let settings = GateSettings {
+            ahead: Duration::from_millis(1),
+            min_depth: 100,
+            max_depth: 10_000,
+        };
+        let gate = Gate::new(settings);
+        // The scheduler lags (nothing waits at the gate): no growth.
+        for _ in 0..10 {
+            gate.observe_depth(Channel::Email, 0);
+        }
+        assert_eq!(gate.target(Channel::Email).0, 100.0);
+        // Lanes wait for budget and workers empty the queue: it grows.
+        gate.with(Channel::Email, |g| {
+            let key = (tenant(), Channel::Email);
+            let (tx, _rx) = oneshot::channel();
+            g.lanes.entry(key).or_default().waiting.push_back(Waiter { want: 1_000, tx });
+            g.ring.push_back(key);
+            g.budget = 0;
+            g.dispatch();
+            assert!(g.throttled);
+        });
+        gate.observe_depth(Channel::Email, 0);
+        assert!(gate.target(Channel::Email).0 > 100.0);
     }
 }
