@@ -221,7 +221,11 @@ impl Gate {
             if let Some(last) = g.last_depth {
                 let taken = (last + g.entered).saturating_sub(depth) as f64;
                 let rate = taken / dt;
-                g.rate = if g.rate == 0.0 { rate } else { 0.8 * g.rate + 0.2 * rate };
+                g.rate = if g.rate == 0.0 {
+                    rate
+                } else {
+                    0.8 * g.rate + 0.2 * rate
+                };
             }
             let desired = (g.rate * settings.ahead.as_secs_f64()).max(settings.min_depth as f64);
             g.target = if starving {
@@ -239,6 +243,10 @@ impl Gate {
         });
         metrics::gauge!("herald_scheduler_central_depth", "channel" => channel.as_str())
             .set(depth as f64);
+        let (target, rate) = self.target(channel);
+        metrics::gauge!("herald_scheduler_central_target", "channel" => channel.as_str())
+            .set(target);
+        metrics::gauge!("herald_scheduler_worker_rate", "channel" => channel.as_str()).set(rate);
     }
 
     /// The current target depth and learned rate (metrics, tests).
@@ -352,7 +360,11 @@ mod tests {
         gate.with(Channel::Email, |g| {
             let key = (tenant(), Channel::Email);
             let (tx, _rx) = oneshot::channel();
-            g.lanes.entry(key).or_default().waiting.push_back(Waiter { want: 1_000, tx });
+            g.lanes
+                .entry(key)
+                .or_default()
+                .waiting
+                .push_back(Waiter { want: 1_000, tx });
             g.ring.push_back(key);
             g.budget = 0;
             g.dispatch();
