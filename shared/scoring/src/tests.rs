@@ -201,3 +201,37 @@ fn draws_spread_by_weight_within_the_band() {
         "heavy drawn {share}, expected 0.75"
     );
 }
+
+/// A hundred and twenty equal providers share the first draws evenly: no
+/// provider is starved and none takes a multiple of its share.
+#[test]
+fn many_equal_providers_share_the_work() {
+    let w = ScoreWeights::default();
+    let p = HealthPolicy::default();
+    let now = Utc::now();
+    let good = load(vec![0], 0, Some(1.0), Some(50.0));
+    let views: Vec<Arc<ProviderView>> = (0..120)
+        .map(|_| Arc::new(view(100, Quota::default())))
+        .collect();
+    let ranking = Ranking::build(
+        views
+            .iter()
+            .map(|v| (v.clone(), score(v, Some(&good), 0.0, &w, &p, now)))
+            .collect(),
+        w.band,
+    );
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut firsts = std::collections::HashMap::new();
+    let draws = 120_000;
+    for _ in 0..draws {
+        let first = ranking.attempts(&mut rng).next().expect("a provider").id;
+        *firsts.entry(first).or_insert(0u32) += 1;
+    }
+    assert_eq!(firsts.len(), 120, "every provider is drawn");
+    let (min, max) = (
+        firsts.values().copied().min().unwrap_or(0),
+        firsts.values().copied().max().unwrap_or(0),
+    );
+    // 1,000 draws each on average; binomial spread is about ±32.
+    assert!(min > 850 && max < 1_150, "draws range {min}..{max}");
+}
