@@ -7,10 +7,12 @@
 //! - [`startup`]: [`App::build`] connects and binds; [`App::run`] serves
 //! - [`api`]: the HTTP handlers, one file per resource
 //! - [`enqueue`]: validation-to-publish pipeline shared by every enqueue path
+//! - [`replay`]: dead letters back to the scheduler, by filter
 
 pub mod api;
 pub mod config;
 pub mod enqueue;
+pub mod replay;
 pub mod startup;
 
 pub use config::Settings;

@@ -55,6 +55,7 @@ impl App {
             declare_channel: Arc::new(channel),
             admin_token: settings.admin_token.clone(),
             keys: KeyCache::default(),
+            broker: broker.clone(),
             capacity: herald_capacity::Capacity::connect(
                 &settings.common.redis_url,
                 &settings.common.namespace,

@@ -563,3 +563,190 @@ async fn a_providers_score_is_explained_from_its_live_state() {
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_replayed_by_filter_and_the_rest_kept() {
+    use herald_domain::{MessageId, MessageStatus, TenantId};
+    use herald_proto::Message as _;
+    let app = spawn_app().await;
+    let post = reqwest::Method::POST;
+    let mut tenants = Vec::new();
+    for code in ["dla", "dlb"] {
+        let (s, t) = app
+            .call(
+                post.clone(),
+                "/v1/admin/tenants",
+                Some(ADMIN),
+                Some(json!({"code": code, "name": code})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{t}");
+        tenants.push(TenantId(
+            t["id"].as_str().expect("id").parse().expect("uuid"),
+        ));
+    }
+    let (a, b) = (tenants[0], tenants[1]);
+    let store = herald_store::Store::connect(
+        &format!("postgres://postgres@127.0.0.1:5432/{}", app.database),
+        2,
+    )
+    .await
+    .expect("store");
+    let provider = uuid::Uuid::new_v4();
+    // Three dead jobs: two of tenant A (different reasons), one of B.
+    let mut jobs = Vec::new();
+    for (tenant, code, status) in [
+        (a, "smtp_rejected", MessageStatus::Failed),
+        (a, "in_doubt", MessageStatus::InDoubt),
+        (b, "smtp_rejected", MessageStatus::Sent),
+    ] {
+        let id = MessageId::new();
+        store
+            .insert_messages(
+                tenant,
+                &[herald_store::NewRecord {
+                    id,
+                    channel: "email",
+                    recipient: "x@example.com".into(),
+                    status,
+                    priority: 5,
+                    batch_id: None,
+                    idempotency_key: None,
+                    request_hash: vec![],
+                    metadata: json!({}),
+                    scheduled_at: None,
+                    parked_envelope: None,
+                }],
+            )
+            .await
+            .expect("record");
+        let job = herald_proto::v1::Job {
+            message_id: id.to_string(),
+            tenant_id: tenant.to_string(),
+            channel: herald_proto::v1::Channel::Email as i32,
+            recipients: vec!["x@example.com".into()],
+            attempt: 4,
+            assignment: Some(herald_proto::v1::Assignment {
+                provider_id: provider.to_string(),
+                reserved_at_ms: 1,
+                cost: 1,
+            }),
+            ..Default::default()
+        };
+        jobs.push((id, code, job));
+    }
+    let amqp = "amqp://guest:guest@127.0.0.1:5672/%2f";
+    let broker = herald_broker::connect(amqp, "replay-test", std::time::Duration::from_secs(5))
+        .await
+        .expect("broker");
+    let publisher = herald_broker::Publisher::new(&broker)
+        .await
+        .expect("publisher");
+    let topology = herald_broker::Topology::new(&app.namespace);
+    let mut out: Vec<herald_broker::Outbound> = jobs
+        .iter()
+        .map(|(_, code, job)| topology.dead_letter(job.encode_to_vec(), code, "because"))
+        .collect();
+    out.push(topology.dead_letter(b"not a job".to_vec(), "undecodable", "garbage"));
+    publisher.publish_all(&out).await.expect("publish");
+
+    // Bad filters are refused, naming the field.
+    for (body, field) in [
+        (json!({"tenant_id": "x"}), "tenant_id"),
+        (json!({"limit": 0}), "limit"),
+        (json!({"queue": "all"}), "queue"),
+    ] {
+        let (s, b) = app
+            .call(
+                post.clone(),
+                "/v1/admin/dead-letters/replay",
+                Some(ADMIN),
+                Some(body),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert_eq!(b["error"]["field"], field, "{b}");
+    }
+
+    let replay = |body: Value| {
+        let app = &app;
+        let post = post.clone();
+        async move {
+            let (s, b) = app
+                .call(
+                    post,
+                    "/v1/admin/dead-letters/replay",
+                    Some(ADMIN),
+                    Some(body),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+            (
+                b["scanned"].as_u64(),
+                b["replayed"].as_u64(),
+                b["kept"].as_u64(),
+            )
+        }
+    };
+    let status = |id: MessageId| {
+        let store = &store;
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT status FROM messages WHERE id = $1")
+                .bind(id.0)
+                .fetch_one(store.pool())
+                .await
+                .expect("status")
+        }
+    };
+    // Tenant A's rejected one only.
+    assert_eq!(
+        replay(json!({"tenant_id": a.to_string(), "reason": "smtp_rejected"})).await,
+        (Some(4), Some(1), Some(3))
+    );
+    assert_eq!(status(jobs[0].0).await, "queued");
+    assert_eq!(status(jobs[1].0).await, "in_doubt");
+    // By provider: A's in-doubt one; B's was sent, so it stays a dead letter.
+    assert_eq!(
+        replay(json!({"provider_id": provider.to_string()})).await,
+        (Some(3), Some(1), Some(2))
+    );
+    assert_eq!(status(jobs[1].0).await, "queued");
+    assert_eq!(status(jobs[2].0).await, "sent");
+
+    // The two replayed jobs wait in the return queue, attempts reset and no
+    // provider assigned; the other two are still dead letters.
+    let ch = broker.channel().await.expect("channel");
+    let mut replayed = Vec::new();
+    while let Some(m) = ch
+        .basic_get(
+            &topology.return_queue(),
+            herald_broker::lapin::options::BasicGetOptions { no_ack: true },
+        )
+        .await
+        .expect("get")
+    {
+        replayed.push(herald_proto::v1::Job::decode(m.delivery.data.as_slice()).expect("a job"));
+    }
+    let ids: Vec<String> = replayed.iter().map(|j| j.message_id.clone()).collect();
+    assert_eq!(ids, vec![jobs[0].0.to_string(), jobs[1].0.to_string()]);
+    assert!(replayed
+        .iter()
+        .all(|j| j.attempt == 0 && j.assignment.is_none()));
+    let dead = ch
+        .queue_declare(
+            &topology.dead_letter_queue(),
+            herald_broker::lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            herald_broker::lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("dlq")
+        .message_count();
+    assert_eq!(dead, 2);
+    let _ = ch.close(200, "done").await;
+    broker.close().await;
+    store.pool().close().await;
+    app.stop().await;
+}

@@ -13,7 +13,7 @@ mod tenants;
 pub use db::Store;
 pub use keys::ApiKeyOwner;
 pub use messages::{ClaimedMessage, IdempotentHit, MessageFilter, MessageRow, NewRecord, Outcome};
-pub use parked::{DueJobs, ParkedJob};
+pub use parked::{DueJobs, ParkedJob, Requeued};
 pub use providers::{NewProvider, ProviderPatch, ProviderRow};
 pub use tenants::{NewTenant, TenantRow};
 

@@ -98,3 +98,38 @@ impl Store {
         Ok(())
     }
 }
+
+/// Dead-lettered records being put back in the queue. Publish their jobs,
+/// then call [`Requeued::commit`]; dropping it leaves them as they were.
+/// Until the commit, a worker that receives one of them waits on the row
+/// lock, so it never finds the record still `failed`.
+pub struct Requeued {
+    tx: Transaction<'static, Postgres>,
+    /// The records that could be requeued (not sent, not cancelled).
+    pub ids: Vec<Uuid>,
+}
+
+impl Store {
+    /// Marks dead-lettered records `queued` again, inside an open
+    /// transaction. Records already sent or cancelled are left alone (and
+    /// missing from [`Requeued::ids`]); their jobs must not be replayed.
+    pub async fn requeue_dead(&self, ids: &[Uuid]) -> Result<Requeued> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE messages SET status = 'queued', updated_at = now()
+             WHERE id = ANY($1) AND status IN ('failed', 'in_doubt', 'pending', 'queued')
+             RETURNING id",
+        )
+        .bind(ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        Ok(Requeued { tx, ids })
+    }
+}
+
+impl Requeued {
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}

@@ -563,3 +563,36 @@ pub async fn delete_provider(
         Err(ApiError::not_found("no such provider"))
     }
 }
+
+/// `POST /v1/admin/dead-letters/replay` `{tenant_id?, provider_id?, reason?,
+/// limit?}`: sends the matching dead letters back to the scheduler
+/// (attempts reset) and answers what was scanned, replayed and kept.
+pub async fn replay_dead_letters(
+    State(state): State<AppState>,
+    _: Admin,
+    JsonBody(body): JsonBody<MAX_BODY>,
+) -> Result<Json<Value>, ApiError> {
+    let obj = object(&body)?;
+    reject_unknown(obj, &["tenant_id", "provider_id", "reason", "limit"])?;
+    let uuid_field = |field: &str| -> Result<Option<uuid::Uuid>, ApiError> {
+        opt_str(obj, field)?
+            .map(|s| s.parse().map_err(|_| invalid(field, "must be an id")))
+            .transpose()
+    };
+    let filter = crate::replay::Filter {
+        tenant: uuid_field("tenant_id")?,
+        provider: uuid_field("provider_id")?,
+        reason: opt_str(obj, "reason")?.map(str::to_owned),
+        limit: opt_int(obj, "limit", 1, 100_000)?.unwrap_or(1_000) as usize,
+    };
+    let report = crate::replay::replay(
+        &state.broker,
+        &state.publisher,
+        &state.topology,
+        &state.store,
+        &filter,
+    )
+    .await
+    .map_err(|e| ApiError::unavailable(format!("The replay stopped: {e:#}"), 1))?;
+    Ok(Json(json!(report)))
+}

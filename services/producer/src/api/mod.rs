@@ -27,6 +27,8 @@ pub struct AppState {
     pub declare_channel: Arc<herald_broker::lapin::Channel>,
     pub admin_token: Option<Secret>,
     pub keys: KeyCache,
+    /// For reading the dead-letter queue (replay).
+    pub broker: herald_broker::Broker,
     /// Provider loads, for explaining scores.
     pub capacity: herald_capacity::Capacity,
     pub weights: herald_scoring::ScoreWeights,
@@ -67,6 +69,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(admin::delete_provider),
         )
         .route("/v1/admin/providers/{id}/score", get(admin::provider_score))
+        .route(
+            "/v1/admin/dead-letters/replay",
+            post(admin::replay_dead_letters),
+        )
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         // Bodies are read and limited by `extract::JsonBody`, which answers

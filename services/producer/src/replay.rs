@@ -1,0 +1,162 @@
+//! Dead-letter replay: jobs in the dead-letter queue that match a filter go
+//! back to the scheduler (through the return queue, attempts reset, no
+//! provider assigned), their records `queued` again; the others stay.
+//!
+//! The scan reads as many messages as the queue held when it started, so
+//! messages kept (re-appended at its tail) are not read twice. Each replayed
+//! job is published with a confirm inside the transaction that requeues its
+//! record, and its dead letter is acked only after the commit: a crash at
+//! any point leaves the job in the dead-letter queue or in the return
+//! queue, never in neither.
+
+use herald_broker::lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions,
+};
+use herald_broker::lapin::types::{AMQPValue, FieldTable};
+use herald_broker::{Broker, Outbound, Publisher, Topology};
+use herald_proto::v1;
+use herald_proto::Message as _;
+use herald_store::Store;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// Which dead letters to replay.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub tenant: Option<Uuid>,
+    pub provider: Option<Uuid>,
+    /// The dead letter's code (`x-herald-code`: `in_doubt`, `unplaceable`,
+    /// a provider's error code …).
+    pub reason: Option<String>,
+    /// Replay at most this many.
+    pub limit: usize,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Dead letters read.
+    pub scanned: u64,
+    /// Sent back to the scheduler.
+    pub replayed: u64,
+    /// Left in the dead-letter queue: not matching, or their record was
+    /// already sent or cancelled, or they are not jobs.
+    pub kept: u64,
+}
+
+fn code_of(headers: Option<&FieldTable>) -> Option<String> {
+    let value = headers?.inner().get("x-herald-code")?;
+    match value {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+impl Filter {
+    fn matches(&self, job: &v1::Job, code: Option<&str>) -> bool {
+        let tenant_ok = self
+            .tenant
+            .is_none_or(|t| job.tenant_id.parse::<Uuid>().ok() == Some(t));
+        let provider_ok = self.provider.is_none_or(|p| {
+            job.assignment
+                .as_ref()
+                .and_then(|a| a.provider_id.parse::<Uuid>().ok())
+                == Some(p)
+        });
+        let reason_ok = self.reason.as_deref().is_none_or(|r| code == Some(r));
+        tenant_ok && provider_ok && reason_ok
+    }
+}
+
+/// Replays the dead letters that match `filter`.
+pub async fn replay(
+    broker: &Broker,
+    publisher: &Publisher,
+    topology: &Topology,
+    store: &Store,
+    filter: &Filter,
+) -> anyhow::Result<Report> {
+    let queue = topology.dead_letter_queue();
+    let ch = broker.channel().await?;
+    let total = ch
+        .queue_declare(
+            &queue,
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?
+        .message_count();
+    let mut report = Report::default();
+    while report.scanned < u64::from(total) && (report.replayed as usize) < filter.limit {
+        let Some(message) = ch
+            .basic_get(&queue, BasicGetOptions { no_ack: false })
+            .await?
+        else {
+            break;
+        };
+        let delivery = message.delivery;
+        report.scanned += 1;
+        let code = code_of(delivery.properties.headers().as_ref());
+        let job = v1::Job::decode(delivery.data.as_slice())
+            .ok()
+            .filter(|job| filter.matches(job, code.as_deref()));
+        let requeued = match &job {
+            Some(job) => {
+                let id: Uuid = job.message_id.parse().unwrap_or_default();
+                Some(store.requeue_dead(&[id]).await?).filter(|r| !r.ids.is_empty())
+            }
+            None => None,
+        };
+        let (Some(mut job), Some(requeued)) = (job, requeued) else {
+            // Kept: to the tail of the queue, then the head copy is acked.
+            publisher
+                .publish(&Outbound {
+                    exchange: String::new(),
+                    routing_key: queue.clone(),
+                    body: delivery.data.clone(),
+                    priority: 0,
+                    headers: delivery.properties.headers().clone(),
+                })
+                .await?;
+            delivery.acker.ack(BasicAckOptions::default()).await?;
+            report.kept += 1;
+            continue;
+        };
+        job.attempt = 0;
+        job.assignment = None;
+        let out = Outbound {
+            exchange: String::new(),
+            routing_key: topology.return_queue(),
+            body: job.encode_to_vec(),
+            priority: 0,
+            headers: None,
+        };
+        if let Err(e) = publisher.publish(&out).await {
+            // The record's transaction rolls back; the dead letter stays.
+            let _ = delivery
+                .acker
+                .nack(BasicNackOptions {
+                    multiple: false,
+                    requeue: true,
+                })
+                .await;
+            return Err(e.into());
+        }
+        requeued.commit().await?;
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+        report.replayed += 1;
+    }
+    let _ = ch.close(200, "replay done").await;
+    metrics::counter!("herald_dead_letters_replayed_total").increment(report.replayed);
+    tracing::info!(
+        scanned = report.scanned,
+        replayed = report.replayed,
+        kept = report.kept,
+        "Replayed dead letters."
+    );
+    Ok(report)
+}
