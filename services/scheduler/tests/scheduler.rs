@@ -484,3 +484,40 @@ async fn higher_priorities_reach_the_central_queue_first() {
     );
     h.teardown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wework_member_at_its_cap_waits_in_a_delay_tier_while_others_go_on() {
+    let mut h = Harness::new().await;
+    let tenant = h.tenant(1).await;
+    // No provider quota: only WeWork's own cap of 30 a minute per member.
+    h.provider("wework", json!({}), None).await;
+    let mut jobs: Vec<v1::Job> = (0..35)
+        .map(|_| Harness::job(tenant, Channel::Wework, "busy-member", 5))
+        .collect();
+    jobs.extend((0..5).map(|i| Harness::job(tenant, Channel::Wework, &format!("m{i}"), 5)));
+    h.enqueue(tenant, Channel::Wework, &jobs).await;
+
+    let central = h.topology.central_queue(Channel::Wework);
+    let placed = h.take(&central, 100, Duration::from_secs(6)).await;
+    let busy = placed
+        .iter()
+        .filter(|j| j.recipients[0] == "busy-member")
+        .count();
+    let others = placed.len() - busy;
+    assert_eq!(busy, 30, "a member gets at most 30 a minute from one app");
+    assert_eq!(others, 5, "other members are not held up by a busy one");
+    // The five over the cap wait in a delay tier (at most a minute away),
+    // never dead-lettered.
+    let mut delayed = 0;
+    for tier in herald_broker::DELAY_TIERS.into_iter().filter(|t| *t <= 60) {
+        delayed += h.depth(&h.topology.delay_queue(tier)).await;
+    }
+    assert_eq!(delayed, 5, "the capped jobs wait in delay tiers");
+    assert_eq!(h.depth(&h.topology.dead_letter_queue()).await, 0);
+    assert_eq!(
+        h.depth(&h.topology.user_queue(tenant, Channel::Wework))
+            .await,
+        0
+    );
+    h.teardown().await;
+}
