@@ -264,11 +264,8 @@ pub async fn teardown(namespace: &str, database: &str) {
         }
         broker.close().await;
     }
-    if let Ok(admin) = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await {
-        let _ = sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
-        ))
-        .execute(&admin)
-        .await;
-    }
+    let _ = herald_store::Store::drop_database(&format!(
+        "postgres://postgres@127.0.0.1:5432/{database}"
+    ))
+    .await;
 }

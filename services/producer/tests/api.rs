@@ -107,16 +107,7 @@ impl TestApp {
             }
             broker.close().await;
         }
-        if let Ok(admin) =
-            sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await
-        {
-            let _ = sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.database
-            ))
-            .execute(&admin)
-            .await;
-        }
+        let _ = herald_store::Store::drop_database(&db_url).await;
     }
 }
 

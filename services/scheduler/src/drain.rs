@@ -99,8 +99,12 @@ impl Source {
 
 /// What becomes of one delivery.
 enum Fate {
-    /// Published (central, delay tier or dead letters), then acked.
-    Publish { out: Outbound, placed: bool },
+    /// Published (central, delay tier or dead letters), then acked;
+    /// `placed`: the channel of a job placed on a provider.
+    Publish {
+        out: Outbound,
+        placed: Option<Channel>,
+    },
     /// Parked in PostgreSQL, then acked.
     Park(ParkedJob),
     /// Held: nothing has room for about this long.
@@ -203,40 +207,37 @@ impl Drain {
             let fates = self
                 .decide_all(&waiting, matches!(source, Source::Return))
                 .await;
-            let outbound: Vec<Outbound> = fates
-                .iter()
-                .filter_map(|f| match f {
-                    Fate::Publish { out, .. } => Some(out.clone()),
-                    _ => None,
-                })
-                .collect();
-            let parked: Vec<ParkedJob> = fates
-                .iter()
-                .filter_map(|f| match f {
-                    Fate::Park(p) => Some(p.clone()),
-                    _ => None,
-                })
-                .collect();
-            self.publisher.publish_all(&outbound).await?;
-            self.store.park(&parked).await?;
+            // Sort the fates without copying a body: what to publish, what
+            // to park, which deliveries to ack after, which still wait.
+            let mut outbound: Vec<Outbound> = Vec::new();
+            let mut parked: Vec<ParkedJob> = Vec::new();
+            let mut done: Vec<Delivery> = Vec::new();
             let mut placed_by_channel: HashMap<Channel, usize> = HashMap::new();
             let mut still = Vec::new();
             let mut wait = Duration::MAX;
             for (delivery, fate) in waiting.into_iter().zip(fates) {
                 match fate {
-                    Fate::Publish { placed, .. } => {
-                        if placed {
-                            let ch = channel_of(&delivery).unwrap_or(Channel::Email);
+                    Fate::Publish { out, placed } => {
+                        if let Some(ch) = placed {
                             *placed_by_channel.entry(ch).or_default() += 1;
                         }
-                        delivery.acker.ack(BasicAckOptions::default()).await?
+                        outbound.push(out);
+                        done.push(delivery);
                     }
-                    Fate::Park(_) => delivery.acker.ack(BasicAckOptions::default()).await?,
+                    Fate::Park(job) => {
+                        parked.push(job);
+                        done.push(delivery);
+                    }
                     Fate::Wait(d) => {
                         wait = wait.min(d);
                         still.push(delivery);
                     }
                 }
+            }
+            self.publisher.publish_all(&outbound).await?;
+            self.store.park(&parked).await?;
+            for delivery in done {
+                delivery.acker.ack(BasicAckOptions::default()).await?;
             }
             let placed: usize = placed_by_channel.values().sum();
             metrics::counter!("herald_scheduler_placed_total").increment(placed as u64);
@@ -294,7 +295,7 @@ impl Drain {
                             "undecodable",
                             &e.to_string(),
                         ),
-                        placed: false,
+                        placed: None,
                     }));
                 }
             }
@@ -326,7 +327,7 @@ impl Drain {
                     out: self
                         .topology
                         .to_central(channel, job.encode_to_vec(), priority),
-                    placed: true,
+                    placed: Some(channel),
                 }
             }
             Placement::Impossible { reason } => {
@@ -336,7 +337,7 @@ impl Drain {
                     out: self
                         .topology
                         .dead_letter(job.encode_to_vec(), "unplaceable", &reason),
-                    placed: false,
+                    placed: None,
                 }
             }
             Placement::Delay { after, reason } => {
@@ -368,7 +369,7 @@ impl Drain {
                 out: self
                     .topology
                     .to_delay(delay_tier_within(wait), job.encode_to_vec()),
-                placed: false,
+                placed: None,
             };
         }
         let jitter_cap = (wait.as_millis() as u64 / 10).clamp(1, 30_000);
@@ -444,12 +445,6 @@ pub fn delay_tier_within(wait: Duration) -> u64 {
             .find(|t| u64::from(*t) <= secs)
             .unwrap_or(DELAY_TIERS[0]),
     )
-}
-
-fn channel_of(delivery: &Delivery) -> Option<Channel> {
-    v1::Job::decode(delivery.data.as_slice())
-        .ok()
-        .and_then(|j| Channel::from_proto(j.channel))
 }
 
 /// Runs a drain of `source` until stopped: restarts it after an error,

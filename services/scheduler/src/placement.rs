@@ -14,7 +14,7 @@ use herald_capacity::{
 };
 use herald_domain::Channel;
 use herald_proto::v1;
-use herald_scoring::{recent_use, score, ProviderView, Ranking, Score, ScoreWeights};
+use herald_scoring::{score, ProviderView, Ranking, Score, ScoreWeights};
 use herald_store::catalog::ProviderCatalog;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -107,22 +107,24 @@ impl Placer {
             .filter_map(ProviderView::from_row)
             .map(Arc::new)
             .collect();
-        let mut sums: HashMap<Channel, (f64, u32)> = HashMap::new();
-        for v in &views {
-            let recent = recent_use(v, loads.get(&v.id));
-            let e = sums.entry(v.channel).or_default();
-            e.0 += recent;
-            e.1 += 1;
-        }
+        let channels: std::collections::HashSet<Channel> =
+            views.iter().map(|v| v.channel).collect();
+        let recent_mean = channels
+            .into_iter()
+            .map(|c| {
+                let of_channel = views
+                    .iter()
+                    .filter(|v| v.channel == c)
+                    .map(|v| (v.as_ref(), loads.get(&v.id)));
+                (c, herald_scoring::recent_mean(of_channel))
+            })
+            .collect();
         let snapshot = Snapshot {
             catalog_version: version,
             generation: previous.map_or(0, |p| p.generation) + 1,
             views: Arc::new(views),
             loads,
-            recent_mean: sums
-                .into_iter()
-                .map(|(c, (sum, n))| (c, sum / f64::from(n.max(1))))
-                .collect(),
+            recent_mean,
         };
         if let Ok(mut s) = self.snapshot.write() {
             *s = Arc::new(snapshot);
@@ -193,22 +195,6 @@ impl Placer {
         ranking
     }
 
-    /// A provider's current score and its parts (`None`: unknown or
-    /// disabled).
-    pub fn explain(&self, provider: Uuid) -> Option<Score> {
-        let snapshot = self.snapshot();
-        let v = snapshot.views.iter().find(|v| v.id == provider)?;
-        let mean = snapshot.recent_mean.get(&v.channel).copied().unwrap_or(0.0);
-        Some(score(
-            v,
-            snapshot.loads.get(&v.id),
-            mean,
-            &self.weights,
-            &self.policy,
-            Utc::now(),
-        ))
-    }
-
     fn known_full(&self, provider: Uuid, now: Instant) -> Option<Duration> {
         let full = self.full.lock().ok()?;
         full.get(&provider)
@@ -224,15 +210,6 @@ impl Placer {
             }
             full.insert(provider, now + for_);
         }
-    }
-
-    /// Reserves capacity for `job` on the best provider that has room.
-    pub async fn place(&self, job: &v1::Job) -> Result<Placement, CapacityError> {
-        let mut all = self.place_all(std::slice::from_ref(job)).await?;
-        Ok(all.pop().unwrap_or(Placement::Wait {
-            retry_after: Duration::from_secs(1),
-            reason: "no placement was made".into(),
-        }))
     }
 
     /// Places a batch. Each job gets its own draw of providers (best first,
@@ -264,17 +241,20 @@ impl Placer {
             };
             let candidates: Vec<Arc<ProviderView>> = {
                 let mut rng = rand::thread_rng();
-                ranking.attempts(&mut rng).cloned().collect_fitting(
-                    |v| {
-                        self.known_full(v.id, now)
-                            .map(|wait| {
-                                plan.provider_wait =
-                                    Some(plan.provider_wait.map_or(wait, |w| w.min(wait)))
-                            })
-                            .is_none()
-                    },
-                    MAX_TRIES,
-                )
+                // Providers known full are skipped, their wait noted.
+                ranking
+                    .attempts(&mut rng)
+                    .filter(|v| match self.known_full(v.id, now) {
+                        Some(wait) => {
+                            plan.provider_wait =
+                                Some(plan.provider_wait.map_or(wait, |w| w.min(wait)));
+                            false
+                        }
+                        None => true,
+                    })
+                    .take(MAX_TRIES)
+                    .cloned()
+                    .collect()
             };
             plan.candidates = candidates;
             plans.push(plan);
@@ -394,29 +374,6 @@ impl Plan {
         }
     }
 }
-
-/// Collects up to `max` items that pass `keep` (which sees every item
-/// inspected, so it can note why one was skipped).
-trait CollectFitting: Iterator + Sized {
-    fn collect_fitting(
-        self,
-        mut keep: impl FnMut(&Self::Item) -> bool,
-        max: usize,
-    ) -> Vec<Self::Item> {
-        let mut out = Vec::new();
-        for item in self {
-            if out.len() == max {
-                break;
-            }
-            if keep(&item) {
-                out.push(item);
-            }
-        }
-        out
-    }
-}
-
-impl<I: Iterator> CollectFitting for I {}
 
 /// The wait when no provider is eligible: until the soonest send window
 /// opens or circuit half-opens (a catalog change wakes the drain sooner).

@@ -22,8 +22,6 @@ use tokio::task::JoinHandle;
 
 /// One namespace: schedulers, a store, a broker connection.
 struct Harness {
-    namespace: String,
-    database: String,
     settings: herald_scheduler::Settings,
     store: Store,
     broker: Broker,
@@ -61,8 +59,6 @@ impl Harness {
         let publisher = Publisher::new(&broker).await.expect("publisher");
         let topology = Topology::new(&namespace);
         let mut h = Harness {
-            namespace,
-            database,
             settings,
             store,
             broker,
@@ -231,17 +227,7 @@ impl Harness {
         let _ = self.topology.delete_all(&self.ch, &self.tenants).await;
         self.broker.close().await;
         self.store.pool().close().await;
-        if let Ok(admin) =
-            sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await
-        {
-            let _ = sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.database
-            ))
-            .execute(&admin)
-            .await;
-        }
-        let _ = &self.namespace;
+        let _ = Store::drop_database(&self.settings.common.database_url).await;
     }
 }
 

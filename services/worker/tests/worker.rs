@@ -27,7 +27,6 @@ async fn status_of(store: &Store, tenant: TenantId, id: MessageId) -> String {
 /// A worker, the simulator, one tenant and one WeWork provider.
 struct Ctx {
     namespace: String,
-    database: String,
     store: Store,
     tenant: TenantId,
     provider: ProviderId,
@@ -109,7 +108,6 @@ impl Ctx {
         let publisher = Publisher::new(&broker).await.expect("publisher");
         Ctx {
             namespace,
-            database,
             store,
             tenant,
             provider,
@@ -196,17 +194,7 @@ impl Ctx {
         }
         self.broker.close().await;
         self.store.pool().close().await;
-        if let Ok(admin) =
-            sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await
-        {
-            let _ = sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.database
-            ))
-            .execute(&admin)
-            .await;
-        }
-        let _ = self.namespace;
+        let _ = Store::drop_database(&self.settings.common.database_url).await;
     }
 }
 

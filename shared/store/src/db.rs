@@ -28,6 +28,25 @@ impl Store {
         Ok(Store { pool })
     }
 
+    /// Drops the database `url` names, closing its sessions (tests and
+    /// teardown of a deployment; the counterpart of [`Store::connect`]
+    /// creating it).
+    pub async fn drop_database(url: &str) -> Result<()> {
+        let options = PgConnectOptions::from_str(url)?;
+        let Some(name) = options.get_database().map(str::to_owned) else {
+            return Ok(());
+        };
+        let mut conn = sqlx::PgConnection::connect_with(&options.database("postgres")).await?;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote(&name)
+        ))
+        .execute(&mut conn)
+        .await?;
+        conn.close().await?;
+        Ok(())
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
@@ -50,8 +69,7 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> Result<()> {
             .fetch_one(&mut conn)
             .await?;
     if !exists {
-        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-        match sqlx::query(&format!("CREATE DATABASE {quoted}"))
+        match sqlx::query(&format!("CREATE DATABASE {}", quote(&name)))
             .execute(&mut conn)
             .await
         {
@@ -63,4 +81,8 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> Result<()> {
     }
     conn.close().await?;
     Ok(())
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -397,12 +397,16 @@ pub async fn get_provider(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id: ProviderId = path_id(&id, "provider")?;
-    let row = state
+    let row = find_provider(&state, id).await?;
+    Ok(Json(provider_json(&row)))
+}
+
+async fn find_provider(state: &AppState, id: ProviderId) -> Result<ProviderRow, ApiError> {
+    state
         .store
         .provider(id)
         .await?
-        .ok_or_else(|| ApiError::not_found("no such provider"))?;
-    Ok(Json(provider_json(&row)))
+        .ok_or_else(|| ApiError::not_found("no such provider"))
 }
 
 /// `GET /v1/admin/providers/{id}/score`: the provider's score now, as the
@@ -415,11 +419,7 @@ pub async fn provider_score(
 ) -> Result<Json<Value>, ApiError> {
     use herald_scoring::{recent_mean, score, ProviderView, UNLIMITED};
     let id: ProviderId = path_id(&id, "provider")?;
-    let row = state
-        .store
-        .provider(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such provider"))?;
+    let row = find_provider(&state, id).await?;
     let Some(view) = ProviderView::from_row(&row) else {
         return Ok(Json(json!({
             "provider_id": row.id,
@@ -511,11 +511,7 @@ pub async fn update_provider(
             "enabled",
         ],
     )?;
-    let current = state
-        .store
-        .provider(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such provider"))?;
+    let current = find_provider(&state, id).await?;
     let kind: ProviderKind = current.kind.parse().map_err(ApiError::invalid_field)?;
     let config = match obj.get("config") {
         None => None,
