@@ -1,13 +1,23 @@
 use anyhow::Context;
 use clap::Parser;
+use herald_runtime::Stop;
 use herald_producer::{App, Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
     let _telemetry = herald_telemetry::init("herald-producer")?;
-    let app = App::build(settings)
-        .await
-        .context("Failed to start the producer")?;
-    app.run(herald_runtime::shutdown_signal()).await
+    herald_runtime::supervise("herald-producer", |shutdown| {
+        let settings = settings.clone();
+        async move {
+            let app = App::build(settings)
+                .await
+                .context("Failed to start the producer")
+                .map_err(Stop::Build)?;
+            app.run(async move { shutdown.wait().await })
+                .await
+                .map_err(Stop::Run)
+        }
+    })
+    .await
 }

@@ -1,5 +1,4 @@
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -37,12 +36,14 @@ impl App {
             .declare_core(&channel)
             .await
             .context("Failed to declare the broker topology")?;
+        let _ = channel.close(200, "declared").await;
         // Re-declare every tenant's queues with identical arguments, so a
         // broker that lost them (a fresh node) routes again.
         for tenant in store.active_tenants().await? {
             topology
-                .declare_tenant(&channel, TenantId(tenant.id))
-                .await?;
+                .declare_tenant(&broker, TenantId(tenant.id))
+                .await
+                .with_context(|| format!("Failed to declare tenant {}'s queues", tenant.id))?;
         }
         let publisher = Publisher::new(&broker).await?;
         let listener = TcpListener::bind(settings.http_addr)
@@ -52,7 +53,6 @@ impl App {
             store,
             publisher,
             topology,
-            declare_channel: Arc::new(channel),
             admin_token: settings.admin_token.clone(),
             keys: KeyCache::default(),
             broker: broker.clone(),
@@ -84,7 +84,28 @@ impl App {
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "herald-producer is listening.");
         let router = api::router(self.state.clone());
+        // While RabbitMQ is away, publishes answer 503; this redials in the
+        // background so that readiness (and publishing) come back with it.
+        let publisher = self.state.publisher.clone();
+        let keepalive = tokio::spawn(async move {
+            let mut delay = Duration::from_millis(500);
+            loop {
+                tokio::time::sleep(delay).await;
+                if publisher.is_open() {
+                    delay = Duration::from_millis(500);
+                    continue;
+                }
+                match publisher.reopen().await {
+                    Ok(_) => delay = Duration::from_millis(500),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "RabbitMQ is unreachable; enqueues answer 503 until it returns.");
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        });
         herald_runtime::serve(self.listener, router, shutdown).await?;
+        keepalive.abort();
         self.broker.close().await;
         tracing::info!("herald-producer stopped.");
         Ok(())

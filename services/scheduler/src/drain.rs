@@ -516,9 +516,7 @@ pub async fn discover_tenants(
                         r.weight.store(weight, Ordering::Relaxed);
                         continue;
                     }
-                    let channel = drain.broker.channel().await?;
-                    drain.topology.declare_tenant(&channel, tenant).await?;
-                    let _ = channel.close(200, "declared").await;
+                    drain.topology.declare_tenant(&drain.broker, tenant).await?;
                     let (tx, rx) = watch::channel(false);
                     let weight = Arc::new(AtomicU32::new(weight));
                     for ch in Channel::ALL {

@@ -1,13 +1,23 @@
 use anyhow::Context;
 use clap::Parser;
+use herald_runtime::Stop;
 use herald_scheduler::{App, Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
     let _telemetry = herald_telemetry::init("herald-scheduler")?;
-    let app = App::build(settings)
-        .await
-        .context("Failed to start the scheduler")?;
-    app.run(herald_runtime::shutdown_signal()).await
+    herald_runtime::supervise("herald-scheduler", |shutdown| {
+        let settings = settings.clone();
+        async move {
+            let app = App::build(settings)
+                .await
+                .context("Failed to start the scheduler")
+                .map_err(Stop::Build)?;
+            app.run(async move { shutdown.wait().await })
+                .await
+                .map_err(Stop::Run)
+        }
+    })
+    .await
 }

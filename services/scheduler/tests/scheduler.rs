@@ -90,7 +90,7 @@ impl Harness {
     async fn tenant(&mut self, weight: i32) -> TenantId {
         let tenant = TenantId::new();
         self.topology
-            .declare_tenant(&self.ch, tenant)
+            .declare_tenant(&self.broker, tenant)
             .await
             .expect("declare");
         self.store

@@ -1,5 +1,8 @@
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
 
+use herald_domain::{Channel, FieldError};
 use herald_runtime::CommonSettings;
 use herald_scoring::CircuitSettings;
 
@@ -22,8 +25,51 @@ pub struct Settings {
     /// Attempts before a transient failure is dead-lettered.
     #[arg(long, env = "HERALD_WORKER_MAX_ATTEMPTS", default_value_t = 5)]
     pub max_attempts: u32,
+    /// JSON file of failure-classifier rules, tried before the built-in
+    /// defaults (docs/classifier.md). Without it, the defaults alone.
+    #[arg(long, env = "HERALD_CLASSIFIER_FILE")]
+    pub classifier_file: Option<PathBuf>,
+    /// Channels whose messages are sent again after an attempt left them in
+    /// doubt (comma-separated, or `none`). The others are set aside as
+    /// `in_doubt` for an operator. WeWork drops a resend of the same content
+    /// to the same users (`enable_duplicate_check`), so it is resent.
+    #[arg(long, env = "HERALD_IN_DOUBT_RESEND", default_value = "wework")]
+    pub in_doubt_resend: InDoubtPolicy,
     #[command(flatten)]
     pub circuit: CircuitSettings,
+}
+
+/// The channels whose in-doubt messages are resent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InDoubtPolicy(Vec<Channel>);
+
+impl InDoubtPolicy {
+    pub fn resend(channels: &[Channel]) -> Self {
+        InDoubtPolicy(channels.to_vec())
+    }
+
+    pub fn resends(&self, channel: Option<Channel>) -> bool {
+        channel.is_some_and(|c| self.0.contains(&c))
+    }
+}
+
+impl FromStr for InDoubtPolicy {
+    type Err = FieldError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.is_empty() || s.eq_ignore_ascii_case("none") {
+            return Ok(InDoubtPolicy::default());
+        }
+        s.split(',')
+            .map(|c| {
+                c.trim().parse::<Channel>().map_err(|e| {
+                    FieldError::new("HERALD_IN_DOUBT_RESEND", format!("{c:?}: {}", e.message))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(InDoubtPolicy)
+    }
 }
 
 impl Settings {
@@ -34,6 +80,8 @@ impl Settings {
             prefetch: 512,
             concurrency: 256,
             max_attempts: 5,
+            classifier_file: None,
+            in_doubt_resend: InDoubtPolicy::resend(&[Channel::Wework]),
             circuit: CircuitSettings::default(),
         }
     }

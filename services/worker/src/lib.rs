@@ -3,11 +3,14 @@
 //!
 //! - [`provider`]: one adapter per provider kind (SMTP, WeWork), each
 //!   mapping every outcome to a [`herald_domain::Disposition`]
+//! - [`classify`]: the rule tables (defaults and `--classifier-file`) that
+//!   say what a provider's refusal means
 //! - [`registry`]: adapters built from the live provider catalog
 //! - [`process`]: the pipeline — claim a window of deliveries in one
 //!   statement, send concurrently, record outcomes in one statement, ack
 //! - [`startup`]: [`App::build`] and [`App::run`]
 
+pub mod classify;
 pub mod config;
 pub mod process;
 pub mod provider;

@@ -26,6 +26,7 @@ use rand::Rng;
 use tokio::sync::{mpsc, watch, Semaphore};
 use uuid::Uuid;
 
+use crate::config::InDoubtPolicy;
 use crate::provider::Outgoing;
 use crate::registry::Registry;
 
@@ -51,6 +52,8 @@ pub struct Worker {
     pub capacity: Capacity,
     pub registry: Registry,
     pub max_attempts: u32,
+    /// Which channels resend a message left in doubt.
+    pub in_doubt: InDoubtPolicy,
     /// How outcomes move the providers' statistics and circuits.
     pub health: HealthPolicy,
 }
@@ -98,7 +101,7 @@ impl Worker {
             )
             .await?;
         let (done_tx, done_rx) = mpsc::channel::<Finished>(RECORD_BATCH * 2);
-        let recorder = tokio::spawn(self.clone().record_loop(done_rx));
+        let recorder = tokio::spawn(self.clone().record_loop(done_rx, amqp.clone()));
         let permits = Arc::new(Semaphore::new(concurrency));
         loop {
             let first = tokio::select! {
@@ -168,8 +171,12 @@ impl Worker {
                     .unwrap_or_default()
             })
             .collect();
+        let resend: Vec<bool> = jobs
+            .iter()
+            .map(|(_, j)| self.in_doubt.resends(Channel::from_proto(j.channel)))
+            .collect();
         let claimed = loop {
-            match self.store.claim_for_sending(&ids, &providers).await {
+            match self.store.claim_for_sending(&ids, &providers, &resend).await {
                 Ok(rows) => break rows,
                 Err(e) => {
                     tracing::warn!(error = %e, "Failed to claim deliveries; retrying.");
@@ -181,7 +188,7 @@ impl Worker {
             .into_iter()
             .map(|c| (c.id, c.previous_status))
             .collect();
-        for ((delivery, job), id) in jobs.into_iter().zip(ids) {
+        for (((delivery, job), id), resend) in jobs.into_iter().zip(ids).zip(resend) {
             match previous.get(&id).map(String::as_str) {
                 None => {
                     // Sent, cancelled or finished already: a duplicate
@@ -196,8 +203,8 @@ impl Worker {
                         })
                         .await;
                 }
-                Some("sending") => {
-                    metrics::counter!("herald_worker_in_doubt_total").increment(1);
+                Some("sending") if !resend => {
+                    metrics::counter!("herald_worker_in_doubt_total", "policy" => "hold").increment(1);
                     tracing::warn!(message_id = %id, "A message was found mid-send after a worker stopped; recorded in_doubt.");
                     let publish = self.dead_letter(
                         job,
@@ -213,7 +220,12 @@ impl Worker {
                         })
                         .await;
                 }
-                Some(_) => {
+                Some(previous) => {
+                    if previous == "sending" {
+                        metrics::counter!("herald_worker_in_doubt_total", "policy" => "resend")
+                            .increment(1);
+                        tracing::warn!(message_id = %id, "A message was found mid-send after a worker stopped; its channel resends it.");
+                    }
                     let Ok(permit) = permits.clone().acquire_owned().await else {
                         return;
                     };
@@ -336,7 +348,32 @@ impl Worker {
                     observed,
                 }
             }
+            Disposition::InDoubt { .. }
+                if self.in_doubt.resends(Channel::from_proto(job.channel))
+                    && attempt < self.max_attempts =>
+            {
+                metrics::counter!("herald_worker_in_doubt_total", "policy" => "resend")
+                    .increment(1);
+                job.attempt = attempt;
+                job.assignment = None;
+                job.last_error = disposition.reason().unwrap_or_default().to_owned();
+                let publish = self
+                    .topology
+                    .to_delay(backoff(attempt).as_secs().max(1), job.encode_to_vec());
+                Finished {
+                    acker,
+                    outcome: Some(Outcome {
+                        id,
+                        status: MessageStatus::Pending,
+                        error_code: Some("in_doubt_resent".into()),
+                        error_message: disposition.reason().map(str::to_owned),
+                    }),
+                    publish: Some(publish),
+                    observed,
+                }
+            }
             Disposition::InDoubt { .. } => {
+                metrics::counter!("herald_worker_in_doubt_total", "policy" => "hold").increment(1);
                 let publish =
                     self.dead_letter(job, "in_doubt", disposition.reason().unwrap_or_default());
                 Finished {
@@ -435,7 +472,13 @@ impl Worker {
 
     /// Records outcomes in batches: publish what must be published (with
     /// confirms), write the records in one statement, then ack.
-    async fn record_loop(self: Arc<Self>, mut rx: mpsc::Receiver<Finished>) {
+    /// `deliveries` is the channel the deliveries came on: once it is
+    /// closed, they are back in their queue.
+    async fn record_loop(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<Finished>,
+        deliveries: herald_broker::lapin::Channel,
+    ) {
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
             let deadline = tokio::time::Instant::now() + RECORD_LINGER;
@@ -445,31 +488,32 @@ impl Worker {
                     _ => break,
                 }
             }
-            self.record(batch).await;
+            self.record(batch, &deliveries).await;
         }
     }
 
-    async fn record(&self, batch: Vec<Finished>) {
+    async fn record(&self, batch: Vec<Finished>, deliveries: &herald_broker::lapin::Channel) {
         let publishes: Vec<Outbound> = batch.iter().filter_map(|f| f.publish.clone()).collect();
-        let outcomes: Vec<Outcome> = batch.iter().filter_map(|f| f.outcome.clone()).collect();
         let mut delay = Duration::from_millis(200);
         // Retries and dead letters first: once the record says `pending` or
         // `failed`, the job must already be safe in its queue.
         while let Err(e) = self.publisher.publish_all(&publishes).await {
+            if !deliveries.status().connected() {
+                break;
+            }
             tracing::warn!(error = %e, "Failed to publish retries or dead letters; retrying.");
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
-            if !self.broker.is_connected() {
-                // The deliveries return to the queue when the connection is
-                // gone; their records stay `sending` and become in_doubt.
-                return;
-            }
         }
-        while let Err(e) = self.store.record_outcomes(&outcomes).await {
-            tracing::warn!(error = %e, "Failed to record outcomes; retrying.");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
+        if !deliveries.status().connected() {
+            // The connection dropped: the deliveries are back in their queue
+            // and cannot be acked. Record what happened so the redelivery
+            // does the right thing.
+            self.record_returned(&batch).await;
+            return;
         }
+        let outcomes: Vec<Outcome> = batch.iter().filter_map(|f| f.outcome.clone()).collect();
+        self.record_outcomes(&outcomes).await;
         let mut observations: HashMap<Uuid, Observation> = HashMap::new();
         for f in batch {
             if let Some(o) = f.observed {
@@ -496,6 +540,37 @@ impl Worker {
                 tracing::warn!(error = %e, "Failed to feed provider statistics.");
             }
         }
+    }
+}
+
+impl Worker {
+    async fn record_outcomes(&self, outcomes: &[Outcome]) {
+        let mut delay = Duration::from_millis(200);
+        while let Err(e) = self.store.record_outcomes(outcomes).await {
+            tracing::warn!(error = %e, "Failed to record outcomes; retrying.");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Records a batch whose deliveries went back to their queue unacked.
+    /// A sent message is recorded `sent` (its redelivery is skipped); one
+    /// left in doubt stays `in_doubt`; one whose retry or dead letter may
+    /// not have been published is recorded `pending`, so that its
+    /// redelivery is tried again rather than taken for a send in doubt.
+    async fn record_returned(&self, batch: &[Finished]) {
+        metrics::counter!("herald_worker_returned_unacked_total").increment(batch.len() as u64);
+        let outcomes: Vec<Outcome> = batch
+            .iter()
+            .filter_map(|f| {
+                let mut outcome = f.outcome.clone()?;
+                if f.publish.is_some() && outcome.status != MessageStatus::InDoubt {
+                    outcome.status = MessageStatus::Pending;
+                }
+                Some(outcome)
+            })
+            .collect();
+        self.record_outcomes(&outcomes).await;
     }
 }
 

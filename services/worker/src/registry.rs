@@ -11,6 +11,7 @@ use herald_domain::{Channel, ProviderKind, Quota};
 use herald_store::catalog::ProviderCatalog;
 use uuid::Uuid;
 
+use crate::classify::Classifier;
 use crate::provider::Adapter;
 
 /// One provider, ready to send.
@@ -26,13 +27,16 @@ type Entries = HashMap<Uuid, Arc<Entry>>;
 
 pub struct Registry {
     catalog: ProviderCatalog,
+    /// Shared by every adapter the registry builds.
+    classifier: Arc<Classifier>,
     entries: RwLock<(u64, Arc<Entries>)>,
 }
 
 impl Registry {
-    pub fn new(catalog: ProviderCatalog) -> Registry {
+    pub fn new(catalog: ProviderCatalog, classifier: Arc<Classifier>) -> Registry {
         let registry = Registry {
             catalog,
+            classifier,
             entries: RwLock::new((u64::MAX, Arc::new(HashMap::new()))),
         };
         registry.refresh();
@@ -62,7 +66,10 @@ impl Registry {
                 .kind
                 .parse::<ProviderKind>()
                 .map_err(|e| e.to_string())
-                .and_then(|kind| Adapter::build(kind, &row.config).map_err(|e| e.to_string()));
+                .and_then(|kind| {
+                    Adapter::build(kind, &row.config, Arc::clone(&self.classifier))
+                        .map_err(|e| e.to_string())
+                });
             if let Err(e) = &adapter {
                 tracing::warn!(provider = %row.name, error = %e, "A provider's config cannot be used; its sends fail over.");
             }

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::classify::Classifier;
 use crate::process::Worker;
 use crate::registry::Registry;
 use crate::Settings;
@@ -30,6 +31,8 @@ pub struct App {
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         settings.common.validate()?;
+        let classifier = Classifier::load(settings.classifier_file.as_deref())
+            .context("Failed to load the failure classifier")?;
         let store = Store::connect(&settings.common.database_url, 8)
             .await
             .context("Failed to connect to PostgreSQL")?;
@@ -60,8 +63,9 @@ impl App {
             publisher,
             topology,
             capacity,
-            registry: Registry::new(catalog),
+            registry: Registry::new(catalog, Arc::new(classifier)),
             max_attempts: settings.max_attempts.max(1),
+            in_doubt: settings.in_doubt_resend.clone(),
             health: settings.circuit.policy(),
         });
         let listener = TcpListener::bind(settings.http_addr)

@@ -1,13 +1,24 @@
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use lapin::{Connection, ConnectionProperties};
 
 use crate::BrokerError;
 
-/// One AMQP connection of a service; channels are opened per role.
+/// One AMQP connection of a service; channels are opened per role. When
+/// the connection is lost, the next [`Broker::channel`] dials again (once
+/// per call, so the caller's own backoff paces it).
 #[derive(Clone)]
 pub struct Broker {
-    connection: std::sync::Arc<Connection>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: String,
+    name: String,
+    connection: RwLock<Arc<Connection>>,
+    /// One redial at a time; the others wait for its result.
+    redial: tokio::sync::Mutex<()>,
 }
 
 /// Connects to RabbitMQ, retrying with backoff for up to `patience`.
@@ -15,14 +26,15 @@ pub async fn connect(url: &str, name: &str, patience: Duration) -> Result<Broker
     let deadline = tokio::time::Instant::now() + patience;
     let mut delay = Duration::from_millis(200);
     loop {
-        let props = ConnectionProperties::default()
-            .with_connection_name(name.into())
-            .with_executor(tokio_executor_trait::Tokio::current())
-            .with_reactor(tokio_reactor_trait::Tokio);
-        match Connection::connect(url, props).await {
+        match dial(url, name).await {
             Ok(connection) => {
                 return Ok(Broker {
-                    connection: std::sync::Arc::new(connection),
+                    inner: Arc::new(Inner {
+                        url: url.to_owned(),
+                        name: name.to_owned(),
+                        connection: RwLock::new(Arc::new(connection)),
+                        redial: tokio::sync::Mutex::new(()),
+                    }),
                 })
             }
             Err(e) if tokio::time::Instant::now() + delay < deadline => {
@@ -35,23 +47,69 @@ pub async fn connect(url: &str, name: &str, patience: Duration) -> Result<Broker
     }
 }
 
+async fn dial(url: &str, name: &str) -> Result<Connection, lapin::Error> {
+    let props = ConnectionProperties::default()
+        .with_connection_name(name.into())
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio);
+    Connection::connect(url, props).await
+}
+
 impl Broker {
-    pub async fn channel(&self) -> Result<lapin::Channel, BrokerError> {
-        Ok(self.connection.create_channel().await?)
+    fn current(&self) -> Arc<Connection> {
+        match self.inner.connection.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
-    /// Resolves once the connection is lost (checked every second).
+    /// A new channel, on a fresh connection if the last one was lost.
+    pub async fn channel(&self) -> Result<lapin::Channel, BrokerError> {
+        let connection = self.current();
+        if connection.status().connected() {
+            return Ok(connection.create_channel().await?);
+        }
+        Ok(self.redial().await?.create_channel().await?)
+    }
+
+    /// Dials once if the connection is lost; returns the live connection.
+    async fn redial(&self) -> Result<Arc<Connection>, BrokerError> {
+        let _one = self.inner.redial.lock().await;
+        let current = self.current();
+        if current.status().connected() {
+            return Ok(current);
+        }
+        let fresh = Arc::new(dial(&self.inner.url, &self.inner.name).await?);
+        match self.inner.connection.write() {
+            Ok(mut c) => *c = fresh.clone(),
+            Err(poisoned) => *poisoned.into_inner() = fresh.clone(),
+        }
+        metrics::counter!("herald_broker_reconnects_total").increment(1);
+        tracing::info!(name = %self.inner.name, "Reconnected to RabbitMQ.");
+        Ok(fresh)
+    }
+
+    /// Resolves once the connection current at the call is lost (checked
+    /// every second). Consumers end with it: their deliveries return to the
+    /// queues.
     pub async fn lost(&self) {
-        while self.is_connected() {
+        let connection = self.current();
+        while connection.status().connected() {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
     pub fn is_connected(&self) -> bool {
-        self.connection.status().connected()
+        self.current().status().connected()
+    }
+
+    /// Whether RabbitMQ has blocked the connection's publishers (a memory
+    /// or disk alarm): publishes would wait, not fail.
+    pub fn is_blocked(&self) -> bool {
+        self.current().status().blocked()
     }
 
     pub async fn close(&self) {
-        let _ = self.connection.close(200, "shutting down").await;
+        let _ = self.current().close(200, "shutting down").await;
     }
 }

@@ -18,6 +18,12 @@ pub enum BrokerError {
     /// The broker refused to take responsibility (queue full, internal error).
     #[error("the broker did not confirm the publish (nack)")]
     Nacked,
+    /// RabbitMQ blocked publishers (a memory or disk alarm).
+    #[error("the broker is blocking publishers (memory or disk alarm)")]
+    Blocked,
+    /// No confirm came in time: the message may or may not be queued.
+    #[error("the broker did not confirm the publish in time")]
+    ConfirmTimeout,
     /// No queue is bound for the routing key: nothing would receive it.
     #[error("no queue for routing key {0:?}")]
     Unroutable(String),

@@ -3,11 +3,20 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::ExchangeKind;
 
-use crate::BrokerError;
+use crate::{Broker, BrokerError};
 
 /// Retry delay tiers, in seconds: a retry waits in the smallest tier at
 /// least as long as its backoff, then returns to the scheduler.
 pub const DELAY_TIERS: [u32; 7] = [1, 5, 30, 120, 600, 1800, 3600];
+
+/// The most messages one user queue holds. Past it the producer answers
+/// 503 with Retry-After. A RabbitMQ policy (`max-length`) can lower it
+/// without redeclaring: the lower of the two applies.
+pub const USER_QUEUE_MAX_LENGTH: i64 = 2_000_000;
+
+fn is_precondition_failed(e: &lapin::Error) -> bool {
+    matches!(e, lapin::Error::ProtocolError(p) if p.get_id() == 406)
+}
 
 /// Every exchange and queue name of one deployment, prefixed by its
 /// namespace so that deployments and tests can share a broker.
@@ -167,14 +176,24 @@ impl Topology {
     }
 
     /// Declares and binds a tenant's user queues, one per channel.
-    pub async fn declare_tenant(
-        &self,
-        ch: &lapin::Channel,
-        tenant: TenantId,
-    ) -> Result<(), BrokerError> {
+    pub async fn declare_tenant(&self, broker: &Broker, tenant: TenantId) -> Result<(), BrokerError> {
+        let mut ch = broker.channel().await?;
         for channel in Channel::ALL {
             let q = self.user_queue(tenant, channel);
-            ch.queue_declare(&q, DURABLE, Self::priority_args()).await?;
+            if let Err(e) = ch.queue_declare(&q, DURABLE, Self::user_queue_args()).await {
+                if !is_precondition_failed(&e) {
+                    return Err(e.into());
+                }
+                // Declared by an earlier version with other arguments (the
+                // 406 closed the channel): keep the queue as it is.
+                tracing::warn!(queue = %q, "A user queue exists with other arguments; keeping them (no length limit unless a policy sets one).");
+                ch = broker.channel().await?;
+                let passive = QueueDeclareOptions {
+                    passive: true,
+                    ..DURABLE
+                };
+                ch.queue_declare(&q, passive, FieldTable::default()).await?;
+            }
             ch.queue_bind(
                 &q,
                 &self.user_exchange(),
@@ -184,7 +203,21 @@ impl Topology {
             )
             .await?;
         }
+        let _ = ch.close(200, "declared").await;
         Ok(())
+    }
+
+    /// A user queue: priority bands, and at most [`USER_QUEUE_MAX_LENGTH`]
+    /// messages; past it the broker refuses publishes (a nack), which the
+    /// producer answers with 503 — backpressure, never a dropped message.
+    fn user_queue_args() -> FieldTable {
+        let mut args = Self::priority_args();
+        args.insert(
+            ShortString::from("x-max-length"),
+            AMQPValue::LongLongInt(USER_QUEUE_MAX_LENGTH),
+        );
+        args.insert(ShortString::from("x-overflow"), text("reject-publish"));
+        args
     }
 
     /// The smallest delay tier of at least `seconds` (the largest if none).

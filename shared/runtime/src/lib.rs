@@ -5,7 +5,9 @@
 mod ops;
 mod settings;
 mod shutdown;
+mod supervise;
 
 pub use ops::{ops_router, serve, Readiness};
 pub use settings::{CommonSettings, Secret};
 pub use shutdown::{shutdown_signal, Shutdown};
+pub use supervise::{supervise, Stop};

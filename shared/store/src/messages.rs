@@ -281,34 +281,44 @@ impl Store {
     /// worker died after handing them to a provider, or may have — become
     /// `in_doubt`. Anything else (sent, cancelled, …) is not returned and
     /// must not be sent. Rows are locked in id order so workers never deadlock.
+    ///
+    /// `resend[i]` is the in-doubt policy of message `i`'s channel: when
+    /// set, a message found `sending` is claimed again (attempt + 1) and its
+    /// `in_doubt_resends` counted, instead of being set aside.
     pub async fn claim_for_sending(
         &self,
         ids: &[Uuid],
         providers: &[Uuid],
+        resend: &[bool],
     ) -> Result<Vec<ClaimedMessage>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         Ok(sqlx::query_as(
-            "WITH input AS (SELECT * FROM UNNEST($1::uuid[], $2::uuid[]) AS i(id, provider_id)),
+            "WITH input AS (SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bool[]) AS i(id, provider_id, resend)),
              prev AS (SELECT m.id, m.status FROM messages m WHERE m.id IN (SELECT id FROM input)
                         AND m.status IN ('queued', 'pending', 'sending')
-                      ORDER BY m.id FOR UPDATE)
+                      ORDER BY m.id FOR UPDATE),
+             doubt AS (SELECT prev.id, prev.status = 'sending' AND NOT input.resend AS held,
+                              prev.status = 'sending' AND input.resend AS resent
+                       FROM prev JOIN input ON input.id = prev.id)
              UPDATE messages m SET
-                status = CASE WHEN prev.status = 'sending' THEN 'in_doubt' ELSE 'sending' END,
-                attempts = m.attempts + CASE WHEN prev.status = 'sending' THEN 0 ELSE 1 END,
+                status = CASE WHEN doubt.held THEN 'in_doubt' ELSE 'sending' END,
+                attempts = m.attempts + CASE WHEN doubt.held THEN 0 ELSE 1 END,
+                in_doubt_resends = m.in_doubt_resends + CASE WHEN doubt.resent THEN 1 ELSE 0 END,
                 provider_id = input.provider_id,
-                error_code = CASE WHEN prev.status = 'sending' THEN 'in_doubt' ELSE m.error_code END,
-                error_message = CASE WHEN prev.status = 'sending'
+                error_code = CASE WHEN doubt.held THEN 'in_doubt' ELSE m.error_code END,
+                error_message = CASE WHEN doubt.held
                     THEN 'the worker sending this message stopped before recording the outcome'
                     ELSE m.error_message END,
                 updated_at = now()
-             FROM prev JOIN input ON input.id = prev.id
+             FROM prev JOIN input ON input.id = prev.id JOIN doubt ON doubt.id = prev.id
              WHERE m.id = prev.id
              RETURNING m.id, prev.status AS previous_status",
         )
         .bind(ids)
         .bind(providers)
+        .bind(resend)
         .fetch_all(&self.pool)
         .await?)
     }
@@ -329,6 +339,7 @@ impl Store {
         let done = sqlx::query(
             "UPDATE messages m SET status = u.status, error_code = u.code, error_message = u.text,
                 sent_at = CASE WHEN u.status = 'sent' THEN now() ELSE m.sent_at END,
+                in_doubt_resends = m.in_doubt_resends + CASE WHEN u.code = 'in_doubt_resent' THEN 1 ELSE 0 END,
                 updated_at = now()
              FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(id, status, code, text)
              WHERE m.id = u.id AND m.status = 'sending'",
@@ -359,15 +370,24 @@ impl Store {
     /// (`unavailable`), if they are still queued: the caller was answered
     /// 503, so they must not go out later.
     pub async fn mark_unpublished(&self, ids: &[Uuid], reason: &str) -> Result<u64> {
+        // The caller was refused (503): its idempotency keys are freed, so
+        // that its retry under the same key is accepted afresh instead of
+        // answering with this unpublished record.
         let done = sqlx::query(
-            "UPDATE messages SET status = 'failed', error_code = 'unavailable', error_message = $2,
-                updated_at = now()
-             WHERE id = ANY($1) AND status = 'queued'",
+            "WITH refused AS (
+                UPDATE messages SET status = 'failed', error_code = 'unavailable', error_message = $2,
+                    updated_at = now()
+                WHERE id = ANY($1) AND status = 'queued'
+                RETURNING id
+             ), freed AS (
+                DELETE FROM idempotency_keys WHERE message_id IN (SELECT id FROM refused)
+             )
+             SELECT count(*) FROM refused",
         )
         .bind(ids)
         .bind(reason)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        Ok(sqlx::Row::get::<i64, _>(&done, 0) as u64)
     }
 }

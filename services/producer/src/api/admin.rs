@@ -173,7 +173,7 @@ pub async fn create_tenant(
     };
     state
         .topology
-        .declare_tenant(&state.declare_channel, tenant.id)
+        .declare_tenant(&state.broker, tenant.id)
         .await
         .map_err(|e| ApiError::internal("Failed to declare the tenant's queues", e))?;
     let row = state.store.create_tenant(&tenant).await?;

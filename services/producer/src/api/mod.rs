@@ -23,11 +23,10 @@ pub struct AppState {
     pub store: Store,
     pub publisher: Publisher,
     pub topology: Topology,
-    /// For declaring new tenants' queues.
-    pub declare_channel: Arc<herald_broker::lapin::Channel>,
     pub admin_token: Option<Secret>,
     pub keys: KeyCache,
-    /// For reading the dead-letter queue (replay).
+    /// For declaring new tenants' queues and reading the dead-letter
+    /// queue (replay).
     pub broker: herald_broker::Broker,
     /// Provider loads, for explaining scores.
     pub capacity: herald_capacity::Capacity,

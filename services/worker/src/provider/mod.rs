@@ -5,10 +5,13 @@ mod smtp;
 mod wework;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use herald_domain::provider_config::ProviderConfig;
 use herald_domain::{Disposition, FieldError, MessageId, ProviderKind};
 use herald_proto::v1;
+
+use crate::classify::Classifier;
 
 pub use smtp::SmtpAdapter;
 pub use wework::WeworkAdapter;
@@ -33,11 +36,20 @@ pub enum Adapter {
 }
 
 impl Adapter {
-    /// Builds the adapter for a provider's stored `config`.
-    pub fn build(kind: ProviderKind, config: &serde_json::Value) -> Result<Adapter, FieldError> {
+    /// Builds the adapter for a provider's stored `config`; `classifier`
+    /// says what the provider's refusals mean.
+    pub fn build(
+        kind: ProviderKind,
+        config: &serde_json::Value,
+        classifier: Arc<Classifier>,
+    ) -> Result<Adapter, FieldError> {
         match ProviderConfig::parse(kind, config)? {
-            ProviderConfig::Smtp(c) => Ok(Adapter::Smtp(SmtpAdapter::new(c)?)),
-            ProviderConfig::Wework(c) => Ok(Adapter::Wework(WeworkAdapter::new(c)?)),
+            ProviderConfig::Smtp(c) => {
+                Ok(Adapter::Smtp(SmtpAdapter::with_classifier(c, classifier)?))
+            }
+            ProviderConfig::Wework(c) => Ok(Adapter::Wework(WeworkAdapter::with_classifier(
+                c, classifier,
+            )?)),
             ProviderConfig::Webhook(_) => Err(FieldError::new(
                 "kind",
                 "webhook providers are not supported by this worker yet",

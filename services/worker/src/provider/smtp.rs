@@ -33,6 +33,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::Outgoing;
+use crate::classify::Classifier;
 
 const DEFAULT_POOL_SIZE: u32 = 4;
 const DEFAULT_TIMEOUT_SECS: u64 = 30;
@@ -40,8 +41,6 @@ const DEFAULT_MESSAGE_ID_DOMAIN: &str = "herald.local";
 /// Idle connections older than this are closed rather than reused: servers
 /// drop idle sessions after a while, and a dead one costs a failed MAIL.
 const MAX_IDLE: Duration = Duration::from_secs(60);
-/// How long to wait before retrying after a 4xx reply.
-const TRANSIENT_RETRY_AFTER: Duration = Duration::from_secs(60);
 const HERALD_MESSAGE_ID: HeaderName = HeaderName::new_from_ascii_str("X-Herald-Message-Id");
 /// Counter of SMTP sessions opened, labelled by `server` (`host:port`).
 pub const CONNECTIONS_OPENED: &str = "herald_smtp_connections_opened_total";
@@ -68,6 +67,8 @@ pub struct SmtpAdapter {
     permits: Semaphore,
     /// Sessions between sends, most recently used last.
     idle: Mutex<Vec<IdleConnection>>,
+    /// Says what a negative reply means.
+    classifier: Arc<Classifier>,
 }
 
 struct TlsSetup {
@@ -89,10 +90,19 @@ struct Email {
 }
 
 impl SmtpAdapter {
-    /// Prepares the adapter (TLS trust, default sender); connects lazily on
-    /// the first send. Fails when `ca_file` cannot be read or a field does
-    /// not parse.
+    /// Prepares the adapter (TLS trust, default sender) with the built-in
+    /// classifier; connects lazily on the first send. Fails when `ca_file`
+    /// cannot be read or a field does not parse.
     pub fn new(config: SmtpConfig) -> Result<SmtpAdapter, FieldError> {
+        SmtpAdapter::with_classifier(config, Arc::new(Classifier::default()))
+    }
+
+    /// As [`SmtpAdapter::new`], with `classifier` deciding what negative
+    /// replies mean.
+    pub fn with_classifier(
+        config: SmtpConfig,
+        classifier: Arc<Classifier>,
+    ) -> Result<SmtpAdapter, FieldError> {
         let tls = match config.tls {
             TlsMode::None => None,
             mode => Some(TlsSetup {
@@ -137,6 +147,7 @@ impl SmtpAdapter {
             ),
             permits: Semaphore::new(pool_size as usize),
             idle: Mutex::new(Vec::new()),
+            classifier,
         })
     }
 
@@ -195,7 +206,9 @@ impl SmtpAdapter {
                     reused = false;
                 }
                 // The session is in an unknown state: drop it.
-                Err(failed) => return failed.into_disposition(self.timeout),
+                Err(failed) => {
+                    return failed.into_disposition(self.timeout, &self.classifier, out.attempt)
+                }
             }
         }
     }
@@ -465,11 +478,10 @@ impl fmt::Display for Stage {
 
 #[derive(Debug)]
 enum StageError {
-    /// The server answered with a negative reply.
+    /// The server answered with a negative reply: 4xx or 5xx.
     Reply {
-        code: String,
+        code: u16,
         text: String,
-        permanent: bool,
     },
     /// The session broke: an I/O error, a closed connection, a garbled reply.
     Broken(String),
@@ -482,11 +494,10 @@ impl StageError {
     fn from_smtp(error: &lettre::transport::smtp::Error) -> StageError {
         match error.status() {
             Some(code) if error.is_transient() || error.is_permanent() => StageError::Reply {
-                code: code.to_string(),
+                code: u16::from(code),
                 // The source of a reply error is the server's text.
                 text: std::error::Error::source(error)
                     .map_or_else(|| error.to_string(), |text| text.to_string()),
-                permanent: error.is_permanent(),
             },
             _ => StageError::Broken(error.to_string()),
         }
@@ -515,29 +526,27 @@ impl Failed {
     fn is_stale_session(&self) -> bool {
         self.stage == Stage::Mail
             && match &self.error {
-                StageError::Reply { permanent, .. } => !permanent,
+                StageError::Reply { code, .. } => code / 100 != 5,
                 StageError::Broken(_) | StageError::TimedOut => true,
                 StageError::Unsupported(..) => false,
             }
     }
 
-    fn into_disposition(self, timeout: Duration) -> Disposition {
+    /// A negative reply goes through `classifier`; a broken or silent
+    /// session fails over before the body and is in doubt after it.
+    fn into_disposition(
+        self,
+        timeout: Duration,
+        classifier: &Classifier,
+        attempt: u32,
+    ) -> Disposition {
         let stage = self.stage;
         match self.error {
-            StageError::Reply {
-                code,
-                text,
-                permanent: false,
-            } => Disposition::RetryAfter {
-                after: TRANSIENT_RETRY_AFTER,
-                code: format!("smtp_{code}"),
-                reason: text,
-            },
-            StageError::Reply {
-                code,
-                text,
-                permanent: true,
-            } => dead_letter(format!("smtp_{code}"), text),
+            StageError::Reply { code, text } => {
+                classifier
+                    .smtp(code, &text)
+                    .disposition(attempt, format!("smtp_{code}"), text)
+            }
             StageError::Unsupported(code, reason) => failover(code, reason),
             // After the body started, the server may have the message.
             StageError::Broken(error) if stage == Stage::Body => Disposition::InDoubt {
@@ -880,6 +889,7 @@ mod tests {
     use tokio_rustls::TlsAcceptor;
 
     use super::*;
+    use crate::classify::SMTP_RETRY_AFTER as TRANSIENT_RETRY_AFTER;
 
     /// How the fake server answers.
     #[derive(Clone)]
@@ -1228,6 +1238,27 @@ mod tests {
         assert!(outcome
             .reason()
             .is_some_and(|r| r.contains("Sender rejected")));
+    }
+
+    #[tokio::test]
+    async fn a_5xx_reply_that_says_frequency_limited_retries_later() {
+        let server = FakeSmtp::start(Script {
+            rcpt: "550 5.7.1 frequency limited",
+            ..Script::default()
+        })
+        .await;
+        let smtp = adapter(server.config());
+
+        let outcome = smtp.send(Job::new().out()).await;
+
+        assert_eq!(
+            outcome,
+            Disposition::RetryAfter {
+                after: Duration::from_secs(60),
+                code: "smtp_550".to_owned(),
+                reason: "5.7.1 frequency limited".to_owned(),
+            }
+        );
     }
 
     #[tokio::test]

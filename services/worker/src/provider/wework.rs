@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::Outgoing;
+use crate::classify::{self, Action, Classifier};
 
 const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 const DEFAULT_DUPLICATE_CHECK_INTERVAL: u32 = 1800;
@@ -18,7 +19,6 @@ const DEFAULT_DUPLICATE_CHECK_INTERVAL: u32 = 1800;
 const TOKEN_EARLY_REFRESH: Duration = Duration::from_secs(300);
 /// Never cache a token for less than this.
 const TOKEN_MIN_LIFETIME: Duration = Duration::from_secs(60);
-const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 
 /// Sends WeWork app messages for one app (corp id, secret, agent id).
 pub struct WeworkAdapter {
@@ -31,6 +31,8 @@ pub struct WeworkAdapter {
     token: Mutex<TokenState>,
     /// Held while a token is fetched, so concurrent sends wait for one fetch.
     refresh: tokio::sync::Mutex<()>,
+    /// Says what an errcode or a non-200 HTTP status means.
+    classifier: Arc<Classifier>,
 }
 
 #[derive(Default)]
@@ -72,8 +74,18 @@ struct SendReply {
 }
 
 impl WeworkAdapter {
-    /// Builds the HTTP client; fetches no token until the first send.
+    /// Builds the HTTP client, with the built-in classifier; fetches no
+    /// token until the first send.
     pub fn new(config: WeworkConfig) -> Result<WeworkAdapter, FieldError> {
+        WeworkAdapter::with_classifier(config, Arc::new(Classifier::default()))
+    }
+
+    /// As [`WeworkAdapter::new`], with `classifier` deciding what errcodes
+    /// and HTTP statuses mean.
+    pub fn with_classifier(
+        config: WeworkConfig,
+        classifier: Arc<Classifier>,
+    ) -> Result<WeworkAdapter, FieldError> {
         let base_url = config.base_url.trim_end_matches('/').to_owned();
         reqwest::Url::parse(&base_url)
             .map_err(|e| FieldError::new("config.base_url", format!("is not a URL: {e}")))?;
@@ -97,6 +109,7 @@ impl WeworkAdapter {
                 .unwrap_or(DEFAULT_DUPLICATE_CHECK_INTERVAL),
             token: Mutex::new(TokenState::default()),
             refresh: tokio::sync::Mutex::new(()),
+            classifier,
         })
     }
 
@@ -128,26 +141,22 @@ impl WeworkAdapter {
                 Ok(reply) => reply,
                 Err(disposition) => return disposition,
             };
-            let code = format!("wework_{}", reply.errcode);
-            return match reply.errcode {
-                0 => sent(out, reply),
+            if reply.errcode == 0 {
+                return sent(out, reply);
+            }
+            return match self.classifier.wework(reply.errcode) {
+                Action::Sent => sent(out, reply),
                 // The token expired or was revoked: refresh and resend once.
-                40014 | 42001 if !refreshed => {
+                Action::RefreshToken { .. } if !refreshed => {
                     self.invalidate(&token);
                     refreshed = true;
                     continue;
                 }
-                40014 | 42001 => retry_after(out, Duration::from_secs(30), code, reply.errmsg),
-                // System busy.
-                -1 => retry_after(out, Duration::from_secs(5), code, reply.errmsg),
-                // API frequency limit.
-                45009 => retry_after(out, Duration::from_secs(60), code, reply.errmsg),
-                // Too many concurrent requests.
-                45033 => retry_after(out, Duration::from_secs(10), code, reply.errmsg),
-                _ => Disposition::DeadLetter {
-                    code,
-                    reason: reply.errmsg,
-                },
+                action => action.disposition(
+                    out.attempt,
+                    format!("wework_{}", reply.errcode),
+                    reply.errmsg,
+                ),
             };
         }
     }
@@ -207,11 +216,11 @@ impl WeworkAdapter {
         if !status.is_success() {
             let code = format!("wework_http_{}", status.as_u16());
             let reason = format!("message/send answered HTTP {status}");
-            return Err(if status.is_server_error() || status.as_u16() == 429 {
-                retry_after(out, Duration::from_secs(30), code, reason)
-            } else {
-                dead_letter(code, reason)
-            });
+            return Err(self.classifier.http(status.as_u16()).disposition(
+                out.attempt,
+                code,
+                reason,
+            ));
         }
         response.json::<SendReply>().await.map_err(|e| {
             if e.is_decode() {
@@ -430,9 +439,8 @@ fn retry_after(
     code: impl Into<String>,
     reason: impl Into<String>,
 ) -> Disposition {
-    let doublings = out.attempt.saturating_sub(1).min(8);
     Disposition::RetryAfter {
-        after: base.saturating_mul(1 << doublings).min(MAX_BACKOFF),
+        after: classify::retry_delay(base, out.attempt),
         code: code.into(),
         reason: reason.into(),
     }
@@ -493,6 +501,13 @@ mod tests {
         }
 
         async fn start(self) -> (Arc<FakeWework>, WeworkAdapter) {
+            self.start_classified(Classifier::default()).await
+        }
+
+        async fn start_classified(
+            self,
+            classifier: Classifier,
+        ) -> (Arc<FakeWework>, WeworkAdapter) {
             let fake = Arc::new(self);
             let app = Router::new()
                 .route("/cgi-bin/gettoken", get(gettoken))
@@ -503,17 +518,20 @@ mod tests {
                 .expect("bind");
             let addr = listener.local_addr().expect("local addr");
             tokio::spawn(async move { axum::serve(listener, app).await });
-            let adapter = WeworkAdapter::new(WeworkConfig {
-                base_url: format!("http://{addr}/"),
-                corp_id: "corp".to_owned(),
-                corp_secret: "secret".to_owned(),
-                agent_id: 1000002,
-                token: None,
-                encoding_aes_key: None,
-                duplicate_check_interval: None,
-                timeout_ms: Some(5000),
-                callback_secret: None,
-            })
+            let adapter = WeworkAdapter::with_classifier(
+                WeworkConfig {
+                    base_url: format!("http://{addr}/"),
+                    corp_id: "corp".to_owned(),
+                    corp_secret: "secret".to_owned(),
+                    agent_id: 1000002,
+                    token: None,
+                    encoding_aes_key: None,
+                    duplicate_check_interval: None,
+                    timeout_ms: Some(5000),
+                    callback_secret: None,
+                },
+                Arc::new(classifier),
+            )
             .expect("adapter");
             (fake, adapter)
         }
@@ -694,6 +712,29 @@ mod tests {
             outcome,
             Disposition::RetryAfter {
                 after: Duration::from_secs(60),
+                code: "wework_45009".to_owned(),
+                reason: "api freq out of limit".to_owned(),
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_user_rule_overrides_the_delay_of_the_api_frequency_limit() {
+        let classifier = Classifier::from_json(
+            r#"{"wework": [{"errcode": 45009, "action": "retry", "after_s": 120}]}"#,
+        )
+        .expect("rules");
+        let (_fake, wework) =
+            FakeWework::replying(&[json!({"errcode": 45009, "errmsg": "api freq out of limit"})])
+                .start_classified(classifier)
+                .await;
+
+        let outcome = wework.send(Job::new().out()).await;
+
+        assert_eq!(
+            outcome,
+            Disposition::RetryAfter {
+                after: Duration::from_secs(120),
                 code: "wework_45009".to_owned(),
                 reason: "api freq out of limit".to_owned(),
             }

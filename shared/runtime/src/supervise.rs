@@ -1,0 +1,65 @@
+//! In-process restarts: a service whose RabbitMQ connection drops ends its
+//! run (every unacked delivery returns to its queue) and is built and run
+//! again, with backoff, until a shutdown signal.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use crate::shutdown::{shutdown_signal, Shutdown};
+
+/// Why one run of a service ended with an error.
+#[derive(Debug)]
+pub enum Stop {
+    /// It could not start: connecting or declaring failed.
+    Build(anyhow::Error),
+    /// It ran and then stopped on an error (a lost connection).
+    Run(anyhow::Error),
+}
+
+/// The first pause before a restart; it doubles up to [`MAX_BACKOFF`] and
+/// starts over after a run that lasted [`STABLE_RUN`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(15);
+const STABLE_RUN: Duration = Duration::from_secs(60);
+
+/// Runs `run_once` until it returns `Ok` (a shutdown) or SIGTERM/Ctrl-C
+/// arrives. A failure to start the very first time ends the process (a
+/// bad setting should not loop); every later failure restarts it.
+pub async fn supervise<F, Fut>(service: &str, mut run_once: F) -> anyhow::Result<()>
+where
+    F: FnMut(Shutdown) -> Fut,
+    Fut: Future<Output = Result<(), Stop>>,
+{
+    let (trigger, shutdown) = Shutdown::new();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = trigger.send(true);
+    });
+    let mut started_once = false;
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let began = Instant::now();
+        let error = match run_once(shutdown.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(Stop::Build(e)) if !started_once => return Err(e),
+            Err(Stop::Build(e)) => e,
+            Err(Stop::Run(e)) => {
+                started_once = true;
+                e
+            }
+        };
+        if shutdown.is_triggered() {
+            return Ok(());
+        }
+        if began.elapsed() >= STABLE_RUN {
+            backoff = FIRST_BACKOFF;
+        }
+        metrics::counter!("herald_restarts_total").increment(1);
+        tracing::warn!(service, error = %format!("{error:#}"), restart_in_ms = backoff.as_millis() as u64, "The service stopped on an error; restarting.");
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.wait() => return Ok(()),
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
