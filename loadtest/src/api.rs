@@ -49,7 +49,7 @@ impl std::fmt::Display for ApiFailure {
 impl std::error::Error for ApiFailure {}
 
 impl ApiFailure {
-    fn retryable(&self) -> bool {
+    pub fn retryable(&self) -> bool {
         matches!(self.status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE)
             // Two requests with the same idempotency keys at once: try again.
             || (self.status == StatusCode::CONFLICT && self.code.as_deref() == Some("conflict"))

@@ -24,6 +24,11 @@ pub enum Command {
     /// second tenant sends a message at a steady pace while it drains; the
     /// report gives the small tenant's enqueue→sent percentiles.
     Fairness(FairnessArgs),
+    /// Faults during a run, on private RabbitMQ, Redis and PostgreSQL
+    /// instances it starts itself: kill -9 and restart every Herald process,
+    /// restart the three services; report accepted, sent, lost, duplicates
+    /// and recovery times. Exit 1 on any loss.
+    Chaos(crate::chaos::ChaosArgs),
 }
 
 /// The running system a command drives.

@@ -8,12 +8,17 @@
 //! `herald-loadtest fairness` queues a large backlog for one tenant and
 //! measures another tenant's enqueue→sent latency while it drains.
 //!
+//! `herald-loadtest chaos` runs Herald on private RabbitMQ, Redis and
+//! PostgreSQL instances, kills and restarts every part while it sends, and
+//! reports losses and duplicates.
+//!
 //! Modules by role: [`cli`] (flags), [`api`] (the producer's HTTP API),
 //! [`setup`] (tenant, key, providers), [`enqueue`] (the send burst),
 //! [`wait`] (polling the records), [`sim`] (the simulator's counters),
 //! [`report`] (the summary and its math) and [`demo`] (the whole run).
 
 pub mod api;
+pub mod chaos;
 pub mod cli;
 pub mod demo;
 pub mod enqueue;
@@ -30,5 +35,6 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         cli::Command::Demo(args) => demo::run(args).await,
         cli::Command::Fairness(args) => fairness::run(args).await,
+        cli::Command::Chaos(args) => chaos::command(args).await,
     }
 }

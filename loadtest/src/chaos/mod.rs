@@ -1,0 +1,570 @@
+//! `herald-loadtest chaos`: Herald under faults, on private instances.
+//!
+//! Starts its own RabbitMQ node, Redis and PostgreSQL cluster (see
+//! [`cluster`]), the simulator, a producer, a scheduler and workers from
+//! their binaries. While messages are enqueued and sent it kills -9 workers,
+//! the scheduler and the producer and restarts them, restarts RabbitMQ, Redis
+//! and PostgreSQL, and stops a worker with SIGTERM (timed). It then waits for
+//! every accepted message to be final and reports accepted, sent, lost,
+//! duplicates at the simulator and recovery times. A clean run has no loss,
+//! and a duplicate only for a message recorded in doubt.
+
+pub mod cluster;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use reqwest::Method;
+use serde::Serialize;
+use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::api::{ApiClient, ApiFailure};
+use crate::enqueue::demo_messages;
+use crate::{setup, sim};
+use cluster::{free_port, wait_port, PrivatePostgres, PrivateRabbit, PrivateRedis, Process};
+
+/// What a chaos run is told.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChaosArgs {
+    /// Messages to enqueue (half email, half WeWork).
+    #[arg(long, default_value_t = 20_000)]
+    pub messages: usize,
+    /// Worker processes.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Rounds of faults; each round kills or restarts every part once.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+    /// Pause between faults, in milliseconds.
+    #[arg(long, default_value_t = 1_500)]
+    pub pause_ms: u64,
+    /// Where herald-producer, herald-scheduler, herald-worker and herald-sim
+    /// are (default: next to this program, e.g. target/release).
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+    /// Keep the private instances' directory (logs, data) after the run.
+    #[arg(long)]
+    pub keep: bool,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+impl ChaosArgs {
+    pub fn new(messages: usize) -> ChaosArgs {
+        ChaosArgs {
+            messages,
+            workers: 2,
+            rounds: 1,
+            pause_ms: 1_500,
+            bin_dir: None,
+            keep: false,
+            json: None,
+        }
+    }
+}
+
+/// One fault and how long Herald took to send again after it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fault {
+    pub what: String,
+    /// Seconds since the run began.
+    pub at_s: f64,
+    /// From the fault until the simulator received a new message (`None`:
+    /// nothing was left to send, or no progress within 120 s).
+    pub recovery_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ChaosReport {
+    pub accepted: u64,
+    /// Records by status, for the accepted messages.
+    pub statuses: BTreeMap<String, u64>,
+    pub sent: u64,
+    pub in_doubt: u64,
+    /// Messages sent again under the in-doubt policy (WeWork).
+    pub in_doubt_resends: u64,
+    /// Accepted and neither received by the simulator nor recorded failed
+    /// or in doubt.
+    pub lost: u64,
+    /// Receipts at the simulator beyond the first, per message.
+    pub duplicates: u64,
+    /// Duplicated messages that were not recorded in doubt.
+    pub unexplained_duplicates: u64,
+    /// Enqueue requests answered with an error (then retried).
+    pub enqueue_errors: u64,
+    pub faults: Vec<Fault>,
+    /// SIGTERM → exit of a worker with sends in flight.
+    pub graceful_stop_ms: Option<u64>,
+    /// From the last fault until every accepted message was final.
+    pub drain_after_last_fault_ms: u64,
+    pub elapsed_s: f64,
+    pub directory: String,
+}
+
+impl ChaosReport {
+    pub fn clean(&self) -> bool {
+        self.lost == 0 && self.unexplained_duplicates == 0 && self.accepted > 0
+    }
+
+    pub fn print(&self) {
+        println!("chaos run: {:.1} s, private instances in {}", self.elapsed_s, self.directory);
+        println!("  accepted            {}", self.accepted);
+        println!("  sent                {}", self.sent);
+        println!("  in doubt            {} (resent: {})", self.in_doubt, self.in_doubt_resends);
+        println!("  lost                {}", self.lost);
+        println!(
+            "  duplicates at sim   {} ({} not recorded in doubt)",
+            self.duplicates, self.unexplained_duplicates
+        );
+        println!("  enqueue errors      {} (retried)", self.enqueue_errors);
+        println!("  statuses            {:?}", self.statuses);
+        if let Some(ms) = self.graceful_stop_ms {
+            println!("  SIGTERM → exit      {ms} ms (worker with sends in flight)");
+        }
+        println!("  drained after the last fault in {} ms", self.drain_after_last_fault_ms);
+        for f in &self.faults {
+            let recovery = f
+                .recovery_ms
+                .map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms"));
+            println!("  {:>7.1} s  {:<34} recovered in {recovery}", f.at_s, f.what);
+        }
+    }
+}
+
+/// The command: runs, prints, writes JSON; exit 1 unless clean.
+pub async fn command(args: ChaosArgs) -> anyhow::Result<ExitCode> {
+    let json_path = args.json.clone();
+    let report = run(args).await?;
+    report.print();
+    if let Some(path) = json_path {
+        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(if report.clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+const ADMIN_TOKEN: &str = "chaos-admin-token";
+const NAMESPACE: &str = "chaos";
+
+/// The binaries' directory: the flag, else next to this program (a test's
+/// executable lives one level deeper, in `deps/`).
+fn bin_dir(args: &ChaosArgs) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = &args.bin_dir {
+        return Ok(dir.clone());
+    }
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().context("no parent")?.to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    Ok(dir)
+}
+
+struct Herald {
+    sim: Process,
+    producer: Process,
+    scheduler: Process,
+    workers: Vec<Process>,
+}
+
+/// Runs the scenario and returns its report.
+pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
+    let began = Instant::now();
+    let bins = bin_dir(&args)?;
+    for b in ["herald-producer", "herald-scheduler", "herald-worker", "herald-sim"] {
+        anyhow::ensure!(
+            bins.join(b).exists(),
+            "{} is missing: build the workspace first (cargo build --workspace --bins)",
+            bins.join(b).display()
+        );
+    }
+    let root = std::env::temp_dir().join(format!("herald-chaos-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&root)?;
+    let logs = root.join("logs");
+    std::fs::create_dir_all(&logs)?;
+
+    let mut rabbit = PrivateRabbit::new(&root)?;
+    let mut redis = PrivateRedis::new(&root)?;
+    let mut pg = PrivatePostgres::init(&root).await?;
+    let (r, d, p) = tokio::join!(rabbit.start(), redis.start(), pg.start());
+    r?;
+    d?;
+    p?;
+
+    let database_url = pg.url("herald");
+    let common = vec![
+        ("HERALD_AMQP_URL".to_owned(), rabbit.url()),
+        ("HERALD_REDIS_URL".to_owned(), redis.url()),
+        ("HERALD_DATABASE_URL".to_owned(), database_url.clone()),
+        ("HERALD_NAMESPACE".to_owned(), NAMESPACE.to_owned()),
+        ("HERALD_ADMIN_TOKEN".to_owned(), ADMIN_TOKEN.to_owned()),
+        ("RUST_LOG".to_owned(), "warn".to_owned()),
+    ];
+    let with = |extra: &[(&str, String)]| {
+        let mut env = common.clone();
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        env
+    };
+    let (sim_http, sim_smtp, sim_smtps) = (free_port()?, free_port()?, free_port()?);
+    let producer_port = free_port()?;
+    let cert_dir = root.join("sim-certs");
+    let any_port = "127.0.0.1:0".to_owned();
+    let mut herald = Herald {
+        sim: Process::new(
+            "sim",
+            bins.join("herald-sim"),
+            with(&[
+                ("HERALD_HTTP_ADDR", format!("127.0.0.1:{sim_http}")),
+                ("HERALD_SIM_SMTP_ADDR", format!("127.0.0.1:{sim_smtp}")),
+                ("HERALD_SIM_SMTPS_ADDR", format!("127.0.0.1:{sim_smtps}")),
+                ("HERALD_SIM_CERT_DIR", cert_dir.display().to_string()),
+            ]),
+            &logs,
+        ),
+        producer: Process::new(
+            "producer",
+            bins.join("herald-producer"),
+            with(&[("HERALD_HTTP_ADDR", format!("127.0.0.1:{producer_port}"))]),
+            &logs,
+        ),
+        scheduler: Process::new(
+            "scheduler",
+            bins.join("herald-scheduler"),
+            with(&[("HERALD_HTTP_ADDR", any_port.clone())]),
+            &logs,
+        ),
+        workers: (0..args.workers.max(1))
+            .map(|i| {
+                Process::new(
+                    &format!("worker{i}"),
+                    bins.join("herald-worker"),
+                    with(&[("HERALD_HTTP_ADDR", any_port.clone())]),
+                    &logs,
+                )
+            })
+            .collect(),
+    };
+    herald.sim.start()?;
+    wait_port(sim_http, Duration::from_secs(30), "herald-sim").await?;
+    herald.producer.start()?;
+    let producer_url = format!("http://127.0.0.1:{producer_port}");
+    wait_ready(&producer_url, Duration::from_secs(90)).await?;
+    herald.scheduler.start()?;
+    for w in &mut herald.workers {
+        w.start()?;
+    }
+
+    let admin = ApiClient::new(&producer_url, ADMIN_TOKEN)?;
+    let tenant = setup::ensure_tenant(&admin).await?;
+    let key = setup::create_key(&admin, &tenant.id).await?;
+    let ca = cert_dir.join("ca.pem");
+    setup::ensure_provider(
+        &admin,
+        &setup::email_provider("127.0.0.1", sim_smtp, ca.exists().then_some(ca.as_path())),
+    )
+    .await?;
+    setup::ensure_provider(
+        &admin,
+        &setup::wework_provider(&format!("http://127.0.0.1:{sim_http}")),
+    )
+    .await?;
+    let client = admin.with_token(&key);
+    let sim_url = format!("http://127.0.0.1:{sim_http}");
+    let db = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(&database_url)?;
+
+    let run_id = format!("chaos-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let emails = args.messages / 2;
+    let messages = demo_messages(&run_id, emails, args.messages - emails);
+    let accepted: Arc<Mutex<Vec<Uuid>>> = Arc::default();
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let enqueue = tokio::spawn(enqueue_with_retries(
+        client.clone(),
+        messages,
+        accepted.clone(),
+        errors.clone(),
+    ));
+
+    // The faults, one after another, each followed by a wait for progress.
+    let mut faults = Vec::new();
+    let mut graceful_stop_ms = None;
+    let pause = Duration::from_millis(args.pause_ms);
+    let kinds = [
+        "kill -9 worker0",
+        "kill -9 scheduler",
+        "kill -9 producer",
+        "restart RabbitMQ",
+        "kill -9 worker1",
+        "restart Redis",
+        "restart PostgreSQL",
+        "SIGTERM worker0 (graceful)",
+    ];
+    'rounds: for _ in 0..args.rounds.max(1) {
+        for what in kinds {
+            tokio::time::sleep(pause).await;
+            if enqueue.is_finished() && unfinished(&db, &accepted).await.unwrap_or(1) == 0 {
+                break 'rounds;
+            }
+            let before = sim_received(&sim_url).await.unwrap_or(0);
+            let at_s = began.elapsed().as_secs_f64();
+            let last = herald.workers.len() - 1;
+            match what {
+                "kill -9 worker0" => {
+                    herald.workers[0].kill().await;
+                    herald.workers[0].start()?;
+                }
+                "kill -9 worker1" => {
+                    herald.workers[last].kill().await;
+                    herald.workers[last].start()?;
+                }
+                "kill -9 scheduler" => {
+                    herald.scheduler.kill().await;
+                    herald.scheduler.start()?;
+                }
+                "kill -9 producer" => {
+                    herald.producer.kill().await;
+                    herald.producer.start()?;
+                }
+                "restart RabbitMQ" => rabbit.restart().await?,
+                "restart Redis" => redis.restart().await?,
+                "restart PostgreSQL" => pg.restart().await?,
+                _ => {
+                    graceful_stop_ms = herald.workers[0]
+                        .terminate()
+                        .await
+                        .map(|d| d.as_millis() as u64);
+                    herald.workers[0].start()?;
+                }
+            }
+            let recovery_ms = wait_progress(&sim_url, before, Instant::now()).await;
+            faults.push(Fault {
+                what: what.to_owned(),
+                at_s,
+                recovery_ms,
+            });
+            // A process that died by itself (not one we killed) is restarted
+            // too, and counted: it should not happen.
+            for p in std::iter::once(&mut herald.producer)
+                .chain(std::iter::once(&mut herald.scheduler))
+                .chain(herald.workers.iter_mut())
+            {
+                if p.exited() {
+                    faults.push(Fault {
+                        what: format!("{} exited by itself; restarted", p.name),
+                        at_s: began.elapsed().as_secs_f64(),
+                        recovery_ms: None,
+                    });
+                    p.start()?;
+                }
+            }
+        }
+    }
+    let last_fault = Instant::now();
+
+    let enqueue_result = enqueue.await.map_err(|e| anyhow!("the enqueue task: {e}"))?;
+    enqueue_result?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while unfinished(&db, &accepted).await.unwrap_or(u64::MAX) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let drain_ms = last_fault.elapsed().as_millis() as u64;
+
+    let ids = accepted.lock().await.clone();
+    let report = tally(&db, &sim_url, &ids).await?;
+    let report = ChaosReport {
+        enqueue_errors: errors.load(std::sync::atomic::Ordering::Relaxed),
+        faults,
+        graceful_stop_ms,
+        drain_after_last_fault_ms: drain_ms,
+        elapsed_s: began.elapsed().as_secs_f64(),
+        directory: root.display().to_string(),
+        ..report
+    };
+
+    for p in std::iter::once(&mut herald.producer)
+        .chain(std::iter::once(&mut herald.scheduler))
+        .chain(herald.workers.iter_mut())
+        .chain(std::iter::once(&mut herald.sim))
+    {
+        p.terminate().await;
+    }
+    db.close().await;
+    rabbit.stop().await;
+    redis.stop().await;
+    pg.stop().await;
+    if !args.keep && report.clean() {
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    Ok(report)
+}
+
+async fn wait_ready(url: &str, timeout: Duration) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(r) = http.get(format!("{url}/readyz")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the producer at {url} was not ready within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Posts the messages in chunks of 200, four requests in flight, and
+/// retries a chunk (same idempotency keys) until it is accepted: through
+/// 503s, a dead producer and a restarting broker.
+async fn enqueue_with_retries(
+    client: ApiClient,
+    messages: Vec<Value>,
+    accepted: Arc<Mutex<Vec<Uuid>>>,
+    errors: Arc<std::sync::atomic::AtomicU64>,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let chunks: Vec<Vec<Value>> = messages.chunks(200).map(<[Value]>::to_vec).collect();
+    let results = futures::stream::iter(chunks.into_iter().map(|chunk| {
+        let (client, accepted, errors) = (client.clone(), accepted.clone(), errors.clone());
+        async move {
+            let body = json!({ "messages": chunk });
+            let deadline = Instant::now() + Duration::from_secs(600);
+            let mut wait = Duration::from_millis(200);
+            loop {
+                match client.once(Method::POST, "/v1/messages/batch", Some(&body)).await {
+                    Ok(answer) => {
+                        let ids: Vec<Uuid> = answer["ids"]
+                            .as_array()
+                            .map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).collect())
+                            .unwrap_or_default();
+                        accepted.lock().await.extend(ids);
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if let Some(f) = e.downcast_ref::<ApiFailure>() {
+                            if !f.retryable() {
+                                return Err(e.context("the producer refused a chunk"));
+                            }
+                        }
+                        if Instant::now() > deadline {
+                            return Err(e.context("a chunk was not accepted within 10 minutes"));
+                        }
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+        }
+    }))
+    .buffer_unordered(4)
+    .collect::<Vec<anyhow::Result<()>>>()
+    .await;
+    results.into_iter().collect()
+}
+
+/// Accepted messages not final yet.
+async fn unfinished(db: &PgPool, accepted: &Mutex<Vec<Uuid>>) -> anyhow::Result<u64> {
+    let ids = accepted.lock().await.clone();
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM messages WHERE id = ANY($1)
+           AND status IN ('queued', 'scheduled', 'pending', 'sending')",
+    )
+    .bind(&ids)
+    .fetch_one(db)
+    .await?;
+    let found: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE id = ANY($1)")
+        .bind(&ids)
+        .fetch_one(db)
+        .await?;
+    Ok(n as u64 + (ids.len() as u64).saturating_sub(found as u64))
+}
+
+async fn sim_received(sim_url: &str) -> anyhow::Result<u64> {
+    let s = sim::fetch(sim_url).await?;
+    Ok(s.smtp.received + s.wework.received)
+}
+
+/// Milliseconds from `since` until the simulator received more than
+/// `before`; `None` if nothing came within 120 s.
+async fn wait_progress(sim_url: &str, before: u64, since: Instant) -> Option<u64> {
+    let deadline = since + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if sim_received(sim_url).await.unwrap_or(0) > before {
+            return Some(since.elapsed().as_millis() as u64);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// Counts what became of the accepted messages.
+async fn tally(db: &PgPool, sim_url: &str, ids: &[Uuid]) -> anyhow::Result<ChaosReport> {
+    let rows: Vec<(Uuid, String, i32)> =
+        sqlx::query_as("SELECT id, status, in_doubt_resends FROM messages WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(db)
+            .await?;
+    let http = reqwest::Client::new();
+    // Receipts per message id at the simulator, both channels.
+    let mut at_sim: HashMap<String, u64> = HashMap::new();
+    for channel in ["email", "wework"] {
+        let v: Value = http
+            .get(format!("{sim_url}/sim/messages?channel={channel}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        for (id, n) in v["ids"].as_object().into_iter().flatten() {
+            *at_sim.entry(id.clone()).or_default() += n.as_u64().unwrap_or(0);
+        }
+    }
+    let stats = sim::fetch(sim_url).await?;
+    let mut report = ChaosReport {
+        accepted: ids.len() as u64,
+        duplicates: stats.smtp.duplicates + stats.wework.duplicates,
+        ..ChaosReport::default()
+    };
+    let mut doubted: HashSet<Uuid> = HashSet::new();
+    let mut recorded = HashSet::new();
+    for (id, status, resends) in &rows {
+        recorded.insert(*id);
+        *report.statuses.entry(status.clone()).or_default() += 1;
+        report.in_doubt_resends += *resends as u64;
+        let reached = at_sim.contains_key(&id.to_string());
+        match status.as_str() {
+            "in_doubt" => {
+                report.in_doubt += 1;
+                doubted.insert(*id);
+            }
+            "failed" => {}
+            _ if reached => report.sent += 1,
+            _ => report.lost += 1,
+        }
+        if *resends > 0 {
+            doubted.insert(*id);
+        }
+    }
+    report.lost += ids.iter().filter(|id| !recorded.contains(id)).count() as u64;
+    // Duplicates are allowed for messages recorded in doubt, and only them.
+    report.unexplained_duplicates = at_sim
+        .iter()
+        .filter(|(id, n)| **n > 1 && !id.parse().is_ok_and(|id: Uuid| doubted.contains(&id)))
+        .map(|(_, n)| n - 1)
+        .sum();
+    Ok(report)
+}
