@@ -240,10 +240,16 @@ impl PrivateRedis {
 
     pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // Our own child: wait on it (a zombie still answers `kill -0`).
             if let Some(pid) = child.id() {
-                stop_pid(pid, "TERM", Duration::from_secs(10)).await;
+                signal(pid, "TERM");
             }
-            let _ = child.kill().await;
+            if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
         }
     }
 

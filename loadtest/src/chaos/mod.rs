@@ -11,7 +11,7 @@
 
 pub mod cluster;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -40,9 +40,16 @@ pub struct ChaosArgs {
     /// Worker processes.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+    /// Enqueue pace, messages per second (open loop: a chunk of 100 is
+    /// posted on time whether or not the last one was answered).
+    #[arg(long, default_value_t = 400)]
+    pub rate: u32,
     /// Rounds of faults; each round kills or restarts every part once.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 2)]
     pub rounds: usize,
+    /// Only the faults whose name contains this (e.g. `PostgreSQL`).
+    #[arg(long)]
+    pub only: Option<String>,
     /// Pause between faults, in milliseconds.
     #[arg(long, default_value_t = 1_500)]
     pub pause_ms: u64,
@@ -63,7 +70,9 @@ impl ChaosArgs {
         ChaosArgs {
             messages,
             workers: 2,
-            rounds: 1,
+            rate: 400,
+            rounds: 2,
+            only: None,
             pause_ms: 1_500,
             bin_dir: None,
             keep: false,
@@ -78,8 +87,10 @@ pub struct Fault {
     pub what: String,
     /// Seconds since the run began.
     pub at_s: f64,
-    /// From the fault until the simulator received a new message (`None`:
-    /// nothing was left to send, or no progress within 120 s).
+    /// How long the fault itself took (a service's stop and start).
+    pub outage_ms: u64,
+    /// From the end of the fault until the simulator received a new
+    /// message (`None`: nothing was left to send, or no progress in 120 s).
     pub recovery_ms: Option<u64>,
 }
 
@@ -135,7 +146,10 @@ impl ChaosReport {
             let recovery = f
                 .recovery_ms
                 .map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms"));
-            println!("  {:>7.1} s  {:<34} recovered in {recovery}", f.at_s, f.what);
+            println!(
+                "  {:>7.1} s  {:<34} outage {:>6} ms, then sending again in {recovery}",
+                f.at_s, f.what, f.outage_ms
+            );
         }
     }
 }
@@ -211,7 +225,10 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
         ("HERALD_DATABASE_URL".to_owned(), database_url.clone()),
         ("HERALD_NAMESPACE".to_owned(), NAMESPACE.to_owned()),
         ("HERALD_ADMIN_TOKEN".to_owned(), ADMIN_TOKEN.to_owned()),
-        ("RUST_LOG".to_owned(), "warn".to_owned()),
+        (
+            "RUST_LOG".to_owned(),
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        ),
     ];
     let with = |extra: &[(&str, String)]| {
         let mut env = common.clone();
@@ -298,6 +315,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
         messages,
         accepted.clone(),
         errors.clone(),
+        args.rate.max(1),
     ));
 
     // The faults, one after another, each followed by a wait for progress.
@@ -316,12 +334,16 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
     ];
     'rounds: for _ in 0..args.rounds.max(1) {
         for what in kinds {
+            if args.only.as_ref().is_some_and(|o| !what.contains(o.as_str())) {
+                continue;
+            }
             tokio::time::sleep(pause).await;
             if enqueue.is_finished() && unfinished(&db, &accepted).await.unwrap_or(1) == 0 {
                 break 'rounds;
             }
             let before = sim_received(&sim_url).await.unwrap_or(0);
             let at_s = began.elapsed().as_secs_f64();
+            let fault_began = Instant::now();
             let last = herald.workers.len() - 1;
             match what {
                 "kill -9 worker0" => {
@@ -351,10 +373,12 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
                     herald.workers[0].start()?;
                 }
             }
+            let outage_ms = fault_began.elapsed().as_millis() as u64;
             let recovery_ms = wait_progress(&sim_url, before, Instant::now()).await;
             faults.push(Fault {
                 what: what.to_owned(),
                 at_s,
+                outage_ms,
                 recovery_ms,
             });
             // A process that died by itself (not one we killed) is restarted
@@ -367,6 +391,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
                     faults.push(Fault {
                         what: format!("{} exited by itself; restarted", p.name),
                         at_s: began.elapsed().as_secs_f64(),
+                        outage_ms: 0,
                         recovery_ms: None,
                     });
                     p.start()?;
@@ -427,7 +452,7 @@ async fn wait_ready(url: &str, timeout: Duration) -> anyhow::Result<()> {
     }
 }
 
-/// Posts the messages in chunks of 200, four requests in flight, and
+/// Posts the messages in chunks of 100 at `rate` messages per second, and
 /// retries a chunk (same idempotency keys) until it is accepted: through
 /// 503s, a dead producer and a restarting broker.
 async fn enqueue_with_retries(
@@ -435,13 +460,16 @@ async fn enqueue_with_retries(
     messages: Vec<Value>,
     accepted: Arc<Mutex<Vec<Uuid>>>,
     errors: Arc<std::sync::atomic::AtomicU64>,
+    rate: u32,
 ) -> anyhow::Result<()> {
-    use futures::StreamExt;
-    let chunks: Vec<Vec<Value>> = messages.chunks(200).map(<[Value]>::to_vec).collect();
-    let results = futures::stream::iter(chunks.into_iter().map(|chunk| {
+    const CHUNK: usize = 100;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(CHUNK as f64 / f64::from(rate)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in messages.chunks(CHUNK) {
+        tick.tick().await;
         let (client, accepted, errors) = (client.clone(), accepted.clone(), errors.clone());
-        async move {
-            let body = json!({ "messages": chunk });
+        let body = json!({ "messages": chunk });
+        tasks.spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(600);
             let mut wait = Duration::from_millis(200);
             loop {
@@ -469,12 +497,12 @@ async fn enqueue_with_retries(
                     }
                 }
             }
-        }
-    }))
-    .buffer_unordered(4)
-    .collect::<Vec<anyhow::Result<()>>>()
-    .await;
-    results.into_iter().collect()
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.map_err(|e| anyhow!("an enqueue task: {e}"))??;
+    }
+    Ok(())
 }
 
 /// Accepted messages not final yet.
