@@ -189,6 +189,29 @@ impl PrivateRabbit {
         self.stop().await;
         self.start().await
     }
+
+    /// Runs `rabbitmqctl -n <node> args…` against this node (as the
+    /// rabbitmq user when we are root, so that the Erlang cookie matches).
+    pub async fn ctl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut cmd = command_as("rabbitmq", "rabbitmqctl");
+        if is_root() {
+            cmd.env("HOME", "/var/lib/rabbitmq");
+        }
+        let out = cmd
+            .args(["-n", &self.node])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .context("cannot run rabbitmqctl")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "rabbitmqctl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
 }
 
 impl Drop for PrivateRabbit {

@@ -30,7 +30,8 @@ impl App {
         )
         .await
         .context("Failed to connect to RabbitMQ")?;
-        let topology = Topology::new(&settings.common.namespace);
+        let topology = Topology::new(&settings.common.namespace)
+            .with_user_queue_max_length(settings.common.user_queue_max_length);
         let channel = broker.channel().await?;
         topology
             .declare_core(&channel)

@@ -47,7 +47,8 @@ impl App {
         let capacity = Capacity::connect(&settings.common.redis_url, &settings.common.namespace)
             .await
             .context("Failed to connect to Redis")?;
-        let topology = Topology::new(&settings.common.namespace);
+        let topology = Topology::new(&settings.common.namespace)
+            .with_user_queue_max_length(settings.common.user_queue_max_length);
         let channel = broker.channel().await?;
         topology
             .declare_core(&channel)

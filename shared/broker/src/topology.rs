@@ -9,9 +9,10 @@ use crate::{Broker, BrokerError};
 /// least as long as its backoff, then returns to the scheduler.
 pub const DELAY_TIERS: [u32; 7] = [1, 5, 30, 120, 600, 1800, 3600];
 
-/// The most messages one user queue holds. Past it the producer answers
-/// 503 with Retry-After. A RabbitMQ policy (`max-length`) can lower it
-/// without redeclaring: the lower of the two applies.
+/// The most messages one user queue holds unless configured
+/// (`HERALD_USER_QUEUE_MAX_LENGTH`). Past it the producer answers 503 with
+/// Retry-After. A RabbitMQ policy (`max-length`) can lower it without
+/// redeclaring: the lower of the two applies.
 pub const USER_QUEUE_MAX_LENGTH: i64 = 2_000_000;
 
 fn is_precondition_failed(e: &lapin::Error) -> bool {
@@ -23,6 +24,7 @@ fn is_precondition_failed(e: &lapin::Error) -> bool {
 #[derive(Debug, Clone)]
 pub struct Topology {
     ns: String,
+    user_queue_max_length: i64,
 }
 
 fn table(entries: Vec<(&str, AMQPValue)>) -> FieldTable {
@@ -49,7 +51,16 @@ impl Topology {
     pub fn new(namespace: &str) -> Self {
         Topology {
             ns: namespace.to_owned(),
+            user_queue_max_length: USER_QUEUE_MAX_LENGTH,
         }
+    }
+
+    /// The length limit of user queues this topology declares. Every
+    /// service that declares them (producer, scheduler) must agree: a
+    /// queue's arguments are fixed when it is first declared.
+    pub fn with_user_queue_max_length(mut self, max: i64) -> Self {
+        self.user_queue_max_length = max.max(1);
+        self
     }
 
     pub fn namespace(&self) -> &str {
@@ -180,7 +191,7 @@ impl Topology {
         let mut ch = broker.channel().await?;
         for channel in Channel::ALL {
             let q = self.user_queue(tenant, channel);
-            if let Err(e) = ch.queue_declare(&q, DURABLE, Self::user_queue_args()).await {
+            if let Err(e) = ch.queue_declare(&q, DURABLE, self.user_queue_args()).await {
                 if !is_precondition_failed(&e) {
                     return Err(e.into());
                 }
@@ -207,14 +218,14 @@ impl Topology {
         Ok(())
     }
 
-    /// A user queue: priority bands, and at most [`USER_QUEUE_MAX_LENGTH`]
-    /// messages; past it the broker refuses publishes (a nack), which the
-    /// producer answers with 503 — backpressure, never a dropped message.
-    fn user_queue_args() -> FieldTable {
+    /// A user queue: priority bands, and a length limit; past it the broker
+    /// refuses publishes (a nack), which the producer answers with 503 —
+    /// backpressure, never a dropped message.
+    fn user_queue_args(&self) -> FieldTable {
         let mut args = Self::priority_args();
         args.insert(
             ShortString::from("x-max-length"),
-            AMQPValue::LongLongInt(USER_QUEUE_MAX_LENGTH),
+            AMQPValue::LongLongInt(self.user_queue_max_length),
         );
         args.insert(ShortString::from("x-overflow"), text("reject-publish"));
         args

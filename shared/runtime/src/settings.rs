@@ -57,6 +57,10 @@ pub struct CommonSettings {
     /// Prefix of every exchange, queue and Redis key.
     #[arg(long, env = "HERALD_NAMESPACE", default_value = "herald")]
     pub namespace: String,
+    /// The most messages a tenant's user queue holds; past it enqueues
+    /// answer 503 with Retry-After. Fixed when a queue is first declared.
+    #[arg(long, env = "HERALD_USER_QUEUE_MAX_LENGTH", default_value_t = 2_000_000)]
+    pub user_queue_max_length: i64,
 }
 
 impl CommonSettings {
@@ -67,6 +71,7 @@ impl CommonSettings {
             redis_url: "redis://127.0.0.1:6379".into(),
             database_url: format!("postgres://postgres@127.0.0.1:5432/{database}"),
             namespace: namespace.into(),
+            user_queue_max_length: 2_000_000,
         }
     }
 

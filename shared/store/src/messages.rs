@@ -284,7 +284,9 @@ impl Store {
     ///
     /// `resend[i]` is the in-doubt policy of message `i`'s channel: when
     /// set, a message found `sending` is claimed again (attempt + 1) and its
-    /// `in_doubt_resends` counted, instead of being set aside.
+    /// `in_doubt_resends` counted, instead of being set aside — at most
+    /// [`MAX_IN_DOUBT_RESENDS`] times, so a message that kills every worker
+    /// sending it (a poison message) ends `in_doubt`, not in a crash loop.
     pub async fn claim_for_sending(
         &self,
         ids: &[Uuid],
@@ -296,12 +298,15 @@ impl Store {
         }
         Ok(sqlx::query_as(
             "WITH input AS (SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bool[]) AS i(id, provider_id, resend)),
-             prev AS (SELECT m.id, m.status FROM messages m WHERE m.id IN (SELECT id FROM input)
+             prev AS (SELECT m.id, m.status, m.in_doubt_resends FROM messages m
+                      WHERE m.id IN (SELECT id FROM input)
                         AND m.status IN ('queued', 'pending', 'sending')
                       ORDER BY m.id FOR UPDATE),
-             doubt AS (SELECT prev.id, prev.status = 'sending' AND NOT input.resend AS held,
-                              prev.status = 'sending' AND input.resend AS resent
-                       FROM prev JOIN input ON input.id = prev.id)
+             policy AS (SELECT prev.id, prev.status = 'sending' AS doubtful,
+                               input.resend AND prev.in_doubt_resends < $4 AS may_resend
+                        FROM prev JOIN input ON input.id = prev.id),
+             doubt AS (SELECT id, doubtful AND NOT may_resend AS held, doubtful AND may_resend AS resent
+                       FROM policy)
              UPDATE messages m SET
                 status = CASE WHEN doubt.held THEN 'in_doubt' ELSE 'sending' END,
                 attempts = m.attempts + CASE WHEN doubt.held THEN 0 ELSE 1 END,
@@ -319,6 +324,7 @@ impl Store {
         .bind(ids)
         .bind(providers)
         .bind(resend)
+        .bind(MAX_IN_DOUBT_RESENDS)
         .fetch_all(&self.pool)
         .await?)
     }
@@ -364,6 +370,10 @@ impl Store {
         .await?)
     }
 }
+
+/// How many times a message left in doubt is sent again under a resend
+/// policy before it is set aside as `in_doubt`.
+pub const MAX_IN_DOUBT_RESENDS: i32 = 3;
 
 impl Store {
     /// Marks messages whose publish the broker did not confirm as failed
