@@ -47,6 +47,11 @@ pub struct ChaosArgs {
     /// Rounds of faults; each round kills or restarts every part once.
     #[arg(long, default_value_t = 2)]
     pub rounds: usize,
+    /// A rolling restart instead of faults: SIGTERM and start again each
+    /// worker, the scheduler and the producer in turn. Nothing may be lost,
+    /// left in doubt or sent twice.
+    #[arg(long)]
+    pub graceful: bool,
     /// Only the faults whose name contains this (e.g. `PostgreSQL`).
     #[arg(long)]
     pub only: Option<String>,
@@ -73,6 +78,7 @@ impl ChaosArgs {
             rate: 400,
             rounds: 2,
             only: None,
+            graceful: false,
             pause_ms: 1_500,
             bin_dir: None,
             keep: false,
@@ -113,7 +119,7 @@ pub struct ChaosReport {
     /// Enqueue requests answered with an error (then retried).
     pub enqueue_errors: u64,
     pub faults: Vec<Fault>,
-    /// SIGTERM → exit of a worker with sends in flight.
+    /// SIGTERM → exit of a worker with sends in flight (the longest seen).
     pub graceful_stop_ms: Option<u64>,
     /// From the last fault until every accepted message was final.
     pub drain_after_last_fault_ms: u64,
@@ -322,18 +328,27 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
     let mut faults = Vec::new();
     let mut graceful_stop_ms = None;
     let pause = Duration::from_millis(args.pause_ms);
-    let kinds = [
-        "kill -9 worker0",
-        "kill -9 scheduler",
-        "kill -9 producer",
-        "restart RabbitMQ",
-        "kill -9 worker1",
-        "restart Redis",
-        "restart PostgreSQL",
-        "SIGTERM worker0 (graceful)",
-    ];
+    let kinds: &[&str] = if args.graceful {
+        &[
+            "SIGTERM worker0",
+            "SIGTERM worker1",
+            "SIGTERM scheduler",
+            "SIGTERM producer",
+        ]
+    } else {
+        &[
+            "kill -9 worker0",
+            "kill -9 scheduler",
+            "kill -9 producer",
+            "restart RabbitMQ",
+            "kill -9 worker1",
+            "restart Redis",
+            "restart PostgreSQL",
+            "SIGTERM worker0",
+        ]
+    };
     'rounds: for _ in 0..args.rounds.max(1) {
-        for what in kinds {
+        for &what in kinds {
             if args.only.as_ref().is_some_and(|o| !what.contains(o.as_str())) {
                 continue;
             }
@@ -366,11 +381,17 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
                 "restart Redis" => redis.restart().await?,
                 "restart PostgreSQL" => pg.restart().await?,
                 _ => {
-                    graceful_stop_ms = herald.workers[0]
-                        .terminate()
-                        .await
-                        .map(|d| d.as_millis() as u64);
-                    herald.workers[0].start()?;
+                    let process = match what {
+                        "SIGTERM worker1" => &mut herald.workers[last],
+                        "SIGTERM scheduler" => &mut herald.scheduler,
+                        "SIGTERM producer" => &mut herald.producer,
+                        _ => &mut herald.workers[0],
+                    };
+                    let took = process.terminate().await.map(|d| d.as_millis() as u64);
+                    if what.contains("worker") {
+                        graceful_stop_ms = graceful_stop_ms.max(took);
+                    }
+                    process.start()?;
                 }
             }
             let outage_ms = fault_began.elapsed().as_millis() as u64;
