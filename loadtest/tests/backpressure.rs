@@ -85,7 +85,10 @@ async fn a_blocked_broker_or_a_full_user_queue_answers_503_never_202() {
         .expect("raise the memory alarm");
     let began = Instant::now();
     unavailable(send(&client, 0).await);
-    assert!(began.elapsed() < Duration::from_secs(15), "refused in bounded time");
+    assert!(
+        began.elapsed() < Duration::from_secs(15),
+        "refused in bounded time"
+    );
     // While blocked, the answer stays 503.
     unavailable(send(&client, 1).await);
     rabbit
@@ -111,7 +114,10 @@ async fn a_blocked_broker_or_a_full_user_queue_answers_503_never_202() {
             }
             result @ Err(_) => break unavailable(result),
         }
-        assert!(accepted <= 3, "the queue's limit is 3, yet {accepted} were accepted");
+        assert!(
+            accepted <= 3,
+            "the queue's limit is 3, yet {accepted} were accepted"
+        );
     };
     assert!(accepted >= 1, "sends are accepted again after the alarm");
     assert!(message.contains("retry"), "{message}");
@@ -126,7 +132,10 @@ async fn a_blocked_broker_or_a_full_user_queue_answers_503_never_202() {
             .expect("statuses");
     pool.close().await;
     let queued = rows.iter().find(|(s, _)| s == "queued").map_or(0, |r| r.1);
-    assert_eq!(queued, accepted as i64, "exactly the accepted messages are queued: {rows:?}");
+    assert_eq!(
+        queued, accepted as i64,
+        "exactly the accepted messages are queued: {rows:?}"
+    );
 
     producer.terminate().await;
     rabbit.stop().await;
@@ -135,7 +144,10 @@ async fn a_blocked_broker_or_a_full_user_queue_answers_503_never_202() {
 }
 
 async fn herald_store_drop(url: &str) -> anyhow::Result<()> {
-    let admin_url = url.rsplit_once('/').map(|(base, _)| format!("{base}/postgres")).unwrap_or_default();
+    let admin_url = url
+        .rsplit_once('/')
+        .map(|(base, _)| format!("{base}/postgres"))
+        .unwrap_or_default();
     let name = url.rsplit('/').next().unwrap_or_default();
     let pool = sqlx::PgPool::connect(&admin_url).await?;
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

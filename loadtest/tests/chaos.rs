@@ -12,14 +12,22 @@ async fn nothing_accepted_is_lost_when_every_part_is_killed_or_restarted() {
         .unwrap_or(20_000);
     let report = run(ChaosArgs::new(messages)).await.expect("the chaos run");
     report.print();
-    assert_eq!(report.accepted, messages as u64, "every message is accepted in the end");
+    assert_eq!(
+        report.accepted, messages as u64,
+        "every message is accepted in the end"
+    );
     assert_eq!(report.lost, 0, "nothing accepted is lost");
     assert_eq!(
         report.unexplained_duplicates, 0,
         "a duplicate only for a message recorded in doubt"
     );
     assert!(
-        report.faults.iter().filter(|f| !f.what.contains("by itself")).count() >= 8,
+        report
+            .faults
+            .iter()
+            .filter(|f| !f.what.contains("by itself"))
+            .count()
+            >= 8,
         "every kind of fault happened during the run: {:?}",
         report.faults
     );
@@ -36,12 +44,21 @@ async fn a_rolling_restart_loses_nothing_and_sends_nothing_twice() {
     report.print();
     assert_eq!(report.accepted, 8_000);
     assert_eq!(report.lost, 0, "nothing accepted is lost");
-    assert_eq!(report.in_doubt + report.in_doubt_resends, 0, "nothing left in doubt");
+    assert_eq!(
+        report.in_doubt + report.in_doubt_resends,
+        0,
+        "nothing left in doubt"
+    );
     assert_eq!(report.duplicates, 0, "nothing sent twice");
     assert!(
         report.graceful_stop_ms.is_some_and(|ms| ms < 30_000),
         "a worker stops within 30 s: {:?}",
         report.graceful_stop_ms
     );
-    assert_eq!(report.faults.len(), 4, "every process restarted: {:?}", report.faults);
+    assert_eq!(
+        report.faults.len(),
+        4,
+        "every process restarted: {:?}",
+        report.faults
+    );
 }

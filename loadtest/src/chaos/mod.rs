@@ -133,10 +133,16 @@ impl ChaosReport {
     }
 
     pub fn print(&self) {
-        println!("chaos run: {:.1} s, private instances in {}", self.elapsed_s, self.directory);
+        println!(
+            "chaos run: {:.1} s, private instances in {}",
+            self.elapsed_s, self.directory
+        );
         println!("  accepted            {}", self.accepted);
         println!("  sent                {}", self.sent);
-        println!("  in doubt            {} (resent: {})", self.in_doubt, self.in_doubt_resends);
+        println!(
+            "  in doubt            {} (resent: {})",
+            self.in_doubt, self.in_doubt_resends
+        );
         println!("  lost                {}", self.lost);
         println!(
             "  duplicates at sim   {} ({} not recorded in doubt)",
@@ -147,7 +153,10 @@ impl ChaosReport {
         if let Some(ms) = self.graceful_stop_ms {
             println!("  SIGTERM → exit      {ms} ms (worker with sends in flight)");
         }
-        println!("  drained after the last fault in {} ms", self.drain_after_last_fault_ms);
+        println!(
+            "  drained after the last fault in {} ms",
+            self.drain_after_last_fault_ms
+        );
         for f in &self.faults {
             let recovery = f
                 .recovery_ms
@@ -204,7 +213,12 @@ struct Herald {
 pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
     let began = Instant::now();
     let bins = bin_dir(&args)?;
-    for b in ["herald-producer", "herald-scheduler", "herald-worker", "herald-sim"] {
+    for b in [
+        "herald-producer",
+        "herald-scheduler",
+        "herald-worker",
+        "herald-sim",
+    ] {
         anyhow::ensure!(
             bins.join(b).exists(),
             "{} is missing: build the workspace first (cargo build --workspace --bins)",
@@ -349,7 +363,11 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
     };
     'rounds: for _ in 0..args.rounds.max(1) {
         for &what in kinds {
-            if args.only.as_ref().is_some_and(|o| !what.contains(o.as_str())) {
+            if args
+                .only
+                .as_ref()
+                .is_some_and(|o| !what.contains(o.as_str()))
+            {
                 continue;
             }
             tokio::time::sleep(pause).await;
@@ -422,7 +440,9 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
     }
     let last_fault = Instant::now();
 
-    let enqueue_result = enqueue.await.map_err(|e| anyhow!("the enqueue task: {e}"))?;
+    let enqueue_result = enqueue
+        .await
+        .map_err(|e| anyhow!("the enqueue task: {e}"))?;
     enqueue_result?;
     let deadline = Instant::now() + Duration::from_secs(300);
     while unfinished(&db, &accepted).await.unwrap_or(u64::MAX) > 0 && Instant::now() < deadline {
@@ -468,7 +488,10 @@ async fn wait_ready(url: &str, timeout: Duration) -> anyhow::Result<()> {
                 return Ok(());
             }
         }
-        anyhow::ensure!(Instant::now() < deadline, "the producer at {url} was not ready within {timeout:?}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the producer at {url} was not ready within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -494,7 +517,10 @@ async fn enqueue_with_retries(
             let deadline = Instant::now() + Duration::from_secs(600);
             let mut wait = Duration::from_millis(200);
             loop {
-                match client.once(Method::POST, "/v1/messages/batch", Some(&body)).await {
+                match client
+                    .once(Method::POST, "/v1/messages/batch", Some(&body))
+                    .await
+                {
                     Ok(answer) => {
                         let ids: Vec<Uuid> = answer["ids"]
                             .as_array()

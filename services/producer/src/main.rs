@@ -1,7 +1,7 @@
 use anyhow::Context;
 use clap::Parser;
-use herald_runtime::Stop;
 use herald_producer::{App, Settings};
+use herald_runtime::Stop;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -176,7 +176,11 @@ impl Worker {
             .map(|(_, j)| self.in_doubt.resends(Channel::from_proto(j.channel)))
             .collect();
         let claimed = loop {
-            match self.store.claim_for_sending(&ids, &providers, &resend).await {
+            match self
+                .store
+                .claim_for_sending(&ids, &providers, &resend)
+                .await
+            {
                 Ok(rows) => break rows,
                 Err(e) => {
                     tracing::warn!(error = %e, "Failed to claim deliveries; retrying.");
@@ -188,7 +192,7 @@ impl Worker {
             .into_iter()
             .map(|c| (c.id, c.previous_status))
             .collect();
-        for (((delivery, job), id), resend) in jobs.into_iter().zip(ids).zip(resend) {
+        for ((delivery, job), id) in jobs.into_iter().zip(ids) {
             match previous.get(&id).map(String::as_str) {
                 None => {
                     // Sent, cancelled or finished already: a duplicate
@@ -203,8 +207,9 @@ impl Worker {
                         })
                         .await;
                 }
-                Some("sending") if !resend => {
-                    metrics::counter!("herald_worker_in_doubt_total", "policy" => "hold").increment(1);
+                Some("sending") => {
+                    metrics::counter!("herald_worker_in_doubt_total", "policy" => "hold")
+                        .increment(1);
                     tracing::warn!(message_id = %id, "A message was found mid-send after a worker stopped; recorded in_doubt.");
                     let publish = self.dead_letter(
                         job,
@@ -221,7 +226,7 @@ impl Worker {
                         .await;
                 }
                 Some(previous) => {
-                    if previous == "sending" {
+                    if previous == "in_doubt_resent" {
                         metrics::counter!("herald_worker_in_doubt_total", "policy" => "resend")
                             .increment(1);
                         tracing::warn!(message_id = %id, "A message was found mid-send after a worker stopped; its channel resends it.");

@@ -126,6 +126,13 @@ impl Ctx {
     /// Records a queued message and puts its job, assigned to the
     /// provider, on the central queue.
     async fn send(&self, recipient: &str) -> MessageId {
+        let id = self.record(recipient).await;
+        self.publish(id, recipient).await;
+        id
+    }
+
+    /// Records a queued message.
+    async fn record(&self, recipient: &str) -> MessageId {
         let id = MessageId::new();
         self.store
             .insert_messages(
@@ -146,6 +153,12 @@ impl Ctx {
             )
             .await
             .expect("record");
+        id
+    }
+
+    /// Puts the message's job, assigned to the provider, on the central
+    /// queue.
+    async fn publish(&self, id: MessageId, recipient: &str) {
         let job = v1::Job {
             message_id: id.to_string(),
             tenant_id: self.tenant.to_string(),
@@ -167,7 +180,28 @@ impl Ctx {
             .topology
             .to_central(Channel::Wework, job.encode_to_vec(), Priority::DEFAULT);
         self.publisher.publish(&out).await.expect("publish");
-        id
+    }
+
+    /// Leaves the record as a worker that died mid-send would: `sending`,
+    /// after `resends` earlier resends.
+    async fn died_mid_send(&self, id: MessageId, resends: i32) {
+        sqlx::query("UPDATE messages SET status = 'sending', in_doubt_resends = $2 WHERE id = $1")
+            .bind(uuid::Uuid::parse_str(&id.to_string()).expect("uuid"))
+            .bind(resends)
+            .execute(self.store.pool())
+            .await
+            .expect("update");
+    }
+
+    async fn wait_status(&self, id: MessageId, want: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let status = status_of(&self.store, self.tenant, id).await;
+            if status == want || tokio::time::Instant::now() > deadline {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn wait_sent(&self, id: MessageId) -> String {
@@ -295,5 +329,45 @@ async fn sends_hold_at_most_the_providers_concurrency_and_feed_its_statistics() 
         "the simulator answers in 150 ms, the average says {latency}"
     );
     assert_eq!(load.consecutive_failures, 0);
+    ctx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wework_message_found_mid_send_is_resent_until_the_resend_limit() {
+    // WeWork's in-doubt policy is "resend" (its duplicate check drops a
+    // repeat); the limit keeps a message that kills every worker from
+    // looping forever.
+    let ctx = Ctx::start(json!({}), 0).await;
+    let resent = ctx.record("u1").await;
+    ctx.died_mid_send(resent, 0).await;
+    ctx.publish(resent, "u1").await;
+    let limit = herald_store::MAX_IN_DOUBT_RESENDS;
+    let held = ctx.record("u2").await;
+    ctx.died_mid_send(held, limit).await;
+    ctx.publish(held, "u2").await;
+
+    assert_eq!(ctx.wait_sent(resent).await, "sent");
+    assert_eq!(ctx.sim.count(SimChannel::Wework, &resent.to_string()), 1);
+    assert_eq!(ctx.wait_status(held, "in_doubt").await, "in_doubt");
+    assert_eq!(
+        ctx.sim.count(SimChannel::Wework, &held.to_string()),
+        0,
+        "a message past the resend limit is set aside, not sent"
+    );
+    let resends: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT status, in_doubt_resends FROM messages WHERE id = ANY($1) ORDER BY recipient",
+    )
+    .bind(vec![
+        uuid::Uuid::parse_str(&resent.to_string()).expect("uuid"),
+        uuid::Uuid::parse_str(&held.to_string()).expect("uuid"),
+    ])
+    .fetch_all(ctx.store.pool())
+    .await
+    .expect("rows");
+    assert_eq!(
+        resends,
+        vec![("sent".to_owned(), 1), ("in_doubt".to_owned(), limit)],
+        "the resend is counted, so a duplicate at the receiver is explained"
+    );
     ctx.stop().await;
 }

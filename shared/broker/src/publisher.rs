@@ -81,8 +81,7 @@ impl Publisher {
     /// Publishes one message and waits for its confirm.
     pub async fn publish(&self, msg: &Outbound) -> Result<(), BrokerError> {
         if self.broker.is_blocked() {
-            metrics::counter!("herald_broker_publishes_total", "outcome" => "blocked")
-                .increment(1);
+            metrics::counter!("herald_broker_publishes_total", "outcome" => "blocked").increment(1);
             return Err(BrokerError::Blocked);
         }
         let channel = self.reopen().await?;

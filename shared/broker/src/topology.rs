@@ -187,7 +187,11 @@ impl Topology {
     }
 
     /// Declares and binds a tenant's user queues, one per channel.
-    pub async fn declare_tenant(&self, broker: &Broker, tenant: TenantId) -> Result<(), BrokerError> {
+    pub async fn declare_tenant(
+        &self,
+        broker: &Broker,
+        tenant: TenantId,
+    ) -> Result<(), BrokerError> {
         let mut ch = broker.channel().await?;
         for channel in Channel::ALL {
             let q = self.user_queue(tenant, channel);

@@ -59,7 +59,11 @@ pub struct CommonSettings {
     pub namespace: String,
     /// The most messages a tenant's user queue holds; past it enqueues
     /// answer 503 with Retry-After. Fixed when a queue is first declared.
-    #[arg(long, env = "HERALD_USER_QUEUE_MAX_LENGTH", default_value_t = 2_000_000)]
+    #[arg(
+        long,
+        env = "HERALD_USER_QUEUE_MAX_LENGTH",
+        default_value_t = 2_000_000
+    )]
     pub user_queue_max_length: i64,
 }
 

@@ -13,7 +13,8 @@ mod tenants;
 pub use db::Store;
 pub use keys::ApiKeyOwner;
 pub use messages::{
-    ClaimedMessage, IdempotentHit, MessageFilter, MessageRow, NewRecord, Outcome, MAX_IN_DOUBT_RESENDS,
+    ClaimedMessage, IdempotentHit, MessageFilter, MessageRow, NewRecord, Outcome,
+    MAX_IN_DOUBT_RESENDS,
 };
 pub use parked::{DueJobs, ParkedJob, Requeued};
 pub use providers::{NewProvider, ProviderPatch, ProviderRow};

@@ -287,6 +287,8 @@ impl Store {
     /// `in_doubt_resends` counted, instead of being set aside — at most
     /// [`MAX_IN_DOUBT_RESENDS`] times, so a message that kills every worker
     /// sending it (a poison message) ends `in_doubt`, not in a crash loop.
+    /// `previous_status` is then `in_doubt_resent`; `sending` means the
+    /// message was set aside as `in_doubt`.
     pub async fn claim_for_sending(
         &self,
         ids: &[Uuid],
@@ -319,7 +321,8 @@ impl Store {
                 updated_at = now()
              FROM prev JOIN input ON input.id = prev.id JOIN doubt ON doubt.id = prev.id
              WHERE m.id = prev.id
-             RETURNING m.id, prev.status AS previous_status",
+             RETURNING m.id,
+                CASE WHEN doubt.resent THEN 'in_doubt_resent' ELSE prev.status END AS previous_status",
         )
         .bind(ids)
         .bind(providers)
