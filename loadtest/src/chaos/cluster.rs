@@ -118,6 +118,8 @@ pub struct PrivateRabbit {
     dir: PathBuf,
     pub port: u16,
     dist_port: u16,
+    /// Its own port mapper (epmd), stopped with the node.
+    epmd_port: u16,
     node: String,
     child: Option<Child>,
 }
@@ -138,6 +140,7 @@ impl PrivateRabbit {
             dir,
             port,
             dist_port,
+            epmd_port: free_port()?,
             node: format!("herald-chaos-{port}@localhost"),
             child: None,
         })
@@ -166,9 +169,13 @@ impl PrivateRabbit {
             .env("RABBITMQ_MNESIA_BASE", self.dir.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", self.dir.join("log"))
             .env("RABBITMQ_PID_FILE", self.pid_file())
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
+            // Its own process group: the VM runs under runuser and a shell,
+            // and the whole group is killed on drop.
+            .process_group(0)
             .kill_on_drop(true);
         if !is_root() {
             cmd.env_remove("HOME");
@@ -183,6 +190,7 @@ impl PrivateRabbit {
             stop_pid(pid, "TERM", Duration::from_secs(30)).await;
         }
         if let Some(mut child) = self.child.take() {
+            kill_group(&child);
             let _ = child.kill().await;
         }
         let _ = std::fs::remove_file(self.pid_file());
@@ -201,6 +209,7 @@ impl PrivateRabbit {
             cmd.env("HOME", "/var/lib/rabbitmq");
         }
         let out = cmd
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
             .args(["-n", &self.node])
             .args(args)
             .stdin(Stdio::null())
@@ -222,6 +231,24 @@ impl Drop for PrivateRabbit {
         if let Some(pid) = read_pid(&self.pid_file()) {
             signal(pid, "KILL");
         }
+        if let Some(child) = &self.child {
+            kill_group(child);
+        }
+        let _ = std::process::Command::new("epmd")
+            .args(["-port", &self.epmd_port.to_string(), "-kill"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Kills the process group `child` leads (started with `process_group(0)`).
+fn kill_group(child: &Child) {
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -337,6 +364,7 @@ impl PrivatePostgres {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .context("cannot run postgres")?;
@@ -368,6 +396,9 @@ impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         if let Some(pid) = read_pid(&self.data.join("postmaster.pid")) {
             signal(pid, "QUIT");
+        }
+        if let Some(child) = &self.child {
+            kill_group(child);
         }
     }
 }

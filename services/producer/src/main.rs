@@ -10,10 +10,13 @@ async fn main() -> anyhow::Result<()> {
     herald_runtime::supervise("herald-producer", |shutdown| {
         let settings = settings.clone();
         async move {
-            let app = App::build(settings)
-                .await
-                .context("Failed to start the producer")
-                .map_err(Stop::Build)?;
+            // A SIGTERM while connecting (RabbitMQ away) ends it at once.
+            let app = tokio::select! {
+                app = App::build(settings) => app
+                    .context("Failed to start the producer")
+                    .map_err(Stop::Build)?,
+                _ = shutdown.wait() => return Ok(()),
+            };
             app.run(async move { shutdown.wait().await })
                 .await
                 .map_err(Stop::Run)

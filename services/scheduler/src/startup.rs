@@ -94,8 +94,8 @@ impl App {
     }
 
     /// Runs until `shutdown` resolves (or the broker connection is lost,
-    /// which ends the process with an error so that its supervisor restarts
-    /// it; every unacked delivery returns to its queue).
+    /// which ends the run with an error; `main` builds and runs it again
+    /// with backoff, and every unacked delivery returns to its queue).
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,

@@ -42,6 +42,9 @@ const LEASE_TTL: Duration = Duration::from_secs(120);
 /// How long a send waits for a concurrency slot before its job goes back
 /// to the scheduler (through the shortest delay tier).
 const LEASE_WAIT: Duration = Duration::from_secs(20);
+/// A copy of a message another worker claimed less than [`LEASE_TTL`] ago
+/// (so may still be sending) is looked at again after this long.
+const LIVE_SEND_RECHECK: Duration = Duration::from_secs(30);
 
 /// What the pipeline shares.
 pub struct Worker {
@@ -101,7 +104,11 @@ impl Worker {
             )
             .await?;
         let (done_tx, done_rx) = mpsc::channel::<Finished>(RECORD_BATCH * 2);
-        let recorder = tokio::spawn(self.clone().record_loop(done_rx, amqp.clone()));
+        // Aborted if this run is (a shutdown past its grace period): it must
+        // not outlive the run and its connection.
+        let mut recorder = AbortOnDrop(tokio::spawn(
+            self.clone().record_loop(done_rx, amqp.clone()),
+        ));
         let permits = Arc::new(Semaphore::new(concurrency));
         loop {
             let first = tokio::select! {
@@ -124,7 +131,7 @@ impl Worker {
         // Wait for every send in flight, then let the recorder flush.
         let _all = permits.acquire_many(concurrency as u32).await;
         drop(done_tx);
-        let _ = recorder.await;
+        let _ = (&mut recorder.0).await;
         let _ = amqp.close(200, "worker stopped").await;
         Ok(())
     }
@@ -138,8 +145,24 @@ impl Worker {
         done: &mpsc::Sender<Finished>,
     ) {
         let mut jobs: Vec<(Delivery, v1::Job)> = Vec::with_capacity(batch.len());
+        let mut seen = std::collections::HashSet::with_capacity(batch.len());
         for delivery in batch {
             match v1::Job::decode(delivery.data.as_slice()) {
+                // Two copies of one message in a batch (a publish retried
+                // after an unanswered confirm): the first is claimed, the
+                // others are acked without a send.
+                Ok(job) if !seen.insert(job.message_id.clone()) => {
+                    metrics::counter!("herald_worker_duplicate_deliveries_total").increment(1);
+                    self.refund(&job).await;
+                    let _ = done
+                        .send(Finished {
+                            acker: delivery.acker,
+                            outcome: None,
+                            publish: None,
+                            observed: None,
+                        })
+                        .await;
+                }
                 Ok(job) => jobs.push((delivery, job)),
                 Err(e) => {
                     let publish = self.topology.dead_letter(
@@ -178,7 +201,7 @@ impl Worker {
         let claimed = loop {
             match self
                 .store
-                .claim_for_sending(&ids, &providers, &resend)
+                .claim_for_sending(&ids, &providers, &resend, LEASE_TTL)
                 .await
             {
                 Ok(rows) => break rows,
@@ -203,6 +226,25 @@ impl Worker {
                             acker: delivery.acker,
                             outcome: None,
                             publish: None,
+                            observed: None,
+                        })
+                        .await;
+                }
+                Some("sending_live") => {
+                    // Another worker claimed it moments ago and may still be
+                    // sending: decide again later, when that send is over.
+                    metrics::counter!("herald_worker_duplicate_deliveries_total").increment(1);
+                    self.refund(&job).await;
+                    let mut job = job;
+                    job.assignment = None;
+                    let publish = self
+                        .topology
+                        .to_delay(LIVE_SEND_RECHECK.as_secs(), job.encode_to_vec());
+                    let _ = done
+                        .send(Finished {
+                            acker: delivery.acker,
+                            outcome: None,
+                            publish: Some(publish),
                             observed: None,
                         })
                         .await;
@@ -502,15 +544,18 @@ impl Worker {
         let mut delay = Duration::from_millis(200);
         // Retries and dead letters first: once the record says `pending` or
         // `failed`, the job must already be safe in its queue.
-        while let Err(e) = self.publisher.publish_all(&publishes).await {
-            if !deliveries.status().connected() {
-                break;
+        let published = loop {
+            match self.publisher.publish_all(&publishes).await {
+                Ok(()) => break true,
+                Err(_) if !deliveries.status().connected() => break false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Failed to publish retries or dead letters; retrying.");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
             }
-            tracing::warn!(error = %e, "Failed to publish retries or dead letters; retrying.");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
-        if !deliveries.status().connected() {
+        };
+        if !published {
             // The connection dropped: the deliveries are back in their queue
             // and cannot be acked. Record what happened so the redelivery
             // does the right thing.
@@ -576,6 +621,15 @@ impl Worker {
             })
             .collect();
         self.record_outcomes(&outcomes).await;
+    }
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -182,15 +182,18 @@ impl Ctx {
         self.publisher.publish(&out).await.expect("publish");
     }
 
-    /// Leaves the record as a worker that died mid-send would: `sending`,
-    /// after `resends` earlier resends.
+    /// Leaves the record as a worker that died mid-send, ten minutes ago,
+    /// would: `sending`, after `resends` earlier resends.
     async fn died_mid_send(&self, id: MessageId, resends: i32) {
-        sqlx::query("UPDATE messages SET status = 'sending', in_doubt_resends = $2 WHERE id = $1")
-            .bind(uuid::Uuid::parse_str(&id.to_string()).expect("uuid"))
-            .bind(resends)
-            .execute(self.store.pool())
-            .await
-            .expect("update");
+        sqlx::query(
+            "UPDATE messages SET status = 'sending', in_doubt_resends = $2,
+                updated_at = now() - interval '10 minutes' WHERE id = $1",
+        )
+        .bind(uuid::Uuid::parse_str(&id.to_string()).expect("uuid"))
+        .bind(resends)
+        .execute(self.store.pool())
+        .await
+        .expect("update");
     }
 
     async fn wait_status(&self, id: MessageId, want: &str) -> String {
@@ -369,5 +372,30 @@ async fn a_wework_message_found_mid_send_is_resent_until_the_resend_limit() {
         vec![("sent".to_owned(), 1), ("in_doubt".to_owned(), limit)],
         "the resend is counted, so a duplicate at the receiver is explained"
     );
+    ctx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_a_message_another_worker_just_claimed_is_not_sent_now() {
+    // A second copy (a redelivery while the first worker still sends) of a
+    // WeWork message claimed a moment ago: resending now could run beside
+    // that send, so it waits in a delay tier instead.
+    let ctx = Ctx::start(json!({}), 0).await;
+    let id = ctx.record("u1").await;
+    sqlx::query("UPDATE messages SET status = 'sending', updated_at = now() WHERE id = $1")
+        .bind(uuid::Uuid::parse_str(&id.to_string()).expect("uuid"))
+        .execute(ctx.store.pool())
+        .await
+        .expect("update");
+    ctx.publish(id, "u1").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(ctx.sim.count(SimChannel::Wework, &id.to_string()), 0);
+    assert_eq!(status_of(&ctx.store, ctx.tenant, id).await, "sending");
+    let resends: i32 = sqlx::query_scalar("SELECT in_doubt_resends FROM messages WHERE id = $1")
+        .bind(uuid::Uuid::parse_str(&id.to_string()).expect("uuid"))
+        .fetch_one(ctx.store.pool())
+        .await
+        .expect("row");
+    assert_eq!(resends, 0, "nothing was resent yet");
     ctx.stop().await;
 }

@@ -1,3 +1,4 @@
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -19,7 +20,15 @@ struct Inner {
     connection: RwLock<Arc<Connection>>,
     /// One redial at a time; the others wait for its result.
     redial: tokio::sync::Mutex<()>,
+    /// Set by [`Broker::close`]: never dial again.
+    closed: AtomicBool,
 }
+
+/// How long one dial may take (TCP, TLS and the AMQP handshake).
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long closing waits for the broker's answer: a blocked connection
+/// never writes the close frame.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Connects to RabbitMQ, retrying with backoff for up to `patience`.
 pub async fn connect(url: &str, name: &str, patience: Duration) -> Result<Broker, BrokerError> {
@@ -34,6 +43,7 @@ pub async fn connect(url: &str, name: &str, patience: Duration) -> Result<Broker
                         name: name.to_owned(),
                         connection: RwLock::new(Arc::new(connection)),
                         redial: tokio::sync::Mutex::new(()),
+                        closed: AtomicBool::new(false),
                     }),
                 })
             }
@@ -42,17 +52,20 @@ pub async fn connect(url: &str, name: &str, patience: Duration) -> Result<Broker
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
 }
 
-async fn dial(url: &str, name: &str) -> Result<Connection, lapin::Error> {
+async fn dial(url: &str, name: &str) -> Result<Connection, BrokerError> {
     let props = ConnectionProperties::default()
         .with_connection_name(name.into())
         .with_executor(tokio_executor_trait::Tokio::current())
         .with_reactor(tokio_reactor_trait::Tokio);
-    Connection::connect(url, props).await
+    match tokio::time::timeout(DIAL_TIMEOUT, Connection::connect(url, props)).await {
+        Ok(connection) => Ok(connection?),
+        Err(_) => Err(BrokerError::DialTimeout),
+    }
 }
 
 impl Broker {
@@ -78,6 +91,9 @@ impl Broker {
         let current = self.current();
         if current.status().connected() {
             return Ok(current);
+        }
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(BrokerError::Closed);
         }
         let fresh = Arc::new(dial(&self.inner.url, &self.inner.name).await?);
         match self.inner.connection.write() {
@@ -109,7 +125,11 @@ impl Broker {
         self.current().status().blocked()
     }
 
+    /// Closes the connection (waiting at most [`CLOSE_TIMEOUT`]); the
+    /// broker never dials again.
     pub async fn close(&self) {
-        let _ = self.current().close(200, "shutting down").await;
+        self.inner.closed.store(true, Ordering::Release);
+        let connection = self.current();
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "shutting down")).await;
     }
 }

@@ -24,6 +24,12 @@ pub enum BrokerError {
     /// No confirm came in time: the message may or may not be queued.
     #[error("the broker did not confirm the publish in time")]
     ConfirmTimeout,
+    /// Connecting took longer than its timeout.
+    #[error("connecting to RabbitMQ timed out")]
+    DialTimeout,
+    /// The broker was closed (the service is stopping).
+    #[error("the broker connection was closed")]
+    Closed,
     /// No queue is bound for the routing key: nothing would receive it.
     #[error("no queue for routing key {0:?}")]
     Unroutable(String),

@@ -93,6 +93,24 @@ impl Publisher {
             Some(h) => props.with_headers(h.clone()),
             None => props,
         };
+        // The publish itself waits while RabbitMQ blocks the connection, so
+        // the timeout covers it and the confirm.
+        match tokio::time::timeout(CONFIRM_TIMEOUT, self.publish_on(&channel, msg, props)).await {
+            Ok(result) => result,
+            Err(_) => {
+                metrics::counter!("herald_broker_publishes_total", "outcome" => "timeout")
+                    .increment(1);
+                Err(BrokerError::ConfirmTimeout)
+            }
+        }
+    }
+
+    async fn publish_on(
+        &self,
+        channel: &lapin::Channel,
+        msg: &Outbound,
+        props: BasicProperties,
+    ) -> Result<(), BrokerError> {
         let confirm = channel
             .basic_publish(
                 &msg.exchange,
@@ -105,11 +123,7 @@ impl Publisher {
                 props,
             )
             .await?;
-        let confirmation = match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
-            Ok(c) => c?,
-            Err(_) => return Err(BrokerError::ConfirmTimeout),
-        };
-        let result = match confirmation {
+        let result = match confirm.await? {
             Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
             Confirmation::Ack(Some(_returned)) => {
                 Err(BrokerError::Unroutable(msg.routing_key.clone()))

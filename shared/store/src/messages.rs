@@ -288,46 +288,55 @@ impl Store {
     /// [`MAX_IN_DOUBT_RESENDS`] times, so a message that kills every worker
     /// sending it (a poison message) ends `in_doubt`, not in a crash loop.
     /// `previous_status` is then `in_doubt_resent`; `sending` means the
-    /// message was set aside as `in_doubt`.
+    /// message was set aside as `in_doubt`. A message claimed less than
+    /// `live_for` ago may still be in another worker's hands: it is left
+    /// as it is and comes back as `sending_live`, to be looked at later.
     pub async fn claim_for_sending(
         &self,
         ids: &[Uuid],
         providers: &[Uuid],
         resend: &[bool],
+        live_for: std::time::Duration,
     ) -> Result<Vec<ClaimedMessage>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         Ok(sqlx::query_as(
             "WITH input AS (SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bool[]) AS i(id, provider_id, resend)),
-             prev AS (SELECT m.id, m.status, m.in_doubt_resends FROM messages m
+             prev AS (SELECT m.id, m.status, m.in_doubt_resends, m.updated_at FROM messages m
                       WHERE m.id IN (SELECT id FROM input)
                         AND m.status IN ('queued', 'pending', 'sending')
                       ORDER BY m.id FOR UPDATE),
              policy AS (SELECT prev.id, prev.status = 'sending' AS doubtful,
-                               input.resend AND prev.in_doubt_resends < $4 AS may_resend
+                               input.resend AND prev.in_doubt_resends < $4 AS may_resend,
+                               prev.updated_at > now() - make_interval(secs => $5) AS recent
                         FROM prev JOIN input ON input.id = prev.id),
-             doubt AS (SELECT id, doubtful AND NOT may_resend AS held, doubtful AND may_resend AS resent
+             doubt AS (SELECT id, doubtful AND NOT may_resend AS held,
+                              doubtful AND may_resend AND NOT recent AS resent,
+                              doubtful AND may_resend AND recent AS live
                        FROM policy)
              UPDATE messages m SET
                 status = CASE WHEN doubt.held THEN 'in_doubt' ELSE 'sending' END,
-                attempts = m.attempts + CASE WHEN doubt.held THEN 0 ELSE 1 END,
+                attempts = m.attempts + CASE WHEN doubt.held OR doubt.live THEN 0 ELSE 1 END,
                 in_doubt_resends = m.in_doubt_resends + CASE WHEN doubt.resent THEN 1 ELSE 0 END,
-                provider_id = input.provider_id,
+                provider_id = CASE WHEN doubt.live THEN m.provider_id ELSE input.provider_id END,
                 error_code = CASE WHEN doubt.held THEN 'in_doubt' ELSE m.error_code END,
                 error_message = CASE WHEN doubt.held
                     THEN 'the worker sending this message stopped before recording the outcome'
                     ELSE m.error_message END,
-                updated_at = now()
+                updated_at = CASE WHEN doubt.live THEN m.updated_at ELSE now() END
              FROM prev JOIN input ON input.id = prev.id JOIN doubt ON doubt.id = prev.id
              WHERE m.id = prev.id
              RETURNING m.id,
-                CASE WHEN doubt.resent THEN 'in_doubt_resent' ELSE prev.status END AS previous_status",
+                CASE WHEN doubt.resent THEN 'in_doubt_resent'
+                     WHEN doubt.live THEN 'sending_live'
+                     ELSE prev.status END AS previous_status",
         )
         .bind(ids)
         .bind(providers)
         .bind(resend)
         .bind(MAX_IN_DOUBT_RESENDS)
+        .bind(live_for.as_secs_f64())
         .fetch_all(&self.pool)
         .await?)
     }
