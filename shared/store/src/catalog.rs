@@ -24,6 +24,9 @@ impl ProviderCatalog {
         poll: Duration,
         mut stop: watch::Receiver<bool>,
     ) -> Result<ProviderCatalog> {
+        // Listen before loading: a change between the two would otherwise
+        // go unheard until the next poll.
+        let mut listener = connect_listener(&store).await;
         let rows = Arc::new(RwLock::new(Arc::new(store.all_providers().await?)));
         let (tx, version) = watch::channel(0u64);
         let catalog = ProviderCatalog {
@@ -31,7 +34,6 @@ impl ProviderCatalog {
             version,
         };
         tokio::spawn(async move {
-            let mut listener = connect_listener(&store).await;
             let mut counter = 0u64;
             loop {
                 let wake = async {
