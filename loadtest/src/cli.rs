@@ -29,6 +29,10 @@ pub enum Command {
     /// restart the three services; report accepted, sent, lost, duplicates
     /// and recovery times. Exit 1 on any loss.
     Chaos(crate::chaos::ChaosArgs),
+    /// The bare broker's ceiling: persistent messages published with
+    /// confirms to one queue, relayed to a second with confirms, consumed
+    /// with acks — the two hops of a Herald send with nothing else.
+    Ceiling(CeilingArgs),
 }
 
 /// The running system a command drives.
@@ -119,6 +123,48 @@ pub struct DemoArgs {
     pub logs: String,
 
     /// Print the summary as JSON on stdout (progress still goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Before the burst, measure the bare broker's two-hop ceiling with as
+    /// many messages, and report Herald's throughput as a ratio of it.
+    #[arg(long)]
+    pub ceiling: bool,
+
+    /// Message size for the ceiling, in bytes (about a job envelope's).
+    #[arg(long, default_value_t = 512)]
+    pub ceiling_size: usize,
+
+    /// RabbitMQ, for the ceiling.
+    #[arg(
+        long,
+        env = "HERALD_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
+    pub amqp_url: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CeilingArgs {
+    /// RabbitMQ.
+    #[arg(
+        long,
+        env = "HERALD_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
+    pub amqp_url: String,
+    /// Prefix of the two temporary queues.
+    #[arg(long, env = "HERALD_NAMESPACE", default_value = "herald")]
+    pub namespace: String,
+    /// Messages to carry.
+    #[arg(long, default_value_t = 20_000)]
+    pub messages: u64,
+    /// Message size in bytes.
+    #[arg(long, default_value_t = 512)]
+    pub size: usize,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -144,6 +144,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
+    // The bare broker's ceiling for as many messages, in the same run.
+    let ceiling = if args.ceiling {
+        let n = (args.emails + args.wework) as u64;
+        note(&format!(
+            "ceiling: carrying {n} messages of {} B over two bare RabbitMQ hops",
+            args.ceiling_size
+        ));
+        let c = crate::ceiling::measure(&args.amqp_url, "herald-loadtest", n, args.ceiling_size)
+            .await?;
+        note(&format!("ceiling: {:.0} msg/s", c.per_second));
+        Some(c)
+    } else {
+        None
+    };
+
     // (d) the burst
     let messages = enqueue::demo_messages(&run_id, args.emails, args.wework);
     let total = messages.len();
@@ -209,7 +224,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ),
         (_, Err(e)) => (None, Some(format!("{e:#}"))),
     };
-    let summary = Summary::build(RunFacts {
+    let mut summary = Summary::build(RunFacts {
         run_id,
         tenant_id: tenant.id,
         emails: args.emails as u64,
@@ -227,6 +242,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         sim_error,
         look: LookFurther::new(&args.target.producer_url, &api_key, &stats_url, &args.logs),
     });
+    if let Some(c) = ceiling {
+        summary.ratio_to_ceiling = Some(summary.end_to_end_per_sec / c.per_second.max(1.0));
+        summary.ceiling = Some(c);
+    }
     if args.json {
         let text =
             serde_json::to_string_pretty(&summary).context("Failed to encode the summary")?;

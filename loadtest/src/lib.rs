@@ -18,6 +18,7 @@
 //! [`report`] (the summary and its math) and [`demo`] (the whole run).
 
 pub mod api;
+pub mod ceiling;
 pub mod chaos;
 pub mod cli;
 pub mod demo;
@@ -36,5 +37,18 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Demo(args) => demo::run(args).await,
         cli::Command::Fairness(args) => fairness::run(args).await,
         cli::Command::Chaos(args) => chaos::command(args).await,
+        cli::Command::Ceiling(args) => {
+            let c =
+                ceiling::measure(&args.amqp_url, &args.namespace, args.messages, args.size).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                println!(
+                    "bare RabbitMQ, {} hops: {} messages of {} B in {:.2} s = {:.0} msg/s",
+                    c.hops, c.messages, c.size, c.seconds, c.per_second
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

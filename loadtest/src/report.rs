@@ -247,6 +247,10 @@ pub struct Summary {
     pub end_to_end_secs: f64,
     pub end_to_end_per_sec: f64,
     pub latency: Option<LatencyStats>,
+    /// The bare broker's two-hop ceiling, measured in the same run.
+    pub ceiling: Option<crate::ceiling::Ceiling>,
+    /// `end_to_end_per_sec` over the ceiling.
+    pub ratio_to_ceiling: Option<f64>,
     pub sim: Option<SimDelta>,
     pub sim_error: Option<String>,
     pub timed_out: bool,
@@ -311,6 +315,8 @@ impl Summary {
             enqueue_per_sec: per_second(f.accepted, f.enqueue_secs),
             end_to_end_secs,
             end_to_end_per_sec,
+            ceiling: None,
+            ratio_to_ceiling: None,
             sim: f.sim,
             sim_error: f.sim_error,
             timed_out: f.timed_out,
@@ -385,6 +391,13 @@ impl Summary {
             self.sent,
             secs(self.end_to_end_secs)
         );
+        if let (Some(c), Some(ratio)) = (&self.ceiling, self.ratio_to_ceiling) {
+            let _ = writeln!(
+                o,
+                "  ceiling      {:.0} msg/s bare RabbitMQ, {} hops, {} B messages, same run: Herald is {:.2}× of it",
+                c.per_second, c.hops, c.size, ratio
+            );
+        }
         match &self.latency {
             Some(l) => {
                 let _ = writeln!(

@@ -119,7 +119,7 @@ pub struct ChaosReport {
     /// Enqueue requests answered with an error (then retried).
     pub enqueue_errors: u64,
     pub faults: Vec<Fault>,
-    /// SIGTERM → exit of a worker with sends in flight (the longest seen).
+    /// SIGTERM → exit of a worker under load (the longest seen).
     pub graceful_stop_ms: Option<u64>,
     /// From the last fault until every accepted message was final.
     pub drain_after_last_fault_ms: u64,
@@ -151,7 +151,7 @@ impl ChaosReport {
         println!("  enqueue errors      {} (retried)", self.enqueue_errors);
         println!("  statuses            {:?}", self.statuses);
         if let Some(ms) = self.graceful_stop_ms {
-            println!("  SIGTERM → exit      {ms} ms (worker with sends in flight)");
+            println!("  SIGTERM → exit      {ms} ms (longest, a worker under load)");
         }
         println!(
             "  drained after the last fault in {} ms",
