@@ -135,7 +135,14 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 512)]
     pub ceiling_size: usize,
 
-    /// RabbitMQ, for the ceiling.
+    #[command(flatten)]
+    pub broker: Broker,
+}
+
+/// RabbitMQ, for the ceiling.
+#[derive(Debug, Clone, Args)]
+pub struct Broker {
+    /// RabbitMQ URL.
     #[arg(
         long,
         env = "HERALD_AMQP_URL",
@@ -147,14 +154,8 @@ pub struct DemoArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct CeilingArgs {
-    /// RabbitMQ.
-    #[arg(
-        long,
-        env = "HERALD_AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        hide_env_values = true
-    )]
-    pub amqp_url: String,
+    #[command(flatten)]
+    pub broker: Broker,
     /// Prefix of the two temporary queues.
     #[arg(long, env = "HERALD_NAMESPACE", default_value = "herald")]
     pub namespace: String,

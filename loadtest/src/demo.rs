@@ -151,8 +151,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             "ceiling: carrying {n} messages of {} B over two bare RabbitMQ hops",
             args.ceiling_size
         ));
-        let c = crate::ceiling::measure(&args.amqp_url, "herald-loadtest", n, args.ceiling_size)
-            .await?;
+        let c = crate::ceiling::measure(
+            &args.broker.amqp_url,
+            "herald-loadtest",
+            n,
+            args.ceiling_size,
+        )
+        .await?;
         note(&format!("ceiling: {:.0} msg/s", c.per_second));
         Some(c)
     } else {

@@ -38,8 +38,13 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Fairness(args) => fairness::run(args).await,
         cli::Command::Chaos(args) => chaos::command(args).await,
         cli::Command::Ceiling(args) => {
-            let c =
-                ceiling::measure(&args.amqp_url, &args.namespace, args.messages, args.size).await?;
+            let c = ceiling::measure(
+                &args.broker.amqp_url,
+                &args.namespace,
+                args.messages,
+                args.size,
+            )
+            .await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&c)?);
             } else {

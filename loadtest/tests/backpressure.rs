@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use herald_loadtest::api::{ApiClient, ApiFailure};
-use herald_loadtest::chaos::cluster::{free_port, PrivateRabbit, Process};
+use herald_loadtest::chaos::cluster::{bin_dir_of_this_build, free_port, PrivateRabbit, Process};
 use herald_loadtest::setup;
 use reqwest::Method;
 use serde_json::json;
@@ -15,9 +15,7 @@ use serde_json::json;
 const ADMIN: &str = "backpressure-admin";
 
 fn bin(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("exe");
-    let deps = exe.parent().expect("deps");
-    deps.parent().expect("target/debug").join(name)
+    bin_dir_of_this_build().expect("bin dir").join(name)
 }
 
 async fn send(client: &ApiClient, n: usize) -> anyhow::Result<serde_json::Value> {
@@ -139,20 +137,6 @@ async fn a_blocked_broker_or_a_full_user_queue_answers_503_never_202() {
 
     producer.terminate().await;
     rabbit.stop().await;
-    let _ = herald_store_drop(&database_url).await;
+    let _ = herald_store::Store::drop_database(&database_url).await;
     let _ = std::fs::remove_dir_all(&root);
-}
-
-async fn herald_store_drop(url: &str) -> anyhow::Result<()> {
-    let admin_url = url
-        .rsplit_once('/')
-        .map(|(base, _)| format!("{base}/postgres"))
-        .unwrap_or_default();
-    let name = url.rsplit('/').next().unwrap_or_default();
-    let pool = sqlx::PgPool::connect(&admin_url).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&pool)
-        .await?;
-    pool.close().await;
-    Ok(())
 }

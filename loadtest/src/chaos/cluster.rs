@@ -10,6 +10,21 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use tokio::process::{Child, Command};
 
+/// The directory of this program, or of the one a test runs from (a
+/// test's executable lives one level deeper, in `deps/`): where cargo put
+/// the workspace's binaries.
+pub fn bin_dir_of_this_build() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let mut dir = exe
+        .parent()
+        .context("the program has no directory")?
+        .to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    Ok(dir)
+}
+
 /// A TCP port nobody listens on right now.
 pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free port")?;

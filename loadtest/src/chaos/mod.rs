@@ -188,18 +188,12 @@ pub async fn command(args: ChaosArgs) -> anyhow::Result<ExitCode> {
 const ADMIN_TOKEN: &str = "chaos-admin-token";
 const NAMESPACE: &str = "chaos";
 
-/// The binaries' directory: the flag, else next to this program (a test's
-/// executable lives one level deeper, in `deps/`).
+/// The binaries' directory: the flag, else this build's.
 fn bin_dir(args: &ChaosArgs) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = &args.bin_dir {
-        return Ok(dir.clone());
+    match &args.bin_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => cluster::bin_dir_of_this_build(),
     }
-    let exe = std::env::current_exe()?;
-    let mut dir = exe.parent().context("no parent")?.to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    Ok(dir)
 }
 
 struct Herald {

@@ -82,6 +82,19 @@ pub struct Finished {
     observed: Option<Observed>,
 }
 
+impl Finished {
+    /// A delivery with nothing to record: acked after `publish` (if any)
+    /// is confirmed.
+    fn unrecorded(acker: Acker, publish: Option<Outbound>) -> Finished {
+        Finished {
+            acker,
+            outcome: None,
+            publish,
+            observed: None,
+        }
+    }
+}
+
 impl Worker {
     /// Runs the pipeline on `channel`'s central queue until `stop` fires,
     /// then finishes and acks what it holds.
@@ -154,14 +167,7 @@ impl Worker {
                 Ok(job) if !seen.insert(job.message_id.clone()) => {
                     metrics::counter!("herald_worker_duplicate_deliveries_total").increment(1);
                     self.refund(&job).await;
-                    let _ = done
-                        .send(Finished {
-                            acker: delivery.acker,
-                            outcome: None,
-                            publish: None,
-                            observed: None,
-                        })
-                        .await;
+                    let _ = done.send(Finished::unrecorded(delivery.acker, None)).await;
                 }
                 Ok(job) => jobs.push((delivery, job)),
                 Err(e) => {
@@ -171,12 +177,7 @@ impl Worker {
                         &e.to_string(),
                     );
                     let _ = done
-                        .send(Finished {
-                            acker: delivery.acker,
-                            outcome: None,
-                            publish: Some(publish),
-                            observed: None,
-                        })
+                        .send(Finished::unrecorded(delivery.acker, Some(publish)))
                         .await;
                 }
             }
@@ -221,14 +222,7 @@ impl Worker {
                     // Sent, cancelled or finished already: a duplicate
                     // delivery, never sent twice. Give back its reservation.
                     self.refund(&job).await;
-                    let _ = done
-                        .send(Finished {
-                            acker: delivery.acker,
-                            outcome: None,
-                            publish: None,
-                            observed: None,
-                        })
-                        .await;
+                    let _ = done.send(Finished::unrecorded(delivery.acker, None)).await;
                 }
                 Some("sending_live") => {
                     // Another worker claimed it moments ago and may still be
@@ -241,12 +235,7 @@ impl Worker {
                         .topology
                         .to_delay(LIVE_SEND_RECHECK.as_secs(), job.encode_to_vec());
                     let _ = done
-                        .send(Finished {
-                            acker: delivery.acker,
-                            outcome: None,
-                            publish: Some(publish),
-                            observed: None,
-                        })
+                        .send(Finished::unrecorded(delivery.acker, Some(publish)))
                         .await;
                 }
                 Some("sending") => {
@@ -259,12 +248,7 @@ impl Worker {
                         "the worker sending it stopped before recording the outcome",
                     );
                     let _ = done
-                        .send(Finished {
-                            acker: delivery.acker,
-                            outcome: None,
-                            publish: Some(publish),
-                            observed: None,
-                        })
+                        .send(Finished::unrecorded(delivery.acker, Some(publish)))
                         .await;
                 }
                 Some(previous) => {

@@ -10,4 +10,4 @@ mod supervise;
 pub use ops::{ops_router, serve, Readiness};
 pub use settings::{CommonSettings, Secret};
 pub use shutdown::{shutdown_signal, Shutdown};
-pub use supervise::{supervise, Stop};
+pub use supervise::supervise;

@@ -5,11 +5,12 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+
 use crate::shutdown::{shutdown_signal, Shutdown};
 
 /// Why one run of a service ended with an error.
-#[derive(Debug)]
-pub enum Stop {
+enum Stop {
     /// It could not start: connecting or declaring failed.
     Build(anyhow::Error),
     /// It ran and then stopped on an error (a lost connection).
@@ -22,19 +23,41 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(15);
 const STABLE_RUN: Duration = Duration::from_secs(60);
 
-/// Runs `run_once` until it returns `Ok` (a shutdown) or SIGTERM/Ctrl-C
-/// arrives. A failure to start the very first time ends the process (a
+/// Builds the service from `settings` and runs it, until it returns
+/// `Ok` (a shutdown) or SIGTERM/Ctrl-C arrives — also while it is still
+/// connecting. A failure to start the very first time ends the process (a
 /// bad setting should not loop); every later failure restarts it.
-pub async fn supervise<F, Fut>(service: &str, mut run_once: F) -> anyhow::Result<()>
+pub async fn supervise<S, A, B, BF, R, RF>(
+    service: &str,
+    settings: S,
+    build: B,
+    run: R,
+) -> anyhow::Result<()>
 where
-    F: FnMut(Shutdown) -> Fut,
-    Fut: Future<Output = Result<(), Stop>>,
+    S: Clone,
+    B: Fn(S) -> BF,
+    BF: Future<Output = anyhow::Result<A>>,
+    R: Fn(A, Shutdown) -> RF,
+    RF: Future<Output = anyhow::Result<()>>,
 {
     let (trigger, shutdown) = Shutdown::new();
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = trigger.send(true);
     });
+    let run_once = |shutdown: Shutdown| {
+        let built = build(settings.clone());
+        let run = &run;
+        async move {
+            let app = tokio::select! {
+                app = built => app
+                    .with_context(|| format!("Failed to start {service}"))
+                    .map_err(Stop::Build)?,
+                _ = shutdown.wait() => return Ok(()),
+            };
+            run(app, shutdown).await.map_err(Stop::Run)
+        }
+    };
     let mut started_once = false;
     let mut backoff = FIRST_BACKOFF;
     loop {
