@@ -372,6 +372,20 @@ async fn a_job_waits_for_a_closed_window_and_is_placed_when_it_opens() {
         .map(|i| Harness::job(tenant, Channel::Email, &format!("w{i}@example.com"), 5))
         .collect();
     h.enqueue(tenant, Channel::Email, &jobs).await;
+    // Once the paused drain has handed its jobs back, the scheduler knows
+    // the provider's window (before that, a job would only wait 30 s for a
+    // provider it has not heard of yet).
+    let user = h.topology.user_queue(tenant, Channel::Email);
+    for taken in [false, true] {
+        // First until the drain took them (or 5 s passed: it may have taken
+        // and handed them back before the first look), then until back.
+        for _ in 0..if taken { 150 } else { 50 } {
+            if (h.depth(&user).await == 3) == taken {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     // A retry coming back while the window is closed is parked in PostgreSQL.
     let retry = Harness::job(tenant, Channel::Email, "retry@example.com", 5);
     h.publisher
@@ -392,7 +406,6 @@ async fn a_job_waits_for_a_closed_window_and_is_placed_when_it_opens() {
         0,
         "nothing is placed while the window is closed"
     );
-    let user = h.topology.user_queue(tenant, Channel::Email);
     assert_eq!(
         h.depth(&user).await,
         3,
