@@ -1,5 +1,5 @@
 //! Compiles `herald/v1/*.proto` with protox (pure Rust), so no build needs a
-//! system `protoc`.
+//! system `protoc`; tonic-build adds the gRPC client and server.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
@@ -11,6 +11,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={file}");
     }
     let descriptors = protox::compile(files, ["."])?;
-    prost_build::Config::new().compile_fds(descriptors)?;
+    tonic_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(descriptors)?;
     Ok(())
 }

@@ -48,6 +48,8 @@ pub struct Harness {
     pub namespace: String,
     pub database: String,
     pub producer_url: String,
+    /// The producer's gRPC API, `http://127.0.0.1:port`.
+    pub grpc_url: String,
     pub http: reqwest::Client,
     pub sim: SimHandle,
     pub sim_smtp_port: u16,
@@ -86,6 +88,7 @@ impl Harness {
         ))
         .await?;
         let producer_url = format!("http://127.0.0.1:{}", producer.port());
+        let grpc_url = format!("http://127.0.0.1:{}", producer.grpc_port());
         tasks.push(tokio::spawn(producer.run(stopper(&stop_rx))));
 
         let scheduler = herald_scheduler::App::build(herald_scheduler::Settings::for_tests(
@@ -105,6 +108,7 @@ impl Harness {
             namespace,
             database,
             producer_url,
+            grpc_url,
             http: reqwest::Client::new(),
             sim: sim_handle,
             sim_smtp_port,

@@ -13,6 +13,9 @@ pub struct Settings {
     /// HTTP listen address (API, /metrics, /healthz, /readyz).
     #[arg(long, env = "HERALD_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
+    /// gRPC listen address (the enqueue API, proto/herald/v1/enqueue.proto).
+    #[arg(long, env = "HERALD_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
     /// Bearer token for /v1/admin/*; without one the admin API refuses every call.
     #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,
@@ -32,6 +35,7 @@ impl Settings {
         Settings {
             common: CommonSettings::local(namespace, database),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_token: Some(Secret::new(admin_token)),
             db_pool: 8,
             weights: ScoreWeights::default(),

@@ -6,12 +6,14 @@
 //! - [`config`]: the settings (`HERALD_*`, flags)
 //! - [`startup`]: [`App::build`] connects and binds; [`App::run`] serves
 //! - [`api`]: the HTTP handlers, one file per resource
+//! - [`grpc`]: the gRPC enqueue API (tonic), over the same pipeline
 //! - [`enqueue`]: validation-to-publish pipeline shared by every enqueue path
 //! - [`replay`]: dead letters back to the scheduler, by filter
 
 pub mod api;
 pub mod config;
 pub mod enqueue;
+pub mod grpc;
 pub mod replay;
 pub mod startup;
 

@@ -13,6 +13,7 @@ use crate::Settings;
 /// A built producer: connected, topology declared, port bound.
 pub struct App {
     listener: TcpListener,
+    grpc_listener: TcpListener,
     state: AppState,
     broker: herald_broker::Broker,
 }
@@ -50,6 +51,9 @@ impl App {
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("Failed to bind {}", settings.http_addr))?;
+        let grpc_listener = TcpListener::bind(settings.grpc_addr)
+            .await
+            .with_context(|| format!("Failed to bind {} (gRPC)", settings.grpc_addr))?;
         let state = AppState {
             store,
             publisher,
@@ -68,6 +72,7 @@ impl App {
         };
         Ok(App {
             listener,
+            grpc_listener,
             state,
             broker,
         })
@@ -77,13 +82,23 @@ impl App {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
+    /// The gRPC API's port.
+    pub fn grpc_port(&self) -> u16 {
+        self.grpc_listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
     /// Serves until `shutdown` resolves, then finishes open requests (each
     /// already holds its confirm or its error) and closes the connection.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        tracing::info!(addr = %self.listener.local_addr()?, "herald-producer is listening.");
+        tracing::info!(
+            addr = %self.listener.local_addr()?,
+            grpc = %self.grpc_listener.local_addr()?,
+            "herald-producer is listening."
+        );
+        let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
         let router = api::router(self.state.clone());
         // While RabbitMQ is away, publishes answer 503; this redials in the
         // background so that readiness (and publishing) come back with it.
@@ -105,7 +120,11 @@ impl App {
                 }
             }
         });
-        herald_runtime::serve(self.listener, router, shutdown).await?;
+        let grpc = crate::grpc::serve(self.grpc_listener, self.state.clone(), shutdown.clone());
+        let http = herald_runtime::serve(self.listener, router, shutdown);
+        let (http, grpc) = tokio::join!(http, grpc);
+        http?;
+        grpc.context("The gRPC server failed")?;
         keepalive.abort();
         self.broker.close().await;
         tracing::info!("herald-producer stopped.");

@@ -42,32 +42,37 @@ impl FromRequestParts<AppState> for Tenant {
         let key = bearer(parts).ok_or_else(|| {
             ApiError::unauthorized("send your API key as Authorization: Bearer <key>")
         })?;
-        let hash = herald_store::keys::hash_key(key);
-        let cached = state.keys.inner.read().ok().and_then(|m| {
-            m.get(&hash)
-                .filter(|(_, at)| at.elapsed() < KEY_TTL)
-                .map(|(o, _)| *o)
-        });
-        let owner = match cached {
-            Some(owner) => owner,
-            None => {
-                let owner = state.store.api_key_owner(key).await?;
-                if let Ok(mut m) = state.keys.inner.write() {
-                    if m.len() > 100_000 {
-                        m.clear();
-                    }
-                    m.insert(hash, (owner, Instant::now()));
+        tenant_for_key(state, key).await.map(Tenant)
+    }
+}
+
+/// The active tenant that owns API `key` (HTTP and gRPC share this).
+pub async fn tenant_for_key(state: &AppState, key: &str) -> Result<TenantId, ApiError> {
+    let hash = herald_store::keys::hash_key(key);
+    let cached = state.keys.inner.read().ok().and_then(|m| {
+        m.get(&hash)
+            .filter(|(_, at)| at.elapsed() < KEY_TTL)
+            .map(|(o, _)| *o)
+    });
+    let owner = match cached {
+        Some(owner) => owner,
+        None => {
+            let owner = state.store.api_key_owner(key).await?;
+            if let Ok(mut m) = state.keys.inner.write() {
+                if m.len() > 100_000 {
+                    m.clear();
                 }
-                owner
+                m.insert(hash, (owner, Instant::now()));
             }
-        };
-        match owner {
-            None => Err(ApiError::unauthorized("the API key is not valid")),
-            Some(o) if !o.tenant_active => Err(ApiError::forbidden(
-                "the tenant of this API key is disabled",
-            )),
-            Some(o) => Ok(Tenant(o.tenant_id)),
+            owner
         }
+    };
+    match owner {
+        None => Err(ApiError::unauthorized("the API key is not valid")),
+        Some(o) if !o.tenant_active => Err(ApiError::forbidden(
+            "the tenant of this API key is disabled",
+        )),
+        Some(o) => Ok(o.tenant_id),
     }
 }
 

@@ -1,0 +1,419 @@
+//! The gRPC enqueue API (`proto/herald/v1/enqueue.proto`): the same
+//! operations, validation and errors as the HTTP API. A request becomes the
+//! JSON body the HTTP API would have taken and goes through the same parser
+//! and the same [`enqueue`] pipeline, so the two cannot drift apart.
+//!
+//! `SendStream` is validated and accepted all-or-nothing per chunk of 1,000
+//! items. The next item is read only after the previous chunk was confirmed
+//! by the broker, so HTTP/2 flow control holds a fast client back and a
+//! stream holds at most one chunk (at most 16 MiB) in memory.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use chrono::Utc;
+use herald_domain::{Channel, FieldError, SendRequest, TenantId};
+use herald_proto::grpc::status_with_detail;
+use herald_proto::v1::{self, enqueue_server::Enqueue};
+use herald_proto::Message as _;
+use herald_store::MessageRow;
+use serde_json::{Map, Value};
+use tokio::net::TcpListener;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::api::auth::tenant_for_key;
+use crate::api::error::ApiError;
+use crate::api::extract::{MAX_BATCH_BODY, MAX_BODY};
+use crate::api::messages::MAX_BATCH_ITEMS;
+use crate::api::AppState;
+use crate::enqueue::{enqueue, Item};
+
+/// The enqueue service over the producer's shared state.
+pub struct EnqueueService {
+    state: AppState,
+}
+
+impl EnqueueService {
+    pub fn new(state: AppState) -> Self {
+        EnqueueService { state }
+    }
+
+    async fn tenant(&self, metadata: &tonic::metadata::MetadataMap) -> Result<TenantId, Status> {
+        let key = metadata
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim())
+            .ok_or_else(|| {
+                to_status(
+                    ApiError::unauthorized(
+                        "send your API key as `authorization: Bearer <key>` metadata",
+                    ),
+                    0,
+                )
+            })?;
+        tenant_for_key(&self.state, key)
+            .await
+            .map_err(|e| to_status(e, 0))
+    }
+}
+
+/// Serves the enqueue API on `listener` until `shutdown` resolves; calls in
+/// flight finish first.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let service = v1::enqueue_server::EnqueueServer::new(EnqueueService::new(state))
+        // A single request is bounded like an HTTP body; the stream's
+        // items are bounded one by one.
+        .max_decoding_message_size(MAX_BODY);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .max_concurrent_streams(Some(256))
+        .add_service(service)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await
+}
+
+#[tonic::async_trait]
+impl Enqueue for EnqueueService {
+    async fn send(
+        &self,
+        request: Request<v1::SendRequest>,
+    ) -> Result<Response<v1::SendResponse>, Status> {
+        let tenant = self.tenant(request.metadata()).await?;
+        let raw = request_json(request.get_ref()).map_err(|e| field_status(e, None, 0))?;
+        let message =
+            SendRequest::parse(&raw, Utc::now()).map_err(|e| field_status(e, None, 0))?;
+        let accepted = enqueue(&self.state, tenant, vec![Item { raw, message }])
+            .await
+            .map_err(|e| to_status(e, 0))?;
+        let first = accepted.into_iter().next().ok_or_else(|| {
+            to_status(ApiError::internal("Enqueue returned nothing", "empty result"), 0)
+        })?;
+        Ok(Response::new(v1::SendResponse {
+            id: first.id.to_string(),
+            status: first.status,
+        }))
+    }
+
+    async fn send_stream(
+        &self,
+        request: Request<Streaming<v1::SendRequest>>,
+    ) -> Result<Response<v1::SendBatchResponse>, Status> {
+        let tenant = self.tenant(request.metadata()).await?;
+        let mut stream = request.into_inner();
+        let mut ids: Vec<String> = Vec::new();
+        let mut chunk: Vec<Item> = Vec::with_capacity(MAX_BATCH_ITEMS);
+        let mut chunk_start = 0usize;
+        let mut chunk_bytes = 0usize;
+        let mut position = 0usize;
+        let now = Utc::now();
+        loop {
+            let next = match stream.message().await {
+                Ok(next) => next,
+                Err(status) => {
+                    // A malformed or oversized item, or the client went away.
+                    let error = match status.code() {
+                        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => {
+                            ApiError::new(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                "payload_too_large",
+                                format!(
+                                    "an item is larger than {} bytes: {}",
+                                    MAX_BODY,
+                                    status.message()
+                                ),
+                            )
+                        }
+                        _ => ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_json",
+                            format!("the stream could not be read: {}", status.message()),
+                        ),
+                    };
+                    return Err(to_status(error.at(position), ids.len()));
+                }
+            };
+            let Some(request) = next else { break };
+            let index = position;
+            position += 1;
+            chunk_bytes += request.encoded_len();
+            if chunk_bytes > MAX_BATCH_BODY {
+                let error = ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!(
+                        "the chunk of items from {chunk_start} holds more than {MAX_BATCH_BODY} bytes; \
+                         nothing of it was accepted"
+                    ),
+                );
+                return Err(to_status(error.at(index), ids.len()));
+            }
+            let raw = request_json(&request).map_err(|e| field_status(e, Some(index), ids.len()))?;
+            let message =
+                SendRequest::parse(&raw, now).map_err(|e| field_status(e, Some(index), ids.len()))?;
+            chunk.push(Item { raw, message });
+            if chunk.len() == MAX_BATCH_ITEMS {
+                self.accept_chunk(tenant, &mut chunk, chunk_start, &mut ids)
+                    .await?;
+                chunk_start = position;
+                chunk_bytes = 0;
+            }
+        }
+        if position == 0 {
+            return Err(field_status(
+                FieldError::new("messages", "the stream held no message"),
+                None,
+                0,
+            ));
+        }
+        if !chunk.is_empty() {
+            self.accept_chunk(tenant, &mut chunk, chunk_start, &mut ids)
+                .await?;
+        }
+        Ok(Response::new(v1::SendBatchResponse { ids }))
+    }
+
+    async fn get_message(
+        &self,
+        request: Request<v1::GetMessageRequest>,
+    ) -> Result<Response<v1::MessageRecord>, Status> {
+        let tenant = self.tenant(request.metadata()).await?;
+        let not_found = || to_status(ApiError::not_found("no such message"), 0);
+        let id = request
+            .get_ref()
+            .id
+            .parse()
+            .map_err(|_| not_found())?;
+        let row = self
+            .state
+            .store
+            .message(tenant, id)
+            .await
+            .map_err(|e| to_status(e.into(), 0))?
+            .ok_or_else(not_found)?;
+        Ok(Response::new(record(&row)))
+    }
+}
+
+impl EnqueueService {
+    /// Enqueues one chunk all or nothing and appends its ids.
+    async fn accept_chunk(
+        &self,
+        tenant: TenantId,
+        chunk: &mut Vec<Item>,
+        chunk_start: usize,
+        ids: &mut Vec<String>,
+    ) -> Result<(), Status> {
+        let items = std::mem::replace(chunk, Vec::with_capacity(MAX_BATCH_ITEMS));
+        match enqueue(&self.state, tenant, items).await {
+            Ok(accepted) => {
+                ids.extend(accepted.into_iter().map(|a| a.id.to_string()));
+                Ok(())
+            }
+            Err(mut e) => {
+                e.index = e.index.map(|i| i + chunk_start);
+                Err(to_status(e, ids.len()))
+            }
+        }
+    }
+}
+
+/// The HTTP API's JSON body for a gRPC request. Proto3 cannot tell an empty
+/// string from an absent one, so empty strings, zero and empty maps are
+/// left out, exactly as an HTTP client would leave them out.
+pub fn request_json(r: &v1::SendRequest) -> Result<Value, FieldError> {
+    let mut body = Map::new();
+    if r.channel != 0 {
+        let channel = Channel::from_proto(r.channel).ok_or_else(|| {
+            FieldError::new(
+                "channel",
+                format!("unknown channel {}; expected CHANNEL_EMAIL, CHANNEL_WEWORK or CHANNEL_WEBHOOK", r.channel),
+            )
+        })?;
+        body.insert("channel".into(), Value::from(channel.as_str()));
+    }
+    let strings = [
+        ("to", &r.to),
+        ("from", &r.from),
+        ("subject", &r.subject),
+        ("text", &r.text),
+        ("html", &r.html),
+        ("template_id", &r.template_id),
+        ("scheduled_at", &r.scheduled_at),
+        ("batch_id", &r.batch_id),
+        ("idempotency_key", &r.idempotency_key),
+    ];
+    for (name, value) in strings {
+        if !value.is_empty() {
+            body.insert(name.into(), Value::from(value.as_str()));
+        }
+    }
+    if r.priority != 0 {
+        body.insert("priority".into(), Value::from(r.priority));
+    }
+    for (name, map) in [("variables", &r.variables), ("metadata", &r.metadata)] {
+        if !map.is_empty() {
+            let object: Map<String, Value> = map
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                .collect();
+            body.insert(name.into(), Value::Object(object));
+        }
+    }
+    Ok(Value::Object(body))
+}
+
+/// A record as the gRPC API shows it (the HTTP record's fields).
+fn record(m: &MessageRow) -> v1::MessageRecord {
+    let time = |t: Option<chrono::DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
+    let metadata = m
+        .metadata
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    v1::MessageRecord {
+        id: m.id.to_string(),
+        status: m.status.clone(),
+        channel: m
+            .channel
+            .parse::<Channel>()
+            .map(|c| c.to_proto() as i32)
+            .unwrap_or_default(),
+        to: m.recipient.clone(),
+        provider: m.provider_id.map(|p| p.to_string()).unwrap_or_default(),
+        attempts: u32::try_from(m.attempts).unwrap_or_default(),
+        priority: u32::try_from(m.priority).unwrap_or_default(),
+        batch_id: m.batch_id.map(|b| b.to_string()).unwrap_or_default(),
+        error_code: m.error_code.clone().unwrap_or_default(),
+        error_message: m.error_message.clone().unwrap_or_default(),
+        metadata,
+        created_at: m.created_at.to_rfc3339(),
+        sent_at: time(m.sent_at),
+        delivered_at: time(m.delivered_at),
+    }
+}
+
+fn field_status(e: FieldError, index: Option<usize>, accepted: usize) -> Status {
+    let mut error = ApiError::invalid_field(e);
+    error.index = index;
+    to_status(error, accepted)
+}
+
+/// The gRPC status for an API error, with the API.md code, field and index
+/// in its details. `accepted`: the stream's items accepted before it.
+pub fn to_status(e: ApiError, accepted: usize) -> Status {
+    let code = match e.status {
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => tonic::Code::InvalidArgument,
+        StatusCode::UNAUTHORIZED => tonic::Code::Unauthenticated,
+        StatusCode::FORBIDDEN => tonic::Code::PermissionDenied,
+        StatusCode::NOT_FOUND => tonic::Code::NotFound,
+        StatusCode::CONFLICT => tonic::Code::FailedPrecondition,
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => {
+            tonic::Code::ResourceExhausted
+        }
+        StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
+        _ => tonic::Code::Internal,
+    };
+    let detail = v1::ErrorDetail {
+        code: e.code.to_owned(),
+        message: e.message.clone(),
+        field: e.field.clone().unwrap_or_default(),
+        index: e
+            .index
+            .and_then(|i| i32::try_from(i).ok())
+            .unwrap_or(-1),
+        accepted: u32::try_from(accepted).unwrap_or(u32::MAX),
+        retry_after: e
+            .retry_after
+            .and_then(|s| u32::try_from(s).ok())
+            .unwrap_or(0),
+    };
+    let mut status = status_with_detail(code, &detail);
+    if let Some(secs) = e.retry_after {
+        if let Ok(v) = secs.to_string().parse() {
+            status.metadata_mut().insert("retry-after", v);
+        }
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_request_becomes_an_empty_body() {
+        let body = request_json(&v1::SendRequest::default()).expect("valid");
+        assert_eq!(body, serde_json::json!({}));
+    }
+
+    #[test]
+    fn fields_map_to_the_http_names() {
+        let mut r = v1::SendRequest {
+            channel: v1::Channel::Email as i32,
+            to: "a@example.com".into(),
+            subject: "Hi".into(),
+            text: "body".into(),
+            priority: 7,
+            ..Default::default()
+        };
+        r.metadata.insert("campaign".into(), "winter".into());
+        let body = request_json(&r).expect("valid");
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "channel": "email", "to": "a@example.com", "subject": "Hi",
+                "text": "body", "priority": 7, "metadata": {"campaign": "winter"}
+            })
+        );
+        SendRequest::parse(&body, Utc::now()).expect("the HTTP parser takes it");
+    }
+
+    #[test]
+    fn an_unknown_channel_names_the_field() {
+        let r = v1::SendRequest {
+            channel: 42,
+            ..Default::default()
+        };
+        let e = request_json(&r).expect_err("refused");
+        assert_eq!(e.field, "channel");
+        assert!(e.message.contains("42"), "{}", e.message);
+    }
+
+    #[test]
+    fn errors_carry_code_field_and_index() {
+        let e = ApiError::invalid_field(FieldError::new("to", "is not an email address")).at(7);
+        let status = to_status(e, 1000);
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        let detail = herald_proto::grpc::error_detail(&status).expect("details");
+        assert_eq!(detail.code, "invalid_field");
+        assert_eq!(detail.field, "to");
+        assert_eq!(detail.index, 7);
+        assert_eq!(detail.accepted, 1000);
+    }
+
+    #[test]
+    fn unavailable_carries_retry_after() {
+        let status = to_status(ApiError::unavailable("broker away", 5), 0);
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(
+            status.metadata().get("retry-after").and_then(|v| v.to_str().ok()),
+            Some("5")
+        );
+        let detail = herald_proto::grpc::error_detail(&status).expect("details");
+        assert_eq!((detail.code.as_str(), detail.retry_after, detail.index), ("unavailable", 5, -1));
+    }
+}
