@@ -38,6 +38,7 @@ EMAILS="${HERALD_DEMO_EMAILS:-3000}"
 WEWORK="${HERALD_DEMO_WEWORK:-500}"
 
 PRODUCER_ADDR=127.0.0.1:8080
+GRPC_ADDR=127.0.0.1:50051
 SCHEDULER_ADDR=127.0.0.1:8081
 WORKER1_ADDR=127.0.0.1:8082
 WORKER2_ADDR=127.0.0.1:8083
@@ -82,7 +83,7 @@ ADMIN_TOKEN="$(cat "$TOKEN_FILE")"
 port_busy() {
     timeout 2 bash -c "exec 3<>/dev/tcp/${1%:*}/${1##*:}" 2>/dev/null
 }
-for addr in "$SIM_ADDR" "$SIM_SMTP_ADDR" "$SIM_SMTPS_ADDR" "$PRODUCER_ADDR" "$SCHEDULER_ADDR" "$WORKER1_ADDR" "$WORKER2_ADDR"; do
+for addr in "$SIM_ADDR" "$SIM_SMTP_ADDR" "$SIM_SMTPS_ADDR" "$PRODUCER_ADDR" "$GRPC_ADDR" "$SCHEDULER_ADDR" "$WORKER1_ADDR" "$WORKER2_ADDR"; do
     if port_busy "$addr"; then
         die "$addr is already in use by a process run.sh did not start; stop it first (ss -ltnp | grep ${addr##*:})"
     fi
@@ -132,7 +133,7 @@ start herald-sim herald-sim \
 wait_ready herald-sim "$SIM_ADDR"
 [ -s "$SIM_DIR/ca.pem" ] || die "the simulator did not write $SIM_DIR/ca.pem"
 
-start herald-producer herald-producer HERALD_HTTP_ADDR="$PRODUCER_ADDR" HERALD_ADMIN_TOKEN="$ADMIN_TOKEN"
+start herald-producer herald-producer HERALD_HTTP_ADDR="$PRODUCER_ADDR" HERALD_GRPC_ADDR="$GRPC_ADDR" HERALD_ADMIN_TOKEN="$ADMIN_TOKEN"
 wait_ready herald-producer "$PRODUCER_ADDR"
 start herald-scheduler herald-scheduler HERALD_HTTP_ADDR="$SCHEDULER_ADDR"
 start herald-worker-1 herald-worker HERALD_HTTP_ADDR="$WORKER1_ADDR"
@@ -156,6 +157,7 @@ cat <<EOF
 
 ==> Herald is running (pids in .herald/pids)
   producer API      http://$PRODUCER_ADDR   (admin token: .herald/admin-token)
+  producer gRPC     http://$GRPC_ADDR   (proto/herald/v1/enqueue.proto)
   scheduler         http://$SCHEDULER_ADDR/metrics
   workers           http://$WORKER1_ADDR/metrics  http://$WORKER2_ADDR/metrics
   simulator         http://$SIM_ADDR/sim/stats   (SMTP $SIM_SMTP_ADDR, SMTPS $SIM_SMTPS_ADDR)

@@ -189,6 +189,85 @@ async fn a_scheduled_message_is_not_sent_before_its_time_and_a_cancelled_one_nev
     h.stop().await.expect("clean stop");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_webhook_message_is_delivered_once_with_a_signature_the_receiver_verifies() {
+    let h = Harness::start(1).await.expect("herald starts");
+    let (status, provider) = h
+        .admin(
+            reqwest::Method::POST,
+            "/v1/admin/providers",
+            Some(json!({
+                "name": herald_e2e::unique("sim-webhook"), "kind": "webhook",
+                "config": {"signing_secret": herald_sim::config::DEFAULT_WEBHOOK_SECRET,
+                           "allow_private_addresses": true, "timeout_ms": 5000},
+            })),
+        )
+        .await
+        .expect("provider");
+    assert_eq!(status, 201, "{provider}");
+    assert_eq!(provider["channel"], "webhook");
+    let (_t, key) = h
+        .tenant(&herald_e2e::unique("hooks"))
+        .await
+        .expect("tenant");
+    let to = format!("http://127.0.0.1:{}/webhook/orders", h.sim_http_port);
+    let (status, body) = h
+        .post(
+            &key,
+            "/v1/messages",
+            &json!({"channel": "webhook", "to": to, "text": "order shipped",
+                    "metadata": {"order": "A-1"}}),
+        )
+        .await
+        .expect("send");
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap_or_default().to_owned();
+
+    let db = h.db().await.expect("db");
+    let sent = wait_for(Duration::from_secs(30), || {
+        let (db, id) = (db.clone(), id.clone());
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT status FROM messages WHERE id = $1::uuid")
+                .bind(&id)
+                .fetch_optional(&db)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|status| status == "sent")
+        }
+    })
+    .await;
+    let record: Option<(String, Option<String>)> =
+        sqlx::query_as("SELECT status, error_message FROM messages WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_optional(&db)
+            .await
+            .expect("row");
+    assert!(
+        sent,
+        "not recorded sent: {record:?}, sim {:?}",
+        h.sim.stats()
+    );
+
+    // The receiver counts only deliveries whose signature it verified.
+    assert_eq!(h.sim.count(SimChannel::Webhook, &id), 1);
+    let stats = h.sim.stats().webhook;
+    assert_eq!(
+        (stats.received, stats.duplicates, stats.signature_failures),
+        (1, 0, 0)
+    );
+    let last = h
+        .sim
+        .last(SimChannel::Webhook, &id)
+        .expect("the delivery's detail");
+    assert_eq!(last["body"]["id"], id.as_str());
+    assert_eq!(last["body"]["to"], to.as_str());
+    assert_eq!(last["body"]["text"], "order shipped");
+    assert_eq!(last["body"]["metadata"], json!({"order": "A-1"}));
+    db.close().await;
+    h.stop().await.expect("clean stop");
+}
+
 /// RFC 3339 time `secs` from now.
 fn chrono_like_in(secs: i64) -> String {
     (chrono::Utc::now() + chrono::Duration::seconds(secs)).to_rfc3339()

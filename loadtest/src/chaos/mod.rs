@@ -268,7 +268,10 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
         producer: Process::new(
             "producer",
             bins.join("herald-producer"),
-            with(&[("HERALD_HTTP_ADDR", format!("127.0.0.1:{producer_port}"))]),
+            with(&[
+                ("HERALD_HTTP_ADDR", format!("127.0.0.1:{producer_port}")),
+                ("HERALD_GRPC_ADDR", "127.0.0.1:0".to_owned()),
+            ]),
             &logs,
         ),
         scheduler: Process::new(

@@ -90,13 +90,15 @@ impl Enqueue for EnqueueService {
     ) -> Result<Response<v1::SendResponse>, Status> {
         let tenant = self.tenant(request.metadata()).await?;
         let raw = request_json(request.get_ref()).map_err(|e| field_status(e, None, 0))?;
-        let message =
-            SendRequest::parse(&raw, Utc::now()).map_err(|e| field_status(e, None, 0))?;
+        let message = SendRequest::parse(&raw, Utc::now()).map_err(|e| field_status(e, None, 0))?;
         let accepted = enqueue(&self.state, tenant, vec![Item { raw, message }])
             .await
             .map_err(|e| to_status(e, 0))?;
         let first = accepted.into_iter().next().ok_or_else(|| {
-            to_status(ApiError::internal("Enqueue returned nothing", "empty result"), 0)
+            to_status(
+                ApiError::internal("Enqueue returned nothing", "empty result"),
+                0,
+            )
         })?;
         Ok(Response::new(v1::SendResponse {
             id: first.id.to_string(),
@@ -122,17 +124,15 @@ impl Enqueue for EnqueueService {
                 Err(status) => {
                     // A malformed or oversized item, or the client went away.
                     let error = match status.code() {
-                        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => {
-                            ApiError::new(
-                                StatusCode::PAYLOAD_TOO_LARGE,
-                                "payload_too_large",
-                                format!(
-                                    "an item is larger than {} bytes: {}",
-                                    MAX_BODY,
-                                    status.message()
-                                ),
-                            )
-                        }
+                        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "payload_too_large",
+                            format!(
+                                "an item is larger than {} bytes: {}",
+                                MAX_BODY,
+                                status.message()
+                            ),
+                        ),
                         _ => ApiError::new(
                             StatusCode::BAD_REQUEST,
                             "invalid_json",
@@ -157,9 +157,10 @@ impl Enqueue for EnqueueService {
                 );
                 return Err(to_status(error.at(index), ids.len()));
             }
-            let raw = request_json(&request).map_err(|e| field_status(e, Some(index), ids.len()))?;
-            let message =
-                SendRequest::parse(&raw, now).map_err(|e| field_status(e, Some(index), ids.len()))?;
+            let raw =
+                request_json(&request).map_err(|e| field_status(e, Some(index), ids.len()))?;
+            let message = SendRequest::parse(&raw, now)
+                .map_err(|e| field_status(e, Some(index), ids.len()))?;
             chunk.push(Item { raw, message });
             if chunk.len() == MAX_BATCH_ITEMS {
                 self.accept_chunk(tenant, &mut chunk, chunk_start, &mut ids)
@@ -188,11 +189,7 @@ impl Enqueue for EnqueueService {
     ) -> Result<Response<v1::MessageRecord>, Status> {
         let tenant = self.tenant(request.metadata()).await?;
         let not_found = || to_status(ApiError::not_found("no such message"), 0);
-        let id = request
-            .get_ref()
-            .id
-            .parse()
-            .map_err(|_| not_found())?;
+        let id = request.get_ref().id.parse().map_err(|_| not_found())?;
         let row = self
             .state
             .store
@@ -236,7 +233,10 @@ pub fn request_json(r: &v1::SendRequest) -> Result<Value, FieldError> {
         let channel = Channel::from_proto(r.channel).ok_or_else(|| {
             FieldError::new(
                 "channel",
-                format!("unknown channel {}; expected CHANNEL_EMAIL, CHANNEL_WEWORK or CHANNEL_WEBHOOK", r.channel),
+                format!(
+                    "unknown channel {}; expected CHANNEL_EMAIL, CHANNEL_WEWORK or CHANNEL_WEBHOOK",
+                    r.channel
+                ),
             )
         })?;
         body.insert("channel".into(), Value::from(channel.as_str()));
@@ -331,10 +331,7 @@ pub fn to_status(e: ApiError, accepted: usize) -> Status {
         code: e.code.to_owned(),
         message: e.message.clone(),
         field: e.field.clone().unwrap_or_default(),
-        index: e
-            .index
-            .and_then(|i| i32::try_from(i).ok())
-            .unwrap_or(-1),
+        index: e.index.and_then(|i| i32::try_from(i).ok()).unwrap_or(-1),
         accepted: u32::try_from(accepted).unwrap_or(u32::MAX),
         retry_after: e
             .retry_after
@@ -410,10 +407,16 @@ mod tests {
         let status = to_status(ApiError::unavailable("broker away", 5), 0);
         assert_eq!(status.code(), tonic::Code::Unavailable);
         assert_eq!(
-            status.metadata().get("retry-after").and_then(|v| v.to_str().ok()),
+            status
+                .metadata()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
             Some("5")
         );
         let detail = herald_proto::grpc::error_detail(&status).expect("details");
-        assert_eq!((detail.code.as_str(), detail.retry_after, detail.index), ("unavailable", 5, -1));
+        assert_eq!(
+            (detail.code.as_str(), detail.retry_after, detail.index),
+            ("unavailable", 5, -1)
+        );
     }
 }

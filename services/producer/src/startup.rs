@@ -84,7 +84,10 @@ impl App {
 
     /// The gRPC API's port.
     pub fn grpc_port(&self) -> u16 {
-        self.grpc_listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.grpc_listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or(0)
     }
 
     /// Serves until `shutdown` resolves, then finishes open requests (each

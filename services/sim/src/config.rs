@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 /// client's timeout, not the simulator, decides what a test observes.
 pub const MAX_LATENCY_MS: u64 = 600_000;
 
+/// The secret webhook signatures are checked with unless one is given
+/// (`--webhook-secret`); the deploy scripts register providers with it.
+pub const DEFAULT_WEBHOOK_SECRET: &str = "herald-sim-webhook-secret";
+
 /// Everything [`crate::Sim::build`] needs. Port 0 picks a free port.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -24,6 +28,9 @@ pub struct SimConfig {
     pub cert_dir: Option<PathBuf>,
     pub smtp: SmtpBehaviour,
     pub wework: WeworkBehaviour,
+    pub webhook: WebhookBehaviour,
+    /// The key of the HMAC-SHA256 every webhook must be signed with.
+    pub webhook_secret: String,
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -39,6 +46,8 @@ impl Default for SimConfig {
             cert_dir: None,
             smtp: SmtpBehaviour::default(),
             wework: WeworkBehaviour::default(),
+            webhook: WebhookBehaviour::default(),
+            webhook_secret: DEFAULT_WEBHOOK_SECRET.to_owned(),
         }
     }
 }
@@ -58,6 +67,7 @@ impl SimConfig {
         SimBehaviour {
             smtp: self.smtp,
             wework: self.wework,
+            webhook: self.webhook,
         }
     }
 }
@@ -92,11 +102,49 @@ pub struct WeworkBehaviour {
     pub rate_limit_rate: f64,
 }
 
+/// Fault injection for the webhook receiver, applied after the signature
+/// is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookBehaviour {
+    /// Delay before answering a delivery.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Share of deliveries answered 503.
+    #[serde(default)]
+    pub fail_rate: f64,
+    /// Share of deliveries answered 429.
+    #[serde(default)]
+    pub rate_limit_rate: f64,
+    /// `Retry-After` (seconds) of those 503 and 429 answers; 0 sends none.
+    #[serde(default = "WebhookBehaviour::default_retry_after_s")]
+    pub retry_after_s: u64,
+}
+
+impl WebhookBehaviour {
+    fn default_retry_after_s() -> u64 {
+        1
+    }
+}
+
+impl Default for WebhookBehaviour {
+    fn default() -> Self {
+        WebhookBehaviour {
+            latency_ms: 0,
+            fail_rate: 0.0,
+            rate_limit_rate: 0.0,
+            retry_after_s: WebhookBehaviour::default_retry_after_s(),
+        }
+    }
+}
+
 /// The live injection settings, as read and written at `/sim/config`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct SimBehaviour {
     pub smtp: SmtpBehaviour,
     pub wework: WeworkBehaviour,
+    #[serde(default)]
+    pub webhook: WebhookBehaviour,
 }
 
 /// A partial update of [`SimBehaviour`]: absent fields keep their value.
@@ -104,6 +152,7 @@ pub struct SimBehaviour {
 pub struct BehaviourPatch {
     pub smtp: Option<SmtpPatch>,
     pub wework: Option<WeworkPatch>,
+    pub webhook: Option<WebhookPatch>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -118,6 +167,14 @@ pub struct WeworkPatch {
     pub latency_ms: Option<u64>,
     pub fail_rate: Option<f64>,
     pub rate_limit_rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WebhookPatch {
+    pub latency_ms: Option<u64>,
+    pub fail_rate: Option<f64>,
+    pub rate_limit_rate: Option<f64>,
+    pub retry_after_s: Option<u64>,
 }
 
 impl BehaviourPatch {
@@ -160,6 +217,24 @@ impl BehaviourPatch {
                     }
                     patch.wework = Some(wework);
                 }
+                "webhook" => {
+                    let mut webhook = WebhookPatch::default();
+                    for (name, value) in fields {
+                        let field = format!("webhook.{name}");
+                        match name.as_str() {
+                            "latency_ms" => webhook.latency_ms = Some(milliseconds(&field, value)?),
+                            "fail_rate" => webhook.fail_rate = Some(rate(&field, value)?),
+                            "rate_limit_rate" => {
+                                webhook.rate_limit_rate = Some(rate(&field, value)?)
+                            }
+                            "retry_after_s" => {
+                                webhook.retry_after_s = Some(seconds(&field, value)?)
+                            }
+                            _ => return Err(unknown(field)),
+                        }
+                    }
+                    patch.webhook = Some(webhook);
+                }
                 _ => return Err(unknown(key.clone())),
             }
         }
@@ -181,6 +256,15 @@ impl BehaviourPatch {
                 .rate_limit_rate
                 .unwrap_or(next.wework.rate_limit_rate);
         }
+        if let Some(webhook) = &self.webhook {
+            next.webhook.latency_ms = webhook.latency_ms.unwrap_or(next.webhook.latency_ms);
+            next.webhook.fail_rate = webhook.fail_rate.unwrap_or(next.webhook.fail_rate);
+            next.webhook.rate_limit_rate = webhook
+                .rate_limit_rate
+                .unwrap_or(next.webhook.rate_limit_rate);
+            next.webhook.retry_after_s =
+                webhook.retry_after_s.unwrap_or(next.webhook.retry_after_s);
+        }
         next
     }
 }
@@ -196,6 +280,12 @@ fn milliseconds(field: &str, value: &serde_json::Value) -> Result<u64, InvalidSe
             field,
             format!("{field} must be a whole number of milliseconds"),
         )
+    })
+}
+
+fn seconds(field: &str, value: &serde_json::Value) -> Result<u64, InvalidSetting> {
+    value.as_u64().ok_or_else(|| {
+        InvalidSetting::new(field, format!("{field} must be a whole number of seconds"))
     })
 }
 
@@ -261,6 +351,19 @@ impl SimBehaviour {
         check_latency("wework.latency_ms", self.wework.latency_ms)?;
         check_rate("wework.fail_rate", self.wework.fail_rate)?;
         check_rate("wework.rate_limit_rate", self.wework.rate_limit_rate)?;
+        check_latency("webhook.latency_ms", self.webhook.latency_ms)?;
+        check_rate("webhook.fail_rate", self.webhook.fail_rate)?;
+        check_rate("webhook.rate_limit_rate", self.webhook.rate_limit_rate)?;
+        let max_retry_after_s = MAX_LATENCY_MS / 1000;
+        if self.webhook.retry_after_s > max_retry_after_s {
+            return Err(InvalidSetting::new(
+                "webhook.retry_after_s",
+                format!(
+                    "webhook.retry_after_s must be at most {max_retry_after_s} s, got {}",
+                    self.webhook.retry_after_s
+                ),
+            ));
+        }
         Ok(())
     }
 }
@@ -271,15 +374,15 @@ impl SimBehaviour {
 #[command(
     name = "herald-sim",
     version,
-    about = "Herald's provider simulator: an SMTP server (plain with STARTTLS, and implicit TLS) \
-             and a WeWork-compatible HTTP API on loopback, counting every message it receives \
+    about = "Herald's provider simulator: an SMTP server (plain with STARTTLS, and implicit TLS), \
+             a WeWork-compatible HTTP API and a webhook receiver on loopback, counting every message it receives \
              by X-Herald-Message-Id, with latency and failures injectable live through /sim/config.",
     args_conflicts_with_subcommands = true
 )]
 pub struct SimArgs {
     #[command(subcommand)]
     pub command: Option<SimCommand>,
-    /// WeWork API, /sim control API and /metrics /healthz /readyz.
+    /// WeWork API, webhook receiver, /sim control API and /metrics /healthz /readyz.
     #[arg(long, env = "HERALD_HTTP_ADDR", default_value = "127.0.0.1:8090")]
     pub http_addr: SocketAddr,
     /// SMTP port offering STARTTLS.
@@ -309,6 +412,28 @@ pub struct SimArgs {
     /// Share of WeWork sends answered errcode 45009 (0..=1).
     #[arg(long, env = "HERALD_SIM_WEWORK_RATE_LIMIT_RATE", default_value_t = 0.0)]
     pub wework_rate_limit_rate: f64,
+    /// Key of the HMAC-SHA256 that webhooks (POST /webhook/...) must be
+    /// signed with; a wrong or missing X-Herald-Signature is answered 401.
+    #[arg(
+        long,
+        env = "HERALD_SIM_WEBHOOK_SECRET",
+        default_value = DEFAULT_WEBHOOK_SECRET,
+        hide_env_values = true
+    )]
+    pub webhook_secret: String,
+    /// Delay before answering a webhook.
+    #[arg(long, env = "HERALD_SIM_WEBHOOK_LATENCY_MS", default_value_t = 0)]
+    pub webhook_latency_ms: u64,
+    /// Share of webhooks answered 503 with Retry-After (0..=1).
+    #[arg(long, env = "HERALD_SIM_WEBHOOK_FAIL_RATE", default_value_t = 0.0)]
+    pub webhook_fail_rate: f64,
+    /// Share of webhooks answered 429 with Retry-After (0..=1).
+    #[arg(
+        long,
+        env = "HERALD_SIM_WEBHOOK_RATE_LIMIT_RATE",
+        default_value_t = 0.0
+    )]
+    pub webhook_rate_limit_rate: f64,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -338,6 +463,13 @@ impl SimArgs {
                 fail_rate: self.wework_fail_rate,
                 rate_limit_rate: self.wework_rate_limit_rate,
             },
+            webhook: WebhookBehaviour {
+                latency_ms: self.webhook_latency_ms,
+                fail_rate: self.webhook_fail_rate,
+                rate_limit_rate: self.webhook_rate_limit_rate,
+                ..WebhookBehaviour::default()
+            },
+            webhook_secret: self.webhook_secret.clone(),
         }
     }
 }
@@ -386,6 +518,40 @@ mod tests {
         let args = SimArgs::try_parse_from(["herald-sim", "stats", "--url", "http://x:1"])
             .expect("valid arguments");
         assert!(matches!(args.command, Some(SimCommand::Stats { .. })));
+    }
+
+    #[test]
+    fn a_webhook_patch_changes_its_fields_and_checks_them() {
+        let patch = BehaviourPatch::from_json(
+            &serde_json::json!({"webhook": {"fail_rate": 1, "retry_after_s": 7}}),
+        )
+        .expect("valid patch");
+        let next = patch.apply(SimBehaviour::default());
+        assert_eq!(next.webhook.fail_rate, 1.0);
+        assert_eq!(next.webhook.retry_after_s, 7);
+        assert_eq!(next.webhook.latency_ms, 0);
+        let error =
+            BehaviourPatch::from_json(&serde_json::json!({"webhook": {"retry_after_s": -1}}));
+        assert_eq!(
+            error.err().map(|e| e.field),
+            Some("webhook.retry_after_s".to_owned())
+        );
+        let mut behaviour = SimBehaviour::default();
+        behaviour.webhook.rate_limit_rate = 2.0;
+        assert_eq!(
+            behaviour.validate().err().map(|e| e.field),
+            Some("webhook.rate_limit_rate".to_owned())
+        );
+    }
+
+    #[test]
+    fn the_webhook_secret_has_a_default_the_deploy_scripts_know() {
+        use clap::Parser;
+        let args = SimArgs::try_parse_from(["herald-sim"]).expect("valid arguments");
+        assert_eq!(args.config().webhook_secret, DEFAULT_WEBHOOK_SECRET);
+        let args = SimArgs::try_parse_from(["herald-sim", "--webhook-secret", "s3cret-s3cret-16"])
+            .expect("valid arguments");
+        assert_eq!(args.config().webhook_secret, "s3cret-s3cret-16");
     }
 
     #[test]

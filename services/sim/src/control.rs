@@ -90,7 +90,9 @@ async fn messages(
     let channel = params
         .get("channel")
         .and_then(|channel| SimChannel::parse(channel))
-        .ok_or_else(|| ApiError::invalid_field("channel", "channel must be email or wework"))?;
+        .ok_or_else(|| {
+            ApiError::invalid_field("channel", "channel must be email, wework or webhook")
+        })?;
     Ok(Json(json!({ "ids": state.counters.ids(channel) })))
 }
 
@@ -99,9 +101,11 @@ async fn message(State(state): State<Arc<SimState>>, Path(id): Path<String>) -> 
     Json(json!({
         "email": counters.count(SimChannel::Email, &id),
         "wework": counters.count(SimChannel::Wework, &id),
+        "webhook": counters.count(SimChannel::Webhook, &id),
         "last": {
             "email": counters.last(SimChannel::Email, &id),
             "wework": counters.last(SimChannel::Wework, &id),
+            "webhook": counters.last(SimChannel::Webhook, &id),
         },
     }))
 }

@@ -22,6 +22,7 @@ pub const RECENT_DETAILS: usize = 10_000;
 pub enum SimChannel {
     Email,
     Wework,
+    Webhook,
 }
 
 impl SimChannel {
@@ -29,6 +30,7 @@ impl SimChannel {
         match value {
             "email" => Some(SimChannel::Email),
             "wework" => Some(SimChannel::Wework),
+            "webhook" => Some(SimChannel::Webhook),
             _ => None,
         }
     }
@@ -64,11 +66,26 @@ pub struct WeworkStats {
     pub cost: u64,
 }
 
+/// Webhook totals, counted like [`SmtpStats`] over `POST /webhook/...`
+/// deliveries whose signature verified.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookStats {
+    pub received: u64,
+    pub unique: u64,
+    pub duplicates: u64,
+    /// Deliveries answered 503 or 429 (injected faults) or 400 (not JSON).
+    pub rejected: u64,
+    /// Deliveries answered 401: `X-Herald-Signature` missing or wrong.
+    pub signature_failures: u64,
+}
+
 /// Everything `GET /sim/stats` shows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimStats {
     pub smtp: SmtpStats,
     pub wework: WeworkStats,
+    #[serde(default)]
+    pub webhook: WebhookStats,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -194,6 +211,8 @@ impl Ledger {
 pub struct Counters {
     email: Ledger,
     wework: Ledger,
+    webhook: Ledger,
+    signature_failures: AtomicU64,
     smtp_connections: AtomicU64,
     token_requests: AtomicU64,
     wework_cost: AtomicU64,
@@ -204,6 +223,8 @@ impl Default for Counters {
         Counters {
             email: Ledger::new(),
             wework: Ledger::new(),
+            webhook: Ledger::new(),
+            signature_failures: AtomicU64::new(0),
             smtp_connections: AtomicU64::new(0),
             token_requests: AtomicU64::new(0),
             wework_cost: AtomicU64::new(0),
@@ -216,6 +237,7 @@ impl Counters {
         match channel {
             SimChannel::Email => &self.email,
             SimChannel::Wework => &self.wework,
+            SimChannel::Webhook => &self.webhook,
         }
     }
 
@@ -234,6 +256,11 @@ impl Counters {
         self.ledger(channel)
             .rejected
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A webhook refused for its signature.
+    pub fn record_signature_failure(&self) {
+        self.signature_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn record_smtp_connection(&self) {
@@ -281,6 +308,13 @@ impl Counters {
                 token_requests: load(&self.token_requests),
                 cost: load(&self.wework_cost),
             },
+            webhook: WebhookStats {
+                received: load(&self.webhook.received),
+                unique: load(&self.webhook.unique),
+                duplicates: load(&self.webhook.duplicates),
+                rejected: load(&self.webhook.rejected),
+                signature_failures: load(&self.signature_failures),
+            },
         }
     }
 
@@ -288,6 +322,8 @@ impl Counters {
     pub fn reset(&self) {
         self.email.reset();
         self.wework.reset();
+        self.webhook.reset();
+        self.signature_failures.store(0, Ordering::Relaxed);
         self.smtp_connections.store(0, Ordering::Relaxed);
         self.token_requests.store(0, Ordering::Relaxed);
         self.wework_cost.store(0, Ordering::Relaxed);
@@ -324,6 +360,8 @@ mod tests {
         let counters = Counters::default();
         counters.record_received(SimChannel::Email, Some("a"), json!({"x": 1}));
         counters.record_smtp_connection();
+        counters.record_received(SimChannel::Webhook, Some("w"), json!({}));
+        counters.record_signature_failure();
         counters.reset();
         assert_eq!(counters.stats(), SimStats::default());
         assert_eq!(counters.count(SimChannel::Email, "a"), 0);

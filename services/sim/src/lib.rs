@@ -7,6 +7,7 @@
 //! - [`smtp`]: the SMTP server, plain with STARTTLS and implicit TLS.
 //! - [`tls`]: the CA and server certificate generated at start, `ca.pem`.
 //! - [`wework`]: the WeWork-compatible `gettoken` and `message/send`.
+//! - [`webhook`]: a webhook receiver that checks `X-Herald-Signature`.
 //! - [`counters`]: what was received, per channel and per message id.
 //! - [`control`]: the `/sim/*` HTTP API (stats, counts, reset, config).
 //!
@@ -27,17 +28,21 @@ pub mod control;
 pub mod counters;
 pub mod smtp;
 pub mod tls;
+pub mod webhook;
 pub mod wework;
 
-pub use config::{InvalidSetting, SimBehaviour, SimConfig, SmtpBehaviour, WeworkBehaviour};
-pub use counters::{SimChannel, SimStats, SmtpStats, WeworkStats};
+pub use config::{
+    InvalidSetting, SimBehaviour, SimConfig, SmtpBehaviour, WebhookBehaviour, WeworkBehaviour,
+};
+pub use counters::{SimChannel, SimStats, SmtpStats, WebhookStats, WeworkStats};
 
-/// What the servers share: the counters, the live behaviour and the WeWork
-/// tokens.
+/// What the servers share: the counters, the live behaviour, the WeWork
+/// tokens and the webhook secret.
 pub(crate) struct SimState {
     pub(crate) counters: counters::Counters,
     behaviour: Mutex<SimBehaviour>,
     pub(crate) tokens: wework::Tokens,
+    pub(crate) webhook_secret: String,
 }
 
 impl SimState {
@@ -74,6 +79,12 @@ impl SimHandle {
     /// How many times the message `message_id` was accepted on `channel`.
     pub fn count(&self, channel: SimChannel, message_id: &str) -> u32 {
         self.state.counters.count(channel, message_id)
+    }
+
+    /// The summary of the last accepted reception of `message_id` on
+    /// `channel` (as `GET /sim/messages/{id}` shows it under `last`).
+    pub fn last(&self, channel: SimChannel, message_id: &str) -> Option<serde_json::Value> {
+        self.state.counters.last(channel, message_id)
     }
 
     /// The live fault injection.
@@ -147,6 +158,7 @@ impl Sim {
                 counters: counters::Counters::default(),
                 behaviour: Mutex::new(behaviour),
                 tokens: wework::Tokens::default(),
+                webhook_secret: config.webhook_secret,
             }),
         })
     }
@@ -193,6 +205,7 @@ impl Sim {
         let (trigger, stopping) = herald_runtime::Shutdown::new();
         let ready: herald_runtime::Readiness = Arc::new(|| true);
         let router = wework::router(self.state.clone())
+            .merge(webhook::router(self.state.clone()))
             .merge(control::router(self.state.clone()))
             .merge(herald_runtime::ops_router(ready))
             .fallback(control::not_found)

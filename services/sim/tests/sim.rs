@@ -1,5 +1,6 @@
 //! The simulator end to end: real SMTP clients (lettre) over plain,
-//! STARTTLS and implicit TLS, WeWork calls over HTTP, and the control API.
+//! STARTTLS and implicit TLS, WeWork calls and signed webhooks over HTTP,
+//! and the control API.
 
 use std::future::Future;
 use std::time::Duration;
@@ -116,6 +117,38 @@ impl TestSim {
             .expect("a JSON body")
     }
 
+    /// POSTs `body` to `path` with the message id and `signature` headers;
+    /// the status, `Retry-After` and the JSON answer.
+    async fn webhook(
+        &self,
+        path: &str,
+        message_id: &str,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> (u16, Option<String>, Value) {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.http))
+            .header("Content-Type", "application/json")
+            .header("X-Herald-Message-Id", message_id)
+            .body(body.to_vec());
+        if let Some(signature) = signature {
+            request = request.header("X-Herald-Signature", signature);
+        }
+        let response = request.send().await.expect("the simulator answers");
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (
+            status,
+            retry_after,
+            response.json().await.expect("a JSON body"),
+        )
+    }
+
     async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -137,6 +170,15 @@ fn email(message_id: &str) -> Message {
         .raw_header(HeaderValue::new(header, message_id.to_owned()))
         .body(".a line starting with a dot\r\nand another\r\n".to_owned())
         .expect("a message")
+}
+
+/// `sha256=<hex HMAC-SHA256>` of `body` keyed with `secret`.
+fn signature(secret: &str, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 fn new_id() -> String {
@@ -504,6 +546,128 @@ async fn an_injected_wework_rate_limit_is_errcode_45009() {
     sim.stop().await.expect("a clean stop");
 }
 
+// ---- webhook ---------------------------------------------------------------
+
+#[tokio::test]
+async fn a_signed_webhook_is_counted_once_and_a_resend_as_a_duplicate() {
+    let sim = spawn_sim().await;
+    let id = new_id();
+    let body =
+        serde_json::to_vec(&json!({"id": id, "channel": "webhook", "text": "hi"})).expect("json");
+    let signed = signature(herald_sim::config::DEFAULT_WEBHOOK_SECRET, &body);
+
+    let (status, _, answer) = sim
+        .webhook("/webhook/orders/42", &id, Some(&signed), &body)
+        .await;
+    assert_eq!((status, &answer), (200, &json!({"received": true})));
+    assert_eq!(sim.handle.count(SimChannel::Webhook, &id), 1);
+    let (status, _, _) = sim.webhook("/webhook", &id, Some(&signed), &body).await;
+    assert_eq!(status, 200);
+
+    assert_eq!(sim.handle.count(SimChannel::Webhook, &id), 2);
+    let (_, stats) = sim.get("/sim/stats").await;
+    assert_eq!(
+        stats["webhook"],
+        json!({"received": 2, "unique": 1, "duplicates": 1, "rejected": 0,
+               "signature_failures": 0})
+    );
+    let (_, detail) = sim.get(&format!("/sim/messages/{id}")).await;
+    assert_eq!(detail["webhook"], 2);
+    assert_eq!(detail["last"]["webhook"]["body"]["text"], "hi");
+    let (_, ids) = sim.get("/sim/messages?channel=webhook").await;
+    assert_eq!(ids["ids"][&id], 2);
+    sim.stop().await.expect("a clean stop");
+}
+
+#[tokio::test]
+async fn a_webhook_with_a_bad_or_missing_signature_is_answered_401_and_not_counted() {
+    let sim = spawn_sim().await;
+    let id = new_id();
+    let body = br#"{"text":"hi"}"#;
+    let wrong_key = signature("not-the-simulators-secret", body);
+    let other_body = signature(herald_sim::config::DEFAULT_WEBHOOK_SECRET, b"{}");
+
+    for signed in [Some(wrong_key.as_str()), Some(other_body.as_str()), None] {
+        let (status, _, answer) = sim.webhook("/webhook/x", &id, signed, body).await;
+        assert_eq!(status, 401, "{signed:?}");
+        assert_eq!(answer["error"]["code"], "invalid_signature");
+    }
+
+    assert_eq!(sim.handle.count(SimChannel::Webhook, &id), 0);
+    let stats = sim.handle.stats().webhook;
+    assert_eq!((stats.received, stats.signature_failures), (0, 3));
+    sim.stop().await.expect("a clean stop");
+}
+
+#[tokio::test]
+async fn injected_webhook_failures_are_503_and_429_with_retry_after() {
+    let sim = spawn_sim().await;
+    let body = br#"{"text":"hi"}"#;
+    let signed = signature(herald_sim::config::DEFAULT_WEBHOOK_SECRET, body);
+    let (status, _) = sim
+        .send_json(
+            reqwest::Method::PUT,
+            "/sim/config",
+            &json!({"webhook": {"fail_rate": 1, "retry_after_s": 5}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, retry_after, _) = sim
+        .webhook("/webhook/x", &new_id(), Some(&signed), body)
+        .await;
+    assert_eq!((status, retry_after.as_deref()), (503, Some("5")));
+
+    let (status, _) = sim
+        .send_json(
+            reqwest::Method::PUT,
+            "/sim/config",
+            &json!({"webhook": {"fail_rate": 0, "rate_limit_rate": 1, "retry_after_s": 0}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, retry_after, _) = sim
+        .webhook("/webhook/x", &new_id(), Some(&signed), body)
+        .await;
+    assert_eq!((status, retry_after), (429, None));
+
+    let stats = sim.handle.stats().webhook;
+    assert_eq!((stats.received, stats.rejected), (0, 2));
+    sim.stop().await.expect("a clean stop");
+}
+
+#[tokio::test]
+async fn a_webhook_with_a_custom_secret_verifies_with_that_secret() {
+    let sim = Sim::build(SimConfig {
+        webhook_secret: "a-secret-for-this-test".to_owned(),
+        ..SimConfig::ephemeral()
+    })
+    .await
+    .expect("the simulator builds");
+    let (handle, port) = (sim.handle(), sim.http_port());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(sim.run(async move {
+        let _ = stopped.await;
+    }));
+    let body = br#"{"text":"hi"}"#;
+    let id = new_id();
+    let status = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/webhook/x"))
+        .header("X-Herald-Message-Id", &id)
+        .header(
+            "X-Herald-Signature",
+            signature("a-secret-for-this-test", body),
+        )
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("answered")
+        .status();
+    assert_eq!(status.as_u16(), 200);
+    assert_eq!(handle.count(SimChannel::Webhook, &id), 1);
+    let _ = stop.send(());
+    task.await.expect("no panic").expect("a clean stop");
+}
+
 // ---- control API -----------------------------------------------------------
 
 #[tokio::test]
@@ -526,7 +690,9 @@ async fn a_rate_above_one_is_refused_with_the_field_named() {
     assert_eq!(
         config,
         json!({"smtp": {"latency_ms": 0, "fail_rate": 0.0, "reject_rate": 0.0},
-               "wework": {"latency_ms": 0, "fail_rate": 0.0, "rate_limit_rate": 0.0}})
+               "wework": {"latency_ms": 0, "fail_rate": 0.0, "rate_limit_rate": 0.0},
+               "webhook": {"latency_ms": 0, "fail_rate": 0.0, "rate_limit_rate": 0.0,
+                           "retry_after_s": 1}})
     );
     let (status, answer) = sim
         .send_json(

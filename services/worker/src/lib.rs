@@ -1,7 +1,7 @@
 //! herald-worker: consumes the central queues, sends through the provider
 //! chosen by the scheduler, records the outcome, and only then acks.
 //!
-//! - [`provider`]: one adapter per provider kind (SMTP, WeWork), each
+//! - [`provider`]: one adapter per provider kind (SMTP, WeWork, webhook), each
 //!   mapping every outcome to a [`herald_domain::Disposition`]
 //! - [`classify`]: the rule tables (defaults and `--classifier-file`) that
 //!   say what a provider's refusal means

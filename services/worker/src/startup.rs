@@ -102,7 +102,7 @@ impl App {
             },
         ));
         let mut tasks = JoinSet::new();
-        for channel in [Channel::Email, Channel::Wework] {
+        for channel in Channel::ALL {
             let worker = self.worker.clone();
             let stop = self.stop_rx.clone();
             let (prefetch, concurrency) = (self.settings.prefetch, self.settings.concurrency);

@@ -1,11 +1,15 @@
-//! `/v1/admin/*`: tenants, their API keys, and providers.
+//! `/v1/admin/*`: tenants, their API keys, providers, any tenant's
+//! message records, queue depths and dead-letter replay.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use herald_broker::lapin;
 use herald_domain::provider_config::{ProviderConfig, SECRET_FIELDS};
-use herald_domain::{Channel, FieldError, ProviderId, ProviderKind, Quota, SendWindow, TenantId};
+use herald_domain::{
+    Channel, FieldError, MessageId, ProviderId, ProviderKind, Quota, SendWindow, TenantId,
+};
 use herald_store::{NewProvider, NewTenant, ProviderPatch, ProviderRow, TenantRow};
 use rand::RngCore;
 use serde::Deserialize;
@@ -14,6 +18,7 @@ use serde_json::{json, Map, Value};
 use super::auth::Admin;
 use super::error::ApiError;
 use super::extract::{JsonBody, MAX_BODY};
+use super::schema;
 use super::AppState;
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
@@ -127,6 +132,20 @@ fn tenant_json(t: &TenantRow) -> Value {
 /// `POST /v1/admin/tenants` → 201 with the tenant. Its user queues are
 /// declared before the record exists, so a scheduler that hears of the
 /// tenant always finds them.
+#[utoipa::path(
+    post, path = "/v1/admin/tenants", tag = "admin", operation_id = "create_tenant",
+    summary = "Create a tenant",
+    request_body = schema::NewTenant,
+    responses(
+        (status = 201, description = "Created", body = schema::Tenant),
+        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
+        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        (status = 422, description = "A field is invalid (named in `field`)", body = schema::ErrorBody),
+        (status = 409, description = "The code is taken", body = schema::ErrorBody),
+        (status = 503, description = "The broker or database is unavailable; retry after `Retry-After` seconds", body = schema::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn create_tenant(
     State(state): State<AppState>,
     _: Admin,
@@ -181,6 +200,21 @@ pub async fn create_tenant(
     Ok((StatusCode::CREATED, Json(tenant_json(&row))).into_response())
 }
 
+#[utoipa::path(
+    get, path = "/v1/admin/tenants", tag = "admin", operation_id = "list_tenants",
+    summary = "List tenants",
+    params(
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, description = "1 to 1,000; 100 when absent"),
+    ),
+    responses(
+        (status = 200, description = "A page of tenants", body = schema::TenantPage),
+        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
+        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        (status = 422, description = "A field is invalid (named in `field`)", body = schema::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn list_tenants(
     State(state): State<AppState>,
     _: Admin,
@@ -191,6 +225,18 @@ pub async fn list_tenants(
     Ok(Json(page(rows, limit, |t| t.id, tenant_json)))
 }
 
+#[utoipa::path(
+    get, path = "/v1/admin/tenants/{id}", tag = "admin", operation_id = "get_tenant",
+    summary = "Read a tenant",
+    params(("id" = String, Path, description = "The tenant's id")),
+    responses(
+        (status = 200, description = "The tenant", body = schema::Tenant),
+        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
+        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        (status = 404, description = "No such tenant", body = schema::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn get_tenant(
     State(state): State<AppState>,
     _: Admin,
@@ -215,6 +261,18 @@ async fn set_status(state: &AppState, id: &str, status: &str) -> Result<Json<Val
     Ok(Json(tenant_json(&row)))
 }
 
+#[utoipa::path(
+    post, path = "/v1/admin/tenants/{id}/disable", tag = "admin", operation_id = "disable_tenant",
+    summary = "Disable a tenant (its keys are refused)",
+    params(("id" = String, Path, description = "The tenant's id")),
+    responses(
+        (status = 200, description = "The tenant, disabled", body = schema::Tenant),
+        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
+        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        (status = 404, description = "No such tenant", body = schema::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn disable_tenant(
     State(state): State<AppState>,
     _: Admin,
@@ -223,6 +281,18 @@ pub async fn disable_tenant(
     set_status(&state, &id, "disabled").await
 }
 
+#[utoipa::path(
+    post, path = "/v1/admin/tenants/{id}/enable", tag = "admin", operation_id = "enable_tenant",
+    summary = "Enable a tenant again",
+    params(("id" = String, Path, description = "The tenant's id")),
+    responses(
+        (status = 200, description = "The tenant, active", body = schema::Tenant),
+        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
+        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        (status = 404, description = "No such tenant", body = schema::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn enable_tenant(
     State(state): State<AppState>,
     _: Admin,
@@ -233,6 +303,18 @@ pub async fn enable_tenant(
 
 /// `POST /v1/admin/tenants/{id}/keys` → 201 `{id, key}`; the key is shown
 /// only here, and stored hashed.
+#[utoipa::path(
+    post, path = "/v1/admin/tenants/{id}/keys", tag = "admin", operation_id = "create_key",
+    summary = "Create an API key for a tenant (shown once)",
+    params(("id" = String, Path, description = "The tenant's id")),
+    responses(
+        (status = 201, description = "The key; only its hash is stored", body = schema::NewKey),
+        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
+        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        (status = 404, description = "No such tenant", body = schema::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn create_key(
     State(state): State<AppState>,
     _: Admin,
@@ -255,6 +337,18 @@ pub async fn create_key(
         .into_response())
 }
 
+#[utoipa::path(
+    delete, path = "/v1/admin/tenants/{id}/keys/{key_id}", tag = "admin", operation_id = "revoke_key",
+    summary = "Revoke an API key",
+    params(("id" = String, Path, description = "The tenant's id"), ("key_id" = String, Path, description = "The key's id")),
+    responses(
+        (status = 200, description = "Revoked", body = schema::RevokedKey),
+        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
+        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        (status = 404, description = "No such key, or it was revoked already", body = schema::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn revoke_key(
     State(state): State<AppState>,
     _: Admin,
@@ -320,6 +414,19 @@ const PROVIDER_FIELDS: &[&str] = &[
 ];
 
 /// `POST /v1/admin/providers` → 201 with the provider (secrets redacted).
+#[utoipa::path(
+    post, path = "/v1/admin/providers", tag = "admin", operation_id = "create_provider",
+    summary = "Register a provider",
+    request_body = schema::NewProvider,
+    responses(
+        (status = 201, description = "Created; secrets shown as ***", body = schema::Provider),
+        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
+        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        (status = 422, description = "A field is invalid (named in `field`)", body = schema::ErrorBody),
+        (status = 409, description = "The name is taken", body = schema::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn create_provider(
     State(state): State<AppState>,
     _: Admin,
@@ -381,6 +488,21 @@ pub async fn create_provider(
     Ok((StatusCode::CREATED, Json(provider_json(&row))).into_response())
 }
 
+#[utoipa::path(
+    get, path = "/v1/admin/providers", tag = "admin", operation_id = "list_providers",
+    summary = "List providers",
+    params(
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, description = "1 to 1,000; 100 when absent"),
+    ),
+    responses(
+        (status = 200, description = "A page of providers", body = schema::ProviderPage),
+        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
+        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        (status = 422, description = "A field is invalid (named in `field`)", body = schema::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn list_providers(
     State(state): State<AppState>,
     _: Admin,
@@ -391,6 +513,18 @@ pub async fn list_providers(
     Ok(Json(page(rows, limit, |p| p.id, provider_json)))
 }
 
+#[utoipa::path(
+    get, path = "/v1/admin/providers/{id}", tag = "admin", operation_id = "get_provider",
+    summary = "Read a provider",
+    params(("id" = String, Path, description = "The provider's id")),
+    responses(
+        (status = 200, description = "The provider; secrets shown as ***", body = schema::Provider),
+        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
+        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        (status = 404, description = "No such provider", body = schema::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn get_provider(
     State(state): State<AppState>,
     _: Admin,
@@ -412,6 +546,19 @@ async fn find_provider(state: &AppState, id: ProviderId) -> Result<ProviderRow, 
 /// `GET /v1/admin/providers/{id}/score`: the provider's score now, as the
 /// schedulers compute it (same weights, same Redis state), with its parts,
 /// its usage per window and its circuit.
+#[utoipa::path(
+    get, path = "/v1/admin/providers/{id}/score", tag = "admin", operation_id = "provider_score",
+    summary = "Explain a provider's current score",
+    params(("id" = String, Path, description = "The provider's id")),
+    responses(
+        (status = 200, description = "The score, its parts and usage", body = schema::ProviderScore),
+        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
+        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        (status = 404, description = "No such provider", body = schema::ErrorBody),
+        (status = 503, description = "The broker or database is unavailable; retry after `Retry-After` seconds", body = schema::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn provider_score(
     State(state): State<AppState>,
     _: Admin,
@@ -492,6 +639,20 @@ pub async fn provider_score(
 
 /// `PATCH /v1/admin/providers/{id}`: changes the given fields. A secret sent
 /// back as `"***"` (as a GET shows it) keeps its stored value.
+#[utoipa::path(
+    patch, path = "/v1/admin/providers/{id}", tag = "admin", operation_id = "update_provider",
+    summary = "Change a provider live",
+    request_body = schema::ProviderPatch,
+    params(("id" = String, Path, description = "The provider's id")),
+    responses(
+        (status = 200, description = "The provider as changed", body = schema::Provider),
+        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
+        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        (status = 404, description = "No such provider", body = schema::ErrorBody),
+        (status = 422, description = "A field is invalid (named in `field`)", body = schema::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn update_provider(
     State(state): State<AppState>,
     _: Admin,
@@ -547,6 +708,18 @@ pub async fn update_provider(
     Ok(Json(provider_json(&row)))
 }
 
+#[utoipa::path(
+    delete, path = "/v1/admin/providers/{id}", tag = "admin", operation_id = "delete_provider",
+    summary = "Delete a provider",
+    params(("id" = String, Path, description = "The provider's id")),
+    responses(
+        (status = 200, description = "Deleted", body = schema::Deleted),
+        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
+        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        (status = 404, description = "No such provider", body = schema::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn delete_provider(
     State(state): State<AppState>,
     _: Admin,
@@ -563,6 +736,19 @@ pub async fn delete_provider(
 /// `POST /v1/admin/dead-letters/replay` `{tenant_id?, provider_id?, reason?,
 /// limit?}`: sends the matching dead letters back to the scheduler
 /// (attempts reset) and answers what was scanned, replayed and kept.
+#[utoipa::path(
+    post, path = "/v1/admin/dead-letters/replay", tag = "admin", operation_id = "replay_dead_letters",
+    summary = "Send dead letters back to the scheduler",
+    request_body = schema::ReplayRequest,
+    responses(
+        (status = 200, description = "What was scanned, replayed and kept", body = schema::ReplayReport),
+        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
+        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        (status = 422, description = "A field is invalid (named in `field`)", body = schema::ErrorBody),
+        (status = 503, description = "The broker or database is unavailable; retry after `Retry-After` seconds", body = schema::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn replay_dead_letters(
     State(state): State<AppState>,
     _: Admin,
@@ -591,4 +777,145 @@ pub async fn replay_dead_letters(
     .await
     .map_err(|e| ApiError::unavailable(format!("The replay stopped: {e:#}"), 1))?;
     Ok(Json(json!(report)))
+}
+
+// ---- messages and queues ----
+
+/// `GET /v1/admin/messages/{id}`: any tenant's record, as the tenant's
+/// `GET /v1/messages/{id}` shows it, plus its `tenant_id`.
+#[utoipa::path(
+    get, path = "/v1/admin/messages/{id}", tag = "admin", operation_id = "admin_get_message",
+    summary = "Read any tenant's message record",
+    params(("id" = String, Path, description = "The message's id")),
+    responses(
+        (status = 200, description = "The record and its tenant", body = schema::AdminMessageRecord),
+        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
+        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        (status = 404, description = "No such message", body = schema::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
+pub async fn get_message(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id: MessageId = path_id(&id, "message")?;
+    let row = state
+        .store
+        .any_message(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such message"))?;
+    let mut body = super::messages::record_json(&row);
+    body["tenant_id"] = json!(row.tenant_id);
+    Ok(Json(body))
+}
+
+/// One queue of the deployment, as `GET /v1/admin/queues` names it.
+struct QueueRef {
+    name: String,
+    kind: &'static str,
+    tenant_id: Option<TenantId>,
+    channel: Option<Channel>,
+}
+
+/// Every queue of the deployment: the tenants' user queues (by tenant id,
+/// then channel), the central queues, the return queue (jobs waiting to
+/// come back to the scheduler), the delay tiers, the dead letters and the
+/// callbacks.
+async fn deployment_queues(state: &AppState) -> Result<Vec<QueueRef>, ApiError> {
+    let t = &state.topology;
+    let mut queues = Vec::new();
+    let mut after = None;
+    loop {
+        let tenants = state.store.list_tenants(after, 1000).await?;
+        for tenant in &tenants {
+            let id = TenantId(tenant.id);
+            queues.extend(Channel::ALL.iter().map(|c| QueueRef {
+                name: t.user_queue(id, *c),
+                kind: "user",
+                tenant_id: Some(id),
+                channel: Some(*c),
+            }));
+        }
+        match tenants.last() {
+            Some(last) if tenants.len() == 1000 => after = Some(last.id),
+            _ => break,
+        }
+    }
+    let core = |name: String, kind: &'static str, channel: Option<Channel>| QueueRef {
+        name,
+        kind,
+        tenant_id: None,
+        channel,
+    };
+    queues.extend(
+        Channel::ALL
+            .iter()
+            .map(|c| core(t.central_queue(*c), "central", Some(*c))),
+    );
+    queues.push(core(t.return_queue(), "return", None));
+    queues.extend(
+        herald_broker::DELAY_TIERS
+            .iter()
+            .map(|s| core(t.delay_queue(*s), "delay", None)),
+    );
+    queues.push(core(t.dead_letter_queue(), "dead_letter", None));
+    queues.push(core(t.callbacks_queue(), "callbacks", None));
+    Ok(queues)
+}
+
+/// `GET /v1/admin/queues` → `{items, next_cursor: null}`, each item
+/// `{name, kind, tenant_id, channel, exists, messages, consumers}`:
+/// `messages` counts those ready for delivery (not those delivered and
+/// unacked). A queue that does not exist is listed with `exists: false`.
+/// Publish and deliver rates need RabbitMQ's management API, which Herald
+/// does not use, so they are not reported.
+#[utoipa::path(
+    get, path = "/v1/admin/queues", tag = "admin", operation_id = "list_queues",
+    summary = "Queue depths and consumers",
+    responses(
+        (status = 200, description = "Every queue of the deployment", body = schema::QueuePage),
+        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
+        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        (status = 503, description = "The broker or database is unavailable; retry after `Retry-After` seconds", body = schema::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
+pub async fn list_queues(State(state): State<AppState>, _: Admin) -> Result<Json<Value>, ApiError> {
+    let broker_down = |e: &dyn std::fmt::Display| {
+        ApiError::unavailable(format!("RabbitMQ could not be asked: {e}"), 1)
+    };
+    let queues = deployment_queues(&state).await?;
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let mut ch = state.broker.channel().await.map_err(|e| broker_down(&e))?;
+    let mut items = Vec::with_capacity(queues.len());
+    for q in &queues {
+        let depth = match ch
+            .queue_declare(&q.name, passive, lapin::types::FieldTable::default())
+            .await
+        {
+            Ok(d) => Some((d.message_count(), d.consumer_count())),
+            // A passive declare of a missing queue closes the channel.
+            Err(lapin::Error::ProtocolError(e)) if e.get_id() == 404 => {
+                ch = state.broker.channel().await.map_err(|e| broker_down(&e))?;
+                None
+            }
+            Err(e) => return Err(broker_down(&e)),
+        };
+        items.push(json!({
+            "name": q.name,
+            "kind": q.kind,
+            "tenant_id": q.tenant_id,
+            "channel": q.channel.map(|c| c.as_str()),
+            "exists": depth.is_some(),
+            "messages": depth.map(|d| d.0),
+            "consumers": depth.map(|d| d.1),
+        }));
+    }
+    let _ = ch.close(200, "queues read").await;
+    Ok(Json(json!({"items": items, "next_cursor": null})))
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Tenant;
+use super::schema;
 use super::error::ApiError;
 use super::extract::{JsonBody, MAX_BATCH_BODY, MAX_BODY};
 use super::AppState;
@@ -20,6 +21,23 @@ use crate::enqueue::{enqueue, Item};
 pub const MAX_BATCH_ITEMS: usize = 1000;
 
 /// `POST /v1/messages` → 202 `{id, status}`.
+#[utoipa::path(
+    post, path = "/v1/messages", tag = "messages", operation_id = "send_message",
+    summary = "Send a message",
+    request_body = schema::SendMessage,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same as the body's idempotency_key")),
+    responses(
+        (status = 202, description = "Recorded and confirmed by the broker", body = schema::Accepted),
+        (status = 400, description = "The body is not JSON", body = schema::ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = schema::ErrorBody),
+        (status = 403, description = "The tenant is disabled", body = schema::ErrorBody),
+        (status = 413, description = "The body is over 1 MiB", body = schema::ErrorBody),
+        (status = 415, description = "The body is not application/json", body = schema::ErrorBody),
+        (status = 422, description = "A field is invalid (named in `field`), or the idempotency key was used with another body", body = schema::ErrorBody),
+        (status = 503, description = "The broker or database could not confirm; retry after `Retry-After` seconds", body = schema::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn send(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -60,6 +78,21 @@ pub async fn send(
 
 /// `POST /v1/messages/batch` → 202 `{ids}`, in request order; one bad item
 /// rejects the whole request, naming its index and field.
+#[utoipa::path(
+    post, path = "/v1/messages/batch", tag = "messages", operation_id = "send_batch",
+    summary = "Send up to 1,000 messages, all or nothing",
+    request_body = schema::SendBatch,
+    responses(
+        (status = 202, description = "Every message recorded and confirmed", body = schema::BatchAccepted),
+        (status = 400, description = "The body is not JSON", body = schema::ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = schema::ErrorBody),
+        (status = 403, description = "The tenant is disabled", body = schema::ErrorBody),
+        (status = 413, description = "The body is over 16 MiB", body = schema::ErrorBody),
+        (status = 422, description = "An item is invalid (`index` and `field` name it); nothing was sent", body = schema::ErrorBody),
+        (status = 503, description = "The broker or database could not confirm; retry after `Retry-After` seconds", body = schema::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn send_batch(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -148,6 +181,18 @@ fn parse_id(raw: &str) -> Result<MessageId, ApiError> {
 }
 
 /// `GET /v1/messages/{id}`; another tenant's message is 404.
+#[utoipa::path(
+    get, path = "/v1/messages/{id}", tag = "messages", operation_id = "get_message",
+    summary = "Read a message's record",
+    params(("id" = String, Path, description = "The message's id")),
+    responses(
+        (status = 200, description = "The record", body = schema::MessageRecord),
+        (status = 401, description = "Missing or invalid API key", body = schema::ErrorBody),
+        (status = 403, description = "The tenant is disabled", body = schema::ErrorBody),
+        (status = 404, description = "No such message for this tenant", body = schema::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn get(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -171,6 +216,23 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/messages?status=&batch_id=&cursor=&limit=` → `{items, next_cursor}`.
+#[utoipa::path(
+    get, path = "/v1/messages", tag = "messages", operation_id = "list_messages",
+    summary = "List the tenant's messages",
+    params(
+        ("status" = Option<String>, Query, description = "Only records with this status"),
+        ("batch_id" = Option<String>, Query, description = "Only records of this batch"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, description = "1 to 1,000; 100 when absent"),
+    ),
+    responses(
+        (status = 200, description = "A page of records, newest first", body = schema::MessagePage),
+        (status = 401, description = "Missing or invalid API key", body = schema::ErrorBody),
+        (status = 403, description = "The tenant is disabled", body = schema::ErrorBody),
+        (status = 422, description = "A filter is invalid", body = schema::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn list(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -223,6 +285,19 @@ pub async fn list(
 }
 
 /// `POST /v1/messages/{id}/cancel`: only while queued, scheduled or pending.
+#[utoipa::path(
+    post, path = "/v1/messages/{id}/cancel", tag = "messages", operation_id = "cancel_message",
+    summary = "Cancel a message that is not being sent yet",
+    params(("id" = String, Path, description = "The message's id")),
+    responses(
+        (status = 200, description = "Cancelled", body = schema::Cancelled),
+        (status = 401, description = "Missing or invalid API key", body = schema::ErrorBody),
+        (status = 403, description = "The tenant is disabled", body = schema::ErrorBody),
+        (status = 404, description = "No such message for this tenant", body = schema::ErrorBody),
+        (status = 409, description = "Already sending or finished", body = schema::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,

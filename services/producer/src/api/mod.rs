@@ -5,15 +5,21 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod messages;
+pub mod openapi;
+pub mod schema;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
-use axum::Router;
+use axum::routing::get;
+use axum::{Json, Router};
 use herald_broker::{Publisher, Topology};
 use herald_runtime::Secret;
 use herald_store::Store;
+
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use self::auth::KeyCache;
 use self::error::ApiError;
@@ -34,43 +40,42 @@ pub struct AppState {
     pub health: herald_capacity::HealthPolicy,
 }
 
+/// The API's routes. Each handler is registered with its OpenAPI
+/// description (`#[utoipa::path]`), so `/openapi.json` lists exactly what is
+/// served.
 pub fn router(state: AppState) -> Router {
     let ready_state = state.clone();
     let ready: herald_runtime::Readiness = Arc::new(move || ready_state.publisher.is_open());
-    let api = Router::new()
-        .route("/v1/messages", post(messages::send).get(messages::list))
-        .route("/v1/messages/batch", post(messages::send_batch))
-        .route("/v1/messages/{id}", get(messages::get))
-        .route("/v1/messages/{id}/cancel", post(messages::cancel))
+    let (api, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(messages::send, messages::list))
+        .routes(routes!(messages::send_batch))
+        .routes(routes!(messages::get))
+        .routes(routes!(messages::cancel))
+        .routes(routes!(admin::create_tenant, admin::list_tenants))
+        .routes(routes!(admin::get_tenant))
+        .routes(routes!(admin::disable_tenant))
+        .routes(routes!(admin::enable_tenant))
+        .routes(routes!(admin::create_key))
+        .routes(routes!(admin::revoke_key))
+        .routes(routes!(admin::create_provider, admin::list_providers))
+        .routes(routes!(
+            admin::get_provider,
+            admin::update_provider,
+            admin::delete_provider
+        ))
+        .routes(routes!(admin::provider_score))
+        .routes(routes!(admin::get_message))
+        .routes(routes!(admin::list_queues))
+        .routes(routes!(admin::replay_dead_letters))
+        .split_for_parts();
+    let document = Arc::new(openapi::complete(document));
+    let api = api
         .route(
-            "/v1/admin/tenants",
-            post(admin::create_tenant).get(admin::list_tenants),
-        )
-        .route("/v1/admin/tenants/{id}", get(admin::get_tenant))
-        .route(
-            "/v1/admin/tenants/{id}/disable",
-            post(admin::disable_tenant),
-        )
-        .route("/v1/admin/tenants/{id}/enable", post(admin::enable_tenant))
-        .route("/v1/admin/tenants/{id}/keys", post(admin::create_key))
-        .route(
-            "/v1/admin/tenants/{id}/keys/{key_id}",
-            axum::routing::delete(admin::revoke_key),
-        )
-        .route(
-            "/v1/admin/providers",
-            post(admin::create_provider).get(admin::list_providers),
-        )
-        .route(
-            "/v1/admin/providers/{id}",
-            get(admin::get_provider)
-                .patch(admin::update_provider)
-                .delete(admin::delete_provider),
-        )
-        .route("/v1/admin/providers/{id}/score", get(admin::provider_score))
-        .route(
-            "/v1/admin/dead-letters/replay",
-            post(admin::replay_dead_letters),
+            "/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { Json(document.as_ref().clone()) }
+            }),
         )
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })

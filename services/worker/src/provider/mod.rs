@@ -2,6 +2,7 @@
 //! [`Disposition`]; the worker acts on the disposition, never on strings.
 
 mod smtp;
+pub mod webhook;
 mod wework;
 
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use herald_proto::v1;
 use crate::classify::Classifier;
 
 pub use smtp::SmtpAdapter;
+pub use webhook::WebhookAdapter;
 pub use wework::WeworkAdapter;
 
 /// One message as an adapter sends it.
@@ -33,6 +35,7 @@ pub struct Outgoing<'a> {
 pub enum Adapter {
     Smtp(SmtpAdapter),
     Wework(WeworkAdapter),
+    Webhook(WebhookAdapter),
 }
 
 impl Adapter {
@@ -50,10 +53,9 @@ impl Adapter {
             ProviderConfig::Wework(c) => Ok(Adapter::Wework(WeworkAdapter::with_classifier(
                 c, classifier,
             )?)),
-            ProviderConfig::Webhook(_) => Err(FieldError::new(
-                "kind",
-                "webhook providers are not supported by this worker yet",
-            )),
+            ProviderConfig::Webhook(c) => Ok(Adapter::Webhook(WebhookAdapter::with_classifier(
+                c, classifier,
+            )?)),
         }
     }
 
@@ -61,6 +63,7 @@ impl Adapter {
         match self {
             Adapter::Smtp(a) => a.send(out).await,
             Adapter::Wework(a) => a.send(out).await,
+            Adapter::Webhook(a) => a.send(out).await,
         }
     }
 }
