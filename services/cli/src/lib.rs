@@ -1,17 +1,32 @@
 //! `herald`, the operator's command line. It talks to a running producer's
 //! admin API: the address and the admin token come from flags or from
-//! `HERALD_PRODUCER_URL` and `HERALD_ADMIN_TOKEN`. Output is a short human
-//! summary, or the API's JSON with `--json`.
+//! `HERALD_PRODUCER_URL` and `HERALD_ADMIN_TOKEN`. Output is an aligned
+//! table or summary, or the API's JSON with `--json`. Secrets never appear,
+//! except a new API key once, on `keys create`.
 //!
 //! - [`client`]: the admin API, with errors that say what to do.
-//! - the commands: `dead-letters replay` so far.
+//! - [`table`]: the human output (tables and `KEY  value` listings).
+//! - the commands, one file each: [`tenants`] (create, list, disable,
+//!   enable), [`keys`] (create, revoke), [`providers`] (add, list, show with
+//!   its score, enable, disable), [`messages`] (status of any tenant's
+//!   message), [`queues`] (depths) and [`dead_letters`] (replay).
+//!
+//! [`run`] executes one parsed command and writes to any `Write`, so tests
+//! capture what an operator would see.
 
 pub mod client;
+pub mod dead_letters;
+pub mod keys;
+pub mod messages;
+pub mod providers;
+pub mod queues;
+pub mod table;
+pub mod tenants;
 
 use std::io::Write;
 
-use clap::{Args, Parser, Subcommand};
-use serde_json::{json, Map, Value};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
 
 use crate::client::Admin;
 
@@ -34,7 +49,7 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
-    /// Print the API's JSON instead of a summary.
+    /// Print the API's JSON (pretty) instead of a table or summary.
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]
@@ -43,66 +58,54 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Tenants: the senders, each with its own queues and API keys.
+    #[command(subcommand)]
+    Tenants(tenants::Tenants),
+    /// A tenant's API keys.
+    #[command(subcommand)]
+    Keys(keys::Keys),
+    /// Providers: SMTP accounts, WeWork apps and webhook senders.
+    #[command(subcommand)]
+    Providers(providers::Providers),
+    /// Message records, of any tenant.
+    #[command(subcommand)]
+    Messages(messages::Messages),
+    /// Every queue of the deployment with its depth and consumers.
+    Queues,
     /// The dead-letter queue.
     #[command(subcommand, name = "dead-letters")]
-    DeadLetters(DeadLetters),
+    DeadLetters(dead_letters::DeadLetters),
 }
 
-#[derive(Debug, Subcommand)]
-pub enum DeadLetters {
-    /// Send dead letters back to the scheduler (attempts reset), filtered by
-    /// tenant, provider and reason; the others stay in the queue.
-    Replay(ReplayArgs),
+/// What every command needs: the API and how to print.
+pub struct Context {
+    pub admin: Admin,
+    pub json: bool,
 }
 
-#[derive(Debug, Args)]
-pub struct ReplayArgs {
-    /// Only this tenant's messages (its id).
-    #[arg(long)]
-    pub tenant: Option<uuid::Uuid>,
-    /// Only messages last assigned to this provider (its id).
-    #[arg(long)]
-    pub provider: Option<uuid::Uuid>,
-    /// Only this reason code (e.g. `smtp_550`, `in_doubt`, `wework_81013`).
-    #[arg(long)]
-    pub reason: Option<String>,
-    /// Dead letters to read at most (1 to 100,000).
-    #[arg(long, default_value_t = 1_000)]
-    pub limit: u64,
+impl Context {
+    /// Prints `value` as pretty JSON when `--json` was given; `false`
+    /// otherwise, for the caller to print its human form.
+    pub fn json(&self, out: &mut impl Write, value: &Value) -> anyhow::Result<bool> {
+        if self.json {
+            writeln!(out, "{}", serde_json::to_string_pretty(value)?)?;
+        }
+        Ok(self.json)
+    }
 }
 
 /// Runs one command, writing its output to `out`.
 pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
-    let admin = Admin::new(&cli.producer_url, cli.admin_token.as_deref())?;
+    let cx = Context {
+        admin: Admin::new(&cli.producer_url, cli.admin_token.as_deref())?,
+        json: cli.json,
+    };
     match cli.command {
-        Command::DeadLetters(DeadLetters::Replay(args)) => {
-            let mut body = Map::new();
-            if let Some(t) = args.tenant {
-                body.insert("tenant_id".into(), json!(t));
-            }
-            if let Some(p) = args.provider {
-                body.insert("provider_id".into(), json!(p));
-            }
-            if let Some(r) = &args.reason {
-                body.insert("reason".into(), json!(r));
-            }
-            body.insert("limit".into(), json!(args.limit));
-            let report = admin
-                .post("/v1/admin/dead-letters/replay", &Value::Object(body))
-                .await?;
-            if cli.json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
-            } else {
-                let n = |k: &str| report[k].as_u64().unwrap_or(0);
-                writeln!(
-                    out,
-                    "Read {} dead letter(s): replayed {}, kept {}.",
-                    n("scanned"),
-                    n("replayed"),
-                    n("kept")
-                )?;
-            }
-        }
+        Command::Tenants(cmd) => tenants::run(&cx, cmd, out).await,
+        Command::Keys(cmd) => keys::run(&cx, cmd, out).await,
+        Command::Providers(cmd) => providers::run(&cx, cmd, out).await,
+        Command::Messages(cmd) => messages::run(&cx, cmd, out).await,
+        Command::Queues => queues::run(&cx, out).await,
+        Command::DeadLetters(cmd) => dead_letters::run(&cx, cmd, out).await,
     }
-    Ok(())
 }

@@ -258,6 +258,7 @@ async fn set_status(state: &AppState, id: &str, status: &str) -> Result<Json<Val
         .set_tenant_status(id, status)
         .await?
         .ok_or_else(|| ApiError::not_found("no such tenant"))?;
+    state.keys.forget_all();
     Ok(Json(tenant_json(&row)))
 }
 
@@ -357,6 +358,9 @@ pub async fn revoke_key(
     let tenant: TenantId = path_id(&id, "tenant")?;
     let key: herald_domain::ApiKeyId = path_id(&key_id, "key")?;
     if state.store.revoke_api_key(tenant, key).await? {
+        // This producer refuses the key at once; other replicas within
+        // their cache's 10 s.
+        state.keys.forget_all();
         Ok(Json(json!({"id": key, "revoked": true})))
     } else {
         Err(ApiError::not_found(

@@ -23,6 +23,16 @@ pub struct KeyCache {
     inner: Arc<RwLock<HashMap<Vec<u8>, CachedOwner>>>,
 }
 
+impl KeyCache {
+    /// Drops every cached lookup, so a revoked key or a disabled tenant is
+    /// refused by this producer from the next request on.
+    pub fn forget_all(&self) {
+        if let Ok(mut m) = self.inner.write() {
+            m.clear();
+        }
+    }
+}
+
 fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;

@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Tenant;
-use super::schema;
 use super::error::ApiError;
 use super::extract::{JsonBody, MAX_BATCH_BODY, MAX_BODY};
+use super::schema;
 use super::AppState;
 use crate::enqueue::{enqueue, Item};
 

@@ -57,7 +57,10 @@ fn plain_get(id: &str, summary: &str, content_type: &str, ok: &str) -> PathItem 
             "200",
             ResponseBuilder::new()
                 .description(ok)
-                .content(content_type, Content::new(None::<utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>>))
+                .content(
+                    content_type,
+                    Content::new(None::<utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>>),
+                )
                 .build(),
         )
         .build();
@@ -69,7 +72,12 @@ pub fn complete(mut doc: Document) -> Document {
     let ops = [
         (
             "/healthz",
-            plain_get("healthz", "Liveness: the process answers", "text/plain", "alive"),
+            plain_get(
+                "healthz",
+                "Liveness: the process answers",
+                "text/plain",
+                "alive",
+            ),
         ),
         (
             "/readyz",
