@@ -17,8 +17,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Register the simulator's providers, send a burst of email and WeWork
-    /// messages, wait until all are final and print a report.
+    /// Register the simulator's providers, send a burst of email, WeWork and
+    /// webhook messages, wait until all are final and print a report.
     Demo(DemoArgs),
     /// Fairness under a backlog: one tenant queues a large backlog, then a
     /// second tenant sends a message at a steady pace while it drains; the
@@ -33,6 +33,11 @@ pub enum Command {
     /// confirms to one queue, relayed to a second with confirms, consumed
     /// with acks — the two hops of a Herald send with nothing else.
     Ceiling(CeilingArgs),
+    /// Throughput and latency scenarios on private RabbitMQ, Redis and
+    /// PostgreSQL instances: the bare broker's ceiling, a closed-loop
+    /// maximum, an open-loop rate, provider latencies, 1 → 2 → 4 workers
+    /// and failure mixes. Prints a table; writes bench.json and bench.svg.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// The running system a command drives.
@@ -50,7 +55,8 @@ pub struct Target {
     #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: String,
 
-    /// The simulator's HTTP base URL (WeWork API and /sim/stats).
+    /// The simulator's HTTP base URL (WeWork API, webhook receiver and
+    /// /sim/stats).
     #[arg(long, env = "HERALD_SIM_URL", default_value = "http://127.0.0.1:8090")]
     pub sim_url: String,
 
@@ -81,6 +87,16 @@ pub struct Target {
     /// `--sim-url`).
     #[arg(long, env = "HERALD_SIM_WEWORK_URL")]
     pub sim_wework_url: Option<String>,
+
+    /// The secret the simulator checks webhook signatures with (its own
+    /// HERALD_SIM_WEBHOOK_SECRET), given to the webhook provider.
+    #[arg(
+        long,
+        env = "HERALD_SIM_WEBHOOK_SECRET",
+        default_value = crate::sim::DEFAULT_WEBHOOK_SECRET,
+        hide_env_values = true
+    )]
+    pub sim_webhook_secret: String,
 }
 
 impl Target {
@@ -101,6 +117,10 @@ pub struct DemoArgs {
     /// WeWork messages to send.
     #[arg(long, env = "HERALD_DEMO_WEWORK", default_value_t = 500)]
     pub wework: usize,
+
+    /// Webhook messages to send (to the simulator's `/webhook/demo`).
+    #[arg(long, env = "HERALD_DEMO_WEBHOOKS", default_value_t = 500)]
+    pub webhooks: usize,
 
     /// Messages per `POST /v1/messages/batch` request (at most 1000).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=1000))]
@@ -202,4 +222,36 @@ pub struct FairnessArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_flags_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_demo_takes_a_webhook_count_and_the_simulators_secret() {
+        let cli = Cli::try_parse_from([
+            "herald-loadtest",
+            "demo",
+            "--admin-token",
+            "t",
+            "--webhooks",
+            "7",
+            "--sim-webhook-secret",
+            "whsec_0123456789abcdef",
+        ])
+        .expect("parses");
+        let Command::Demo(args) = cli.command else {
+            panic!("not the demo: {:?}", cli.command);
+        };
+        assert_eq!(args.webhooks, 7);
+        assert_eq!(args.target.sim_webhook_secret, "whsec_0123456789abcdef");
+    }
 }

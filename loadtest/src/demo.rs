@@ -88,8 +88,8 @@ fn resolve_ca_file(path: &Option<PathBuf>) -> anyhow::Result<Option<PathBuf>> {
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    if args.emails + args.wework == 0 {
-        bail!("Nothing to send: --emails and --wework are both 0");
+    if args.emails + args.wework + args.webhooks == 0 {
+        bail!("Nothing to send: --emails, --wework and --webhooks are all 0");
     }
     if args.target.admin_token.trim().is_empty() {
         bail!("--admin-token (or HERALD_ADMIN_TOKEN) is empty");
@@ -120,6 +120,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             ca_file.as_deref(),
         ),
         setup::wework_provider(args.target.wework_base_url()),
+        setup::webhook_provider(&args.target.sim_webhook_secret),
     ];
     for spec in &specs {
         let (id, how) = setup::ensure_provider(&admin, spec).await?;
@@ -146,7 +147,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     // The bare broker's ceiling for as many messages, in the same run.
     let ceiling = if args.ceiling {
-        let n = (args.emails + args.wework) as u64;
+        let n = (args.emails + args.wework + args.webhooks) as u64;
         note(&format!(
             "ceiling: carrying {n} messages of {} B over two bare RabbitMQ hops",
             args.ceiling_size
@@ -165,11 +166,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
 
     // (d) the burst
-    let messages = enqueue::demo_messages(&run_id, args.emails, args.wework);
+    let webhook_url = enqueue::webhook_url(&args.target.sim_url);
+    let mut messages = enqueue::demo_messages(&run_id, args.emails, args.wework);
+    messages.extend(enqueue::webhook_messages(
+        &run_id,
+        args.webhooks,
+        &webhook_url,
+    ));
     let total = messages.len();
     note(&format!(
-        "run {run_id}: sending {} email + {} wework message(s) in chunks of {} ({} in flight)",
-        args.emails, args.wework, args.chunk_size, args.concurrency
+        "run {run_id}: sending {} email + {} wework + {} webhook message(s) in chunks of {} ({} in flight)",
+        args.emails, args.wework, args.webhooks, args.chunk_size, args.concurrency
     ));
     let tenant_client = admin.with_token(&api_key);
     let wall = Instant::now();
@@ -234,6 +241,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         tenant_id: tenant.id,
         emails: args.emails as u64,
         wework: args.wework as u64,
+        webhooks: args.webhooks as u64,
         accepted,
         not_accepted: outcome.not_accepted as u64,
         enqueue_errors: outcome.errors,

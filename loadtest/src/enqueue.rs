@@ -39,6 +39,29 @@ pub fn demo_messages(run_id: &str, emails: usize, wework: usize) -> Vec<Value> {
     out
 }
 
+/// The simulator's webhook receiver under `sim_url` (its HTTP base): where
+/// the demo's webhooks go.
+pub fn webhook_url(sim_url: &str) -> String {
+    format!("{}/webhook/demo", sim_url.trim_end_matches('/'))
+}
+
+/// The demo's webhooks: `count` POSTs to `url`, tagged with the run id and
+/// keyed like [`demo_messages`].
+pub fn webhook_messages(run_id: &str, count: usize, url: &str) -> Vec<Value> {
+    let mut out = Vec::with_capacity(count);
+    for n in 1..=count {
+        out.push(json!({
+            "channel": "webhook",
+            "to": url,
+            "subject": format!("Herald demo {run_id} #{n}"),
+            "text": format!("Herald demo {run_id}: webhook {n}."),
+            "idempotency_key": format!("{run_id}-webhook-{n}"),
+            "metadata": {"run": run_id},
+        }));
+    }
+    out
+}
+
 #[derive(Debug, Clone)]
 pub struct EnqueueOutcome {
     /// Accepted ids, in request order.
@@ -143,8 +166,13 @@ mod tests {
 
     #[test]
     fn demo_messages_have_distinct_recipients_and_keys() {
-        let msgs = demo_messages("run-1", 3, 2);
+        let mut msgs = demo_messages("run-1", 3, 2);
         assert_eq!(msgs.len(), 5);
+        msgs.extend(webhook_messages(
+            "run-1",
+            2,
+            "http://127.0.0.1:8090/webhook/demo",
+        ));
         assert_eq!(msgs[0]["to"], "user1@example.com");
         assert_eq!(msgs[2]["to"], "user3@example.com");
         assert_eq!(msgs[3]["channel"], "wework");
@@ -157,7 +185,23 @@ mod tests {
             .iter()
             .map(|m| m["idempotency_key"].as_str().unwrap_or_default().to_owned())
             .collect();
-        assert_eq!(keys.len(), 5);
+        assert_eq!(keys.len(), 7);
         assert!(msgs.iter().all(|m| m["metadata"]["run"] == "run-1"));
+    }
+
+    #[test]
+    fn webhook_messages_go_to_the_simulators_receiver() {
+        let msgs = webhook_messages("run-1", 2, &webhook_url("http://127.0.0.1:8090/"));
+        assert_eq!(msgs.len(), 2);
+        for (m, n) in msgs.iter().zip(1..) {
+            assert_eq!(m["channel"], "webhook");
+            assert_eq!(m["to"], "http://127.0.0.1:8090/webhook/demo");
+            assert_eq!(m["idempotency_key"], format!("run-1-webhook-{n}"));
+        }
+    }
+
+    #[test]
+    fn no_webhooks_asked_none_made() {
+        assert!(webhook_messages("run-1", 0, "http://127.0.0.1:8090/webhook/demo").is_empty());
     }
 }

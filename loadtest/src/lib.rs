@@ -18,6 +18,7 @@
 //! [`report`] (the summary and its math) and [`demo`] (the whole run).
 
 pub mod api;
+pub mod bench;
 pub mod ceiling;
 pub mod chaos;
 pub mod cli;
@@ -27,6 +28,7 @@ pub mod fairness;
 pub mod report;
 pub mod setup;
 pub mod sim;
+pub mod stack;
 pub mod wait;
 
 use std::process::ExitCode;
@@ -37,6 +39,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Demo(args) => demo::run(args).await,
         cli::Command::Fairness(args) => fairness::run(args).await,
         cli::Command::Chaos(args) => chaos::command(args).await,
+        cli::Command::Bench(args) => bench::command(args).await,
         cli::Command::Ceiling(args) => {
             let c = ceiling::measure(
                 &args.broker.amqp_url,

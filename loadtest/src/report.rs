@@ -92,6 +92,7 @@ pub struct LatencyStats {
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
+    pub p999_ms: f64,
     pub max_ms: f64,
     pub mean_ms: f64,
 }
@@ -119,6 +120,7 @@ impl LatencyStats {
             p50_ms: ms(hist.value_at_quantile(0.50)),
             p90_ms: ms(hist.value_at_quantile(0.90)),
             p99_ms: ms(hist.value_at_quantile(0.99)),
+            p999_ms: ms(hist.value_at_quantile(0.999)),
             max_ms: ms(max),
             mean_ms: hist.mean() / 1000.0,
         })
@@ -159,6 +161,12 @@ pub struct SimDelta {
     pub wework_received: u64,
     pub wework_unique: u64,
     pub wework_duplicates: u64,
+    pub webhook_received: u64,
+    pub webhook_unique: u64,
+    pub webhook_duplicates: u64,
+    /// Webhooks the simulator refused (401) because their signature did not
+    /// verify: the provider's secret is not the simulator's.
+    pub webhook_signature_failures: u64,
 }
 
 impl SimDelta {
@@ -171,11 +179,16 @@ impl SimDelta {
             wework_received: delta.wework.received,
             wework_unique: delta.wework.unique,
             wework_duplicates: delta.wework.duplicates,
+            webhook_received: delta.webhook.received,
+            webhook_unique: delta.webhook.unique,
+            webhook_duplicates: delta.webhook.duplicates,
+            webhook_signature_failures: delta.webhook.signature_failures,
         }
     }
 
+    /// Receptions beyond the first, over the three channels.
     pub fn duplicates(&self) -> u64 {
-        self.smtp_duplicates + self.wework_duplicates
+        self.smtp_duplicates + self.wework_duplicates + self.webhook_duplicates
     }
 }
 
@@ -209,6 +222,7 @@ pub struct RunFacts {
     pub tenant_id: String,
     pub emails: u64,
     pub wework: u64,
+    pub webhooks: u64,
     pub accepted: u64,
     pub not_accepted: u64,
     pub enqueue_errors: Vec<String>,
@@ -231,6 +245,7 @@ pub struct Summary {
     pub requested: u64,
     pub emails: u64,
     pub wework: u64,
+    pub webhooks: u64,
     pub accepted: u64,
     pub not_accepted: u64,
     pub sent: u64,
@@ -294,13 +309,21 @@ impl Summary {
         if failed > 0 {
             problems.push(format!("{failed} message(s) failed"));
         }
+        let signature_failures = f.sim.as_ref().map_or(0, |s| s.webhook_signature_failures);
+        if signature_failures > 0 {
+            problems.push(format!(
+                "{signature_failures} webhook(s) failed the simulator's signature check \
+                 (is --sim-webhook-secret the simulator's HERALD_SIM_WEBHOOK_SECRET?)"
+            ));
+        }
         let ok = problems.is_empty();
         Summary {
             run_id: f.run_id,
             tenant_id: f.tenant_id,
-            requested: f.emails + f.wework,
+            requested: f.emails + f.wework + f.webhooks,
             emails: f.emails,
             wework: f.wework,
+            webhooks: f.webhooks,
             accepted: f.accepted,
             not_accepted: f.not_accepted,
             sent,
@@ -328,7 +351,8 @@ impl Summary {
         }
     }
 
-    /// Process exit code: 0 when nothing was lost, rejected or failed.
+    /// Process exit code: 0 when nothing was lost, rejected or failed and
+    /// every webhook's signature verified at the simulator.
     pub fn exit_code(&self) -> u8 {
         if self.ok {
             0
@@ -346,8 +370,8 @@ impl Summary {
         );
         let _ = writeln!(
             o,
-            "  accepted     {} of {} (email {}, wework {})",
-            self.accepted, self.requested, self.emails, self.wework
+            "  accepted     {} of {} (email {}, wework {}, webhook {})",
+            self.accepted, self.requested, self.emails, self.wework, self.webhooks
         );
         let _ = writeln!(o, "  sent         {}", self.sent);
         let _ = writeln!(o, "  failed       {}", self.failed);
@@ -418,8 +442,21 @@ impl Summary {
             (Some(s), _) => {
                 let _ = writeln!(
                     o,
-                    "  simulator    smtp received {} (unique {}, duplicates {}), wework received {} (unique {}, duplicates {})",
-                    s.smtp_received, s.smtp_unique, s.smtp_duplicates, s.wework_received, s.wework_unique, s.wework_duplicates
+                    "  simulator    smtp     received {} (unique {}, duplicates {})",
+                    s.smtp_received, s.smtp_unique, s.smtp_duplicates
+                );
+                let _ = writeln!(
+                    o,
+                    "               wework   received {} (unique {}, duplicates {})",
+                    s.wework_received, s.wework_unique, s.wework_duplicates
+                );
+                let _ = writeln!(
+                    o,
+                    "               webhook  received {} (unique {}, duplicates {}, signature failures {})",
+                    s.webhook_received,
+                    s.webhook_unique,
+                    s.webhook_duplicates,
+                    s.webhook_signature_failures
                 );
             }
             (None, Some(e)) => {
@@ -478,6 +515,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+    use crate::sim::{ChannelStats, WebhookStats};
 
     fn counts(pairs: &[(&str, u64)]) -> StatusCounts {
         StatusCounts(pairs.iter().map(|(s, n)| ((*s).to_owned(), *n)).collect())
@@ -512,6 +550,7 @@ mod tests {
             tenant_id: "t".into(),
             emails: accepted,
             wework: 0,
+            webhooks: 0,
             accepted,
             not_accepted: 0,
             enqueue_errors: vec![],
@@ -525,6 +564,33 @@ mod tests {
             sim_error: None,
             look: look(),
         }
+    }
+
+    fn sim(webhook_signature_failures: u64) -> SimDelta {
+        SimDelta::new(
+            "http://127.0.0.1:8090/sim/stats".into(),
+            &SimStats {
+                smtp: ChannelStats {
+                    received: 3,
+                    unique: 2,
+                    duplicates: 1,
+                    rejected: 0,
+                },
+                wework: ChannelStats {
+                    received: 2,
+                    unique: 2,
+                    duplicates: 0,
+                    rejected: 0,
+                },
+                webhook: WebhookStats {
+                    received: 4,
+                    unique: 2,
+                    duplicates: 2,
+                    rejected: 1,
+                    signature_failures: webhook_signature_failures,
+                },
+            },
+        )
     }
 
     fn close(a: f64, b: f64) -> bool {
@@ -683,17 +749,71 @@ mod tests {
 
     #[test]
     fn summary_serialises_to_json() {
-        let s = Summary::build(facts(
-            1,
-            counts(&[("sent", 1)]),
-            vec![record(0, Some(20), "sent")],
-        ));
+        let mut f = facts(1, counts(&[("sent", 1)]), vec![record(0, Some(20), "sent")]);
+        f.webhooks = 1;
+        f.emails = 0;
+        f.sim = Some(sim(0));
+        let s = Summary::build(f);
         let v = serde_json::to_value(&s).expect("serialises");
+        assert_eq!(v["webhooks"], 1);
+        assert_eq!(v["requested"], 1);
+        assert_eq!(v["sim"]["webhook_received"], 4);
+        assert_eq!(v["sim"]["webhook_unique"], 2);
+        assert_eq!(v["sim"]["webhook_duplicates"], 2);
+        assert_eq!(v["sim"]["webhook_signature_failures"], 0);
         assert_eq!(v["sent"], 1);
         assert_eq!(v["statuses"]["sent"], 1);
         assert_eq!(v["ok"], true);
         assert_eq!(v["latency"]["max_ms"], 20.0);
         assert_eq!(v["look_further"]["api_key"], "hk_x");
+    }
+
+    #[test]
+    fn the_simulators_counts_cover_three_channels() {
+        let d = sim(0);
+        assert_eq!(d.webhook_received, 4);
+        assert_eq!(d.webhook_unique, 2);
+        assert_eq!(d.duplicates(), 3, "smtp 1 + wework 0 + webhook 2");
+    }
+
+    #[test]
+    fn a_webhook_signature_failure_fails_the_run() {
+        let mut f = facts(1, counts(&[("sent", 1)]), vec![]);
+        f.sim = Some(sim(2));
+        let s = Summary::build(f);
+        assert!(!s.ok);
+        assert_eq!(s.exit_code(), 1);
+        assert_eq!(s.problems.len(), 1, "{:?}", s.problems);
+        assert!(s.problems[0].contains("2 webhook(s) failed the simulator's signature check"));
+        assert!(s.to_text().contains("signature failures 2"));
+    }
+
+    #[test]
+    fn simulator_duplicates_are_reported_but_do_not_fail_the_run() {
+        // Allowed for in-doubt messages; the chaos scenario tells them apart.
+        let mut f = facts(1, counts(&[("sent", 1)]), vec![]);
+        f.sim = Some(sim(0));
+        let s = Summary::build(f);
+        assert!(s.ok, "{:?}", s.problems);
+        assert_eq!(s.exit_code(), 0);
+    }
+
+    #[test]
+    fn the_text_lists_each_channel_in_aligned_columns() {
+        let mut f = facts(9, counts(&[("sent", 9)]), vec![]);
+        f.emails = 3;
+        f.wework = 2;
+        f.webhooks = 4;
+        f.sim = Some(sim(0));
+        let text = Summary::build(f).to_text();
+        assert!(
+            text.contains("  accepted     9 of 9 (email 3, wework 2, webhook 4)\n"),
+            "{text}"
+        );
+        let expected = "  simulator    smtp     received 3 (unique 2, duplicates 1)\n\
+                        \x20              wework   received 2 (unique 2, duplicates 0)\n\
+                        \x20              webhook  received 4 (unique 2, duplicates 2, signature failures 0)\n";
+        assert!(text.contains(expected), "{text}");
     }
 
     #[test]

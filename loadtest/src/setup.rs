@@ -13,6 +13,7 @@ use crate::api::ApiClient;
 pub const DEMO_TENANT_CODE: &str = "demo";
 pub const EMAIL_PROVIDER: &str = "sim-email";
 pub const WEWORK_PROVIDER: &str = "sim-wework";
+pub const WEBHOOK_PROVIDER: &str = "sim-webhook";
 
 #[derive(Debug, Clone)]
 pub struct Tenant {
@@ -114,6 +115,22 @@ pub fn wework_provider(base_url: &str) -> ProviderSpec {
     }
 }
 
+/// The webhook provider signing with the simulator's secret (the simulator
+/// answers 401 to any other signature).
+pub fn webhook_provider(signing_secret: &str) -> ProviderSpec {
+    ProviderSpec {
+        name: WEBHOOK_PROVIDER,
+        kind: "webhook",
+        config: json!({
+            "signing_secret": signing_secret,
+            // The simulator listens on loopback, which the worker refuses as
+            // a webhook target (SSRF guard) unless the provider allows it.
+            "allow_private_addresses": true,
+            "timeout_ms": 10_000,
+        }),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ensured {
     Created,
@@ -194,5 +211,20 @@ mod tests {
         assert_eq!(p.config["base_url"], "http://127.0.0.1:8090");
         assert_eq!(p.config["agent_id"], 1_000_002);
         assert_eq!(p.kind, "wework");
+    }
+
+    #[test]
+    fn webhook_provider_signs_with_the_given_secret_and_may_reach_loopback() {
+        let p = webhook_provider("whsec_0123456789abcdef");
+        assert_eq!(p.name, "sim-webhook");
+        assert_eq!(p.kind, "webhook");
+        assert_eq!(
+            p.config,
+            json!({
+                "signing_secret": "whsec_0123456789abcdef",
+                "allow_private_addresses": true,
+                "timeout_ms": 10_000,
+            })
+        );
     }
 }

@@ -500,6 +500,11 @@ impl Process {
         }
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     /// Whether it exited by itself (a crash).
     pub fn exited(&mut self) -> bool {
         match &mut self.child {

@@ -21,15 +21,14 @@ use anyhow::{anyhow, Context};
 use reqwest::Method;
 use serde::Serialize;
 use serde_json::{json, Value};
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::api::{ApiClient, ApiFailure};
 use crate::enqueue::demo_messages;
-use crate::{setup, sim};
-use cluster::{free_port, wait_port, PrivatePostgres, PrivateRabbit, PrivateRedis, Process};
+use crate::sim;
+use crate::stack::{Stack, StackOptions};
 
 /// What a chaos run is told.
 #[derive(Debug, Clone, clap::Args)]
@@ -185,142 +184,21 @@ pub async fn command(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-const ADMIN_TOKEN: &str = "chaos-admin-token";
-const NAMESPACE: &str = "chaos";
-
-/// The binaries' directory: the flag, else this build's.
-fn bin_dir(args: &ChaosArgs) -> anyhow::Result<PathBuf> {
-    match &args.bin_dir {
-        Some(dir) => Ok(dir.clone()),
-        None => cluster::bin_dir_of_this_build(),
-    }
-}
-
-struct Herald {
-    sim: Process,
-    producer: Process,
-    scheduler: Process,
-    workers: Vec<Process>,
-}
-
 /// Runs the scenario and returns its report.
 pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
     let began = Instant::now();
-    let bins = bin_dir(&args)?;
-    for b in [
-        "herald-producer",
-        "herald-scheduler",
-        "herald-worker",
-        "herald-sim",
-    ] {
-        anyhow::ensure!(
-            bins.join(b).exists(),
-            "{} is missing: build the workspace first (cargo build --workspace --bins)",
-            bins.join(b).display()
-        );
-    }
-    let root = std::env::temp_dir().join(format!("herald-chaos-{}", Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&root)?;
-    let logs = root.join("logs");
-    std::fs::create_dir_all(&logs)?;
-
-    let mut rabbit = PrivateRabbit::new(&root)?;
-    let mut redis = PrivateRedis::new(&root)?;
-    let mut pg = PrivatePostgres::init(&root).await?;
-    let (r, d, p) = tokio::join!(rabbit.start(), redis.start(), pg.start());
-    r?;
-    d?;
-    p?;
-
-    let database_url = pg.url("herald");
-    let common = vec![
-        ("HERALD_AMQP_URL".to_owned(), rabbit.url()),
-        ("HERALD_REDIS_URL".to_owned(), redis.url()),
-        ("HERALD_DATABASE_URL".to_owned(), database_url.clone()),
-        ("HERALD_NAMESPACE".to_owned(), NAMESPACE.to_owned()),
-        ("HERALD_ADMIN_TOKEN".to_owned(), ADMIN_TOKEN.to_owned()),
-        (
-            "RUST_LOG".to_owned(),
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
-        ),
-    ];
-    let with = |extra: &[(&str, String)]| {
-        let mut env = common.clone();
-        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
-        env
-    };
-    let (sim_http, sim_smtp, sim_smtps) = (free_port()?, free_port()?, free_port()?);
-    let producer_port = free_port()?;
-    let cert_dir = root.join("sim-certs");
-    let any_port = "127.0.0.1:0".to_owned();
-    let mut herald = Herald {
-        sim: Process::new(
-            "sim",
-            bins.join("herald-sim"),
-            with(&[
-                ("HERALD_HTTP_ADDR", format!("127.0.0.1:{sim_http}")),
-                ("HERALD_SIM_SMTP_ADDR", format!("127.0.0.1:{sim_smtp}")),
-                ("HERALD_SIM_SMTPS_ADDR", format!("127.0.0.1:{sim_smtps}")),
-                ("HERALD_SIM_CERT_DIR", cert_dir.display().to_string()),
-            ]),
-            &logs,
-        ),
-        producer: Process::new(
-            "producer",
-            bins.join("herald-producer"),
-            with(&[
-                ("HERALD_HTTP_ADDR", format!("127.0.0.1:{producer_port}")),
-                ("HERALD_GRPC_ADDR", "127.0.0.1:0".to_owned()),
-            ]),
-            &logs,
-        ),
-        scheduler: Process::new(
-            "scheduler",
-            bins.join("herald-scheduler"),
-            with(&[("HERALD_HTTP_ADDR", any_port.clone())]),
-            &logs,
-        ),
-        workers: (0..args.workers.max(1))
-            .map(|i| {
-                Process::new(
-                    &format!("worker{i}"),
-                    bins.join("herald-worker"),
-                    with(&[("HERALD_HTTP_ADDR", any_port.clone())]),
-                    &logs,
-                )
-            })
-            .collect(),
-    };
-    herald.sim.start()?;
-    wait_port(sim_http, Duration::from_secs(30), "herald-sim").await?;
-    herald.producer.start()?;
-    let producer_url = format!("http://127.0.0.1:{producer_port}");
-    wait_ready(&producer_url, Duration::from_secs(90)).await?;
-    herald.scheduler.start()?;
-    for w in &mut herald.workers {
-        w.start()?;
-    }
-
-    let admin = ApiClient::new(&producer_url, ADMIN_TOKEN)?;
-    let tenant = setup::ensure_tenant(&admin).await?;
-    let key = setup::create_key(&admin, &tenant.id).await?;
-    let ca = cert_dir.join("ca.pem");
-    setup::ensure_provider(
-        &admin,
-        &setup::email_provider("127.0.0.1", sim_smtp, ca.exists().then_some(ca.as_path())),
-    )
+    let mut stack = Stack::start(StackOptions {
+        name: "chaos",
+        bin_dir: args.bin_dir.clone(),
+        workers: args.workers.max(1),
+        worker_env: Vec::new(),
+    })
     .await?;
-    setup::ensure_provider(
-        &admin,
-        &setup::wework_provider(&format!("http://127.0.0.1:{sim_http}")),
-    )
-    .await?;
-    let client = admin.with_token(&key);
-    let sim_url = format!("http://127.0.0.1:{sim_http}");
-    let db = PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy(&database_url)?;
+    let (client, sim_url, db) = (
+        stack.client.clone(),
+        stack.sim_url.clone(),
+        stack.db.clone(),
+    );
 
     let run_id = format!("chaos-{}", &Uuid::new_v4().simple().to_string()[..8]);
     let emails = args.messages / 2;
@@ -374,33 +252,33 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
             let before = sim_received(&sim_url).await.unwrap_or(0);
             let at_s = began.elapsed().as_secs_f64();
             let fault_began = Instant::now();
-            let last = herald.workers.len() - 1;
+            let last = stack.workers.len() - 1;
             match what {
                 "kill -9 worker0" => {
-                    herald.workers[0].kill().await;
-                    herald.workers[0].start()?;
+                    stack.workers[0].kill().await;
+                    stack.workers[0].start()?;
                 }
                 "kill -9 worker1" => {
-                    herald.workers[last].kill().await;
-                    herald.workers[last].start()?;
+                    stack.workers[last].kill().await;
+                    stack.workers[last].start()?;
                 }
                 "kill -9 scheduler" => {
-                    herald.scheduler.kill().await;
-                    herald.scheduler.start()?;
+                    stack.scheduler.kill().await;
+                    stack.scheduler.start()?;
                 }
                 "kill -9 producer" => {
-                    herald.producer.kill().await;
-                    herald.producer.start()?;
+                    stack.producer.kill().await;
+                    stack.producer.start()?;
                 }
-                "restart RabbitMQ" => rabbit.restart().await?,
-                "restart Redis" => redis.restart().await?,
-                "restart PostgreSQL" => pg.restart().await?,
+                "restart RabbitMQ" => stack.rabbit.restart().await?,
+                "restart Redis" => stack.redis.restart().await?,
+                "restart PostgreSQL" => stack.pg.restart().await?,
                 _ => {
                     let process = match what {
-                        "SIGTERM worker1" => &mut herald.workers[last],
-                        "SIGTERM scheduler" => &mut herald.scheduler,
-                        "SIGTERM producer" => &mut herald.producer,
-                        _ => &mut herald.workers[0],
+                        "SIGTERM worker1" => &mut stack.workers[last],
+                        "SIGTERM scheduler" => &mut stack.scheduler,
+                        "SIGTERM producer" => &mut stack.producer,
+                        _ => &mut stack.workers[0],
                     };
                     let took = process.terminate().await.map(|d| d.as_millis() as u64);
                     if what.contains("worker") {
@@ -419,10 +297,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
             });
             // A process that died by itself (not one we killed) is restarted
             // too, and counted: it should not happen.
-            for p in std::iter::once(&mut herald.producer)
-                .chain(std::iter::once(&mut herald.scheduler))
-                .chain(herald.workers.iter_mut())
-            {
+            for p in stack.processes() {
                 if p.exited() {
                     faults.push(Fault {
                         what: format!("{} exited by itself; restarted", p.name),
@@ -455,42 +330,13 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
         graceful_stop_ms,
         drain_after_last_fault_ms: drain_ms,
         elapsed_s: began.elapsed().as_secs_f64(),
-        directory: root.display().to_string(),
+        directory: stack.root.display().to_string(),
         ..report
     };
 
-    for p in std::iter::once(&mut herald.producer)
-        .chain(std::iter::once(&mut herald.scheduler))
-        .chain(herald.workers.iter_mut())
-        .chain(std::iter::once(&mut herald.sim))
-    {
-        p.terminate().await;
-    }
-    db.close().await;
-    rabbit.stop().await;
-    redis.stop().await;
-    pg.stop().await;
-    if !args.keep && report.clean() {
-        let _ = std::fs::remove_dir_all(&root);
-    }
+    let keep = args.keep || !report.clean();
+    stack.stop(keep).await;
     Ok(report)
-}
-
-async fn wait_ready(url: &str, timeout: Duration) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(r) = http.get(format!("{url}/readyz")).send().await {
-            if r.status().is_success() {
-                return Ok(());
-            }
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the producer at {url} was not ready within {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Posts the messages in chunks of 100 at `rate` messages per second, and

@@ -1,0 +1,582 @@
+//! `herald-loadtest bench`: Herald's throughput and latency scenarios on a
+//! private stack ([`crate::stack`]), each reported beside the bare broker's
+//! two-hop ceiling measured in the same run.
+//!
+//! Scenarios, in the order given:
+//! - `ceiling`: the bare broker (raw lapin, confirms and acks, two hops);
+//! - `max`: a closed-loop burst (the demo's mix of email and WeWork);
+//! - `steady`: an open-loop rate (default half of `max`'s throughput),
+//!   for enqueue→send latency at a sustainable load;
+//! - `latency`: WeWork sends with the simulator answering after 0, 20 and
+//!   200 ms;
+//! - `scaling`: 1 → 2 → 4 workers at 200 ms provider latency and a fixed
+//!   concurrency per worker;
+//! - `failures`: a share of transient failures (retried) and of permanent
+//!   rejections (dead-lettered).
+//!
+//! Each step reports throughput, enqueue→send p50/p90/p99/p99.9 (HDR), lost
+//! and duplicates (from the simulator's counts) and the producer's and
+//! workers' peak RSS. Output: a table, `bench.json` and `bench.svg`
+//! (throughput and p99 over time).
+
+mod svg;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::enqueue::{demo_messages, enqueue_all};
+use crate::report::LatencyStats;
+use crate::sim;
+use crate::stack::{Stack, StackOptions};
+use crate::wait::{self, Record};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    Ceiling,
+    Max,
+    Steady,
+    Latency,
+    Scaling,
+    Failures,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Scenarios to run, in this order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "ceiling,max,steady,latency,scaling,failures"
+    )]
+    pub scenarios: Vec<Scenario>,
+    /// Messages per step.
+    #[arg(long, default_value_t = 20_000)]
+    pub messages: usize,
+    /// Workers for every step but `scaling`.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// `steady`'s rate in messages per second (default: half of what `max`
+    /// measured, else 1,000).
+    #[arg(long)]
+    pub rate: Option<u32>,
+    /// How long `steady` enqueues, in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub steady_secs: u64,
+    /// `latency`'s provider latencies, in milliseconds.
+    #[arg(long, value_delimiter = ',', default_value = "0,20,200")]
+    pub latencies_ms: Vec<u64>,
+    /// `scaling`'s worker counts.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub scaling_workers: Vec<usize>,
+    /// `scaling`'s provider latency, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub scaling_latency_ms: u64,
+    /// `scaling`'s sends in flight per worker (HERALD_WORKER_CONCURRENCY).
+    #[arg(long, default_value_t = 64)]
+    pub scaling_concurrency: usize,
+    /// `failures`: the share of sends that fail transiently (retried).
+    #[arg(long, default_value_t = 0.05)]
+    pub fail_rate: f64,
+    /// `failures`: the share of emails rejected permanently.
+    #[arg(long, default_value_t = 0.01)]
+    pub reject_rate: f64,
+    /// The ceiling's message size, in bytes (about a job's envelope).
+    #[arg(long, default_value_t = 600)]
+    pub size: usize,
+    /// Where to write bench.json and bench.svg.
+    #[arg(long, default_value = "target/bench")]
+    pub out: PathBuf,
+    /// Where the Herald binaries are (default: next to this program).
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+    /// Keep the private instances' directory after the run.
+    #[arg(long)]
+    pub keep: bool,
+    /// Seconds to wait for a step's messages to be final.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_secs: u64,
+}
+
+/// One point of a step's time series (per second of sends).
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    /// Seconds since the run began.
+    pub t_s: f64,
+    pub sent_per_s: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub name: String,
+    pub scenario: Scenario,
+    pub workers: usize,
+    pub provider_latency_ms: u64,
+    pub accepted: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub in_doubt: u64,
+    /// Accepted, not recorded final, or recorded sent without reaching the
+    /// simulator.
+    pub lost: u64,
+    /// Receipts at the simulator beyond the first, during this step.
+    pub duplicates: u64,
+    /// Sent per second, first enqueue to last send (the records' clock).
+    pub throughput: f64,
+    pub enqueue_rate: f64,
+    pub latency: Option<LatencyStats>,
+    /// Throughput over this run's bare-broker ceiling.
+    pub ratio_to_ceiling: Option<f64>,
+    /// Peak resident memory since start (VmHWM), in MiB.
+    pub producer_rss_mib: Option<f64>,
+    pub worker_rss_mib: Option<f64>,
+    pub timed_out: bool,
+    pub series: Vec<Point>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub date: DateTime<Utc>,
+    pub command: String,
+    pub ceiling_per_s: Option<f64>,
+    pub steps: Vec<Step>,
+    pub elapsed_s: f64,
+}
+
+/// The command: runs the scenarios, prints the table, writes JSON and SVG.
+pub async fn command(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let report = run(args.clone()).await?;
+    print!("{}", table(&report));
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let json_path = args.out.join("bench.json");
+    std::fs::write(&json_path, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
+    let svg_path = args.out.join("bench.svg");
+    std::fs::write(&svg_path, svg::render(&report))
+        .with_context(|| format!("cannot write {}", svg_path.display()))?;
+    println!("wrote {} and {}", json_path.display(), svg_path.display());
+    let clean = report
+        .steps
+        .iter()
+        .all(|s| s.lost == 0 && s.duplicates == 0 && !s.timed_out);
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
+    let began = Instant::now();
+    let date = Utc::now();
+    let mut stack = Stack::start(StackOptions {
+        name: "bench",
+        bin_dir: args.bin_dir.clone(),
+        workers: args.workers.max(1),
+        worker_env: Vec::new(),
+    })
+    .await?;
+    let result = run_steps(&args, &mut stack, began).await;
+    stack.stop(args.keep).await;
+    let (ceiling_per_s, steps) = result?;
+    Ok(BenchReport {
+        date,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        ceiling_per_s,
+        steps,
+        elapsed_s: began.elapsed().as_secs_f64(),
+    })
+}
+
+async fn run_steps(
+    args: &BenchArgs,
+    stack: &mut Stack,
+    began: Instant,
+) -> anyhow::Result<(Option<f64>, Vec<Step>)> {
+    let mut ceiling = None;
+    let mut steps: Vec<Step> = Vec::new();
+    let n = args.messages.max(1);
+    let total = args.scenarios.len();
+    for (i, scenario) in args.scenarios.iter().enumerate() {
+        let label = format!("[{}/{total}]", i + 1);
+        match scenario {
+            Scenario::Ceiling => {
+                eprintln!("{label} ceiling: {n} messages of {} B over two bare hops", args.size);
+                let c = crate::ceiling::measure(
+                    &stack.rabbit.url(),
+                    "bench-ceiling",
+                    n as u64,
+                    args.size,
+                )
+                .await?;
+                eprintln!("{label} ceiling: {:.0} msg/s", c.per_second);
+                ceiling = Some(c.per_second);
+            }
+            Scenario::Max => {
+                behave(stack, 0, 0.0, 0.0).await?;
+                let emails = n - n / 6;
+                let run_id = run_id("max");
+                let messages = demo_messages(&run_id, emails, n - emails);
+                let step = closed_loop(stack, &label, "max", *scenario, messages, 0, began).await?;
+                steps.push(step);
+            }
+            Scenario::Steady => {
+                behave(stack, 0, 0.0, 0.0).await?;
+                let rate = args.rate.unwrap_or_else(|| {
+                    steps
+                        .iter()
+                        .find(|s| s.scenario == Scenario::Max)
+                        .map_or(1_000, |s| (s.throughput / 2.0).max(1.0) as u32)
+                });
+                let count = (u64::from(rate) * args.steady_secs) as usize;
+                let emails = count - count / 6;
+                let messages = demo_messages(&run_id("steady"), emails, count - emails);
+                let name = format!("steady {rate}/s");
+                let step =
+                    open_loop(stack, &label, &name, messages, rate, began, args.timeout_secs)
+                        .await?;
+                steps.push(step);
+            }
+            Scenario::Latency => {
+                for &ms in &args.latencies_ms {
+                    behave(stack, ms, 0.0, 0.0).await?;
+                    let messages = demo_messages(&run_id("latency"), 0, n);
+                    let name = format!("wework {ms} ms");
+                    steps.push(
+                        closed_loop(stack, &label, &name, *scenario, messages, ms, began).await?,
+                    );
+                }
+            }
+            Scenario::Scaling => {
+                let ms = args.scaling_latency_ms;
+                behave(stack, ms, 0.0, 0.0).await?;
+                stack.set_workers(0).await?;
+                stack.set_worker_env(
+                    "HERALD_WORKER_CONCURRENCY",
+                    &args.scaling_concurrency.to_string(),
+                );
+                for &workers in &args.scaling_workers {
+                    stack.set_workers(workers.max(1)).await?;
+                    // Each worker's share is the same, so a linear system
+                    // takes as long for every count.
+                    let count = n / 4 * workers.max(1);
+                    let messages = demo_messages(&run_id("scaling"), 0, count);
+                    let name = format!(
+                        "{workers} worker(s) × {} at {ms} ms",
+                        args.scaling_concurrency
+                    );
+                    steps.push(
+                        closed_loop(stack, &label, &name, *scenario, messages, ms, began).await?,
+                    );
+                }
+                stack.set_workers(0).await?;
+                stack.clear_worker_env("HERALD_WORKER_CONCURRENCY");
+                stack.set_workers(args.workers.max(1)).await?;
+            }
+            Scenario::Failures => {
+                behave(stack, 0, args.fail_rate, args.reject_rate).await?;
+                let emails = n - n / 6;
+                let messages = demo_messages(&run_id("failures"), emails, n - emails);
+                let name = format!(
+                    "{:.0} % retried, {:.0} % rejected",
+                    args.fail_rate * 100.0,
+                    args.reject_rate * 100.0
+                );
+                steps.push(
+                    closed_loop(stack, &label, &name, *scenario, messages, 0, began).await?,
+                );
+                behave(stack, 0, 0.0, 0.0).await?;
+            }
+        }
+    }
+    if let Some(c) = ceiling {
+        for s in &mut steps {
+            s.ratio_to_ceiling = Some(s.throughput / c.max(1.0));
+        }
+    }
+    Ok((ceiling, steps))
+}
+
+fn run_id(what: &str) -> String {
+    format!("bench-{what}-{}", &Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// Sets the simulator's latency and failure shares on both channels.
+async fn behave(stack: &Stack, latency_ms: u64, fail_rate: f64, reject_rate: f64) -> anyhow::Result<()> {
+    let body = json!({
+        "smtp": {"latency_ms": latency_ms, "fail_rate": fail_rate, "reject_rate": reject_rate},
+        "wework": {"latency_ms": latency_ms, "fail_rate": fail_rate, "rate_limit_rate": 0.0},
+    });
+    let response = reqwest::Client::new()
+        .put(format!("{}/sim/config", stack.sim_url))
+        .json(&body)
+        .send()
+        .await
+        .context("cannot reach the simulator")?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "the simulator refused its config: {}",
+        response.text().await.unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// A burst: every message posted as fast as the producer takes them.
+async fn closed_loop(
+    stack: &mut Stack,
+    label: &str,
+    name: &str,
+    scenario: Scenario,
+    messages: Vec<Value>,
+    latency_ms: u64,
+    began: Instant,
+) -> anyhow::Result<Step> {
+    let before = sim::fetch(&stack.sim_url).await?;
+    let total = messages.len();
+    let mut bar = Bar::new(format!("{label} {name}"));
+    let outcome = enqueue_all(&stack.client, messages, 500, 8, |done, total| {
+        bar.show("enqueued", done as u64, total as u64)
+    })
+    .await?;
+    anyhow::ensure!(
+        outcome.ids.len() == total,
+        "{name}: only {} of {total} messages were accepted: {:?}",
+        outcome.ids.len(),
+        outcome.errors.first()
+    );
+    let rate = outcome.rate();
+    finish(stack, &mut bar, name, scenario, outcome.ids, rate, latency_ms, before, began, 600)
+        .await
+}
+
+/// An open loop: chunks of 10 posted on schedule at `rate` per second,
+/// whether or not earlier ones were answered.
+async fn open_loop(
+    stack: &mut Stack,
+    label: &str,
+    name: &str,
+    messages: Vec<Value>,
+    rate: u32,
+    began: Instant,
+    timeout_secs: u64,
+) -> anyhow::Result<Step> {
+    const CHUNK: usize = 10;
+    let before = sim::fetch(&stack.sim_url).await?;
+    let mut bar = Bar::new(format!("{label} {name}"));
+    let total = messages.len() as u64;
+    let accepted: Arc<Mutex<Vec<Uuid>>> = Arc::default();
+    let clock = Instant::now();
+    let mut tick =
+        tokio::time::interval(Duration::from_secs_f64(CHUNK as f64 / f64::from(rate.max(1))));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, chunk) in messages.chunks(CHUNK).enumerate() {
+        tick.tick().await;
+        let (client, accepted, chunk) = (stack.client.clone(), accepted.clone(), chunk.to_vec());
+        tasks.spawn(async move {
+            let ids = crate::enqueue::send_chunk(&client, chunk).await?;
+            accepted.lock().await.extend(ids);
+            anyhow::Ok(())
+        });
+        if i % 20 == 0 {
+            bar.show("enqueued", (i * CHUNK) as u64, total);
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.context("an enqueue task")??;
+    }
+    let enqueue_rate = total as f64 / clock.elapsed().as_secs_f64().max(1e-9);
+    let ids = accepted.lock().await.clone();
+    finish(stack, &mut bar, name, Scenario::Steady, ids, enqueue_rate, 0, before, began, timeout_secs)
+        .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    stack: &mut Stack,
+    bar: &mut Bar,
+    name: &str,
+    scenario: Scenario,
+    ids: Vec<Uuid>,
+    enqueue_rate: f64,
+    latency_ms: u64,
+    before: sim::SimStats,
+    began: Instant,
+    timeout_secs: u64,
+) -> anyhow::Result<Step> {
+    let total = ids.len() as u64;
+    let waited = wait::wait_final(&stack.db, &ids, Duration::from_secs(timeout_secs), |c, _| {
+        bar.show("final", c.final_total(), total)
+    })
+    .await?;
+    bar.done();
+    let records = wait::records(&stack.db, &ids).await?;
+    let after = sim::fetch(&stack.sim_url).await?;
+    let delta = after.since(&before);
+    let counts = &waited.counts;
+    let (sent, failed, in_doubt) = (counts.sent(), counts.failed(), counts.in_doubt());
+    let reached = delta.smtp.unique + delta.wework.unique;
+    let lost = total.saturating_sub(failed + in_doubt + reached.min(sent));
+    let throughput = crate::report::sent_span(&records).map_or(0.0, |(first, last)| {
+        sent as f64 / ((last - first).num_microseconds().unwrap_or(1) as f64 / 1e6).max(1e-3)
+    });
+    let rss = |p: &crate::chaos::cluster::Process| p.pid().and_then(peak_rss_mib);
+    let worker_rss = stack
+        .workers
+        .iter()
+        .filter_map(rss)
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+    Ok(Step {
+        name: name.to_owned(),
+        scenario,
+        workers: stack.workers.len(),
+        provider_latency_ms: latency_ms,
+        accepted: total,
+        sent,
+        failed,
+        in_doubt,
+        lost,
+        duplicates: delta.smtp.duplicates + delta.wework.duplicates,
+        throughput,
+        enqueue_rate,
+        latency: LatencyStats::from_records(&records),
+        ratio_to_ceiling: None,
+        producer_rss_mib: rss(&stack.producer),
+        worker_rss_mib: worker_rss,
+        timed_out: waited.timed_out,
+        series: series(&records, began),
+    })
+}
+
+/// Sends per second and their p99 latency, per second of the run.
+fn series(records: &[Record], began: Instant) -> Vec<Point> {
+    let now = Utc::now();
+    let run_start = now - chrono::Duration::from_std(began.elapsed()).unwrap_or_default();
+    let mut buckets: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+    for r in records {
+        if let (Some(sent), true) = (r.sent_at, crate::report::is_sent(&r.status)) {
+            let second = (sent - run_start).num_seconds();
+            let micros = (sent - r.created_at).num_microseconds().unwrap_or(0);
+            buckets.entry(second).or_default().push(micros);
+        }
+    }
+    buckets
+        .into_iter()
+        .map(|(second, latencies)| Point {
+            t_s: second as f64,
+            sent_per_s: latencies.len() as f64,
+            p99_ms: LatencyStats::from_micros(latencies).map_or(0.0, |l| l.p99_ms),
+        })
+        .collect()
+}
+
+/// The peak resident set of a process (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// A progress bar on stderr (a line every 5 s when it is not a terminal).
+struct Bar {
+    label: String,
+    tty: bool,
+    last: Option<Instant>,
+}
+
+impl Bar {
+    fn new(label: String) -> Bar {
+        use std::io::IsTerminal;
+        Bar {
+            label,
+            tty: std::io::stderr().is_terminal(),
+            last: None,
+        }
+    }
+
+    fn show(&mut self, what: &str, done: u64, total: u64) {
+        let due = self.last.is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
+        if !self.tty && !due {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let width = 30usize;
+        let filled = if total == 0 {
+            width
+        } else {
+            ((done as f64 / total as f64) * width as f64) as usize
+        }
+        .min(width);
+        let line = format!(
+            "{} [{}{}] {done}/{total} {what}",
+            self.label,
+            "#".repeat(filled),
+            "-".repeat(width - filled)
+        );
+        if self.tty {
+            eprint!("\r\x1b[2K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    fn done(&mut self) {
+        if self.tty {
+            eprintln!();
+        }
+    }
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"))
+}
+
+/// The report as an aligned table.
+pub fn table(report: &BenchReport) -> String {
+    let mut out = String::new();
+    if let Some(c) = report.ceiling_per_s {
+        out.push_str(&format!("bare broker ceiling (2 hops): {c:.0} msg/s\n"));
+    }
+    out.push_str(&format!(
+        "{:<32} {:>3} {:>7} {:>7} {:>5} {:>4} {:>7} {:>6} {:>6} {:>6} {:>6} {:>7} {:>6} {:>6}\n",
+        "STEP", "WRK", "ACCEPT", "SENT", "LOST", "DUP", "MSG/S", "×CEIL", "P50", "P90", "P99",
+        "P99.9", "RSS-P", "RSS-W"
+    ));
+    for s in &report.steps {
+        let l = s.latency;
+        out.push_str(&format!(
+            "{:<32} {:>3} {:>7} {:>7} {:>5} {:>4} {:>7.0} {:>6} {:>6} {:>6} {:>6} {:>7} {:>6} {:>6}{}\n",
+            s.name,
+            s.workers,
+            s.accepted,
+            s.sent,
+            s.lost,
+            s.duplicates,
+            s.throughput,
+            s.ratio_to_ceiling
+                .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}")),
+            ms(l.map(|l| l.p50_ms)),
+            ms(l.map(|l| l.p90_ms)),
+            ms(l.map(|l| l.p99_ms)),
+            ms(l.map(|l| l.p999_ms)),
+            ms(s.producer_rss_mib),
+            ms(s.worker_rss_mib),
+            if s.timed_out { "  (timed out)" } else { "" }
+        ));
+    }
+    out.push_str("latencies: enqueue→send in ms; RSS: peak MiB of the producer (P) and of the largest worker (W)\n");
+    out
+}
