@@ -7,12 +7,14 @@
 #    provider simulator, the producer, the scheduler and two workers in the
 #    background (logs in .herald/logs, pids in .herald/pids);
 # 4. runs the demo load test (herald-loadtest demo): registers the
-#    simulator as the providers, sends email and WeWork messages, waits for
-#    them and prints throughput, latency, losses and duplicates.
+#    simulator as the providers, sends email, WeWork and webhook messages,
+#    waits for them and prints throughput, latency, losses and duplicates.
 # Everything keeps running afterwards; bash deploy/local/stop.sh stops it.
 #
 # Environment: HERALD_DEMO_EMAILS (3000), HERALD_DEMO_WEWORK (500),
-# HERALD_DEMO_TIMEOUT_SECS (300), HERALD_READY_WAIT_SECS (60),
+# HERALD_DEMO_WEBHOOKS (500), HERALD_DEMO_TIMEOUT_SECS (300),
+# HERALD_READY_WAIT_SECS (60), HERALD_SIM_WEBHOOK_SECRET (the simulator's
+# and the demo's webhook signing secret; both default to the same one),
 # HERALD_BUILD_PROFILE (release; "debug" builds faster, runs slower),
 # HERALD_SKIP_BUILD=1 (use the binaries already built), and the
 # services' own HERALD_AMQP_URL, HERALD_REDIS_URL, HERALD_DATABASE_URL,
@@ -36,6 +38,7 @@ BIN="$ROOT/target/$PROFILE"
 READY_WAIT="${HERALD_READY_WAIT_SECS:-60}"
 EMAILS="${HERALD_DEMO_EMAILS:-3000}"
 WEWORK="${HERALD_DEMO_WEWORK:-500}"
+WEBHOOKS="${HERALD_DEMO_WEBHOOKS:-500}"
 
 PRODUCER_ADDR=127.0.0.1:8080
 GRPC_ADDR=127.0.0.1:50051
@@ -142,7 +145,7 @@ wait_ready herald-scheduler "$SCHEDULER_ADDR"
 wait_ready herald-worker-1 "$WORKER1_ADDR"
 wait_ready herald-worker-2 "$WORKER2_ADDR"
 
-step "Demo: $EMAILS email + $WEWORK WeWork messages through the simulator"
+step "Demo: $EMAILS email + $WEWORK WeWork + $WEBHOOKS webhook messages through the simulator"
 demo_status=0
 HERALD_ADMIN_TOKEN="$ADMIN_TOKEN" "$BIN/herald-loadtest" demo \
     --producer-url "http://$PRODUCER_ADDR" \
@@ -150,6 +153,7 @@ HERALD_ADMIN_TOKEN="$ADMIN_TOKEN" "$BIN/herald-loadtest" demo \
     --sim-ca-file "$SIM_DIR/ca.pem" \
     --emails "$EMAILS" \
     --wework "$WEWORK" \
+    --webhooks "$WEBHOOKS" \
     --logs 'tail -f .herald/logs/*.log' \
     --timeout-secs "${HERALD_DEMO_TIMEOUT_SECS:-300}" || demo_status=$?
 
@@ -160,7 +164,7 @@ cat <<EOF
   producer gRPC     http://$GRPC_ADDR   (proto/herald/v1/enqueue.proto)
   scheduler         http://$SCHEDULER_ADDR/metrics
   workers           http://$WORKER1_ADDR/metrics  http://$WORKER2_ADDR/metrics
-  simulator         http://$SIM_ADDR/sim/stats   (SMTP $SIM_SMTP_ADDR, SMTPS $SIM_SMTPS_ADDR)
+  simulator         http://$SIM_ADDR/sim/stats   (SMTP $SIM_SMTP_ADDR, SMTPS $SIM_SMTPS_ADDR, webhooks http://$SIM_ADDR/webhook/...)
   logs              tail -f .herald/logs/*.log
   list tenants      curl -H "Authorization: Bearer \$(cat .herald/admin-token)" http://$PRODUCER_ADDR/v1/admin/tenants
   run the demo again  bash deploy/local/run.sh   (or only the load: HERALD_ADMIN_TOKEN=\$(cat .herald/admin-token) target/$PROFILE/herald-loadtest demo --sim-ca-file .herald/sim/ca.pem)

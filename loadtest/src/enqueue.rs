@@ -53,7 +53,6 @@ pub fn webhook_messages(run_id: &str, count: usize, url: &str) -> Vec<Value> {
         out.push(json!({
             "channel": "webhook",
             "to": url,
-            "subject": format!("Herald demo {run_id} #{n}"),
             "text": format!("Herald demo {run_id}: webhook {n}."),
             "idempotency_key": format!("{run_id}-webhook-{n}"),
             "metadata": {"run": run_id},
@@ -197,6 +196,8 @@ mod tests {
             assert_eq!(m["channel"], "webhook");
             assert_eq!(m["to"], "http://127.0.0.1:8090/webhook/demo");
             assert_eq!(m["idempotency_key"], format!("run-1-webhook-{n}"));
+            // The producer refuses a subject on any channel but email.
+            assert!(m.get("subject").is_none(), "{m}");
         }
     }
 

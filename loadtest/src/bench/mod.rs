@@ -213,7 +213,10 @@ async fn run_steps(
         let label = format!("[{}/{total}]", i + 1);
         match scenario {
             Scenario::Ceiling => {
-                eprintln!("{label} ceiling: {n} messages of {} B over two bare hops", args.size);
+                eprintln!(
+                    "{label} ceiling: {n} messages of {} B over two bare hops",
+                    args.size
+                );
                 let c = crate::ceiling::measure(
                     &stack.rabbit.url(),
                     "bench-ceiling",
@@ -244,9 +247,16 @@ async fn run_steps(
                 let emails = count - count / 6;
                 let messages = demo_messages(&run_id("steady"), emails, count - emails);
                 let name = format!("steady {rate}/s");
-                let step =
-                    open_loop(stack, &label, &name, messages, rate, began, args.timeout_secs)
-                        .await?;
+                let step = open_loop(
+                    stack,
+                    &label,
+                    &name,
+                    messages,
+                    rate,
+                    began,
+                    args.timeout_secs,
+                )
+                .await?;
                 steps.push(step);
             }
             Scenario::Latency => {
@@ -294,9 +304,7 @@ async fn run_steps(
                     args.fail_rate * 100.0,
                     args.reject_rate * 100.0
                 );
-                steps.push(
-                    closed_loop(stack, &label, &name, *scenario, messages, 0, began).await?,
-                );
+                steps.push(closed_loop(stack, &label, &name, *scenario, messages, 0, began).await?);
                 behave(stack, 0, 0.0, 0.0).await?;
             }
         }
@@ -314,7 +322,12 @@ fn run_id(what: &str) -> String {
 }
 
 /// Sets the simulator's latency and failure shares on both channels.
-async fn behave(stack: &Stack, latency_ms: u64, fail_rate: f64, reject_rate: f64) -> anyhow::Result<()> {
+async fn behave(
+    stack: &Stack,
+    latency_ms: u64,
+    fail_rate: f64,
+    reject_rate: f64,
+) -> anyhow::Result<()> {
     let body = json!({
         "smtp": {"latency_ms": latency_ms, "fail_rate": fail_rate, "reject_rate": reject_rate},
         "wework": {"latency_ms": latency_ms, "fail_rate": fail_rate, "rate_limit_rate": 0.0},
@@ -357,8 +370,19 @@ async fn closed_loop(
         outcome.errors.first()
     );
     let rate = outcome.rate();
-    finish(stack, &mut bar, name, scenario, outcome.ids, rate, latency_ms, before, began, 600)
-        .await
+    finish(
+        stack,
+        &mut bar,
+        name,
+        scenario,
+        outcome.ids,
+        rate,
+        latency_ms,
+        before,
+        began,
+        600,
+    )
+    .await
 }
 
 /// An open loop: chunks of 10 posted on schedule at `rate` per second,
@@ -378,8 +402,9 @@ async fn open_loop(
     let total = messages.len() as u64;
     let accepted: Arc<Mutex<Vec<Uuid>>> = Arc::default();
     let clock = Instant::now();
-    let mut tick =
-        tokio::time::interval(Duration::from_secs_f64(CHUNK as f64 / f64::from(rate.max(1))));
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(
+        CHUNK as f64 / f64::from(rate.max(1)),
+    ));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = tokio::task::JoinSet::new();
     for (i, chunk) in messages.chunks(CHUNK).enumerate() {
@@ -399,8 +424,19 @@ async fn open_loop(
     }
     let enqueue_rate = total as f64 / clock.elapsed().as_secs_f64().max(1e-9);
     let ids = accepted.lock().await.clone();
-    finish(stack, &mut bar, name, Scenario::Steady, ids, enqueue_rate, 0, before, began, timeout_secs)
-        .await
+    finish(
+        stack,
+        &mut bar,
+        name,
+        Scenario::Steady,
+        ids,
+        enqueue_rate,
+        0,
+        before,
+        began,
+        timeout_secs,
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -417,9 +453,12 @@ async fn finish(
     timeout_secs: u64,
 ) -> anyhow::Result<Step> {
     let total = ids.len() as u64;
-    let waited = wait::wait_final(&stack.db, &ids, Duration::from_secs(timeout_secs), |c, _| {
-        bar.show("final", c.final_total(), total)
-    })
+    let waited = wait::wait_final(
+        &stack.db,
+        &ids,
+        Duration::from_secs(timeout_secs),
+        |c, _| bar.show("final", c.final_total(), total),
+    )
     .await?;
     bar.done();
     let records = wait::records(&stack.db, &ids).await?;
@@ -508,7 +547,9 @@ impl Bar {
     }
 
     fn show(&mut self, what: &str, done: u64, total: u64) {
-        let due = self.last.is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
+        let due = self
+            .last
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
         if !self.tty && !due {
             return;
         }
@@ -552,8 +593,20 @@ pub fn table(report: &BenchReport) -> String {
     }
     out.push_str(&format!(
         "{:<32} {:>3} {:>7} {:>7} {:>5} {:>4} {:>7} {:>6} {:>6} {:>6} {:>6} {:>7} {:>6} {:>6}\n",
-        "STEP", "WRK", "ACCEPT", "SENT", "LOST", "DUP", "MSG/S", "×CEIL", "P50", "P90", "P99",
-        "P99.9", "RSS-P", "RSS-W"
+        "STEP",
+        "WRK",
+        "ACCEPT",
+        "SENT",
+        "LOST",
+        "DUP",
+        "MSG/S",
+        "×CEIL",
+        "P50",
+        "P90",
+        "P99",
+        "P99.9",
+        "RSS-P",
+        "RSS-W"
     ));
     for s in &report.steps {
         let l = s.latency;

@@ -13,7 +13,9 @@ const TOP: f64 = 40.0;
 const GAP: f64 = 60.0;
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// A round upper bound for an axis (1, 2 or 5 × 10^n).
@@ -48,12 +50,25 @@ pub fn render(report: &BenchReport) -> String {
             "herald-loadtest bench, {} — bare broker ceiling {c:.0} msg/s",
             report.date.format("%Y-%m-%d %H:%M UTC")
         ),
-        None => format!("herald-loadtest bench, {}", report.date.format("%Y-%m-%d %H:%M UTC")),
+        None => format!(
+            "herald-loadtest bench, {}",
+            report.date.format("%Y-%m-%d %H:%M UTC")
+        ),
     };
-    let _ = writeln!(svg, r#"<text x="{LEFT}" y="20" font-size="14">{}</text>"#, escape(&title));
+    let _ = writeln!(
+        svg,
+        r#"<text x="{LEFT}" y="20" font-size="14">{}</text>"#,
+        escape(&title)
+    );
     let panels = [
         ("sends per second", rate_max, TOP, "#1f77b4", true),
-        ("enqueue→send p99 (ms)", p99_max, TOP + PANEL + GAP, "#d62728", false),
+        (
+            "enqueue→send p99 (ms)",
+            p99_max,
+            TOP + PANEL + GAP,
+            "#d62728",
+            false,
+        ),
     ];
     for (label, y_max, top, colour, is_rate) in panels {
         let y = |v: f64| top + PANEL - v / y_max * PANEL;
