@@ -19,6 +19,7 @@
 //! workers' peak RSS. Output: a table, `bench.json` and `bench.svg`
 //! (throughput and p99 over time).
 
+mod cpu;
 mod svg;
 
 use std::path::PathBuf;
@@ -142,6 +143,9 @@ pub struct Step {
     pub producer_rss_mib: Option<f64>,
     pub worker_rss_mib: Option<f64>,
     pub timed_out: bool,
+    /// CPU seconds per component during the step (RabbitMQ, PostgreSQL,
+    /// Redis, each Herald binary, the load generator).
+    pub cpu_s: std::collections::BTreeMap<String, f64>,
     pub series: Vec<Point>,
 }
 
@@ -297,6 +301,9 @@ async fn run_steps(
             }
             Scenario::Failures => {
                 behave(stack, 0, args.fail_rate, args.reject_rate).await?;
+                // The step lasts as long as its unluckiest message's
+                // backoff (minutes), whatever its size: a quarter will do.
+                let n = (n / 4).max(1);
                 let emails = n - n / 6;
                 let messages = demo_messages(&run_id("failures"), emails, n - emails);
                 let name = format!(
@@ -356,7 +363,7 @@ async fn closed_loop(
     latency_ms: u64,
     began: Instant,
 ) -> anyhow::Result<Step> {
-    let before = sim::fetch(&stack.sim_url).await?;
+    let before = Before::take(stack).await?;
     let total = messages.len();
     let mut bar = Bar::new(format!("{label} {name}"));
     let outcome = enqueue_all(&stack.client, messages, 500, 8, |done, total| {
@@ -397,7 +404,7 @@ async fn open_loop(
     timeout_secs: u64,
 ) -> anyhow::Result<Step> {
     const CHUNK: usize = 10;
-    let before = sim::fetch(&stack.sim_url).await?;
+    let before = Before::take(stack).await?;
     let mut bar = Bar::new(format!("{label} {name}"));
     let total = messages.len() as u64;
     let accepted: Arc<Mutex<Vec<Uuid>>> = Arc::default();
@@ -448,7 +455,7 @@ async fn finish(
     ids: Vec<Uuid>,
     enqueue_rate: f64,
     latency_ms: u64,
-    before: sim::SimStats,
+    before: Before,
     began: Instant,
     timeout_secs: u64,
 ) -> anyhow::Result<Step> {
@@ -462,8 +469,9 @@ async fn finish(
     .await?;
     bar.done();
     let records = wait::records(&stack.db, &ids).await?;
+    let cpu_s = cpu::since(&cpu::snapshot(), &before.cpu);
     let after = sim::fetch(&stack.sim_url).await?;
-    let delta = after.since(&before);
+    let delta = after.since(&before.sim);
     let counts = &waited.counts;
     let (sent, failed, in_doubt) = (counts.sent(), counts.failed(), counts.in_doubt());
     let reached = delta.smtp.unique + delta.wework.unique;
@@ -495,8 +503,24 @@ async fn finish(
         producer_rss_mib: rss(&stack.producer),
         worker_rss_mib: worker_rss,
         timed_out: waited.timed_out,
+        cpu_s,
         series: series(&records, began),
     })
+}
+
+/// What a step compares its end with.
+struct Before {
+    sim: sim::SimStats,
+    cpu: std::collections::BTreeMap<&'static str, f64>,
+}
+
+impl Before {
+    async fn take(stack: &Stack) -> anyhow::Result<Before> {
+        Ok(Before {
+            sim: sim::fetch(&stack.sim_url).await?,
+            cpu: cpu::snapshot(),
+        })
+    }
 }
 
 /// Sends per second and their p99 latency, per second of the run.
@@ -631,5 +655,21 @@ pub fn table(report: &BenchReport) -> String {
         ));
     }
     out.push_str("latencies: enqueue→send in ms; RSS: peak MiB of the producer (P) and of the largest worker (W)\n");
+    let components: std::collections::BTreeSet<&String> =
+        report.steps.iter().flat_map(|s| s.cpu_s.keys()).collect();
+    if !components.is_empty() {
+        out.push_str(&format!("\nCPU seconds per step\n{:<32}", "STEP"));
+        for c in &components {
+            out.push_str(&format!(" {:>9}", c));
+        }
+        out.push('\n');
+        for s in &report.steps {
+            out.push_str(&format!("{:<32}", s.name));
+            for c in &components {
+                out.push_str(&format!(" {:>9.1}", s.cpu_s.get(*c).copied().unwrap_or(0.0)));
+            }
+            out.push('\n');
+        }
+    }
     out
 }

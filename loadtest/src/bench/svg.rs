@@ -164,6 +164,7 @@ mod tests {
             producer_rss_mib: None,
             worker_rss_mib: None,
             timed_out: false,
+            cpu_s: Default::default(),
             series: points
                 .iter()
                 .map(|&(t_s, sent_per_s, p99_ms)| Point {

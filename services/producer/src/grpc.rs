@@ -117,7 +117,6 @@ impl Enqueue for EnqueueService {
         let mut chunk_start = 0usize;
         let mut chunk_bytes = 0usize;
         let mut position = 0usize;
-        let now = Utc::now();
         loop {
             let next = match stream.message().await {
                 Ok(next) => next,
@@ -159,7 +158,7 @@ impl Enqueue for EnqueueService {
             }
             let raw =
                 request_json(&request).map_err(|e| field_status(e, Some(index), ids.len()))?;
-            let message = SendRequest::parse(&raw, now)
+            let message = SendRequest::parse(&raw, Utc::now())
                 .map_err(|e| field_status(e, Some(index), ids.len()))?;
             chunk.push(Item { raw, message });
             if chunk.len() == MAX_BATCH_ITEMS {
