@@ -104,8 +104,9 @@ pub struct BenchArgs {
     /// Keep the private instances' directory after the run.
     #[arg(long)]
     pub keep: bool,
-    /// Seconds to wait for a step's messages to be final.
-    #[arg(long, default_value_t = 600)]
+    /// Seconds to wait for a step's messages to be final (retried ones
+    /// wait out their backoff: minutes, in `failures`).
+    #[arg(long, default_value_t = 300)]
     pub timeout_secs: u64,
 }
 
@@ -131,6 +132,9 @@ pub struct Step {
     /// Accepted, not recorded final, or recorded sent without reaching the
     /// simulator.
     pub lost: u64,
+    /// Still waiting (for a retry's delay) when the step's time ran out:
+    /// not lost, not counted as sent.
+    pub unfinished: u64,
     /// Receipts at the simulator beyond the first, during this step.
     pub duplicates: u64,
     /// Sent per second, first enqueue to last send (the records' clock).
@@ -192,7 +196,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         worker_env: Vec::new(),
     })
     .await?;
-    let result = run_steps(&args, &mut stack, began).await;
+    let clock = Clock {
+        began,
+        timeout_secs: args.timeout_secs,
+    };
+    let result = run_steps(&args, &mut stack, clock).await;
     stack.stop(args.keep).await;
     let (ceiling_per_s, steps) = result?;
     Ok(BenchReport {
@@ -207,7 +215,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
 async fn run_steps(
     args: &BenchArgs,
     stack: &mut Stack,
-    began: Instant,
+    clock: Clock,
 ) -> anyhow::Result<(Option<f64>, Vec<Step>)> {
     let mut ceiling = None;
     let mut steps: Vec<Step> = Vec::new();
@@ -236,7 +244,7 @@ async fn run_steps(
                 let emails = n - n / 6;
                 let run_id = run_id("max");
                 let messages = demo_messages(&run_id, emails, n - emails);
-                let step = closed_loop(stack, &label, "max", *scenario, messages, 0, began).await?;
+                let step = closed_loop(stack, &label, "max", *scenario, messages, 0, clock).await?;
                 steps.push(step);
             }
             Scenario::Steady => {
@@ -251,16 +259,7 @@ async fn run_steps(
                 let emails = count - count / 6;
                 let messages = demo_messages(&run_id("steady"), emails, count - emails);
                 let name = format!("steady {rate}/s");
-                let step = open_loop(
-                    stack,
-                    &label,
-                    &name,
-                    messages,
-                    rate,
-                    began,
-                    args.timeout_secs,
-                )
-                .await?;
+                let step = open_loop(stack, &label, &name, messages, rate, clock).await?;
                 steps.push(step);
             }
             Scenario::Latency => {
@@ -269,7 +268,7 @@ async fn run_steps(
                     let messages = demo_messages(&run_id("latency"), 0, n);
                     let name = format!("wework {ms} ms");
                     steps.push(
-                        closed_loop(stack, &label, &name, *scenario, messages, ms, began).await?,
+                        closed_loop(stack, &label, &name, *scenario, messages, ms, clock).await?,
                     );
                 }
             }
@@ -292,7 +291,7 @@ async fn run_steps(
                         args.scaling_concurrency
                     );
                     steps.push(
-                        closed_loop(stack, &label, &name, *scenario, messages, ms, began).await?,
+                        closed_loop(stack, &label, &name, *scenario, messages, ms, clock).await?,
                     );
                 }
                 stack.set_workers(0).await?;
@@ -311,7 +310,7 @@ async fn run_steps(
                     args.fail_rate * 100.0,
                     args.reject_rate * 100.0
                 );
-                steps.push(closed_loop(stack, &label, &name, *scenario, messages, 0, began).await?);
+                steps.push(closed_loop(stack, &label, &name, *scenario, messages, 0, clock).await?);
                 behave(stack, 0, 0.0, 0.0).await?;
             }
         }
@@ -361,7 +360,7 @@ async fn closed_loop(
     scenario: Scenario,
     messages: Vec<Value>,
     latency_ms: u64,
-    began: Instant,
+    clock: Clock,
 ) -> anyhow::Result<Step> {
     let before = Before::take(stack).await?;
     let total = messages.len();
@@ -386,8 +385,7 @@ async fn closed_loop(
         rate,
         latency_ms,
         before,
-        began,
-        600,
+        clock,
     )
     .await
 }
@@ -400,15 +398,14 @@ async fn open_loop(
     name: &str,
     messages: Vec<Value>,
     rate: u32,
-    began: Instant,
-    timeout_secs: u64,
+    clock: Clock,
 ) -> anyhow::Result<Step> {
     const CHUNK: usize = 10;
     let before = Before::take(stack).await?;
     let mut bar = Bar::new(format!("{label} {name}"));
     let total = messages.len() as u64;
     let accepted: Arc<Mutex<Vec<Uuid>>> = Arc::default();
-    let clock = Instant::now();
+    let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(
         CHUNK as f64 / f64::from(rate.max(1)),
     ));
@@ -429,7 +426,7 @@ async fn open_loop(
     while let Some(r) = tasks.join_next().await {
         r.context("an enqueue task")??;
     }
-    let enqueue_rate = total as f64 / clock.elapsed().as_secs_f64().max(1e-9);
+    let enqueue_rate = total as f64 / started.elapsed().as_secs_f64().max(1e-9);
     let ids = accepted.lock().await.clone();
     finish(
         stack,
@@ -440,8 +437,7 @@ async fn open_loop(
         enqueue_rate,
         0,
         before,
-        began,
-        timeout_secs,
+        clock,
     )
     .await
 }
@@ -456,14 +452,13 @@ async fn finish(
     enqueue_rate: f64,
     latency_ms: u64,
     before: Before,
-    began: Instant,
-    timeout_secs: u64,
+    clock: Clock,
 ) -> anyhow::Result<Step> {
     let total = ids.len() as u64;
     let waited = wait::wait_final(
         &stack.db,
         &ids,
-        Duration::from_secs(timeout_secs),
+        Duration::from_secs(clock.timeout_secs),
         |c, _| bar.show("final", c.final_total(), total),
     )
     .await?;
@@ -475,7 +470,8 @@ async fn finish(
     let counts = &waited.counts;
     let (sent, failed, in_doubt) = (counts.sent(), counts.failed(), counts.in_doubt());
     let reached = delta.smtp.unique + delta.wework.unique;
-    let lost = total.saturating_sub(failed + in_doubt + reached.min(sent));
+    let unfinished = total.saturating_sub(counts.final_total());
+    let lost = total.saturating_sub(failed + in_doubt + reached.min(sent) + unfinished);
     let throughput = crate::report::sent_span(&records).map_or(0.0, |(first, last)| {
         sent as f64 / ((last - first).num_microseconds().unwrap_or(1) as f64 / 1e6).max(1e-3)
     });
@@ -495,6 +491,7 @@ async fn finish(
         failed,
         in_doubt,
         lost,
+        unfinished,
         duplicates: delta.smtp.duplicates + delta.wework.duplicates,
         throughput,
         enqueue_rate,
@@ -504,8 +501,15 @@ async fn finish(
         worker_rss_mib: worker_rss,
         timed_out: waited.timed_out,
         cpu_s,
-        series: series(&records, began),
+        series: series(&records, clock.began),
     })
+}
+
+/// When the run began, and how long a step may wait for its messages.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    began: Instant,
+    timeout_secs: u64,
 }
 
 /// What a step compares its end with.
@@ -651,7 +655,11 @@ pub fn table(report: &BenchReport) -> String {
             ms(l.map(|l| l.p999_ms)),
             ms(s.producer_rss_mib),
             ms(s.worker_rss_mib),
-            if s.timed_out { "  (timed out)" } else { "" }
+            if s.timed_out {
+                format!("  ({} unfinished when the step's time ran out)", s.unfinished)
+            } else {
+                String::new()
+            }
         ));
     }
     out.push_str("latencies: enqueue→send in ms; RSS: peak MiB of the producer (P) and of the largest worker (W)\n");
@@ -666,7 +674,10 @@ pub fn table(report: &BenchReport) -> String {
         for s in &report.steps {
             out.push_str(&format!("{:<32}", s.name));
             for c in &components {
-                out.push_str(&format!(" {:>9.1}", s.cpu_s.get(*c).copied().unwrap_or(0.0)));
+                out.push_str(&format!(
+                    " {:>9.1}",
+                    s.cpu_s.get(*c).copied().unwrap_or(0.0)
+                ));
             }
             out.push('\n');
         }

@@ -156,6 +156,7 @@ mod tests {
             failed: 0,
             in_doubt: 0,
             lost: 0,
+            unfinished: 0,
             duplicates: 0,
             throughput: 10.0,
             enqueue_rate: 10.0,

@@ -1,6 +1,8 @@
 //! The producer's HTTP contract against the real PostgreSQL and RabbitMQ:
 //! every bad input gets the API.md error shape, never a 5xx.
 
+use std::collections::BTreeSet;
+
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -739,5 +741,177 @@ async fn dead_letters_are_replayed_by_filter_and_the_rest_kept() {
     let _ = ch.close(200, "done").await;
     broker.close().await;
     store.pool().close().await;
+    app.stop().await;
+}
+
+// ---- /openapi.json ----
+
+/// Every route the producer serves (method, path). A route added to the
+/// router without its documentation, or documented without being served,
+/// fails `the_document_covers_every_route`.
+const ROUTES: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+    ("post", "/v1/messages"),
+    ("get", "/v1/messages"),
+    ("post", "/v1/messages/batch"),
+    ("get", "/v1/messages/{id}"),
+    ("post", "/v1/messages/{id}/cancel"),
+    ("post", "/v1/admin/tenants"),
+    ("get", "/v1/admin/tenants"),
+    ("get", "/v1/admin/tenants/{id}"),
+    ("post", "/v1/admin/tenants/{id}/disable"),
+    ("post", "/v1/admin/tenants/{id}/enable"),
+    ("post", "/v1/admin/tenants/{id}/keys"),
+    ("delete", "/v1/admin/tenants/{id}/keys/{key_id}"),
+    ("post", "/v1/admin/providers"),
+    ("get", "/v1/admin/providers"),
+    ("get", "/v1/admin/providers/{id}"),
+    ("patch", "/v1/admin/providers/{id}"),
+    ("delete", "/v1/admin/providers/{id}"),
+    ("get", "/v1/admin/providers/{id}/score"),
+    ("get", "/v1/admin/messages/{id}"),
+    ("get", "/v1/admin/queues"),
+    ("post", "/v1/admin/dead-letters/replay"),
+];
+
+const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options"];
+
+/// Every `$ref` in `value` names an existing component.
+fn check_refs(value: &Value, doc: &Value, at: &str) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(r)) = map.get("$ref") {
+                let pointer = r
+                    .strip_prefix('#')
+                    .unwrap_or_else(|| panic!("{at}: $ref {r} is not local to the document"));
+                assert!(
+                    doc.pointer(pointer).is_some(),
+                    "{at}: $ref {r} names nothing"
+                );
+            }
+            for (k, v) in map {
+                check_refs(v, doc, &format!("{at}/{k}"));
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                check_refs(v, doc, &format!("{at}/{i}"));
+            }
+        }
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_valid_and_covers_every_route() {
+    let app = spawn_app().await;
+    let http = app.http.clone();
+    let response = http
+        .get(format!("{}/openapi.json", app.url))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.expect("body");
+
+    // Valid: it parses as OpenAPI 3.1 and every reference resolves.
+    let spec = oas3::from_json(&text).expect("a valid OpenAPI 3.1 document");
+    assert!(spec.openapi.starts_with("3.1"), "{}", spec.openapi);
+    let doc: Value = serde_json::from_str(&text).expect("json");
+    check_refs(&doc, &doc, "#");
+
+    // Every operation has an id, a summary and a documented error shape.
+    let mut documented = BTreeSet::new();
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, item) in paths {
+        for method in METHODS {
+            let Some(op) = item.get(*method) else {
+                continue;
+            };
+            documented.insert((method.to_string(), path.clone()));
+            assert!(
+                op["operationId"].is_string(),
+                "{method} {path} has no operationId"
+            );
+            assert!(op["summary"].is_string(), "{method} {path} has no summary");
+            let scheme = if path.starts_with("/v1/admin/") {
+                Some("admin_token")
+            } else if path.starts_with("/v1/") {
+                Some("api_key")
+            } else {
+                None
+            };
+            if let Some(scheme) = scheme {
+                assert!(
+                    op["security"][0].get(scheme).is_some(),
+                    "{method} {path} does not require {scheme}: {}",
+                    op["security"]
+                );
+            }
+            if path.starts_with("/v1/") {
+                let responses = op["responses"].as_object().expect("responses");
+                assert!(
+                    responses.keys().any(|k| k.starts_with('4')),
+                    "{method} {path} documents no error"
+                );
+            }
+        }
+    }
+    for scheme in ["api_key", "admin_token"] {
+        assert_eq!(
+            doc["components"]["securitySchemes"][scheme]["scheme"], "bearer",
+            "{scheme}"
+        );
+    }
+    assert_eq!(
+        doc["paths"]["/v1/messages"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"]["$ref"],
+        "#/components/schemas/SendMessage"
+    );
+    let send = &doc["components"]["schemas"]["SendMessage"];
+    assert_eq!(
+        send["required"],
+        serde_json::json!(["channel", "to"]),
+        "{send}"
+    );
+    let expected: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        documented, expected,
+        "documented routes differ from the routes the producer serves"
+    );
+
+    // Served: each documented route answers something other than the
+    // router's "no such endpoint" or "method not allowed".
+    let id = uuid::Uuid::new_v4().to_string();
+    for (method, path) in &documented {
+        let url = format!(
+            "{}{}",
+            app.url,
+            path.replace("{id}", &id).replace("{key_id}", &id)
+        );
+        let method: reqwest::Method = method.to_uppercase().parse().expect("method");
+        let response = http
+            .request(method.clone(), &url)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_ne!(
+            status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path} is documented but not served"
+        );
+        assert!(
+            !(status == StatusCode::NOT_FOUND && body["error"]["message"] == "no such endpoint"),
+            "{method} {path} is documented but not served"
+        );
+    }
     app.stop().await;
 }

@@ -3,7 +3,7 @@
 //! The handlers parse requests from JSON themselves (so every bad input is
 //! named field by field, API.md) and build responses with `json!`; these
 //! types describe those same shapes for `/openapi.json`. They are never
-//! built at run time. `tests/openapi.rs` checks the document against the
+//! built at run time. `tests/api.rs` checks the document against the
 //! router, and the API tests check the bodies.
 
 #![allow(dead_code)]
