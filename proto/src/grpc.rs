@@ -36,7 +36,11 @@ pub fn status_with_detail(code: tonic::Code, detail: &v1::ErrorDetail) -> tonic:
             value: detail.encode_to_vec(),
         }],
     };
-    tonic::Status::with_details(code, detail.message.clone(), envelope.encode_to_vec().into())
+    tonic::Status::with_details(
+        code,
+        detail.message.clone(),
+        envelope.encode_to_vec().into(),
+    )
 }
 
 /// The [`v1::ErrorDetail`] a failed call carries, if it carries one.
@@ -54,7 +58,10 @@ pub fn error_detail(status: &tonic::Status) -> Option<v1::ErrorDetail> {
 pub struct BearerAuth(MetadataValue<Ascii>);
 
 impl tonic::service::Interceptor for BearerAuth {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         request
             .metadata_mut()
             .insert("authorization", self.0.clone());
@@ -63,8 +70,7 @@ impl tonic::service::Interceptor for BearerAuth {
 }
 
 /// An enqueue client that sends `api_key` with every call.
-pub type EnqueueClient =
-    v1::enqueue_client::EnqueueClient<InterceptedService<Channel, BearerAuth>>;
+pub type EnqueueClient = v1::enqueue_client::EnqueueClient<InterceptedService<Channel, BearerAuth>>;
 
 /// Connects to the producer's gRPC address (`http://127.0.0.1:50051`).
 pub async fn connect(address: &str, api_key: &str) -> Result<EnqueueClient, ConnectError> {

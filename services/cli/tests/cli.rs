@@ -162,24 +162,6 @@ fn golden(name: &str, actual: &str, namespace: &str) {
     assert_eq!(actual, expected, "{name} differs from {path}");
 }
 
-/// Waits until `check` holds, at most `timeout`.
-async fn wait_for<F, Fut>(timeout: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// The value of `KEY` in a `KEY  value` listing.
 fn field<'a>(listing: &'a str, key: &str) -> &'a str {
     listing

@@ -225,12 +225,10 @@ impl Store {
 
     /// Any tenant's message, for operators (the admin API).
     pub async fn any_message(&self, id: MessageId) -> Result<Option<MessageRow>> {
-        Ok(
-            sqlx::query_as(&format!("{SELECT_MESSAGE} WHERE m.id = $1"))
-                .bind(id.as_uuid())
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_as(&format!("{SELECT_MESSAGE} WHERE m.id = $1"))
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// A page of `tenant`'s messages, newest first.
