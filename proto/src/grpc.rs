@@ -72,6 +72,10 @@ impl tonic::service::Interceptor for BearerAuth {
 /// An enqueue client that sends `api_key` with every call.
 pub type EnqueueClient = v1::enqueue_client::EnqueueClient<InterceptedService<Channel, BearerAuth>>;
 
+/// The largest answer [`connect`]'s client reads: a `SendStream` answer for
+/// about 7 million items.
+pub const MAX_ANSWER: usize = 256 * 1024 * 1024;
+
 /// Connects to the producer's gRPC address (`http://127.0.0.1:50051`).
 pub async fn connect(address: &str, api_key: &str) -> Result<EnqueueClient, ConnectError> {
     let auth: MetadataValue<Ascii> = format!("Bearer {api_key}")
@@ -82,10 +86,12 @@ pub async fn connect(address: &str, api_key: &str) -> Result<EnqueueClient, Conn
         .connect()
         .await
         .map_err(|e| ConnectError::Unreachable(address.to_owned(), e.to_string()))?;
-    Ok(v1::enqueue_client::EnqueueClient::with_interceptor(
-        channel,
-        BearerAuth(auth),
-    ))
+    // A stream's answer lists every id (about 38 bytes each): allow long
+    // streams' answers past tonic's 4 MiB default.
+    Ok(
+        v1::enqueue_client::EnqueueClient::with_interceptor(channel, BearerAuth(auth))
+            .max_decoding_message_size(MAX_ANSWER),
+    )
 }
 
 /// Why [`connect`] failed.

@@ -34,7 +34,23 @@ fn request_hash(raw: &Value) -> Vec<u8> {
 
 /// Records and publishes `items` for `tenant`, all or nothing as far as
 /// validation goes. Answers only after every new job was confirmed.
+///
+/// The work runs in its own task, so it finishes even when the caller goes
+/// away (an HTTP client disconnects, a gRPC call is cancelled or times out):
+/// once records are inserted, their jobs are either confirmed or marked
+/// unpublished, never left queued with nothing on the broker.
 pub async fn enqueue(
+    state: &AppState,
+    tenant: TenantId,
+    items: Vec<Item>,
+) -> Result<Vec<Accepted>, ApiError> {
+    let state = state.clone();
+    tokio::spawn(async move { enqueue_now(&state, tenant, items).await })
+        .await
+        .unwrap_or_else(|e| Err(ApiError::internal("The enqueue task failed", e)))
+}
+
+async fn enqueue_now(
     state: &AppState,
     tenant: TenantId,
     items: Vec<Item>,

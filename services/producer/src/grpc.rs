@@ -28,6 +28,10 @@ use crate::api::messages::MAX_BATCH_ITEMS;
 use crate::api::AppState;
 use crate::enqueue::{enqueue, Item};
 
+/// How long a stream may wait for its next item before it is ended: a
+/// stalled client does not hold a partial chunk (or a shutdown) forever.
+const ITEM_WAIT: Duration = Duration::from_secs(60);
+
 /// The enqueue service over the producer's shared state.
 pub struct EnqueueService {
     state: AppState,
@@ -38,7 +42,12 @@ impl EnqueueService {
         EnqueueService { state }
     }
 
-    async fn tenant(&self, metadata: &tonic::metadata::MetadataMap) -> Result<TenantId, Status> {
+    /// The tenant of the call's key; `accepted` is reported with a refusal.
+    async fn tenant(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        accepted: usize,
+    ) -> Result<TenantId, Status> {
         let key = metadata
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -50,12 +59,12 @@ impl EnqueueService {
                     ApiError::unauthorized(
                         "send your API key as `authorization: Bearer <key>` metadata",
                     ),
-                    0,
+                    accepted,
                 )
             })?;
         tenant_for_key(&self.state, key)
             .await
-            .map_err(|e| to_status(e, 0))
+            .map_err(|e| to_status(e, accepted))
     }
 }
 
@@ -88,7 +97,7 @@ impl Enqueue for EnqueueService {
         &self,
         request: Request<v1::SendRequest>,
     ) -> Result<Response<v1::SendResponse>, Status> {
-        let tenant = self.tenant(request.metadata()).await?;
+        let tenant = self.tenant(request.metadata(), 0).await?;
         let raw = request_json(request.get_ref()).map_err(|e| field_status(e, None, 0))?;
         let message = SendRequest::parse(&raw, Utc::now()).map_err(|e| field_status(e, None, 0))?;
         let accepted = enqueue(&self.state, tenant, vec![Item { raw, message }])
@@ -110,7 +119,10 @@ impl Enqueue for EnqueueService {
         &self,
         request: Request<Streaming<v1::SendRequest>>,
     ) -> Result<Response<v1::SendBatchResponse>, Status> {
-        let tenant = self.tenant(request.metadata()).await?;
+        let tenant = self.tenant(request.metadata(), 0).await?;
+        // The key is checked again before each chunk, so a revoked key or a
+        // disabled tenant stops a long stream too.
+        let key_check = request.metadata().clone();
         let mut stream = request.into_inner();
         let mut ids: Vec<String> = Vec::new();
         let mut chunk: Vec<Item> = Vec::with_capacity(MAX_BATCH_ITEMS);
@@ -118,9 +130,20 @@ impl Enqueue for EnqueueService {
         let mut chunk_bytes = 0usize;
         let mut position = 0usize;
         loop {
-            let next = match stream.message().await {
-                Ok(next) => next,
-                Err(status) => {
+            let next = match tokio::time::timeout(ITEM_WAIT, stream.message()).await {
+                Err(_) => {
+                    let error = ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_json",
+                        format!(
+                            "no item arrived for {} s; the unfinished chunk from item {chunk_start} was not accepted",
+                            ITEM_WAIT.as_secs()
+                        ),
+                    );
+                    return Err(to_status(error.at(position), ids.len()));
+                }
+                Ok(Ok(next)) => next,
+                Ok(Err(status)) => {
                     // A malformed or oversized item, or the client went away.
                     let error = match status.code() {
                         tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => ApiError::new(
@@ -162,6 +185,7 @@ impl Enqueue for EnqueueService {
                 .map_err(|e| field_status(e, Some(index), ids.len()))?;
             chunk.push(Item { raw, message });
             if chunk.len() == MAX_BATCH_ITEMS {
+                self.tenant(&key_check, ids.len()).await?;
                 self.accept_chunk(tenant, &mut chunk, chunk_start, &mut ids)
                     .await?;
                 chunk_start = position;
@@ -176,6 +200,7 @@ impl Enqueue for EnqueueService {
             ));
         }
         if !chunk.is_empty() {
+            self.tenant(&key_check, ids.len()).await?;
             self.accept_chunk(tenant, &mut chunk, chunk_start, &mut ids)
                 .await?;
         }
@@ -186,7 +211,7 @@ impl Enqueue for EnqueueService {
         &self,
         request: Request<v1::GetMessageRequest>,
     ) -> Result<Response<v1::MessageRecord>, Status> {
-        let tenant = self.tenant(request.metadata()).await?;
+        let tenant = self.tenant(request.metadata(), 0).await?;
         let not_found = || to_status(ApiError::not_found("no such message"), 0);
         let id = request.get_ref().id.parse().map_err(|_| not_found())?;
         let row = self
@@ -210,13 +235,19 @@ impl EnqueueService {
         ids: &mut Vec<String>,
     ) -> Result<(), Status> {
         let items = std::mem::replace(chunk, Vec::with_capacity(MAX_BATCH_ITEMS));
+        let single = items.len() == 1;
         match enqueue(&self.state, tenant, items).await {
             Ok(accepted) => {
                 ids.extend(accepted.into_iter().map(|a| a.id.to_string()));
                 Ok(())
             }
             Err(mut e) => {
-                e.index = e.index.map(|i| i + chunk_start);
+                e.index = match e.index {
+                    Some(i) => Some(i + chunk_start),
+                    // A one-item chunk's field error still names the item.
+                    None if single && e.field.is_some() => Some(chunk_start),
+                    None => None,
+                };
                 Err(to_status(e, ids.len()))
             }
         }
@@ -319,6 +350,8 @@ pub fn to_status(e: ApiError, accepted: usize) -> Status {
         StatusCode::UNAUTHORIZED => tonic::Code::Unauthenticated,
         StatusCode::FORBIDDEN => tonic::Code::PermissionDenied,
         StatusCode::NOT_FOUND => tonic::Code::NotFound,
+        // "Being used by a concurrent request; retry" is the retryable kind.
+        StatusCode::CONFLICT if e.message.contains("retry") => tonic::Code::Aborted,
         StatusCode::CONFLICT => tonic::Code::FailedPrecondition,
         StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => {
             tonic::Code::ResourceExhausted

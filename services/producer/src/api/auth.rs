@@ -21,6 +21,9 @@ type CachedOwner = (Option<ApiKeyOwner>, Instant);
 #[derive(Clone, Default)]
 pub struct KeyCache {
     inner: Arc<RwLock<HashMap<Vec<u8>, CachedOwner>>>,
+    /// Bumped by [`KeyCache::forget_all`]; a lookup that began before a
+    /// bump does not put its (possibly stale) answer back.
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl KeyCache {
@@ -28,6 +31,8 @@ impl KeyCache {
     /// refused by this producer from the next request on.
     pub fn forget_all(&self) {
         if let Ok(mut m) = self.inner.write() {
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             m.clear();
         }
     }
@@ -67,8 +72,21 @@ pub async fn tenant_for_key(state: &AppState, key: &str) -> Result<TenantId, Api
     let owner = match cached {
         Some(owner) => owner,
         None => {
+            let generation = state
+                .keys
+                .generation
+                .load(std::sync::atomic::Ordering::SeqCst);
             let owner = state.store.api_key_owner(key).await?;
             if let Ok(mut m) = state.keys.inner.write() {
+                if state
+                    .keys
+                    .generation
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                    != generation
+                {
+                    // Forgotten meanwhile: answer, but do not cache.
+                    return owner_to_tenant(owner);
+                }
                 if m.len() > 100_000 {
                     m.clear();
                 }
@@ -77,6 +95,10 @@ pub async fn tenant_for_key(state: &AppState, key: &str) -> Result<TenantId, Api
             owner
         }
     };
+    owner_to_tenant(owner)
+}
+
+fn owner_to_tenant(owner: Option<ApiKeyOwner>) -> Result<TenantId, ApiError> {
     match owner {
         None => Err(ApiError::unauthorized("the API key is not valid")),
         Some(o) if !o.tenant_active => Err(ApiError::forbidden(

@@ -63,6 +63,10 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<Forbidden> {
         (10, _) | (172, 16..=31) | (192, 168) => Forbidden::Private,
         (169, 254) => Forbidden::LinkLocal,
         (100, 64..=127) => Forbidden::SharedAddressSpace,
+        // IETF protocol assignments (192.0.0.0/24) and the benchmarking
+        // range (198.18.0.0/15): never a public service.
+        (192, 0) if ip.octets()[2] == 0 => Forbidden::Reserved,
+        (198, 18..=19) => Forbidden::Reserved,
         (224..=239, _) => Forbidden::Multicast,
         (240..=255, _) => Forbidden::Reserved,
         _ => return None,
@@ -84,8 +88,16 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<Forbidden> {
     match segments {
         // ::ffff:a.b.c.d (mapped) and ::a.b.c.d (compatible, deprecated).
         [0, 0, 0, 0, 0, 0xffff | 0, _, _] => return forbidden_v4(embedded_v4()),
-        // NAT64: a gateway would connect to the embedded IPv4 address.
+        // ::ffff:0:a.b.c.d (IPv4-translated, SIIT).
+        [0, 0, 0, 0, 0xffff, 0, _, _] => return forbidden_v4(embedded_v4()),
+        // NAT64, well-known and local-use prefixes: a gateway would connect
+        // to the embedded IPv4 address.
         [0x64, 0xff9b, 0, 0, 0, 0, _, _] => return forbidden_v4(embedded_v4()),
+        [0x64, 0xff9b, 1, ..] => return Some(Forbidden::Private),
+        // 6to4: the relay would connect to the IPv4 address in segments 1–2.
+        [0x2002, hi, lo, ..] => {
+            return forbidden_v4(Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo)))
+        }
         _ => {}
     }
     let first = segments[0];
@@ -217,6 +229,14 @@ mod tests {
             ("::192.168.1.1", Private),
             ("64:ff9b::10.0.0.1", Private),
             ("64:ff9b::7f00:1", Loopback),
+            ("::ffff:0:127.0.0.1", Loopback),
+            ("::ffff:0:10.1.2.3", Private),
+            ("64:ff9b:1::1", Private),
+            ("2002:7f00:1::1", Loopback),
+            ("2002:c0a8:101::1", Private),
+            ("192.0.0.8", Reserved),
+            ("198.18.0.1", Reserved),
+            ("198.19.255.255", Reserved),
         ] {
             assert_eq!(forbidden(ip(address)), Some(expected), "{address}");
         }
@@ -246,6 +266,10 @@ mod tests {
             "fbff::1",
             "::ffff:8.8.8.8",
             "64:ff9b::808:808",
+            "2002:808:808::1",
+            "192.0.1.1",
+            "198.17.255.255",
+            "198.20.0.0",
         ] {
             assert_eq!(forbidden(ip(address)), None, "{address}");
         }
