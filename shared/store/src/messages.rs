@@ -310,6 +310,13 @@ impl Store {
             return Ok(Vec::new());
         }
         Ok(sqlx::query_as(
+            // `scheduled` is claimable: the scheduler publishes a due job
+            // first and marks it `queued` in the transaction after the
+            // confirm, so a fast worker can see it still `scheduled` (only
+            // the release ever publishes a scheduled message's job).
+            // Refusing it there acked the job unsent and left the record
+            // `queued` for good (an e2e flake under CI load).
+            //
             // One row per claimed message, its policy computed beside the
             // lock: every join is by primary key, so a window of n costs n
             // index lookups. (An earlier form joined CTE scans of the
@@ -323,7 +330,7 @@ impl Store {
                              m.status = 'sending' AND input.resend AND m.in_doubt_resends < $4
                                  AND m.updated_at > now() - make_interval(secs => $5) AS live
                       FROM input JOIN messages m ON m.id = input.id
-                      WHERE m.status IN ('queued', 'pending', 'sending')
+                      WHERE m.status IN ('queued', 'pending', 'sending', 'scheduled')
                       ORDER BY m.id FOR UPDATE OF m)
              UPDATE messages m SET
                 status = CASE WHEN prev.held THEN 'in_doubt' ELSE 'sending' END,
