@@ -1,6 +1,7 @@
 //! Herald's wire contract, generated from `proto/herald/v1`.
 //!
-//! Jobs travel on the broker as protobuf [`v1::Job`] messages; the gRPC
+//! Jobs travel on the broker as protobuf [`v1::Job`] messages, alone or
+//! several in a [`v1::JobBatch`] ([`jobs`] packs and reads both); the gRPC
 //! enqueue API and callback events live beside them. [`grpc`] holds what
 //! both ends of the enqueue API share: the error details a failed call
 //! carries, and a client that sends the API key.
@@ -11,5 +12,6 @@ pub mod v1 {
 }
 
 pub mod grpc;
+pub mod jobs;
 
 pub use prost::Message;

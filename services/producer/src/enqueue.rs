@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::Utc;
 use herald_broker::Outbound;
-use herald_domain::{MessageId, NewMessage, TenantId};
+use herald_domain::{Channel, MessageId, NewMessage, Priority, TenantId};
 use herald_proto::Message as _;
 use herald_store::{NewRecord, StoreError};
 use serde_json::Value;
@@ -21,15 +21,22 @@ pub struct Accepted {
     pub status: String,
 }
 
-/// A parsed message with the JSON it came from (for the idempotency hash).
+/// A parsed message, with the hash of the JSON it came from when it has an
+/// idempotency key (a repeat must be the same request).
 pub struct Item {
-    pub raw: Value,
     pub message: NewMessage,
+    hash: Vec<u8>,
 }
 
-fn request_hash(raw: &Value) -> Vec<u8> {
-    // serde_json's map is ordered by key, so equal bodies hash equal.
-    Sha256::digest(raw.to_string().as_bytes()).to_vec()
+impl Item {
+    pub fn new(raw: &Value, message: NewMessage) -> Item {
+        // serde_json's map is ordered by key, so equal bodies hash equal.
+        let hash = match message.idempotency_key {
+            Some(_) => Sha256::digest(raw.to_string().as_bytes()).to_vec(),
+            None => Vec::new(),
+        };
+        Item { message, hash }
+    }
 }
 
 /// Records and publishes `items` for `tenant`, all or nothing as far as
@@ -67,7 +74,6 @@ async fn enqueue_now(
             }
         }
     }
-    let hashes: Vec<Vec<u8>> = items.iter().map(|i| request_hash(&i.raw)).collect();
     let keys: Vec<String> = items
         .iter()
         .filter_map(|i| i.message.idempotency_key.clone())
@@ -92,7 +98,7 @@ async fn enqueue_now(
                 .as_ref()
                 .and_then(|k| hits.get(k))
             {
-                Some(hit) if hit.request_hash != hashes[index] => {
+                Some(hit) if hit.request_hash != item.hash => {
                     let mut e = ApiError::new(
                         axum::http::StatusCode::UNPROCESSABLE_ENTITY,
                         "idempotency_conflict",
@@ -119,7 +125,9 @@ async fn enqueue_now(
         let trace = herald_telemetry::propagation::inject_current();
         let trace: BTreeMap<String, String> = trace.into_iter().collect();
         let mut records = Vec::with_capacity(fresh.len());
-        let mut outbound = Vec::new();
+        // Due jobs by user queue and priority band, in request order.
+        let mut due: BTreeMap<(Channel, u8), (Priority, Vec<(MessageId, Vec<u8>)>)> =
+            BTreeMap::new();
         for &index in &fresh {
             let m = &items[index].message;
             let job = m.to_job(tenant, now, trace.clone());
@@ -133,16 +141,25 @@ async fn enqueue_now(
                 priority: i16::from(m.priority.get()),
                 batch_id: m.batch_id.map(|b| b.as_uuid()),
                 idempotency_key: m.idempotency_key.clone(),
-                request_hash: hashes[index].clone(),
+                request_hash: items[index].hash.clone(),
                 metadata: serde_json::to_value(&m.metadata).unwrap_or(Value::Null),
                 scheduled_at: m.scheduled_at,
                 parked_envelope: scheduled.then(|| body.clone()),
             });
             if !scheduled {
-                outbound.push((
-                    m.id,
-                    state.topology.to_user(tenant, m.channel, body, m.priority),
-                ));
+                due.entry((m.channel, m.priority.band()))
+                    .or_insert_with(|| (m.priority, Vec::new()))
+                    .1
+                    .push((m.id, body));
+            }
+        }
+        // Several jobs per broker message: the broker's work is per message.
+        let mut outbound: Vec<(Vec<MessageId>, Outbound)> = Vec::new();
+        for ((channel, _), (priority, jobs)) in due {
+            for run in herald_proto::jobs::split(jobs, |(_, body)| body.len()) {
+                let (ids, bodies): (Vec<MessageId>, Vec<Vec<u8>>) = run.into_iter().unzip();
+                let body = herald_proto::jobs::pack(&bodies);
+                outbound.push((ids, state.topology.to_user(tenant, channel, body, priority)));
             }
         }
         match state.store.insert_messages(tenant, &records).await {
@@ -172,7 +189,7 @@ async fn enqueue_now(
 /// refused goes out later; the caller gets 503 and retries.
 async fn publish_confirmed(
     state: &AppState,
-    outbound: &[(MessageId, Outbound)],
+    outbound: &[(Vec<MessageId>, Outbound)],
 ) -> Result<(), ApiError> {
     if outbound.is_empty() {
         return Ok(());
@@ -182,7 +199,8 @@ async fn publish_confirmed(
     let failed: Vec<(MessageId, String)> = outbound
         .iter()
         .zip(results)
-        .filter_map(|((id, _), r)| r.err().map(|e| (*id, e.to_string())))
+        .filter_map(|((ids, _), r)| r.err().map(|e| (ids, e.to_string())))
+        .flat_map(|(ids, e)| ids.iter().map(move |id| (*id, e.clone())))
         .collect();
     if failed.is_empty() {
         return Ok(());

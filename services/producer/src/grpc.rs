@@ -100,7 +100,7 @@ impl Enqueue for EnqueueService {
         let tenant = self.tenant(request.metadata(), 0).await?;
         let raw = request_json(request.get_ref()).map_err(|e| field_status(e, None, 0))?;
         let message = SendRequest::parse(&raw, Utc::now()).map_err(|e| field_status(e, None, 0))?;
-        let accepted = enqueue(&self.state, tenant, vec![Item { raw, message }])
+        let accepted = enqueue(&self.state, tenant, vec![Item::new(&raw, message)])
             .await
             .map_err(|e| to_status(e, 0))?;
         let first = accepted.into_iter().next().ok_or_else(|| {
@@ -183,7 +183,7 @@ impl Enqueue for EnqueueService {
                 request_json(&request).map_err(|e| field_status(e, Some(index), ids.len()))?;
             let message = SendRequest::parse(&raw, Utc::now())
                 .map_err(|e| field_status(e, Some(index), ids.len()))?;
-            chunk.push(Item { raw, message });
+            chunk.push(Item::new(&raw, message));
             if chunk.len() == MAX_BATCH_ITEMS {
                 self.tenant(&key_check, ids.len()).await?;
                 self.accept_chunk(tenant, &mut chunk, chunk_start, &mut ids)

@@ -16,9 +16,9 @@ pub struct Settings {
     /// HTTP listen address (/metrics, /healthz, /readyz).
     #[arg(long, env = "HERALD_HTTP_ADDR", default_value = "127.0.0.1:8081")]
     pub http_addr: SocketAddr,
-    /// Unacked deliveries held per user queue: how far ahead of placement
-    /// the scheduler reads one tenant's channel.
-    #[arg(long, env = "HERALD_SCHEDULER_PREFETCH", default_value_t = 128)]
+    /// Unacked messages held per user queue (each carries up to 64 jobs):
+    /// how far ahead of placement the scheduler reads one tenant's channel.
+    #[arg(long, env = "HERALD_SCHEDULER_PREFETCH", default_value_t = 32)]
     pub prefetch: u16,
     /// Seconds between polls for tenants and providers (NOTIFY is the fast path).
     #[arg(long, env = "HERALD_SCHEDULER_POLL_SECS", default_value_t = 10)]
@@ -43,7 +43,7 @@ impl Settings {
         Settings {
             common: CommonSettings::local(namespace, database),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            prefetch: 128,
+            prefetch: 32,
             poll_secs: 2,
             ahead_ms: 500,
             min_depth: 256,

@@ -47,9 +47,10 @@ use tokio::task::JoinSet;
 use crate::fair::Gate;
 use crate::placement::{Placement, Placer};
 
-/// Deliveries handled together: their placements run concurrently and
-/// their publishes are confirmed together.
-const BATCH: usize = 64;
+/// Jobs handled together (whole deliveries, so a batch of batches may
+/// exceed it by one delivery): their placements run concurrently and their
+/// publishes are confirmed together.
+const BATCH: usize = 256;
 /// A user drain whose jobs must wait longer than this stops consuming
 /// (its deliveries return to the queue) until capacity can return.
 pub const PAUSE_AFTER: Duration = Duration::from_secs(30);
@@ -97,18 +98,51 @@ impl Source {
     }
 }
 
-/// What becomes of one delivery.
+/// A delivery and the jobs its body holds (one, or a batch).
+struct Unpacked {
+    delivery: Delivery,
+    /// `Err`: not a job envelope; it is dead-lettered whole.
+    jobs: Result<Vec<v1::Job>, String>,
+}
+
+impl Unpacked {
+    fn new(delivery: Delivery) -> Unpacked {
+        let jobs = herald_proto::jobs::decode(&delivery.data).map_err(|e| e.to_string());
+        Unpacked { delivery, jobs }
+    }
+
+    fn len(&self) -> usize {
+        self.jobs.as_ref().map_or(1, Vec::len)
+    }
+}
+
+fn jobs_in(deliveries: &[Unpacked]) -> usize {
+    deliveries.iter().map(Unpacked::len).sum()
+}
+
+/// What becomes of one job.
 enum Fate {
-    /// Published (central, delay tier or dead letters), then acked;
-    /// `placed`: the channel of a job placed on a provider.
-    Publish {
-        out: Outbound,
-        placed: Option<Channel>,
+    /// Placed on a provider: published to its channel's central queue
+    /// (packed with the batch's other jobs of that channel and band).
+    Central {
+        channel: Channel,
+        priority: Priority,
+        body: Vec<u8>,
     },
-    /// Parked in PostgreSQL, then acked.
+    /// Published alone (a delay tier or the dead letters).
+    Publish(Outbound),
+    /// Parked in PostgreSQL.
     Park(ParkedJob),
     /// Held: nothing has room for about this long.
-    Wait(Duration),
+    Wait(Duration, v1::Job),
+}
+
+/// A delivery being placed: acked once every job of it is published or
+/// parked.
+struct Held {
+    delivery: Delivery,
+    jobs: usize,
+    left: usize,
 }
 
 /// How a drain round ended.
@@ -140,7 +174,7 @@ impl Drain {
             )
             .await?;
         tracing::debug!(queue = %queue, "Draining a queue.");
-        let mut carry: Vec<Delivery> = Vec::new();
+        let mut carry: Vec<Unpacked> = Vec::new();
         let round = loop {
             if carry.is_empty() {
                 let first = tokio::select! {
@@ -151,27 +185,38 @@ impl Drain {
                         None => break Round::Stopped,
                     },
                 };
-                carry.push(first);
+                carry.push(Unpacked::new(first));
             }
-            while carry.len() < BATCH {
+            while jobs_in(&carry) < BATCH {
                 match consumer.next().now_or_never() {
-                    Some(Some(Ok(d))) => carry.push(d),
+                    Some(Some(Ok(d))) => carry.push(Unpacked::new(d)),
                     _ => break,
                 }
             }
             // Highest priority first: those are the ones the gate lets in.
-            carry.sort_by_key(|d| std::cmp::Reverse(d.properties.priority().unwrap_or(0)));
-            let batch: Vec<Delivery> = match source {
+            carry.sort_by_key(|u| std::cmp::Reverse(u.delivery.properties.priority().unwrap_or(0)));
+            let batch: Vec<Unpacked> = match source {
                 Source::User {
                     tenant,
                     channel,
                     weight,
                 } => {
+                    let want = jobs_in(&carry);
                     let granted = tokio::select! {
                         _ = stop.wait_for(|s| *s) => break Round::Stopped,
-                        n = self.gate.admit(*tenant, *channel, weight.load(Ordering::Relaxed), carry.len()) => n,
+                        n = self.gate.admit(*tenant, *channel, weight.load(Ordering::Relaxed), want) => n,
                     };
-                    let rest = carry.split_off(granted.min(carry.len()));
+                    // Whole deliveries, in order, until the grant is used;
+                    // the last one may overdraw it (charged to the lane).
+                    let (mut take, mut taken) = (0, 0);
+                    while take < carry.len() && taken < granted {
+                        taken += carry[take].len();
+                        take += 1;
+                    }
+                    if taken > granted {
+                        self.gate.charge(*channel, taken - granted);
+                    }
+                    let rest = carry.split_off(take);
                     std::mem::replace(&mut carry, rest)
                 }
                 Source::Return => std::mem::take(&mut carry),
@@ -185,59 +230,99 @@ impl Drain {
         Ok(round)
     }
 
-    /// Places every delivery of `batch`, publishes, and acks. Jobs that
-    /// must wait are retried (only they) while the wait is short; a long
-    /// wait returns `Some(pause)` with the waiting deliveries unacked.
+    /// Places every job of `batch`, publishes, and acks each delivery once
+    /// all its jobs are out. Jobs that must wait are retried (only they)
+    /// while the wait is short; a long wait returns `Some(pause)` with the
+    /// untouched deliveries unacked, and the waiting rest of a delivery
+    /// partly placed put back on its queue (so nothing is placed twice).
     async fn process_batch(
         &self,
         source: &Source,
-        batch: Vec<Delivery>,
+        batch: Vec<Unpacked>,
         stop: &watch::Receiver<bool>,
     ) -> anyhow::Result<Option<Duration>> {
         let lane_channel = match source {
             Source::User { channel, .. } => Some(*channel),
             Source::Return => None,
         };
-        let mut waiting = batch;
+        let mut held: Vec<Held> = Vec::with_capacity(batch.len());
+        let mut waiting: Vec<(usize, v1::Job)> = Vec::new();
+        let mut undecodable: Vec<Outbound> = Vec::new();
+        for unpacked in batch {
+            let slot = held.len();
+            let jobs = match unpacked.jobs {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "A delivery is not a job envelope; dead-lettering it.");
+                    undecodable.push(self.topology.dead_letter(
+                        unpacked.delivery.data.clone(),
+                        "undecodable",
+                        &e,
+                    ));
+                    Vec::new()
+                }
+            };
+            held.push(Held {
+                delivery: unpacked.delivery,
+                jobs: jobs.len(),
+                left: jobs.len(),
+            });
+            waiting.extend(jobs.into_iter().map(|j| (slot, j)));
+        }
+        self.publisher.publish_all(&undecodable).await?;
         let mut first_round = true;
         let mut stop = stop.clone();
         let mut changed = self.providers_changed.clone();
         changed.borrow_and_update();
         loop {
+            let (slots, jobs): (Vec<usize>, Vec<v1::Job>) = waiting.into_iter().unzip();
             let fates = self
-                .decide_all(&waiting, matches!(source, Source::Return))
+                .decide_all(jobs, matches!(source, Source::Return))
                 .await;
-            // Sort the fates without copying a body: what to publish, what
-            // to park, which deliveries to ack after, which still wait.
+            let mut central: Vec<(usize, Channel, Priority, Vec<u8>)> = Vec::new();
             let mut outbound: Vec<Outbound> = Vec::new();
             let mut parked: Vec<ParkedJob> = Vec::new();
-            let mut done: Vec<Delivery> = Vec::new();
-            let mut placed_by_channel: HashMap<Channel, usize> = HashMap::new();
+            let mut out_of: Vec<usize> = Vec::new();
             let mut still = Vec::new();
             let mut wait = Duration::MAX;
-            for (delivery, fate) in waiting.into_iter().zip(fates) {
+            for (slot, fate) in slots.into_iter().zip(fates) {
                 match fate {
-                    Fate::Publish { out, placed } => {
-                        if let Some(ch) = placed {
-                            *placed_by_channel.entry(ch).or_default() += 1;
-                        }
+                    Fate::Central {
+                        channel,
+                        priority,
+                        body,
+                    } => central.push((slot, channel, priority, body)),
+                    Fate::Publish(out) => {
                         outbound.push(out);
-                        done.push(delivery);
+                        out_of.push(slot);
                     }
                     Fate::Park(job) => {
                         parked.push(job);
-                        done.push(delivery);
+                        out_of.push(slot);
                     }
-                    Fate::Wait(d) => {
+                    Fate::Wait(d, job) => {
                         wait = wait.min(d);
-                        still.push(delivery);
+                        still.push((slot, job));
                     }
                 }
             }
+            let mut placed_by_channel: HashMap<Channel, usize> = HashMap::new();
+            for (slot, channel, ..) in &central {
+                *placed_by_channel.entry(*channel).or_default() += 1;
+                out_of.push(*slot);
+            }
+            outbound.extend(self.pack_central(central));
             self.publisher.publish_all(&outbound).await?;
             self.store.park(&parked).await?;
-            for delivery in done {
-                delivery.acker.ack(BasicAckOptions::default()).await?;
+            for slot in out_of {
+                held[slot].left -= 1;
+                if held[slot].left == 0 {
+                    held[slot]
+                        .delivery
+                        .acker
+                        .ack(BasicAckOptions::default())
+                        .await?;
+                }
             }
             let placed: usize = placed_by_channel.values().sum();
             metrics::counter!("herald_scheduler_placed_total").increment(placed as u64);
@@ -262,59 +347,111 @@ impl Drain {
                     wait_secs = wait.as_secs(),
                     "Nothing this lane may use has capacity; pausing its drain."
                 );
+                self.put_back(source, &mut held, still).await?;
                 return Ok(Some(wait));
             }
             waiting = still;
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => return Ok(Some(Duration::ZERO)),
-                _ = changed.changed() => {}
-                _ = tokio::time::sleep(wait.max(Duration::from_millis(20))) => {}
+            let stopped = tokio::select! {
+                _ = stop.wait_for(|s| *s) => true,
+                _ = changed.changed() => false,
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(20))) => false,
+            };
+            if stopped {
+                self.put_back(source, &mut held, waiting).await?;
+                return Ok(Some(Duration::ZERO));
             }
         }
     }
 
-    /// One placement attempt for each delivery, the batch placed together.
-    /// `returned`: from the return queue, where nothing is held (waits go
-    /// to delay tiers or parking).
-    async fn decide_all(&self, deliveries: &[Delivery], returned: bool) -> Vec<Fate> {
-        let mut fates: Vec<Option<Fate>> = Vec::with_capacity(deliveries.len());
-        let mut jobs = Vec::with_capacity(deliveries.len());
-        let mut index = Vec::with_capacity(deliveries.len());
-        for (i, delivery) in deliveries.iter().enumerate() {
-            match v1::Job::decode(delivery.data.as_slice()) {
-                Ok(job) => {
-                    jobs.push(job);
-                    index.push(i);
-                    fates.push(None);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "A delivery is not a job envelope; dead-lettering it.");
-                    fates.push(Some(Fate::Publish {
-                        out: self.topology.dead_letter(
-                            delivery.data.clone(),
-                            "undecodable",
-                            &e.to_string(),
-                        ),
-                        placed: None,
-                    }));
-                }
+    /// Before a drain lets go of its deliveries: a delivery none of whose
+    /// jobs went out stays unacked (it returns to its queue whole); one
+    /// partly placed has its waiting jobs published back to its queue, then
+    /// is acked, so that its placed jobs are not placed again.
+    async fn put_back(
+        &self,
+        source: &Source,
+        held: &mut [Held],
+        waiting: Vec<(usize, v1::Job)>,
+    ) -> anyhow::Result<()> {
+        let mut rest: HashMap<usize, Vec<v1::Job>> = HashMap::new();
+        for (slot, job) in waiting {
+            if held[slot].left < held[slot].jobs {
+                rest.entry(slot).or_default().push(job);
             }
         }
-        match self.placer.place_all(&jobs).await {
-            Ok(placements) => {
-                for ((job, i), placement) in jobs.into_iter().zip(index).zip(placements) {
-                    fates[i] = Some(self.fate(job, placement, returned));
-                }
+        if rest.is_empty() {
+            return Ok(());
+        }
+        let mut outbound = Vec::new();
+        for jobs in rest.values() {
+            let priority = Priority::parse(i64::from(jobs[0].priority)).unwrap_or_default();
+            let bodies: Vec<Vec<u8>> = jobs.iter().map(|j| j.encode_to_vec()).collect();
+            let body = herald_proto::jobs::pack(&bodies);
+            outbound.push(match source {
+                Source::User {
+                    tenant, channel, ..
+                } => self.topology.to_user(*tenant, *channel, body, priority),
+                Source::Return => Outbound {
+                    exchange: String::new(),
+                    routing_key: self.topology.return_queue(),
+                    body,
+                    priority: 0,
+                    headers: None,
+                },
+            });
+        }
+        self.publisher.publish_all(&outbound).await?;
+        for slot in rest.into_keys() {
+            held[slot]
+                .delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One message per (central queue, priority band) for the placed jobs,
+    /// in batches of at most [`herald_proto::jobs::MAX_JOBS`].
+    fn pack_central(&self, placed: Vec<(usize, Channel, Priority, Vec<u8>)>) -> Vec<Outbound> {
+        let mut by_queue: HashMap<(Channel, u8), (Priority, Vec<Vec<u8>>)> = HashMap::new();
+        for (_, channel, priority, body) in placed {
+            by_queue
+                .entry((channel, priority.band()))
+                .or_insert_with(|| (priority, Vec::new()))
+                .1
+                .push(body);
+        }
+        let mut out = Vec::new();
+        for ((channel, _), (priority, bodies)) in by_queue {
+            let (jobs, before) = (bodies.len(), out.len());
+            for run in herald_proto::jobs::split(bodies, Vec::len) {
+                let body = herald_proto::jobs::pack(&run);
+                out.push(self.topology.to_central(channel, body, priority));
             }
+            self.gate.packed(channel, jobs, out.len() - before);
+        }
+        out
+    }
+
+    /// One placement attempt for each job, the batch placed together.
+    /// `returned`: from the return queue, where nothing is held (waits go
+    /// to delay tiers or parking).
+    async fn decide_all(&self, jobs: Vec<v1::Job>, returned: bool) -> Vec<Fate> {
+        match self.placer.place_all(&jobs).await {
+            Ok(placements) => jobs
+                .into_iter()
+                .zip(placements)
+                .map(|(job, placement)| self.fate(job, placement, returned))
+                .collect(),
             Err(e) => {
                 // Reservations fail closed: nothing is placed while Redis is away.
                 tracing::warn!(error = %e, "Redis is unreachable; holding placements.");
+                jobs.into_iter()
+                    .map(|job| Fate::Wait(Duration::from_secs(1), job))
+                    .collect()
             }
         }
-        fates
-            .into_iter()
-            .map(|f| f.unwrap_or(Fate::Wait(Duration::from_secs(1))))
-            .collect()
     }
 
     fn fate(&self, mut job: v1::Job, placement: Placement, returned: bool) -> Fate {
@@ -323,22 +460,20 @@ impl Drain {
                 job.assignment = Some(assignment);
                 let channel = Channel::from_proto(job.channel).unwrap_or(Channel::Email);
                 let priority = Priority::parse(i64::from(job.priority)).unwrap_or_default();
-                Fate::Publish {
-                    out: self
-                        .topology
-                        .to_central(channel, job.encode_to_vec(), priority),
-                    placed: Some(channel),
+                Fate::Central {
+                    channel,
+                    priority,
+                    body: job.encode_to_vec(),
                 }
             }
             Placement::Impossible { reason } => {
                 tracing::warn!(message_id = %job.message_id, reason = %reason, "A job can never be placed; dead-lettering it.");
                 job.last_error = reason.clone();
-                Fate::Publish {
-                    out: self
-                        .topology
-                        .dead_letter(job.encode_to_vec(), "unplaceable", &reason),
-                    placed: None,
-                }
+                Fate::Publish(self.topology.dead_letter(
+                    job.encode_to_vec(),
+                    "unplaceable",
+                    &reason,
+                ))
             }
             Placement::Delay { after, reason } => {
                 tracing::debug!(message_id = %job.message_id, reason = %reason, wait_ms = after.as_millis() as u64, "Delaying one job.");
@@ -354,7 +489,7 @@ impl Drain {
                 if returned {
                     self.wait_elsewhere(job, retry_after)
                 } else {
-                    Fate::Wait(retry_after)
+                    Fate::Wait(retry_after, job)
                 }
             }
         }
@@ -365,12 +500,10 @@ impl Drain {
     /// so a reopening window is not hit by every parked job at once).
     fn wait_elsewhere(&self, job: v1::Job, wait: Duration) -> Fate {
         if wait <= PARK_AFTER {
-            return Fate::Publish {
-                out: self
-                    .topology
+            return Fate::Publish(
+                self.topology
                     .to_delay(delay_tier_within(wait), job.encode_to_vec()),
-                placed: None,
-            };
+            );
         }
         let jitter_cap = (wait.as_millis() as u64 / 10).clamp(1, 30_000);
         let jitter = rand::thread_rng().gen_range(0..jitter_cap);

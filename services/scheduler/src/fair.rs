@@ -65,6 +65,9 @@ struct ChannelGate {
     entered: u64,
     /// Lanes waited for want of budget since the last poll.
     throttled: bool,
+    /// Jobs per central queue message (EWMA): the queue's depth counts
+    /// messages, each a batch of jobs.
+    packing: f64,
     ring: VecDeque<LaneKey>,
     lanes: HashMap<LaneKey, Lane>,
 }
@@ -79,6 +82,7 @@ impl ChannelGate {
             last_poll: Instant::now(),
             entered: 0,
             throttled: false,
+            packing: 1.0,
             ring: VecDeque::new(),
             lanes: HashMap::new(),
         }
@@ -209,9 +213,11 @@ impl Gate {
 
     /// Feeds a fresh reading of the central queue's ready depth: learns the
     /// workers' rate, adapts the target and refills the budget.
-    pub fn observe_depth(&self, channel: Channel, depth: u64) {
+    pub fn observe_depth(&self, channel: Channel, messages: u64) {
         let settings = self.settings;
-        self.with(channel, |g| {
+        let depth = self.with(channel, |g| {
+            // In jobs: messages times the jobs each carried lately.
+            let depth = (messages as f64 * g.packing).round() as u64;
             let now = Instant::now();
             let dt = now.duration_since(g.last_poll).as_secs_f64().max(1e-3);
             // Workers emptied the queue while the gate held lanes back: the
@@ -240,6 +246,7 @@ impl Gate {
             g.last_poll = now;
             g.entered = 0;
             g.dispatch();
+            depth
         });
         metrics::gauge!("herald_scheduler_central_depth", "channel" => channel.as_str())
             .set(depth as f64);
@@ -247,6 +254,18 @@ impl Gate {
         metrics::gauge!("herald_scheduler_central_target", "channel" => channel.as_str())
             .set(target);
         metrics::gauge!("herald_scheduler_worker_rate", "channel" => channel.as_str()).set(rate);
+    }
+
+    /// Notes that `jobs` jobs went to `channel`'s central queue in
+    /// `messages` messages, so that depths read in messages convert to jobs.
+    pub fn packed(&self, channel: Channel, jobs: usize, messages: usize) {
+        if messages == 0 {
+            return;
+        }
+        self.with(channel, |g| {
+            let per = jobs as f64 / messages as f64;
+            g.packing = 0.9 * g.packing + 0.1 * per;
+        });
     }
 
     /// The current target depth and learned rate (metrics, tests).

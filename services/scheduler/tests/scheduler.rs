@@ -166,6 +166,18 @@ impl Harness {
         }
     }
 
+    /// Publishes `jobs` as one message, as the producer packs a request.
+    async fn enqueue_packed(&self, tenant: TenantId, channel: Channel, jobs: &[v1::Job]) {
+        let bodies: Vec<Vec<u8>> = jobs.iter().map(|j| j.encode_to_vec()).collect();
+        let out = self.topology.to_user(
+            tenant,
+            channel,
+            herald_proto::jobs::pack(&bodies),
+            Priority::default(),
+        );
+        self.publisher.publish(&out).await.expect("publish");
+    }
+
     async fn depth(&self, queue: &str) -> u32 {
         self.ch
             .queue_declare(
@@ -209,7 +221,7 @@ impl Harness {
         while got.len() < max {
             match tokio::time::timeout_at(deadline, consumer.next()).await {
                 Ok(Some(Ok(d))) => {
-                    got.push(v1::Job::decode(d.data.as_slice()).expect("a job"));
+                    got.extend(herald_proto::jobs::decode(&d.data).expect("jobs"));
                     let _ = d.acker.ack(BasicAckOptions::default()).await;
                 }
                 _ => break,
@@ -264,6 +276,39 @@ async fn two_schedulers_learn_of_a_new_tenant_and_never_exceed_a_quota() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_partly_placed_puts_only_its_waiting_rest_back() {
+    let mut h = Harness::new().await;
+    let tenant = h.tenant(1).await;
+    // Five a day: three of the eight wait for hours, so the drain pauses.
+    h.provider("wework", json!({"per_day": 5}), None).await;
+    let jobs: Vec<v1::Job> = (0..8)
+        .map(|i| Harness::job(tenant, Channel::Wework, &format!("u{i}"), 5))
+        .collect();
+    h.enqueue_packed(tenant, Channel::Wework, &jobs).await;
+
+    let central = h.topology.central_queue(Channel::Wework);
+    let placed = h.take(&central, 100, Duration::from_secs(6)).await;
+    let user = h.topology.user_queue(tenant, Channel::Wework);
+    assert_eq!(
+        h.wait_depth(&user, 1, Duration::from_secs(10)).await,
+        1,
+        "the waiting rest goes back to the user queue as one message"
+    );
+    let back = h.take(&user, 100, Duration::from_secs(2)).await;
+    let placed_ids: Vec<&str> = placed.iter().map(|j| j.message_id.as_str()).collect();
+    let back_ids: Vec<&str> = back.iter().map(|j| j.message_id.as_str()).collect();
+    assert_eq!(placed.len(), 5, "five placed: {placed_ids:?}");
+    assert_eq!(back.len(), 3, "three put back: {back_ids:?}");
+    let mut all: Vec<&str> = placed_ids.iter().chain(&back_ids).copied().collect();
+    all.sort_unstable();
+    let mut want: Vec<&str> = jobs.iter().map(|j| j.message_id.as_str()).collect();
+    want.sort_unstable();
+    assert_eq!(all, want, "each job once: placed or put back, never both");
+    assert!(back.iter().all(|j| j.assignment.is_none()));
+    h.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_tenant_is_served_while_a_big_backlog_drains() {
     let mut h = Harness::new().await;
     let big = h.tenant(1).await;
@@ -303,12 +348,13 @@ async fn a_small_tenant_is_served_while_a_big_backlog_drains() {
                 .expect("consume");
             let mut seen: Vec<(tokio::time::Instant, v1::Job)> = Vec::new();
             while let Some(Ok(d)) = consumer.next().await {
-                let job = v1::Job::decode(d.data.as_slice()).expect("a job");
-                let _ = d.acker.ack(BasicAckOptions::default()).await;
-                seen.push((tokio::time::Instant::now(), job));
-                if seen.len() % 20 == 0 {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                for job in herald_proto::jobs::decode(&d.data).expect("jobs") {
+                    seen.push((tokio::time::Instant::now(), job));
+                    if seen.len() % 20 == 0 {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
                 }
+                let _ = d.acker.ack(BasicAckOptions::default()).await;
                 if seen
                     .iter()
                     .filter(|(_, j)| j.recipients[0].starts_with('s'))
@@ -477,10 +523,19 @@ async fn higher_priorities_reach_the_central_queue_first() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     h.provider("email", json!({}), None).await;
     let central = h.topology.central_queue(Channel::Email);
-    assert_eq!(
-        h.wait_depth(&central, 200, Duration::from_secs(15)).await,
-        200
-    );
+    // Every job placed before any is taken (the central queue counts
+    // messages, each a batch of jobs of one priority band).
+    let user = h.topology.user_queue(tenant, Channel::Email);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while h.depth(&user).await > 0 || h.depth(&central).await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the jobs were not placed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The last batch's publish is confirmed before its delivery is acked.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let taken = h.take(&central, 200, Duration::from_secs(5)).await;
     assert_eq!(taken.len(), 200);
     let first_half: Vec<u32> = taken[..100].iter().map(|j| j.priority).collect();

@@ -8,6 +8,7 @@
 //!    letters with confirms, and only then ack the deliveries.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +31,7 @@ use crate::config::InDoubtPolicy;
 use crate::provider::Outgoing;
 use crate::registry::Registry;
 
-/// Deliveries claimed together.
+/// Jobs claimed together (whole deliveries: a delivery may hold a batch).
 const CLAIM_BATCH: usize = 256;
 /// Outcomes recorded together.
 const RECORD_BATCH: usize = 512;
@@ -70,9 +71,33 @@ struct Observed {
     latency_ms: u64,
 }
 
-/// One finished delivery, waiting to be recorded and acked.
-pub struct Finished {
+/// A delivery's ack, shared by the jobs it holds: sent when the last of
+/// them is finished (recorded, its retry or dead letter confirmed).
+pub struct Part {
     acker: Acker,
+    left: AtomicUsize,
+}
+
+impl Part {
+    fn new(acker: Acker, jobs: usize) -> Arc<Part> {
+        Arc::new(Part {
+            acker,
+            left: AtomicUsize::new(jobs),
+        })
+    }
+
+    async fn done(&self) -> Result<(), herald_broker::lapin::Error> {
+        if self.left.fetch_sub(1, AtomicOrdering::AcqRel) == 1 {
+            self.acker.ack(BasicAckOptions::default()).await
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// One finished job, waiting to be recorded and its delivery acked.
+pub struct Finished {
+    acker: Arc<Part>,
     /// `None` when there is nothing to record (already final, or the claim
     /// recorded it).
     outcome: Option<Outcome>,
@@ -85,7 +110,7 @@ pub struct Finished {
 impl Finished {
     /// A delivery with nothing to record: acked after `publish` (if any)
     /// is confirmed.
-    fn unrecorded(acker: Acker, publish: Option<Outbound>) -> Finished {
+    fn unrecorded(acker: Arc<Part>, publish: Option<Outbound>) -> Finished {
         Finished {
             acker,
             outcome: None,
@@ -132,10 +157,14 @@ impl Worker {
                     None => break,
                 },
             };
+            let mut jobs = herald_proto::jobs::count(&first.data);
             let mut batch = vec![first];
-            while batch.len() < CLAIM_BATCH {
+            while jobs < CLAIM_BATCH {
                 match consumer.next().now_or_never() {
-                    Some(Some(Ok(d))) => batch.push(d),
+                    Some(Some(Ok(d))) => {
+                        jobs += herald_proto::jobs::count(&d.data);
+                        batch.push(d);
+                    }
                     _ => break,
                 }
             }
@@ -157,28 +186,34 @@ impl Worker {
         permits: &Arc<Semaphore>,
         done: &mpsc::Sender<Finished>,
     ) {
-        let mut jobs: Vec<(Delivery, v1::Job)> = Vec::with_capacity(batch.len());
+        let mut jobs: Vec<(Arc<Part>, v1::Job)> = Vec::with_capacity(batch.len());
         let mut seen = std::collections::HashSet::with_capacity(batch.len());
         for delivery in batch {
-            match v1::Job::decode(delivery.data.as_slice()) {
-                // Two copies of one message in a batch (a publish retried
-                // after an unanswered confirm): the first is claimed, the
-                // others are acked without a send.
-                Ok(job) if !seen.insert(job.message_id.clone()) => {
-                    metrics::counter!("herald_worker_duplicate_deliveries_total").increment(1);
-                    self.refund(&job).await;
-                    let _ = done.send(Finished::unrecorded(delivery.acker, None)).await;
+            let decoded = herald_proto::jobs::decode(&delivery.data);
+            let part = Part::new(delivery.acker, decoded.as_ref().map_or(1, Vec::len));
+            match decoded {
+                Ok(decoded) => {
+                    for job in decoded {
+                        // Two copies of one message in a batch (a publish
+                        // retried after an unanswered confirm): the first is
+                        // claimed, the others are acked without a send.
+                        if seen.insert(job.message_id.clone()) {
+                            jobs.push((part.clone(), job));
+                        } else {
+                            metrics::counter!("herald_worker_duplicate_deliveries_total")
+                                .increment(1);
+                            self.refund(&job).await;
+                            let _ = done.send(Finished::unrecorded(part.clone(), None)).await;
+                        }
+                    }
                 }
-                Ok(job) => jobs.push((delivery, job)),
                 Err(e) => {
                     let publish = self.topology.dead_letter(
                         delivery.data.clone(),
                         "undecodable",
                         &e.to_string(),
                     );
-                    let _ = done
-                        .send(Finished::unrecorded(delivery.acker, Some(publish)))
-                        .await;
+                    let _ = done.send(Finished::unrecorded(part, Some(publish))).await;
                 }
             }
         }
@@ -216,13 +251,13 @@ impl Worker {
             .into_iter()
             .map(|c| (c.id, c.previous_status))
             .collect();
-        for ((delivery, job), id) in jobs.into_iter().zip(ids) {
+        for ((part, job), id) in jobs.into_iter().zip(ids) {
             match previous.get(&id).map(String::as_str) {
                 None => {
                     // Sent, cancelled or finished already: a duplicate
                     // delivery, never sent twice. Give back its reservation.
                     self.refund(&job).await;
-                    let _ = done.send(Finished::unrecorded(delivery.acker, None)).await;
+                    let _ = done.send(Finished::unrecorded(part, None)).await;
                 }
                 Some("sending_live") => {
                     // Another worker claimed it moments ago and may still be
@@ -234,9 +269,7 @@ impl Worker {
                     let publish = self
                         .topology
                         .to_delay(LIVE_SEND_RECHECK.as_secs(), job.encode_to_vec());
-                    let _ = done
-                        .send(Finished::unrecorded(delivery.acker, Some(publish)))
-                        .await;
+                    let _ = done.send(Finished::unrecorded(part, Some(publish))).await;
                 }
                 Some("sending") => {
                     metrics::counter!("herald_worker_in_doubt_total", "policy" => "hold")
@@ -247,9 +280,7 @@ impl Worker {
                         "in_doubt",
                         "the worker sending it stopped before recording the outcome",
                     );
-                    let _ = done
-                        .send(Finished::unrecorded(delivery.acker, Some(publish)))
-                        .await;
+                    let _ = done.send(Finished::unrecorded(part, Some(publish))).await;
                 }
                 Some(previous) => {
                     if previous == "in_doubt_resent" {
@@ -263,7 +294,7 @@ impl Worker {
                     let worker = self.clone();
                     let done = done.clone();
                     tokio::spawn(async move {
-                        let finished = worker.send_one(delivery.acker, job, id).await;
+                        let finished = worker.send_one(part, job, id).await;
                         let _ = done.send(finished).await;
                         drop(permit);
                     });
@@ -273,7 +304,7 @@ impl Worker {
     }
 
     /// Sends one claimed job and decides what to record and publish.
-    async fn send_one(&self, acker: Acker, mut job: v1::Job, id: Uuid) -> Finished {
+    async fn send_one(&self, acker: Arc<Part>, mut job: v1::Job, id: Uuid) -> Finished {
         let attempt = job.attempt + 1;
         let provider_id: Uuid = job
             .assignment
@@ -456,7 +487,7 @@ impl Worker {
 
     /// Every slot stayed busy: the job goes back to the scheduler as it
     /// was (no attempt spent), and its reservation is refunded.
-    async fn lease_timeout(&self, acker: Acker, mut job: v1::Job, id: Uuid) -> Finished {
+    async fn lease_timeout(&self, acker: Arc<Part>, mut job: v1::Job, id: Uuid) -> Finished {
         metrics::counter!("herald_worker_lease_timeouts_total").increment(1);
         self.refund(&job).await;
         job.assignment = None;
@@ -560,7 +591,7 @@ impl Worker {
                 obs.latency_ms_sum += o.latency_ms;
                 obs.latency_count += 1;
             }
-            if let Err(e) = f.acker.ack(BasicAckOptions::default()).await {
+            if let Err(e) = f.acker.done().await {
                 tracing::warn!(error = %e, "Failed to ack a delivery; it will be redelivered and skipped.");
             }
         }

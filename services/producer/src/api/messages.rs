@@ -64,7 +64,9 @@ pub async fn send(
         }
     }
     let message = SendRequest::parse(&body, Utc::now()).map_err(ApiError::invalid_field)?;
-    let accepted = enqueue(&state, tenant, vec![Item { raw: body, message }]).await?;
+    let item = Item::new(&body, message);
+    drop(body);
+    let accepted = enqueue(&state, tenant, vec![item]).await?;
     let first = accepted
         .into_iter()
         .next()
@@ -142,11 +144,10 @@ pub async fn send_batch(
     for (index, raw) in messages.iter().enumerate() {
         let message =
             SendRequest::parse(raw, now).map_err(|e| ApiError::invalid_field(e).at(index))?;
-        items.push(Item {
-            raw: raw.clone(),
-            message,
-        });
+        items.push(Item::new(raw, message));
     }
+    // The parsed messages are all the enqueue needs: free the JSON now.
+    drop(body);
     let accepted = enqueue(&state, tenant, items).await?;
     let ids: Vec<_> = accepted.iter().map(|a| a.id).collect();
     Ok((StatusCode::ACCEPTED, Json(json!({ "ids": ids }))).into_response())
