@@ -74,6 +74,10 @@ pub struct BenchArgs {
     /// How long `steady` enqueues, in seconds.
     #[arg(long, default_value_t = 20)]
     pub steady_secs: u64,
+    /// Messages per request in `steady` (requests go out at rate ÷ this;
+    /// `max` sends 500 per request).
+    #[arg(long, default_value_t = 100)]
+    pub steady_batch: usize,
     /// `latency`'s provider latencies, in milliseconds.
     #[arg(long, value_delimiter = ',', default_value = "0,20,200")]
     pub latencies_ms: Vec<u64>,
@@ -259,7 +263,16 @@ async fn run_steps(
                 let emails = count - count / 6;
                 let messages = demo_messages(&run_id("steady"), emails, count - emails);
                 let name = format!("steady {rate}/s");
-                let step = open_loop(stack, &label, &name, messages, rate, clock).await?;
+                let step = open_loop(
+                    stack,
+                    &label,
+                    &name,
+                    messages,
+                    rate,
+                    args.steady_batch.max(1),
+                    clock,
+                )
+                .await?;
                 steps.push(step);
             }
             Scenario::Latency => {
@@ -390,28 +403,29 @@ async fn closed_loop(
     .await
 }
 
-/// An open loop: chunks of 10 posted on schedule at `rate` per second,
-/// whether or not earlier ones were answered.
+/// An open loop: requests of `per_request` messages posted on schedule at
+/// `rate` messages per second, whether or not earlier ones were answered.
+#[allow(clippy::too_many_arguments)]
 async fn open_loop(
     stack: &mut Stack,
     label: &str,
     name: &str,
     messages: Vec<Value>,
     rate: u32,
+    per_request: usize,
     clock: Clock,
 ) -> anyhow::Result<Step> {
-    const CHUNK: usize = 10;
     let before = Before::take(stack).await?;
     let mut bar = Bar::new(format!("{label} {name}"));
     let total = messages.len() as u64;
     let accepted: Arc<Mutex<Vec<Uuid>>> = Arc::default();
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(
-        CHUNK as f64 / f64::from(rate.max(1)),
+        per_request as f64 / f64::from(rate.max(1)),
     ));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, chunk) in messages.chunks(CHUNK).enumerate() {
+    for (i, chunk) in messages.chunks(per_request).enumerate() {
         tick.tick().await;
         let (client, accepted, chunk) = (stack.client.clone(), accepted.clone(), chunk.to_vec());
         tasks.spawn(async move {
@@ -420,7 +434,7 @@ async fn open_loop(
             anyhow::Ok(())
         });
         if i % 20 == 0 {
-            bar.show("enqueued", (i * CHUNK) as u64, total);
+            bar.show("enqueued", (i * per_request) as u64, total);
         }
     }
     while let Some(r) = tasks.join_next().await {

@@ -15,6 +15,7 @@
 pub mod config;
 pub mod drain;
 pub mod fair;
+pub mod maintenance;
 pub mod placement;
 pub mod release;
 pub mod startup;

@@ -137,6 +137,10 @@ impl App {
                 }
             }
         });
+        tasks.spawn(crate::maintenance::keep_statistics_fresh(
+            self.store.clone(),
+            self.stop_rx.clone(),
+        ));
         tasks.spawn(release_due(
             self.store.clone(),
             self.drain.publisher.clone(),

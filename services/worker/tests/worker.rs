@@ -33,8 +33,8 @@ struct Ctx {
     sim: SimHandle,
     sim_stop: tokio::sync::oneshot::Sender<()>,
     sim_task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     broker: herald_broker::Broker,
     topology: Topology,
     publisher: Publisher,
@@ -114,8 +114,8 @@ impl Ctx {
             sim: sim_handle,
             sim_stop,
             sim_task,
-            stop,
-            task,
+            stop: Some(stop),
+            task: Some(task),
             broker,
             topology,
             publisher,
@@ -159,7 +159,30 @@ impl Ctx {
     /// Puts the message's job, assigned to the provider, on the central
     /// queue.
     async fn publish(&self, id: MessageId, recipient: &str) {
-        let job = v1::Job {
+        let out = self.topology.to_central(
+            Channel::Wework,
+            self.job(id, recipient).encode_to_vec(),
+            Priority::DEFAULT,
+        );
+        self.publisher.publish(&out).await.expect("publish");
+    }
+
+    /// Puts the jobs on the central queue as one batch message.
+    async fn publish_batch(&self, jobs: &[(MessageId, &str)]) {
+        let bodies: Vec<Vec<u8>> = jobs
+            .iter()
+            .map(|(id, r)| self.job(*id, r).encode_to_vec())
+            .collect();
+        let out = self.topology.to_central(
+            Channel::Wework,
+            herald_proto::jobs::pack(&bodies),
+            Priority::DEFAULT,
+        );
+        self.publisher.publish(&out).await.expect("publish");
+    }
+
+    fn job(&self, id: MessageId, recipient: &str) -> v1::Job {
+        v1::Job {
             message_id: id.to_string(),
             tenant_id: self.tenant.to_string(),
             channel: v1::Channel::Wework as i32,
@@ -175,11 +198,7 @@ impl Ctx {
                 cost: 1,
             }),
             ..Default::default()
-        };
-        let out = self
-            .topology
-            .to_central(Channel::Wework, job.encode_to_vec(), Priority::DEFAULT);
-        self.publisher.publish(&out).await.expect("publish");
+        }
     }
 
     /// Leaves the record as a worker that died mid-send, ten minutes ago,
@@ -218,12 +237,37 @@ impl Ctx {
         }
     }
 
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task
+    /// Stops the worker (it finishes and acks what it holds); the queues
+    /// stay until [`Ctx::stop`].
+    async fn stop_worker(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("joined").expect("worker stops cleanly");
+        }
+    }
+
+    /// Messages ready in the central queue (with no consumer: every one
+    /// not acked).
+    async fn central_depth(&self) -> u32 {
+        let ch = self.broker.channel().await.expect("channel");
+        let q = ch
+            .queue_declare(
+                &self.topology.central_queue(Channel::Wework),
+                herald_broker::lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                herald_broker::lapin::types::FieldTable::default(),
+            )
             .await
-            .expect("joined")
-            .expect("worker stops cleanly");
+            .expect("central queue");
+        q.message_count()
+    }
+
+    async fn stop(mut self) {
+        self.stop_worker().await;
         let _ = self.sim_stop.send(());
         let _ = self.sim_task.await;
         if let Ok(ch) = self.broker.channel().await {
@@ -267,6 +311,41 @@ async fn a_claimed_job_is_sent_once_and_a_duplicate_delivery_is_never_sent_again
         "a duplicate delivery was sent"
     );
     assert_eq!(status_of(&ctx.store, ctx.tenant, id).await, "sent");
+    ctx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_job_of_a_batch_is_sent_once_and_the_batch_acked_when_all_are_done() {
+    let mut ctx = Ctx::start(json!({}), 0).await;
+    let earlier = ctx.send("u0").await;
+    assert_eq!(ctx.wait_sent(earlier).await, "sent");
+    let mut fresh = Vec::new();
+    for i in 1..=4 {
+        fresh.push(ctx.record(&format!("u{i}")).await);
+    }
+    // One message: a job already sent, four new ones, and one of them twice.
+    let mut batch: Vec<(MessageId, &str)> = vec![(earlier, "u0")];
+    batch.extend(fresh.iter().map(|id| (*id, "u")));
+    batch.push((fresh[0], "u"));
+    ctx.publish_batch(&batch).await;
+    for id in &fresh {
+        assert_eq!(ctx.wait_sent(*id).await, "sent");
+    }
+    // Let the recorder ack, then stop: an unacked batch would be back.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ctx.stop_worker().await;
+    assert_eq!(
+        ctx.central_depth().await,
+        0,
+        "the batch must be acked once every job of it is finished"
+    );
+    for id in fresh.iter().chain([&earlier]) {
+        assert_eq!(
+            ctx.sim.count(SimChannel::Wework, &id.to_string()),
+            1,
+            "{id} must reach the provider exactly once"
+        );
+    }
     ctx.stop().await;
 }
 

@@ -8,6 +8,7 @@ pub mod keys;
 mod messages;
 mod parked;
 mod providers;
+mod statistics;
 mod tenants;
 
 pub use db::Store;
@@ -18,6 +19,7 @@ pub use messages::{
 };
 pub use parked::{DueJobs, ParkedJob, Requeued};
 pub use providers::{NewProvider, ProviderPatch, ProviderRow};
+pub use statistics::HOT_TABLES;
 pub use tenants::{NewTenant, TenantRow};
 
 /// The channel on which tenant changes are announced (`LISTEN`/`NOTIFY`).

@@ -97,9 +97,17 @@ impl Store {
             return Ok(Vec::new());
         }
         Ok(sqlx::query_as(
+            // One primary-key lookup per key (the LIMIT keeps the planner
+            // from flattening the lateral into a join): with the flat form
+            // and stale statistics PostgreSQL filtered every key of the
+            // tenant against the array, 24 ms per call (decision 0011).
             "SELECT k.key, k.request_hash, k.message_id, CASE WHEN m.scheduled_at IS NOT NULL THEN 'scheduled' ELSE 'queued' END AS status
-             FROM idempotency_keys k LEFT JOIN messages m ON m.id = k.message_id
-             WHERE k.tenant_id = $1 AND k.key = ANY($2) AND k.created_at > now() - interval '24 hours'",
+             FROM UNNEST($2::text[]) AS i(key)
+             CROSS JOIN LATERAL (
+                 SELECT key, request_hash, message_id FROM idempotency_keys
+                 WHERE tenant_id = $1 AND key = i.key AND created_at > now() - interval '24 hours'
+                 LIMIT 1) k
+             LEFT JOIN messages m ON m.id = k.message_id",
         )
         .bind(tenant.as_uuid())
         .bind(keys)

@@ -1,0 +1,130 @@
+//! The hot tables' statistics follow their growth (decision 0011), against
+//! a fresh database on the local PostgreSQL.
+
+use herald_domain::{MessageId, MessageStatus, TenantId};
+use herald_store::{NewRecord, NewTenant, Store};
+
+async fn reltuples(store: &Store, table: &str) -> f32 {
+    sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE relname = $1")
+        .bind(table)
+        .fetch_one(store.pool())
+        .await
+        .expect("pg_class")
+}
+
+/// Waits until PostgreSQL's activity statistics count `rows` live rows in
+/// `messages` (backends report them within about a second).
+async fn wait_live(store: &Store, rows: i64) {
+    for _ in 0..100 {
+        let live: Option<i64> = sqlx::query_scalar(
+            "SELECT n_live_tup FROM pg_stat_user_tables WHERE relname = 'messages'",
+        )
+        .fetch_optional(store.pool())
+        .await
+        .expect("pg_stat_user_tables");
+        if live.unwrap_or(0) >= rows {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the activity statistics never counted {rows} rows");
+}
+
+#[tokio::test]
+async fn a_hot_table_is_analyzed_when_it_doubles_and_not_before() {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let url = format!(
+        "postgres://postgres@127.0.0.1:5432/herald_stats_{}",
+        &suffix[..12]
+    );
+    let store = Store::connect(&url, 2).await.expect("store");
+    // Autovacuum must not analyze behind the test's back.
+    sqlx::query("ALTER TABLE messages SET (autovacuum_enabled = false)")
+        .execute(store.pool())
+        .await
+        .expect("alter");
+    let tenant = TenantId::new();
+    store
+        .create_tenant(&NewTenant {
+            id: tenant,
+            code: "s".into(),
+            name: "S".into(),
+            weight: 1,
+            daily_quota: None,
+            rate_limit_per_sec: None,
+            webhook_url: None,
+        })
+        .await
+        .expect("tenant");
+    let insert = |n: usize| {
+        (0..n)
+            .map(|i| NewRecord {
+                id: MessageId::new(),
+                channel: "email",
+                recipient: format!("r{i}@example.com"),
+                status: MessageStatus::Queued,
+                priority: 5,
+                batch_id: None,
+                idempotency_key: None,
+                request_hash: vec![],
+                metadata: serde_json::json!({}),
+                scheduled_at: None,
+                parked_envelope: None,
+            })
+            .collect::<Vec<_>>()
+    };
+
+    // Too small to matter: left to autovacuum.
+    store
+        .insert_messages(tenant, &insert(100))
+        .await
+        .expect("insert");
+    wait_live(&store, 100).await;
+    assert!(store
+        .refresh_hot_statistics()
+        .await
+        .expect("refresh")
+        .is_empty());
+
+    // Grown past the threshold with no statistics: analyzed, once.
+    store
+        .insert_messages(tenant, &insert(2_000))
+        .await
+        .expect("insert");
+    wait_live(&store, 2_100).await;
+    assert_eq!(
+        store.refresh_hot_statistics().await.expect("refresh"),
+        vec!["messages".to_owned()]
+    );
+    assert_eq!(reltuples(&store, "messages").await, 2_100.0);
+    assert!(store
+        .refresh_hot_statistics()
+        .await
+        .expect("refresh")
+        .is_empty());
+
+    // Half again is not double: nothing; past double: analyzed again.
+    store
+        .insert_messages(tenant, &insert(1_000))
+        .await
+        .expect("insert");
+    wait_live(&store, 3_100).await;
+    assert!(store
+        .refresh_hot_statistics()
+        .await
+        .expect("refresh")
+        .is_empty());
+    store
+        .insert_messages(tenant, &insert(1_500))
+        .await
+        .expect("insert");
+    wait_live(&store, 4_600).await;
+    assert_eq!(
+        store.refresh_hot_statistics().await.expect("refresh"),
+        vec!["messages".to_owned()]
+    );
+    assert_eq!(reltuples(&store, "messages").await, 4_600.0);
+
+    store.pool().close().await;
+    Store::drop_database(&url).await.expect("drop");
+}
