@@ -247,29 +247,36 @@ impl Drain {
         };
         let mut held: Vec<Held> = Vec::with_capacity(batch.len());
         let mut waiting: Vec<(usize, v1::Job)> = Vec::new();
-        let mut undecodable: Vec<Outbound> = Vec::new();
+        let mut undecodable: Vec<(Delivery, Outbound)> = Vec::new();
         for unpacked in batch {
             let slot = held.len();
-            let jobs = match unpacked.jobs {
-                Ok(jobs) => jobs,
+            match unpacked.jobs {
+                Ok(jobs) => {
+                    held.push(Held {
+                        delivery: unpacked.delivery,
+                        jobs: jobs.len(),
+                        left: jobs.len(),
+                    });
+                    waiting.extend(jobs.into_iter().map(|j| (slot, j)));
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "A delivery is not a job envelope; dead-lettering it.");
-                    undecodable.push(self.topology.dead_letter(
+                    let out = self.topology.dead_letter(
                         unpacked.delivery.data.clone(),
                         "undecodable",
                         &e,
-                    ));
-                    Vec::new()
+                    );
+                    undecodable.push((unpacked.delivery, out));
                 }
-            };
-            held.push(Held {
-                delivery: unpacked.delivery,
-                jobs: jobs.len(),
-                left: jobs.len(),
-            });
-            waiting.extend(jobs.into_iter().map(|j| (slot, j)));
+            }
         }
-        self.publisher.publish_all(&undecodable).await?;
+        if !undecodable.is_empty() {
+            let outbound: Vec<Outbound> = undecodable.iter().map(|(_, o)| o.clone()).collect();
+            self.publisher.publish_all(&outbound).await?;
+            for (delivery, _) in undecodable {
+                delivery.acker.ack(BasicAckOptions::default()).await?;
+            }
+        }
         let mut first_round = true;
         let mut stop = stop.clone();
         let mut changed = self.providers_changed.clone();

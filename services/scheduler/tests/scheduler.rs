@@ -276,6 +276,35 @@ async fn two_schedulers_learn_of_a_new_tenant_and_never_exceed_a_quota() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_is_not_a_job_is_dead_lettered_and_acked() {
+    let mut h = Harness::new().await;
+    let tenant = h.tenant(1).await;
+    h.provider("email", json!({}), None).await;
+    // 0xFA starts a batch; what follows is not one.
+    let junk = h.topology.to_user(
+        tenant,
+        Channel::Email,
+        vec![0xFA, 0x7F, 0x09, 0x01],
+        Priority::default(),
+    );
+    h.publisher.publish(&junk).await.expect("publish");
+    let dead = h.topology.dead_letter_queue();
+    assert_eq!(h.wait_depth(&dead, 1, Duration::from_secs(10)).await, 1);
+    // Once the schedulers stop, an unacked delivery would be ready again.
+    for (stop, task) in h.schedulers.drain(..) {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
+    let user = h.topology.user_queue(tenant, Channel::Email);
+    assert_eq!(
+        h.depth(&user).await,
+        0,
+        "the junk must be acked once dead-lettered"
+    );
+    h.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_partly_placed_puts_only_its_waiting_rest_back() {
     let mut h = Harness::new().await;
     let tenant = h.tenant(1).await;
