@@ -16,6 +16,10 @@ const BATCH_FIELD: u32 = 2047;
 /// Jobs per batch at most: a batch is acked, redelivered and charged to a
 /// lane as one, so it stays small next to the queues' prefetch.
 pub const MAX_JOBS: usize = 64;
+/// Jobs per batch on the central queues: what workers prefetch is out of
+/// the gate's sight and ahead of every tenant's next job, so it is kept
+/// near what they send at once (prefetch 32 × 16 = 512 jobs per worker).
+pub const MAX_CENTRAL_JOBS: usize = 16;
 /// Bytes of encoded jobs per batch at most (a larger job travels alone).
 pub const MAX_BYTES: usize = 1024 * 1024;
 
@@ -71,16 +75,16 @@ pub fn pack<B: AsRef<[u8]>>(jobs: &[B]) -> Vec<u8> {
     out
 }
 
-/// Splits `items` into runs of at most [`MAX_JOBS`] whose `size`s add up to
+/// Splits `items` into runs of at most `max_jobs` whose `size`s add up to
 /// at most [`MAX_BYTES`] (an item larger than that forms a run alone),
 /// keeping their order.
-pub fn split<T>(items: Vec<T>, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+pub fn split<T>(items: Vec<T>, max_jobs: usize, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
     let mut runs: Vec<Vec<T>> = Vec::new();
     let mut bytes = 0;
     for item in items {
         let n = size(&item);
         match runs.last_mut() {
-            Some(run) if run.len() < MAX_JOBS && bytes + n <= MAX_BYTES => {
+            Some(run) if run.len() < max_jobs && bytes + n <= MAX_BYTES => {
                 bytes += n;
                 run.push(item);
             }
@@ -171,7 +175,7 @@ mod tests {
 
     #[test]
     fn split_caps_count_and_bytes_and_keeps_order() {
-        let runs = split((0..150).collect::<Vec<usize>>(), |_| 10);
+        let runs = split((0..150).collect::<Vec<usize>>(), MAX_JOBS, |_| 10);
         assert_eq!(
             runs.iter().map(Vec::len).collect::<Vec<_>>(),
             vec![64, 64, 22]
@@ -179,12 +183,18 @@ mod tests {
         assert_eq!(runs.concat(), (0..150).collect::<Vec<_>>());
         let big = split(
             vec![MAX_BYTES / 2, MAX_BYTES / 2, 1, MAX_BYTES * 2, 1],
+            MAX_JOBS,
             |n| *n,
         );
         assert_eq!(
             big.iter().map(Vec::len).collect::<Vec<_>>(),
             vec![2, 1, 1, 1]
         );
-        assert!(split(Vec::<usize>::new(), |n| *n).is_empty());
+        assert!(split(Vec::<usize>::new(), MAX_JOBS, |n| *n).is_empty());
+        let central = split((0..40).collect::<Vec<usize>>(), MAX_CENTRAL_JOBS, |_| 1);
+        assert_eq!(
+            central.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![16, 16, 8]
+        );
     }
 }

@@ -156,7 +156,9 @@ async fn enqueue_now(
         // Several jobs per broker message: the broker's work is per message.
         let mut outbound: Vec<(Vec<MessageId>, Outbound)> = Vec::new();
         for ((channel, _), (priority, jobs)) in due {
-            for run in herald_proto::jobs::split(jobs, |(_, body)| body.len()) {
+            for run in herald_proto::jobs::split(jobs, herald_proto::jobs::MAX_JOBS, |(_, body)| {
+                body.len()
+            }) {
                 let (ids, bodies): (Vec<MessageId>, Vec<Vec<u8>>) = run.into_iter().unzip();
                 let body = herald_proto::jobs::pack(&bodies);
                 outbound.push((ids, state.topology.to_user(tenant, channel, body, priority)));

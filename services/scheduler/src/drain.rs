@@ -419,7 +419,7 @@ impl Drain {
     }
 
     /// One message per (central queue, priority band) for the placed jobs,
-    /// in batches of at most [`herald_proto::jobs::MAX_JOBS`].
+    /// in batches of at most [`herald_proto::jobs::MAX_CENTRAL_JOBS`].
     fn pack_central(&self, placed: Vec<(usize, Channel, Priority, Vec<u8>)>) -> Vec<Outbound> {
         let mut by_queue: HashMap<(Channel, u8), (Priority, Vec<Vec<u8>>)> = HashMap::new();
         for (_, channel, priority, body) in placed {
@@ -432,7 +432,8 @@ impl Drain {
         let mut out = Vec::new();
         for ((channel, _), (priority, bodies)) in by_queue {
             let (jobs, before) = (bodies.len(), out.len());
-            for run in herald_proto::jobs::split(bodies, Vec::len) {
+            let max = herald_proto::jobs::MAX_CENTRAL_JOBS;
+            for run in herald_proto::jobs::split(bodies, max, Vec::len) {
                 let body = herald_proto::jobs::pack(&run);
                 out.push(self.topology.to_central(channel, body, priority));
             }

@@ -16,8 +16,11 @@ pub struct Settings {
     /// HTTP listen address (/metrics, /healthz, /readyz); 127.0.0.1:0 picks a free port.
     #[arg(long, env = "HERALD_HTTP_ADDR", default_value = "127.0.0.1:8082")]
     pub http_addr: SocketAddr,
-    /// Unacked messages held per central queue (each carries up to 64 jobs).
-    #[arg(long, env = "HERALD_WORKER_PREFETCH", default_value_t = 128)]
+    /// Unacked messages held per central queue (each carries up to 16
+    /// jobs). What a worker holds is queued ahead of every tenant's next
+    /// job, out of the scheduler's sight: keep prefetch × 16 near the
+    /// worker's concurrency.
+    #[arg(long, env = "HERALD_WORKER_PREFETCH", default_value_t = 32)]
     pub prefetch: u16,
     /// Sends in flight at once per channel.
     #[arg(long, env = "HERALD_WORKER_CONCURRENCY", default_value_t = 256)]
@@ -77,7 +80,7 @@ impl Settings {
         Settings {
             common: CommonSettings::local(namespace, database),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            prefetch: 128,
+            prefetch: 32,
             concurrency: 256,
             max_attempts: 5,
             classifier_file: None,
