@@ -56,73 +56,45 @@ async fn a_hot_table_is_analyzed_when_it_doubles_and_not_before() {
         })
         .await
         .expect("tenant");
-    let insert = |n: usize| {
-        (0..n)
-            .map(|i| NewRecord {
-                id: MessageId::new(),
-                channel: "email",
-                recipient: format!("r{i}@example.com"),
-                status: MessageStatus::Queued,
-                priority: 5,
-                batch_id: None,
-                idempotency_key: None,
-                request_hash: vec![],
-                metadata: serde_json::json!({}),
-                scheduled_at: None,
-                parked_envelope: None,
-            })
-            .collect::<Vec<_>>()
+    // Adds `n` records, waits until the activity statistics see `total`,
+    // and answers what the refresh analyzed.
+    let grow = |n: usize, total: i64| {
+        let store = store.clone();
+        async move {
+            let records: Vec<NewRecord> = (0..n)
+                .map(|i| NewRecord {
+                    id: MessageId::new(),
+                    channel: "email",
+                    recipient: format!("r{i}@example.com"),
+                    status: MessageStatus::Queued,
+                    priority: 5,
+                    batch_id: None,
+                    idempotency_key: None,
+                    request_hash: vec![],
+                    metadata: serde_json::json!({}),
+                    scheduled_at: None,
+                    parked_envelope: None,
+                })
+                .collect();
+            store
+                .insert_messages(tenant, &records)
+                .await
+                .expect("insert");
+            wait_live(&store, total).await;
+            store.refresh_hot_statistics().await.expect("refresh")
+        }
     };
+    let analyzed = vec!["messages".to_owned()];
 
     // Too small to matter: left to autovacuum.
-    store
-        .insert_messages(tenant, &insert(100))
-        .await
-        .expect("insert");
-    wait_live(&store, 100).await;
-    assert!(store
-        .refresh_hot_statistics()
-        .await
-        .expect("refresh")
-        .is_empty());
-
+    assert!(grow(100, 100).await.is_empty());
     // Grown past the threshold with no statistics: analyzed, once.
-    store
-        .insert_messages(tenant, &insert(2_000))
-        .await
-        .expect("insert");
-    wait_live(&store, 2_100).await;
-    assert_eq!(
-        store.refresh_hot_statistics().await.expect("refresh"),
-        vec!["messages".to_owned()]
-    );
+    assert_eq!(grow(2_000, 2_100).await, analyzed);
     assert_eq!(reltuples(&store, "messages").await, 2_100.0);
-    assert!(store
-        .refresh_hot_statistics()
-        .await
-        .expect("refresh")
-        .is_empty());
-
+    assert!(grow(0, 2_100).await.is_empty());
     // Half again is not double: nothing; past double: analyzed again.
-    store
-        .insert_messages(tenant, &insert(1_000))
-        .await
-        .expect("insert");
-    wait_live(&store, 3_100).await;
-    assert!(store
-        .refresh_hot_statistics()
-        .await
-        .expect("refresh")
-        .is_empty());
-    store
-        .insert_messages(tenant, &insert(1_500))
-        .await
-        .expect("insert");
-    wait_live(&store, 4_600).await;
-    assert_eq!(
-        store.refresh_hot_statistics().await.expect("refresh"),
-        vec!["messages".to_owned()]
-    );
+    assert!(grow(1_000, 3_100).await.is_empty());
+    assert_eq!(grow(1_500, 4_600).await, analyzed);
     assert_eq!(reltuples(&store, "messages").await, 4_600.0);
 
     store.pool().close().await;
