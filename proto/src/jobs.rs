@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn one_job_travels_as_itself() {
         let body = job(1).encode_to_vec();
-        assert_eq!(pack(&[body.clone()]), body);
+        assert_eq!(pack(std::slice::from_ref(&body)), body);
         assert_eq!(count(&body), 1);
         assert!(!is_batch(&body));
         assert_eq!(decode(&body).expect("a job"), vec![job(1)]);

@@ -39,6 +39,13 @@ impl Item {
     }
 }
 
+/// The due jobs of one user queue and priority band, in request order,
+/// with their encoded bodies.
+struct Due {
+    priority: Priority,
+    jobs: Vec<(MessageId, Vec<u8>)>,
+}
+
 /// Records and publishes `items` for `tenant`, all or nothing as far as
 /// validation goes. Answers only after every new job was confirmed.
 ///
@@ -125,9 +132,7 @@ async fn enqueue_now(
         let trace = herald_telemetry::propagation::inject_current();
         let trace: BTreeMap<String, String> = trace.into_iter().collect();
         let mut records = Vec::with_capacity(fresh.len());
-        // Due jobs by user queue and priority band, in request order.
-        let mut due: BTreeMap<(Channel, u8), (Priority, Vec<(MessageId, Vec<u8>)>)> =
-            BTreeMap::new();
+        let mut due: BTreeMap<(Channel, u8), Due> = BTreeMap::new();
         for &index in &fresh {
             let m = &items[index].message;
             let job = m.to_job(tenant, now, trace.clone());
@@ -148,14 +153,17 @@ async fn enqueue_now(
             });
             if !scheduled {
                 due.entry((m.channel, m.priority.band()))
-                    .or_insert_with(|| (m.priority, Vec::new()))
-                    .1
+                    .or_insert_with(|| Due {
+                        priority: m.priority,
+                        jobs: Vec::new(),
+                    })
+                    .jobs
                     .push((m.id, body));
             }
         }
         // Several jobs per broker message: the broker's work is per message.
         let mut outbound: Vec<(Vec<MessageId>, Outbound)> = Vec::new();
-        for ((channel, _), (priority, jobs)) in due {
+        for ((channel, _), Due { priority, jobs }) in due {
             for run in herald_proto::jobs::split(jobs, herald_proto::jobs::MAX_JOBS, |(_, body)| {
                 body.len()
             }) {

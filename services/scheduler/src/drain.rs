@@ -120,21 +120,24 @@ fn jobs_in(deliveries: &[Unpacked]) -> usize {
     deliveries.iter().map(Unpacked::len).sum()
 }
 
+/// A job placed on a provider, encoded for its channel's central queue.
+struct Placed {
+    channel: Channel,
+    priority: Priority,
+    body: Vec<u8>,
+}
+
 /// What becomes of one job.
 enum Fate {
-    /// Placed on a provider: published to its channel's central queue
-    /// (packed with the batch's other jobs of that channel and band).
-    Central {
-        channel: Channel,
-        priority: Priority,
-        body: Vec<u8>,
-    },
+    /// Published to its channel's central queue, packed with the round's
+    /// other jobs of that channel and band.
+    Central(Placed),
     /// Published alone (a delay tier or the dead letters).
     Publish(Outbound),
     /// Parked in PostgreSQL.
     Park(ParkedJob),
     /// Held: nothing has room for about this long.
-    Wait(Duration, v1::Job),
+    Wait(Duration, Box<v1::Job>),
 }
 
 /// A delivery being placed: acked once every job of it is published or
@@ -286,7 +289,8 @@ impl Drain {
             let fates = self
                 .decide_all(jobs, matches!(source, Source::Return))
                 .await;
-            let mut central: Vec<(usize, Channel, Priority, Vec<u8>)> = Vec::new();
+            let mut central: Vec<Placed> = Vec::new();
+            let mut placed_by_channel: HashMap<Channel, usize> = HashMap::new();
             let mut outbound: Vec<Outbound> = Vec::new();
             let mut parked: Vec<ParkedJob> = Vec::new();
             let mut out_of: Vec<usize> = Vec::new();
@@ -294,11 +298,11 @@ impl Drain {
             let mut wait = Duration::MAX;
             for (slot, fate) in slots.into_iter().zip(fates) {
                 match fate {
-                    Fate::Central {
-                        channel,
-                        priority,
-                        body,
-                    } => central.push((slot, channel, priority, body)),
+                    Fate::Central(placed) => {
+                        *placed_by_channel.entry(placed.channel).or_default() += 1;
+                        central.push(placed);
+                        out_of.push(slot);
+                    }
                     Fate::Publish(out) => {
                         outbound.push(out);
                         out_of.push(slot);
@@ -309,14 +313,9 @@ impl Drain {
                     }
                     Fate::Wait(d, job) => {
                         wait = wait.min(d);
-                        still.push((slot, job));
+                        still.push((slot, *job));
                     }
                 }
-            }
-            let mut placed_by_channel: HashMap<Channel, usize> = HashMap::new();
-            for (slot, channel, ..) in &central {
-                *placed_by_channel.entry(*channel).or_default() += 1;
-                out_of.push(*slot);
             }
             outbound.extend(self.pack_central(central));
             self.publisher.publish_all(&outbound).await?;
@@ -420,17 +419,18 @@ impl Drain {
 
     /// One message per (central queue, priority band) for the placed jobs,
     /// in batches of at most [`herald_proto::jobs::MAX_CENTRAL_JOBS`].
-    fn pack_central(&self, placed: Vec<(usize, Channel, Priority, Vec<u8>)>) -> Vec<Outbound> {
-        let mut by_queue: HashMap<(Channel, u8), (Priority, Vec<Vec<u8>>)> = HashMap::new();
-        for (_, channel, priority, body) in placed {
+    fn pack_central(&self, placed: Vec<Placed>) -> Vec<Outbound> {
+        let mut by_queue: HashMap<(Channel, u8), Vec<Placed>> = HashMap::new();
+        for p in placed {
             by_queue
-                .entry((channel, priority.band()))
-                .or_insert_with(|| (priority, Vec::new()))
-                .1
-                .push(body);
+                .entry((p.channel, p.priority.band()))
+                .or_default()
+                .push(p);
         }
         let mut out = Vec::new();
-        for ((channel, _), (priority, bodies)) in by_queue {
+        for ((channel, _), jobs) in by_queue {
+            let priority = jobs[0].priority;
+            let bodies: Vec<Vec<u8>> = jobs.into_iter().map(|p| p.body).collect();
             let (jobs, before) = (bodies.len(), out.len());
             let max = herald_proto::jobs::MAX_CENTRAL_JOBS;
             for run in herald_proto::jobs::split(bodies, max, Vec::len) {
@@ -456,7 +456,7 @@ impl Drain {
                 // Reservations fail closed: nothing is placed while Redis is away.
                 tracing::warn!(error = %e, "Redis is unreachable; holding placements.");
                 jobs.into_iter()
-                    .map(|job| Fate::Wait(Duration::from_secs(1), job))
+                    .map(|job| Fate::Wait(Duration::from_secs(1), Box::new(job)))
                     .collect()
             }
         }
@@ -468,11 +468,11 @@ impl Drain {
                 job.assignment = Some(assignment);
                 let channel = Channel::from_proto(job.channel).unwrap_or(Channel::Email);
                 let priority = Priority::parse(i64::from(job.priority)).unwrap_or_default();
-                Fate::Central {
+                Fate::Central(Placed {
                     channel,
                     priority,
                     body: job.encode_to_vec(),
-                }
+                })
             }
             Placement::Impossible { reason } => {
                 tracing::warn!(message_id = %job.message_id, reason = %reason, "A job can never be placed; dead-lettering it.");
@@ -497,7 +497,7 @@ impl Drain {
                 if returned {
                     self.wait_elsewhere(job, retry_after)
                 } else {
-                    Fate::Wait(retry_after, job)
+                    Fate::Wait(retry_after, Box::new(job))
                 }
             }
         }
