@@ -313,6 +313,26 @@ mod tests {
         assert!((share - 0.75).abs() < 0.03, "weight 3 of 4 got {share}");
     }
 
+    #[test]
+    fn a_central_depth_in_messages_is_read_as_jobs() {
+        // Batches of 16: 20 messages are 320 jobs, over the 256 target.
+        let batched = Gate::new(GateSettings::default());
+        for _ in 0..100 {
+            batched.packed(Channel::Email, 16, 1);
+        }
+        batched.observe_depth(Channel::Email, 20);
+        let budget = batched.with(Channel::Email, |g| g.budget);
+        assert!((-70..=-60).contains(&budget), "budget {budget}");
+        // Single jobs: 20 messages are 20 jobs.
+        let single = Gate::new(GateSettings::default());
+        single.packed(Channel::Email, 5, 5);
+        single.observe_depth(Channel::Email, 20);
+        assert_eq!(single.with(Channel::Email, |g| g.budget), 236);
+        // Another channel keeps its own packing.
+        batched.observe_depth(Channel::Wework, 20);
+        assert_eq!(batched.with(Channel::Wework, |g| g.budget), 236);
+    }
+
     #[tokio::test]
     async fn a_small_lane_is_served_in_the_next_round() {
         let gate = Arc::new(Gate::new(GateSettings {
