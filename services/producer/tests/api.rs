@@ -850,6 +850,13 @@ async fn the_openapi_document_is_valid_and_covers_every_route() {
                     "{method} {path} does not require {scheme}: {}",
                     op["security"]
                 );
+                for status in ["401", "403"] {
+                    let schema = &op["responses"][status]["content"]["application/json"]["schema"];
+                    assert_eq!(
+                        schema["$ref"], "#/components/schemas/ErrorBody",
+                        "{method} {path}: {status} must be documented with the error body"
+                    );
+                }
             }
             if path.starts_with("/v1/") {
                 let responses = op["responses"].as_object().expect("responses");

@@ -138,8 +138,7 @@ fn tenant_json(t: &TenantRow) -> Value {
     request_body = schema::NewTenant,
     responses(
         (status = 201, description = "Created", body = schema::Tenant),
-        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
-        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        schema::AdminAuthErrors,
         (status = 422, description = "A field is invalid (named in `field`)", body = schema::ErrorBody),
         (status = 409, description = "The code is taken", body = schema::ErrorBody),
         (status = 503, description = "The broker or database is unavailable; retry after `Retry-After` seconds", body = schema::ErrorBody),
@@ -209,8 +208,7 @@ pub async fn create_tenant(
     ),
     responses(
         (status = 200, description = "A page of tenants", body = schema::TenantPage),
-        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
-        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        schema::AdminAuthErrors,
         (status = 422, description = "A field is invalid (named in `field`)", body = schema::ErrorBody),
     ),
     security(("admin_token" = []))
@@ -231,8 +229,7 @@ pub async fn list_tenants(
     params(("id" = String, Path, description = "The tenant's id")),
     responses(
         (status = 200, description = "The tenant", body = schema::Tenant),
-        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
-        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        schema::AdminAuthErrors,
         (status = 404, description = "No such tenant", body = schema::ErrorBody),
     ),
     security(("admin_token" = []))
@@ -268,8 +265,7 @@ async fn set_status(state: &AppState, id: &str, status: &str) -> Result<Json<Val
     params(("id" = String, Path, description = "The tenant's id")),
     responses(
         (status = 200, description = "The tenant, disabled", body = schema::Tenant),
-        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
-        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        schema::AdminAuthErrors,
         (status = 404, description = "No such tenant", body = schema::ErrorBody),
     ),
     security(("admin_token" = []))
@@ -288,8 +284,7 @@ pub async fn disable_tenant(
     params(("id" = String, Path, description = "The tenant's id")),
     responses(
         (status = 200, description = "The tenant, active", body = schema::Tenant),
-        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
-        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        schema::AdminAuthErrors,
         (status = 404, description = "No such tenant", body = schema::ErrorBody),
     ),
     security(("admin_token" = []))
@@ -310,8 +305,7 @@ pub async fn enable_tenant(
     params(("id" = String, Path, description = "The tenant's id")),
     responses(
         (status = 201, description = "The key; only its hash is stored", body = schema::NewKey),
-        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
-        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        schema::AdminAuthErrors,
         (status = 404, description = "No such tenant", body = schema::ErrorBody),
     ),
     security(("admin_token" = []))
@@ -344,8 +338,7 @@ pub async fn create_key(
     params(("id" = String, Path, description = "The tenant's id"), ("key_id" = String, Path, description = "The key's id")),
     responses(
         (status = 200, description = "Revoked", body = schema::RevokedKey),
-        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
-        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        schema::AdminAuthErrors,
         (status = 404, description = "No such key, or it was revoked already", body = schema::ErrorBody),
     ),
     security(("admin_token" = []))
@@ -424,8 +417,7 @@ const PROVIDER_FIELDS: &[&str] = &[
     request_body = schema::NewProvider,
     responses(
         (status = 201, description = "Created; secrets shown as ***", body = schema::Provider),
-        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
-        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        schema::AdminAuthErrors,
         (status = 422, description = "A field is invalid (named in `field`)", body = schema::ErrorBody),
         (status = 409, description = "The name is taken", body = schema::ErrorBody),
     ),
@@ -501,8 +493,7 @@ pub async fn create_provider(
     ),
     responses(
         (status = 200, description = "A page of providers", body = schema::ProviderPage),
-        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
-        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        schema::AdminAuthErrors,
         (status = 422, description = "A field is invalid (named in `field`)", body = schema::ErrorBody),
     ),
     security(("admin_token" = []))
@@ -523,8 +514,7 @@ pub async fn list_providers(
     params(("id" = String, Path, description = "The provider's id")),
     responses(
         (status = 200, description = "The provider; secrets shown as ***", body = schema::Provider),
-        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
-        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        schema::AdminAuthErrors,
         (status = 404, description = "No such provider", body = schema::ErrorBody),
     ),
     security(("admin_token" = []))
@@ -556,8 +546,7 @@ async fn find_provider(state: &AppState, id: ProviderId) -> Result<ProviderRow, 
     params(("id" = String, Path, description = "The provider's id")),
     responses(
         (status = 200, description = "The score, its parts and usage", body = schema::ProviderScore),
-        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
-        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        schema::AdminAuthErrors,
         (status = 404, description = "No such provider", body = schema::ErrorBody),
         (status = 503, description = "The broker or database is unavailable; retry after `Retry-After` seconds", body = schema::ErrorBody),
     ),
@@ -650,8 +639,7 @@ pub async fn provider_score(
     params(("id" = String, Path, description = "The provider's id")),
     responses(
         (status = 200, description = "The provider as changed", body = schema::Provider),
-        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
-        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        schema::AdminAuthErrors,
         (status = 404, description = "No such provider", body = schema::ErrorBody),
         (status = 422, description = "A field is invalid (named in `field`)", body = schema::ErrorBody),
     ),
@@ -718,8 +706,7 @@ pub async fn update_provider(
     params(("id" = String, Path, description = "The provider's id")),
     responses(
         (status = 200, description = "Deleted", body = schema::Deleted),
-        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
-        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        schema::AdminAuthErrors,
         (status = 404, description = "No such provider", body = schema::ErrorBody),
     ),
     security(("admin_token" = []))
@@ -746,8 +733,7 @@ pub async fn delete_provider(
     request_body = schema::ReplayRequest,
     responses(
         (status = 200, description = "What was scanned, replayed and kept", body = schema::ReplayReport),
-        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
-        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        schema::AdminAuthErrors,
         (status = 422, description = "A field is invalid (named in `field`)", body = schema::ErrorBody),
         (status = 503, description = "The broker or database is unavailable; retry after `Retry-After` seconds", body = schema::ErrorBody),
     ),
@@ -793,8 +779,7 @@ pub async fn replay_dead_letters(
     params(("id" = String, Path, description = "The message's id")),
     responses(
         (status = 200, description = "The record and its tenant", body = schema::AdminMessageRecord),
-        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
-        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        schema::AdminAuthErrors,
         (status = 404, description = "No such message", body = schema::ErrorBody),
     ),
     security(("admin_token" = []))
@@ -880,8 +865,7 @@ async fn deployment_queues(state: &AppState) -> Result<Vec<QueueRef>, ApiError> 
     summary = "Queue depths and consumers",
     responses(
         (status = 200, description = "Every queue of the deployment", body = schema::QueuePage),
-        (status = 401, description = "Missing or invalid admin token", body = schema::ErrorBody),
-        (status = 403, description = "The admin API is off (no HERALD_ADMIN_TOKEN)", body = schema::ErrorBody),
+        schema::AdminAuthErrors,
         (status = 503, description = "The broker or database is unavailable; retry after `Retry-After` seconds", body = schema::ErrorBody),
     ),
     security(("admin_token" = []))

@@ -29,8 +29,7 @@ pub const MAX_BATCH_ITEMS: usize = 1000;
     responses(
         (status = 202, description = "Recorded and confirmed by the broker", body = schema::Accepted),
         (status = 400, description = "The body is not JSON", body = schema::ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = schema::ErrorBody),
-        (status = 403, description = "The tenant is disabled", body = schema::ErrorBody),
+        schema::TenantAuthErrors,
         (status = 413, description = "The body is over 1 MiB", body = schema::ErrorBody),
         (status = 415, description = "The body is not application/json", body = schema::ErrorBody),
         (status = 422, description = "A field is invalid (named in `field`), or the idempotency key was used with another body", body = schema::ErrorBody),
@@ -87,8 +86,7 @@ pub async fn send(
     responses(
         (status = 202, description = "Every message recorded and confirmed", body = schema::BatchAccepted),
         (status = 400, description = "The body is not JSON", body = schema::ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = schema::ErrorBody),
-        (status = 403, description = "The tenant is disabled", body = schema::ErrorBody),
+        schema::TenantAuthErrors,
         (status = 413, description = "The body is over 16 MiB", body = schema::ErrorBody),
         (status = 422, description = "An item is invalid (`index` and `field` name it); nothing was sent", body = schema::ErrorBody),
         (status = 503, description = "The broker or database could not confirm; retry after `Retry-After` seconds", body = schema::ErrorBody),
@@ -188,8 +186,7 @@ fn parse_id(raw: &str) -> Result<MessageId, ApiError> {
     params(("id" = String, Path, description = "The message's id")),
     responses(
         (status = 200, description = "The record", body = schema::MessageRecord),
-        (status = 401, description = "Missing or invalid API key", body = schema::ErrorBody),
-        (status = 403, description = "The tenant is disabled", body = schema::ErrorBody),
+        schema::TenantAuthErrors,
         (status = 404, description = "No such message for this tenant", body = schema::ErrorBody),
     ),
     security(("api_key" = []))
@@ -228,8 +225,7 @@ pub struct ListQuery {
     ),
     responses(
         (status = 200, description = "A page of records, newest first", body = schema::MessagePage),
-        (status = 401, description = "Missing or invalid API key", body = schema::ErrorBody),
-        (status = 403, description = "The tenant is disabled", body = schema::ErrorBody),
+        schema::TenantAuthErrors,
         (status = 422, description = "A filter is invalid", body = schema::ErrorBody),
     ),
     security(("api_key" = []))
@@ -292,8 +288,7 @@ pub async fn list(
     params(("id" = String, Path, description = "The message's id")),
     responses(
         (status = 200, description = "Cancelled", body = schema::Cancelled),
-        (status = 401, description = "Missing or invalid API key", body = schema::ErrorBody),
-        (status = 403, description = "The tenant is disabled", body = schema::ErrorBody),
+        schema::TenantAuthErrors,
         (status = 404, description = "No such message for this tenant", body = schema::ErrorBody),
         (status = 409, description = "Already sending or finished", body = schema::ErrorBody),
     ),
