@@ -128,13 +128,7 @@ pub async fn replay(
         };
         job.attempt = 0;
         job.assignment = None;
-        let out = Outbound {
-            exchange: String::new(),
-            routing_key: topology.return_queue(),
-            body: job.encode_to_vec(),
-            priority: 0,
-            headers: None,
-        };
+        let out = topology.to_return(job.encode_to_vec());
         if let Err(e) = publisher.publish(&out).await {
             // The record's transaction rolls back; the dead letter stays.
             let _ = delivery

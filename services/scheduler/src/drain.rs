@@ -250,7 +250,8 @@ impl Drain {
         };
         let mut held: Vec<Held> = Vec::with_capacity(batch.len());
         let mut waiting: Vec<(usize, v1::Job)> = Vec::new();
-        let mut undecodable: Vec<(Delivery, Outbound)> = Vec::new();
+        let mut undecodable: Vec<Delivery> = Vec::new();
+        let mut dead: Vec<Outbound> = Vec::new();
         for unpacked in batch {
             let slot = held.len();
             match unpacked.jobs {
@@ -264,19 +265,18 @@ impl Drain {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "A delivery is not a job envelope; dead-lettering it.");
-                    let out = self.topology.dead_letter(
+                    dead.push(self.topology.dead_letter(
                         unpacked.delivery.data.clone(),
                         "undecodable",
                         &e,
-                    );
-                    undecodable.push((unpacked.delivery, out));
+                    ));
+                    undecodable.push(unpacked.delivery);
                 }
             }
         }
         if !undecodable.is_empty() {
-            let outbound: Vec<Outbound> = undecodable.iter().map(|(_, o)| o.clone()).collect();
-            self.publisher.publish_all(&outbound).await?;
-            for (delivery, _) in undecodable {
+            self.publisher.publish_all(&dead).await?;
+            for delivery in undecodable {
                 delivery.acker.ack(BasicAckOptions::default()).await?;
             }
         }
@@ -397,13 +397,7 @@ impl Drain {
                 Source::User {
                     tenant, channel, ..
                 } => self.topology.to_user(*tenant, *channel, body, priority),
-                Source::Return => Outbound {
-                    exchange: String::new(),
-                    routing_key: self.topology.return_queue(),
-                    body,
-                    priority: 0,
-                    headers: None,
-                },
+                Source::Return => self.topology.to_return(body),
             });
         }
         self.publisher.publish_all(&outbound).await?;

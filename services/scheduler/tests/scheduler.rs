@@ -464,13 +464,7 @@ async fn a_job_waits_for_a_closed_window_and_is_placed_when_it_opens() {
     // A retry coming back while the window is closed is parked in PostgreSQL.
     let retry = Harness::job(tenant, Channel::Email, "retry@example.com", 5);
     h.publisher
-        .publish_all(&[Outbound {
-            exchange: String::new(),
-            routing_key: h.topology.return_queue(),
-            body: retry.encode_to_vec(),
-            priority: 0,
-            headers: None,
-        }])
+        .publish(&h.topology.to_return(retry.encode_to_vec()))
         .await
         .expect("publish");
 

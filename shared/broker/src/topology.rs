@@ -293,6 +293,17 @@ impl Topology {
         }
     }
 
+    /// A job straight back to the scheduler (its return queue).
+    pub fn to_return(&self, body: Vec<u8>) -> crate::Outbound {
+        crate::Outbound {
+            exchange: String::new(),
+            routing_key: self.return_queue(),
+            body,
+            priority: 0,
+            headers: None,
+        }
+    }
+
     /// A job to wait `seconds` (rounded up to a tier) and then return to the
     /// scheduler.
     pub fn to_delay(&self, seconds: u64, body: Vec<u8>) -> crate::Outbound {
