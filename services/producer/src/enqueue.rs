@@ -3,9 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use herald_api::{Accepted, SendMessage};
 use herald_broker::Outbound;
-use herald_domain::{Channel, MessageId, NewMessage, Priority, TenantId};
+use herald_domain::{
+    Channel, FieldError, MessageId, MessageStatus, NewMessage, Priority, TenantId,
+};
 use herald_proto::Message as _;
 use herald_store::{NewRecord, StoreError};
 use serde_json::Value;
@@ -14,28 +17,26 @@ use sha2::{Digest, Sha256};
 use crate::api::error::ApiError;
 use crate::api::AppState;
 
-/// One accepted message, as the response reports it.
-#[derive(Debug, Clone)]
-pub struct Accepted {
-    pub id: MessageId,
-    pub status: String,
-}
-
-/// A parsed message, with the hash of the JSON it came from when it has an
-/// idempotency key (a repeat must be the same request).
+/// A validated message, with the hash of the request it came from when it
+/// has an idempotency key (a repeat must be the same request).
 pub struct Item {
     pub message: NewMessage,
     hash: Vec<u8>,
 }
 
 impl Item {
-    pub fn new(raw: &Value, message: NewMessage) -> Item {
-        // serde_json's map is ordered by key, so equal bodies hash equal.
-        let hash = match message.idempotency_key {
-            Some(_) => Sha256::digest(raw.to_string().as_bytes()).to_vec(),
+    /// Validates `request` (see [`SendMessage::into_message`]).
+    pub fn new(request: SendMessage, now: DateTime<Utc>) -> Result<Item, FieldError> {
+        // The request's fields serialize in one fixed order and its maps
+        // are sorted, so equal requests hash equal.
+        let hash = match &request.idempotency_key {
+            Some(_) => Sha256::digest(serde_json::to_vec(&request).unwrap_or_default()).to_vec(),
             None => Vec::new(),
         };
-        Item { message, hash }
+        Ok(Item {
+            message: request.into_message(now)?,
+            hash,
+        })
     }
 }
 
@@ -73,7 +74,7 @@ async fn enqueue_now(
     for (index, item) in items.iter().enumerate() {
         if let Some(key) = &item.message.idempotency_key {
             if !seen.insert(key.clone()) {
-                return Err(ApiError::invalid_field(herald_domain::FieldError::new(
+                return Err(ApiError::invalid_field(FieldError::new(
                     "idempotency_key",
                     format!("{key:?} appears more than once in this request"),
                 ))
@@ -119,7 +120,9 @@ async fn enqueue_now(
                 }
                 Some(hit) => results.push(Some(Accepted {
                     id: MessageId(hit.message_id),
-                    status: hit.status.clone(),
+                    status: hit.status.parse::<MessageStatus>().map_err(|e| {
+                        ApiError::internal("A stored idempotency key does not decode", e)
+                    })?,
                 })),
                 None => {
                     results.push(None);
@@ -183,7 +186,7 @@ async fn enqueue_now(
         for (slot, &index) in fresh.iter().enumerate() {
             results[index] = Some(Accepted {
                 id: items[index].message.id,
-                status: records[slot].status.as_str().to_owned(),
+                status: records[slot].status,
             });
         }
         metrics::counter!("herald_producer_accepted_total").increment(fresh.len() as u64);

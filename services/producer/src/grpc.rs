@@ -1,7 +1,8 @@
 //! The gRPC enqueue API (`proto/herald/v1/enqueue.proto`): the same
 //! operations, validation and errors as the HTTP API. A request becomes the
-//! JSON body the HTTP API would have taken and goes through the same parser
-//! and the same [`enqueue`] pipeline, so the two cannot drift apart.
+//! contract's [`SendMessage`], the type the HTTP API parses its bodies into,
+//! and goes through the same validation and the same [`enqueue`] pipeline,
+//! so the two cannot drift apart.
 //!
 //! `SendStream` is validated and accepted all-or-nothing per chunk of 1,000
 //! items. The next item is read only after the previous chunk was confirmed
@@ -12,20 +13,18 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use chrono::Utc;
-use herald_domain::{Channel, FieldError, SendRequest, TenantId};
+use herald_api::{MessageRecord, SendMessage, MAX_BATCH_ITEMS};
+use herald_domain::{Channel, FieldError, TenantId};
 use herald_proto::grpc::status_with_detail;
 use herald_proto::v1::{self, enqueue_server::Enqueue};
 use herald_proto::Message as _;
-use herald_store::MessageRow;
-use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::auth::tenant_for_key;
 use crate::api::error::ApiError;
 use crate::api::extract::{MAX_BATCH_BODY, MAX_BODY};
-use crate::api::messages::MAX_BATCH_ITEMS;
-use crate::api::AppState;
+use crate::api::{views, AppState};
 use crate::enqueue::{enqueue, Item};
 
 /// How long a stream may wait for its next item before it is ended: a
@@ -98,9 +97,10 @@ impl Enqueue for EnqueueService {
         request: Request<v1::SendRequest>,
     ) -> Result<Response<v1::SendResponse>, Status> {
         let tenant = self.tenant(request.metadata(), 0).await?;
-        let raw = request_json(request.get_ref()).map_err(|e| field_status(e, None, 0))?;
-        let message = SendRequest::parse(&raw, Utc::now()).map_err(|e| field_status(e, None, 0))?;
-        let accepted = enqueue(&self.state, tenant, vec![Item::new(&raw, message)])
+        let item = send_message(request.into_inner())
+            .and_then(|m| Item::new(m, Utc::now()))
+            .map_err(|e| field_status(e, None, 0))?;
+        let accepted = enqueue(&self.state, tenant, vec![item])
             .await
             .map_err(|e| to_status(e, 0))?;
         let first = accepted.into_iter().next().ok_or_else(|| {
@@ -111,7 +111,7 @@ impl Enqueue for EnqueueService {
         })?;
         Ok(Response::new(v1::SendResponse {
             id: first.id.to_string(),
-            status: first.status,
+            status: first.status.as_str().to_owned(),
         }))
     }
 
@@ -179,11 +179,10 @@ impl Enqueue for EnqueueService {
                 );
                 return Err(to_status(error.at(index), ids.len()));
             }
-            let raw =
-                request_json(&request).map_err(|e| field_status(e, Some(index), ids.len()))?;
-            let message = SendRequest::parse(&raw, Utc::now())
+            let item = send_message(request)
+                .and_then(|m| Item::new(m, Utc::now()))
                 .map_err(|e| field_status(e, Some(index), ids.len()))?;
-            chunk.push(Item::new(&raw, message));
+            chunk.push(item);
             if chunk.len() == MAX_BATCH_ITEMS {
                 self.tenant(&key_check, ids.len()).await?;
                 self.accept_chunk(tenant, &mut chunk, chunk_start, &mut ids)
@@ -221,7 +220,8 @@ impl Enqueue for EnqueueService {
             .await
             .map_err(|e| to_status(e.into(), 0))?
             .ok_or_else(not_found)?;
-        Ok(Response::new(record(&row)))
+        let record = views::record(row).map_err(|e| to_status(e, 0))?;
+        Ok(Response::new(to_proto(record)))
     }
 }
 
@@ -254,82 +254,60 @@ impl EnqueueService {
     }
 }
 
-/// The HTTP API's JSON body for a gRPC request. Proto3 cannot tell an empty
+/// The contract's message for a gRPC request. Proto3 cannot tell an empty
 /// string from an absent one, so empty strings, zero and empty maps are
-/// left out, exactly as an HTTP client would leave them out.
-pub fn request_json(r: &v1::SendRequest) -> Result<Value, FieldError> {
-    let mut body = Map::new();
-    if r.channel != 0 {
-        let channel = Channel::from_proto(r.channel).ok_or_else(|| {
+/// absent, exactly as an HTTP client would leave them out.
+pub fn send_message(r: v1::SendRequest) -> Result<SendMessage, FieldError> {
+    let channel = match r.channel {
+        0 => return Err(FieldError::new("channel", "is required")),
+        n => Channel::from_proto(n).ok_or_else(|| {
             FieldError::new(
                 "channel",
                 format!(
-                    "unknown channel {}; expected CHANNEL_EMAIL, CHANNEL_WEWORK or CHANNEL_WEBHOOK",
-                    r.channel
+                    "unknown channel {n}; expected CHANNEL_EMAIL, CHANNEL_WEWORK or CHANNEL_WEBHOOK"
                 ),
             )
-        })?;
-        body.insert("channel".into(), Value::from(channel.as_str()));
+        })?,
+    };
+    let given = |s: String| (!s.is_empty()).then_some(s);
+    let map = |m: std::collections::HashMap<String, String>| {
+        (!m.is_empty()).then(|| m.into_iter().collect())
+    };
+    if r.to.is_empty() {
+        return Err(FieldError::new("to", "is required"));
     }
-    let strings = [
-        ("to", &r.to),
-        ("from", &r.from),
-        ("subject", &r.subject),
-        ("text", &r.text),
-        ("html", &r.html),
-        ("template_id", &r.template_id),
-        ("scheduled_at", &r.scheduled_at),
-        ("batch_id", &r.batch_id),
-        ("idempotency_key", &r.idempotency_key),
-    ];
-    for (name, value) in strings {
-        if !value.is_empty() {
-            body.insert(name.into(), Value::from(value.as_str()));
-        }
-    }
-    if r.priority != 0 {
-        body.insert("priority".into(), Value::from(r.priority));
-    }
-    for (name, map) in [("variables", &r.variables), ("metadata", &r.metadata)] {
-        if !map.is_empty() {
-            let object: Map<String, Value> = map
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
-                .collect();
-            body.insert(name.into(), Value::Object(object));
-        }
-    }
-    Ok(Value::Object(body))
+    Ok(SendMessage {
+        channel,
+        to: r.to,
+        from: given(r.from),
+        subject: given(r.subject),
+        text: given(r.text),
+        html: given(r.html),
+        template_id: given(r.template_id),
+        variables: map(r.variables),
+        priority: (r.priority != 0).then_some(i64::from(r.priority)),
+        scheduled_at: given(r.scheduled_at),
+        batch_id: given(r.batch_id),
+        idempotency_key: given(r.idempotency_key),
+        metadata: map(r.metadata),
+    })
 }
 
 /// A record as the gRPC API shows it (the HTTP record's fields).
-fn record(m: &MessageRow) -> v1::MessageRecord {
+fn to_proto(m: MessageRecord) -> v1::MessageRecord {
     let time = |t: Option<chrono::DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
-    let metadata = m
-        .metadata
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
     v1::MessageRecord {
         id: m.id.to_string(),
-        status: m.status.clone(),
-        channel: m
-            .channel
-            .parse::<Channel>()
-            .map(|c| c.to_proto() as i32)
-            .unwrap_or_default(),
-        to: m.recipient.clone(),
-        provider: m.provider_id.map(|p| p.to_string()).unwrap_or_default(),
-        attempts: u32::try_from(m.attempts).unwrap_or_default(),
-        priority: u32::try_from(m.priority).unwrap_or_default(),
+        status: m.status.as_str().to_owned(),
+        channel: m.channel.to_proto() as i32,
+        to: m.to,
+        provider: m.provider.map(|p| p.to_string()).unwrap_or_default(),
+        attempts: m.attempts,
+        priority: u32::from(m.priority),
         batch_id: m.batch_id.map(|b| b.to_string()).unwrap_or_default(),
-        error_code: m.error_code.clone().unwrap_or_default(),
-        error_message: m.error_message.clone().unwrap_or_default(),
-        metadata,
+        error_code: m.error_code.unwrap_or_default(),
+        error_message: m.error_message.unwrap_or_default(),
+        metadata: m.metadata.into_iter().collect(),
         created_at: m.created_at.to_rfc3339(),
         sent_at: time(m.sent_at),
         delivered_at: time(m.delivered_at),
@@ -384,9 +362,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_empty_request_becomes_an_empty_body() {
-        let body = request_json(&v1::SendRequest::default()).expect("valid");
-        assert_eq!(body, serde_json::json!({}));
+    fn an_empty_request_names_the_channel() {
+        let e = send_message(v1::SendRequest::default()).expect_err("refused");
+        assert_eq!(e.field, "channel");
     }
 
     #[test]
@@ -400,15 +378,17 @@ mod tests {
             ..Default::default()
         };
         r.metadata.insert("campaign".into(), "winter".into());
-        let body = request_json(&r).expect("valid");
+        let message = send_message(r).expect("valid");
         assert_eq!(
-            body,
+            serde_json::to_value(&message).expect("encode"),
             serde_json::json!({
                 "channel": "email", "to": "a@example.com", "subject": "Hi",
                 "text": "body", "priority": 7, "metadata": {"campaign": "winter"}
             })
         );
-        SendRequest::parse(&body, Utc::now()).expect("the HTTP parser takes it");
+        message
+            .into_message(Utc::now())
+            .expect("the HTTP API's validation takes it");
     }
 
     #[test]
@@ -417,7 +397,7 @@ mod tests {
             channel: 42,
             ..Default::default()
         };
-        let e = request_json(&r).expect_err("refused");
+        let e = send_message(r).expect_err("refused");
         assert_eq!(e.field, "channel");
         assert!(e.message.contains("42"), "{}", e.message);
     }

@@ -9,6 +9,8 @@
 //! any point leaves the job in the dead-letter queue or in the return
 //! queue, never in neither.
 
+use herald_api::dead_letters::ReplayFilter as Filter;
+use herald_api::ReplayReport as Report;
 use herald_broker::lapin::options::{
     BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions,
 };
@@ -17,32 +19,7 @@ use herald_broker::{Broker, Outbound, Publisher, Topology};
 use herald_proto::v1;
 use herald_proto::Message as _;
 use herald_store::Store;
-use serde::Serialize;
 use uuid::Uuid;
-
-/// Which dead letters to replay.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    pub tenant: Option<Uuid>,
-    pub provider: Option<Uuid>,
-    /// The dead letter's code (`x-herald-code`: `in_doubt`, `unplaceable`,
-    /// a provider's error code …).
-    pub reason: Option<String>,
-    /// Replay at most this many.
-    pub limit: usize,
-}
-
-/// What a replay did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Report {
-    /// Dead letters read.
-    pub scanned: u64,
-    /// Sent back to the scheduler.
-    pub replayed: u64,
-    /// Left in the dead-letter queue: not matching, or their record was
-    /// already sent or cancelled, or they are not jobs.
-    pub kept: u64,
-}
 
 fn code_of(headers: Option<&FieldTable>) -> Option<String> {
     let value = headers?.inner().get("x-herald-code")?;
@@ -53,20 +30,19 @@ fn code_of(headers: Option<&FieldTable>) -> Option<String> {
     }
 }
 
-impl Filter {
-    fn matches(&self, job: &v1::Job, code: Option<&str>) -> bool {
-        let tenant_ok = self
-            .tenant
-            .is_none_or(|t| job.tenant_id.parse::<Uuid>().ok() == Some(t));
-        let provider_ok = self.provider.is_none_or(|p| {
-            job.assignment
-                .as_ref()
-                .and_then(|a| a.provider_id.parse::<Uuid>().ok())
-                == Some(p)
-        });
-        let reason_ok = self.reason.as_deref().is_none_or(|r| code == Some(r));
-        tenant_ok && provider_ok && reason_ok
-    }
+/// Whether a dead letter's job and code match `filter`.
+fn matches(filter: &Filter, job: &v1::Job, code: Option<&str>) -> bool {
+    let tenant_ok = filter
+        .tenant
+        .is_none_or(|t| job.tenant_id.parse::<Uuid>().ok() == Some(t.as_uuid()));
+    let provider_ok = filter.provider.is_none_or(|p| {
+        job.assignment
+            .as_ref()
+            .and_then(|a| a.provider_id.parse::<Uuid>().ok())
+            == Some(p.as_uuid())
+    });
+    let reason_ok = filter.reason.as_deref().is_none_or(|r| code == Some(r));
+    tenant_ok && provider_ok && reason_ok
 }
 
 /// Replays the dead letters that match `filter`.
@@ -103,7 +79,7 @@ pub async fn replay(
         let code = code_of(delivery.properties.headers().as_ref());
         let job = v1::Job::decode(delivery.data.as_slice())
             .ok()
-            .filter(|job| filter.matches(job, code.as_deref()));
+            .filter(|job| matches(filter, job, code.as_deref()));
         let requeued = match &job {
             Some(job) => {
                 let id: Uuid = job.message_id.parse().unwrap_or_default();

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Channel, FieldError};
 
 /// How a provider sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     Smtp,
@@ -61,7 +61,7 @@ impl FromStr for ProviderKind {
 
 /// A provider's limits. Windows are rolling (`per_minute: N` is at most N
 /// sends in any 60 s), counted in the provider's unit; `None` is unlimited.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Quota {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -107,7 +107,8 @@ impl Quota {
 
 /// When a provider may send: local hours on some weekdays in a time zone.
 /// `end` before `start` spans midnight (22:00–06:00).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SendWindow {
     pub tz: String,
     pub start: String,

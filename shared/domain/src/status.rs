@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// A message record's status (API.md). Callback statuses move forward by
 /// rank and never backwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
     Queued,

@@ -1,7 +1,6 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald_domain::FieldError;
-use serde_json::json;
 
 /// Every 4xx/5xx answer: `{"error": {"code", "message", "field"?, "index"?}}`.
 #[derive(Debug, Clone)]
@@ -83,6 +82,30 @@ impl ApiError {
     }
 }
 
+impl From<herald_api::ParseError> for ApiError {
+    /// Not JSON is 400 `invalid_json`; a field of the wrong shape is 422
+    /// naming it, and a batch item's path (`messages[3].to`) becomes its
+    /// `index` and the field inside it.
+    fn from(e: herald_api::ParseError) -> Self {
+        match e {
+            herald_api::ParseError::Syntax(detail) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the body is not valid JSON: {detail}"),
+            ),
+            herald_api::ParseError::Field(mut field) => {
+                match herald_api::parse::split_item(&field.field, "messages") {
+                    Some((index, inner)) => {
+                        field.field = inner;
+                        ApiError::invalid_field(field).at(index)
+                    }
+                    None => ApiError::invalid_field(field),
+                }
+            }
+        }
+    }
+}
+
 impl From<herald_store::StoreError> for ApiError {
     fn from(e: herald_store::StoreError) -> Self {
         match e {
@@ -96,14 +119,15 @@ impl From<herald_store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let Some(field) = &self.field {
-            error["field"] = json!(field);
-        }
-        if let Some(index) = self.index {
-            error["index"] = json!(index);
-        }
-        let mut response = (self.status, axum::Json(json!({ "error": error }))).into_response();
+        let body = herald_api::ErrorBody {
+            error: herald_api::ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+                field: self.field,
+                index: self.index.map(|i| i as u32),
+            },
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);

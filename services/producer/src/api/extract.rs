@@ -1,7 +1,10 @@
-use axum::body::Body;
+//! Request bodies as contract types: read within a size limit, then parsed
+//! once into the type the handler takes.
+
+use axum::body::Bytes;
 use axum::extract::FromRequest;
 use axum::http::{header, Request, StatusCode};
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 
@@ -10,49 +13,55 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// The batch endpoint takes up to 16 MiB.
 pub const MAX_BATCH_BODY: usize = 16 * 1024 * 1024;
 
-/// A JSON body of at most `LIMIT` bytes, read before any parsing so that
-/// each failure gets its own error: 415 without a JSON content type, 413 when
-/// too large, 400 `invalid_json` when it does not parse.
-pub struct JsonBody<const LIMIT: usize>(pub Value);
+/// A JSON body of at most `LIMIT` bytes parsed as a `T`, each failure with
+/// its own error: 415 without a JSON content type, 413 when too large, 400
+/// `invalid_json` when it does not parse, 422 `invalid_field` naming the
+/// field when its shape is wrong.
+pub struct JsonBody<T, const LIMIT: usize = MAX_BODY>(pub T);
 
-impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for JsonBody<LIMIT> {
+impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S>
+    for JsonBody<T, LIMIT>
+{
     type Rejection = ApiError;
 
-    async fn from_request(req: Request<Body>, _state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let mime = content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if mime != "application/json" && !mime.ends_with("+json") {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the body as JSON with Content-Type: application/json",
-            ));
-        }
-        let bytes = axum::body::to_bytes(req.into_body(), LIMIT)
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    format!("the body is larger than {} MiB", LIMIT / (1024 * 1024)),
-                )
-            })?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("the body is not valid JSON: {e}"),
-            )
-        })?;
-        Ok(JsonBody(value))
+    async fn from_request(
+        req: Request<axum::body::Body>,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let bytes = read_json(req, LIMIT).await?;
+        herald_api::parse_body(&bytes)
+            .map(JsonBody)
+            .map_err(ApiError::from)
     }
+}
+
+/// The body's bytes, once the content type says JSON and the size fits.
+async fn read_json(req: Request<axum::body::Body>, limit: usize) -> Result<Bytes, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime != "application/json" && !mime.ends_with("+json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        ));
+    }
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body is larger than {} MiB", limit / (1024 * 1024)),
+            )
+        })
 }

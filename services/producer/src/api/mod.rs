@@ -6,7 +6,8 @@ pub mod error;
 pub mod extract;
 pub mod messages;
 pub mod openapi;
-pub mod schema;
+pub mod refusals;
+pub mod views;
 
 use std::sync::Arc;
 
@@ -51,22 +52,28 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(messages::send_batch))
         .routes(routes!(messages::get))
         .routes(routes!(messages::cancel))
-        .routes(routes!(admin::create_tenant, admin::list_tenants))
-        .routes(routes!(admin::get_tenant))
-        .routes(routes!(admin::disable_tenant))
-        .routes(routes!(admin::enable_tenant))
-        .routes(routes!(admin::create_key))
-        .routes(routes!(admin::revoke_key))
-        .routes(routes!(admin::create_provider, admin::list_providers))
         .routes(routes!(
-            admin::get_provider,
-            admin::update_provider,
-            admin::delete_provider
+            admin::tenants::create_tenant,
+            admin::tenants::list_tenants
         ))
-        .routes(routes!(admin::provider_score))
-        .routes(routes!(admin::get_message))
-        .routes(routes!(admin::list_queues))
-        .routes(routes!(admin::replay_dead_letters))
+        .routes(routes!(admin::tenants::get_tenant))
+        .routes(routes!(admin::tenants::disable_tenant))
+        .routes(routes!(admin::tenants::enable_tenant))
+        .routes(routes!(admin::keys::create_key))
+        .routes(routes!(admin::keys::revoke_key))
+        .routes(routes!(
+            admin::providers::create_provider,
+            admin::providers::list_providers
+        ))
+        .routes(routes!(
+            admin::providers::get_provider,
+            admin::providers::update_provider,
+            admin::providers::delete_provider
+        ))
+        .routes(routes!(admin::score::provider_score))
+        .routes(routes!(admin::messages::get_message))
+        .routes(routes!(admin::queues::list_queues))
+        .routes(routes!(admin::dead_letters::replay_dead_letters))
         .split_for_parts();
     let document = Arc::new(openapi::complete(document));
     let api = api

@@ -1,7 +1,7 @@
 //! `/openapi.json`: the OpenAPI 3.1 document of the HTTP API.
 //!
 //! Each handler carries its `#[utoipa::path]` (method, path, parameters,
-//! bodies from [`super::schema`], responses), and the router registers the
+//! bodies from the contract crate `herald_api`, responses), and the router registers the
 //! handlers through `utoipa_axum`, so a route cannot be served without
 //! being documented. The ops routes come from `herald_runtime` and are
 //! added here.
@@ -10,8 +10,6 @@ use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Document, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
-
-use super::schema;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,7 +20,7 @@ use super::schema;
                        proto/herald/v1/enqueue.proto.",
         license(name = "MIT OR Apache-2.0")
     ),
-    components(schemas(schema::ErrorBody, schema::ErrorDetail)),
+    components(schemas(herald_api::ErrorBody, herald_api::ErrorDetail)),
     modifiers(&BearerSchemes),
     tags(
         (name = "messages", description = "Sending, reading and cancelling messages (tenant API key)"),

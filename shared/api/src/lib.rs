@@ -1,0 +1,37 @@
+//! Herald's public contract, written once: every HTTP request and response
+//! body as a serde type with its OpenAPI schema (`ToSchema`), the parser that
+//! turns a body into one of them with errors naming the field, and (feature
+//! `client`) the typed client the CLI, the load test and the tests use.
+//!
+//! The producer's handlers take and return these types, gRPC converts into
+//! them, and `/openapi.json` is generated from them; `docs/API.md` is the
+//! guide.
+
+pub mod dead_letters;
+pub mod error;
+pub mod messages;
+pub mod page;
+pub mod parse;
+pub mod providers;
+pub mod queues;
+pub mod tenants;
+
+#[cfg(feature = "client")]
+pub mod client;
+
+pub use dead_letters::{ReplayReport, ReplayRequest};
+pub use error::{ErrorBody, ErrorDetail};
+pub use messages::{
+    Accepted, AdminMessageRecord, BatchAccepted, Cancelled, ListMessages, MessageEvent,
+    MessageRecord, SendBatch, SendMessage, MAX_BATCH_ITEMS,
+};
+pub use page::{Page, PageQuery};
+pub use parse::{parse_body, ParseError};
+pub use providers::{
+    NewProvider, Provider, ProviderLoad, ProviderPatch, ProviderScore, ScoreParts, WindowUse,
+};
+pub use queues::QueueDepth;
+pub use tenants::{Key, NewTenant, RevokedKey, Tenant};
+
+#[cfg(feature = "client")]
+pub use client::{Client, ClientError};

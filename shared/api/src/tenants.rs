@@ -1,0 +1,167 @@
+//! `/v1/admin/tenants`: tenants and their API keys.
+
+use chrono::{DateTime, Utc};
+use herald_domain::{display_name, ApiKeyId, FieldError, TenantCode, TenantId, WebhookUrl};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// `POST /v1/admin/tenants`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    /// 1 to 64 characters of `a-z 0-9 - _`; unique.
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$", example = "shop")]
+    pub code: String,
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    /// Its share of the scheduler's drain against other tenants; 1 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub weight: Option<i64>,
+    /// Messages per UTC day; absent is unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub daily_quota: Option<i64>,
+    /// Messages per second; absent is unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub rate_limit_per_sec: Option<i64>,
+    /// Where the tenant's status events go (https).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+}
+
+/// A [`NewTenant`] that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantDraft {
+    pub code: TenantCode,
+    pub name: String,
+    pub weight: u32,
+    pub daily_quota: Option<u64>,
+    pub rate_limit_per_sec: Option<u32>,
+    pub webhook_url: Option<WebhookUrl>,
+}
+
+/// `value` within `min..=max`, or a refusal naming `field`.
+pub(crate) fn in_range(field: &str, value: i64, min: i64, max: i64) -> Result<i64, FieldError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(FieldError::new(
+            field,
+            format!("must be an integer from {min} to {max}"),
+        ))
+    }
+}
+
+impl TryFrom<NewTenant> for TenantDraft {
+    type Error = FieldError;
+
+    fn try_from(t: NewTenant) -> Result<Self, FieldError> {
+        let code = TenantCode::parse("code", &t.code)?;
+        let name = display_name("name", &t.name, 200)?;
+        let weight = match t.weight {
+            Some(w) => in_range("weight", w, 1, 1000)? as u32,
+            None => 1,
+        };
+        let daily_quota = t
+            .daily_quota
+            .map(|q| in_range("daily_quota", q, 1, i64::MAX).map(|q| q as u64))
+            .transpose()?;
+        let rate_limit_per_sec = t
+            .rate_limit_per_sec
+            .map(|r| in_range("rate_limit_per_sec", r, 1, 1_000_000).map(|r| r as u32))
+            .transpose()?;
+        let webhook_url = t
+            .webhook_url
+            .map(|u| {
+                herald_domain::check_text("webhook_url", &u)?;
+                WebhookUrl::parse("webhook_url", &u)
+            })
+            .transpose()?;
+        Ok(TenantDraft {
+            code,
+            name,
+            weight,
+            daily_quota,
+            rate_limit_per_sec,
+            webhook_url,
+        })
+    }
+}
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub code: String,
+    pub name: String,
+    /// `active` or `disabled`.
+    #[schema(example = "active")]
+    pub status: String,
+    pub weight: u32,
+    pub daily_quota: Option<u64>,
+    pub rate_limit_per_sec: Option<u32>,
+    pub webhook_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `201` of `POST /v1/admin/tenants/{id}/keys`: the key, shown only here
+/// (only its hash is stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Key {
+    pub id: ApiKeyId,
+    pub tenant_id: TenantId,
+    #[schema(example = "hk_…")]
+    pub key: String,
+}
+
+/// `DELETE /v1/admin/tenants/{id}/keys/{key_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RevokedKey {
+    pub id: ApiKeyId,
+    pub revoked: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::{parse_body, ParseError};
+
+    fn draft(body: &str) -> Result<TenantDraft, FieldError> {
+        match parse_body::<NewTenant>(body.as_bytes()) {
+            Ok(t) => t.try_into(),
+            Err(ParseError::Field(e)) => Err(e),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn a_tenant_takes_defaults_and_each_mistake_names_its_field() {
+        let t = draft(r#"{"code": "shop", "name": "Shop"}"#).expect("valid");
+        assert_eq!((t.weight, t.daily_quota), (1, None));
+        for (body, field) in [
+            (r#"{"name": "Shop"}"#, "code"),
+            (r#"{"code": "Shop!", "name": "Shop"}"#, "code"),
+            (r#"{"code": "shop", "name": ""}"#, "name"),
+            (r#"{"code": "shop", "name": "S", "weight": 0}"#, "weight"),
+            (r#"{"code": "shop", "name": "S", "weight": "x"}"#, "weight"),
+            (
+                r#"{"code": "shop", "name": "S", "daily_quota": 0}"#,
+                "daily_quota",
+            ),
+            (
+                r#"{"code": "shop", "name": "S", "rate_limit_per_sec": 2000000}"#,
+                "rate_limit_per_sec",
+            ),
+            (
+                r#"{"code": "shop", "name": "S", "webhook_url": "ftp://x"}"#,
+                "webhook_url",
+            ),
+            (r#"{"code": "shop", "name": "S", "colour": 1}"#, "colour"),
+        ] {
+            assert_eq!(draft(body).expect_err(body).field, field, "{body}");
+        }
+    }
+}
