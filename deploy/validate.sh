@@ -33,7 +33,7 @@ PY_TOOLS=(
     "kubernetes-validate==1.37.0"
     "cloudcoil.models.keda==2.16.1.0"
 )
-TOOLS_DIR="${HERALD_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/herald/validate}"
+TOOLS_DIR="${HERALD_TOOLS_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/herald/validate}"
 export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
 
 log() { printf '%s\n' "$*"; }
@@ -61,10 +61,7 @@ apt_install() {
 
 need=()
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
-command -v python3 >/dev/null 2>&1 || need+=(python3)
-if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-    need+=(python3-venv)
-fi
+command -v python3 >/dev/null 2>&1 || need+=(python3 python3-venv)
 if [ "${#need[@]}" -gt 0 ]; then
     apt_install "${need[@]}"
 fi
@@ -75,7 +72,12 @@ if [ ! -x "$PY" ] || [ "$(cat "$STAMP" 2>/dev/null || true)" != "${PY_TOOLS[*]}"
     log "tools: installing ${PY_TOOLS[*]} into $TOOLS_DIR"
     rm -rf "$TOOLS_DIR"
     mkdir -p "$(dirname "$TOOLS_DIR")"
-    python3 -m venv "$TOOLS_DIR" || die "python3 -m venv failed (is python3-venv installed?)"
+    if ! python3 -m venv "$TOOLS_DIR" >/dev/null 2>&1; then
+        # Debian's python3 needs python3-venv for venv's pip.
+        rm -rf "$TOOLS_DIR"
+        apt_install python3-venv
+        python3 -m venv "$TOOLS_DIR" || die "python3 -m venv failed"
+    fi
     "$PY" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
     "$PY" -m pip install --quiet "${PY_TOOLS[@]}" || die "pip could not install ${PY_TOOLS[*]}"
     printf '%s' "${PY_TOOLS[*]}" >"$STAMP"
