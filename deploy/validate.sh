@@ -1,24 +1,94 @@
 #!/usr/bin/env bash
-# Validates deploy/ offline:
+# Validates deploy/ and the repository's shell scripts offline:
 #   bash deploy/validate.sh
-# - parses every YAML document (PyYAML; installed with pip when missing);
-# - checks each Kubernetes document has apiVersion, kind and metadata.name,
-#   plus Herald's own rules (namespace, probes, grace period, selectors,
-#   autoscaling targets) and the compose file's services;
-# - runs kubeconform, docker compose config and shellcheck when present,
-#   and says which it skipped.
+# 1. Herald's own rules: every YAML document parses; every Kubernetes object
+#    has apiVersion, kind and metadata.name, sits in namespace herald, and
+#    probes, grace periods, selectors, replicas and autoscaling targets line
+#    up; kustomization.yaml names every manifest; the compose file has its
+#    services, health checks and worker replicas.
+# 2. The compose file against the Compose specification's JSON schema
+#    (check-jsonschema's vendored copy).
+# 3. Every Kubernetes object of a built-in kind against the Kubernetes
+#    OpenAPI schemas, strictly (kubernetes-validate ships them offline).
+# 4. KEDA's ScaledObject and TriggerAuthentication against a schema built
+#    from KEDA's CRDs (cloudcoil-models-keda), strictly: unknown fields fail.
+# 5. shellcheck on every shell script of the repository.
+#
+# What it needs it installs, quietly and only once: shellcheck and python3's
+# venv from Debian's packages (apt, as root or through sudo), the Python tools
+# from PyPI into a virtualenv of their own (HERALD_TOOLS_DIR, default
+# ~/.cache/herald/validate). No check is skipped: a tool that cannot be
+# installed fails the run. Needs no terminal; exits non-zero on any finding.
 set -euo pipefail
 
 DEPLOY="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$DEPLOY/.." && pwd)"
 cd "$DEPLOY"
 
-command -v python3 >/dev/null 2>&1 || { echo "validate.sh: python3 is required" >&2; exit 1; }
-if ! python3 -c 'import yaml' 2>/dev/null; then
-    echo "PyYAML is missing: installing it with pip"
-    python3 -m pip install --quiet --user pyyaml 2>/dev/null || python3 -m pip install --quiet pyyaml
+# Pinned so that a finding means the manifests changed, not the tools.
+PY_TOOLS=(
+    "pyyaml==6.0.3"
+    "jsonschema==4.26.0"
+    "check-jsonschema==0.39.0"
+    "kubernetes-validate==1.37.0"
+    "cloudcoil.models.keda==2.16.1.0"
+)
+TOOLS_DIR="${HERALD_TOOLS_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/herald/validate}"
+export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
+
+log() { printf '%s\n' "$*"; }
+die() { printf 'validate.sh: error: %s\n' "$*" >&2; exit 1; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "not root and sudo is missing: run this script as root"
+    SUDO=(sudo -n)
 fi
 
-python3 - "$DEPLOY" <<'PY'
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found: install $* by hand (this script knows Debian and Ubuntu)"
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        log "apt: updating the package lists"
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+        APT_UPDATED=1
+    fi
+    log "apt: installing $*"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null
+}
+
+# ---- tools ----
+
+need=()
+command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+command -v python3 >/dev/null 2>&1 || need+=(python3 python3-venv)
+if [ "${#need[@]}" -gt 0 ]; then
+    apt_install "${need[@]}"
+fi
+
+PY="$TOOLS_DIR/bin/python"
+STAMP="$TOOLS_DIR/.herald-tools"
+if [ ! -x "$PY" ] || [ "$(cat "$STAMP" 2>/dev/null || true)" != "${PY_TOOLS[*]}" ]; then
+    log "tools: installing ${PY_TOOLS[*]} into $TOOLS_DIR"
+    rm -rf "$TOOLS_DIR"
+    mkdir -p "$(dirname "$TOOLS_DIR")"
+    if ! python3 -m venv "$TOOLS_DIR" >/dev/null 2>&1; then
+        # Debian's python3 needs python3-venv for venv's pip.
+        rm -rf "$TOOLS_DIR"
+        apt_install python3-venv
+        python3 -m venv "$TOOLS_DIR" || die "python3 -m venv failed"
+    fi
+    "$PY" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
+    "$PY" -m pip install --quiet "${PY_TOOLS[@]}" || die "pip could not install ${PY_TOOLS[*]}"
+    printf '%s' "${PY_TOOLS[*]}" >"$STAMP"
+fi
+
+status=0
+fail() { status=1; }
+
+# ---- 1. Herald's rules ----
+
+"$PY" - "$DEPLOY" <<'PY' || fail
 import glob, os, sys
 import yaml
 
@@ -50,9 +120,15 @@ for path in files:
                 err(where, "is not a mapping")
                 continue
             if d.get("kind") == "Kustomization":
-                for r in d.get("resources", []):
+                listed = set(d.get("resources", []))
+                for r in listed:
                     if not os.path.exists(os.path.join(os.path.dirname(path), r)):
                         err(where, f"resource {r} does not exist")
+                # hpa.yaml is the documented alternative to KEDA's ScaledObject.
+                for f in sorted(glob.glob(os.path.join(os.path.dirname(path), "*.yaml"))):
+                    name = os.path.basename(f)
+                    if name not in listed | {"kustomization.yaml", "hpa.yaml"}:
+                        err(where, f"{name} is in k8s/ but not among the resources")
                 continue
             for key in ("apiVersion", "kind"):
                 if not d.get(key):
@@ -62,7 +138,6 @@ for path in files:
                 err(where, "has no metadata.name")
             k8s.append((where, d))
 
-# ---- Herald's rules for its manifests ----
 by_kind = {}
 for where, d in k8s:
     by_kind.setdefault(d.get("kind"), []).append((where, d))
@@ -102,6 +177,7 @@ for where, d in by_kind.get("Service", []):
         err(where, f"selector {sel} matches no Deployment")
 
 queues = set()
+auths = {d["metadata"]["name"] for _, d in by_kind.get("TriggerAuthentication", [])}
 for where, d in by_kind.get("ScaledObject", []):
     target = ((d.get("spec") or {}).get("scaleTargetRef") or {}).get("name")
     if target not in deployments:
@@ -109,7 +185,10 @@ for where, d in by_kind.get("ScaledObject", []):
     for t in (d.get("spec") or {}).get("triggers", []):
         if t.get("type") == "rabbitmq":
             queues.add((t.get("metadata") or {}).get("queueName"))
-for q in ("herald.central.email", "herald.central.wework"):
+        ref = (t.get("authenticationRef") or {}).get("name")
+        if ref and ref not in auths:
+            err(where, f"trigger refers to TriggerAuthentication {ref}, which is not here")
+for q in ("herald.central.email", "herald.central.wework", "herald.central.webhook"):
     if q not in queues:
         err("k8s/keda-scaledobject.yaml", f"no rabbitmq trigger on {q}")
 for where, d in by_kind.get("HorizontalPodAutoscaler", []):
@@ -117,7 +196,6 @@ for where, d in by_kind.get("HorizontalPodAutoscaler", []):
     if target not in deployments:
         err(where, f"scales {target}, which is no Deployment here")
 
-# ---- compose ----
 compose_path = os.path.join(deploy, "compose.yaml")
 if os.path.exists(compose_path):
     docs = load(compose_path)
@@ -136,37 +214,113 @@ if os.path.exists(compose_path):
 
 for e in errors:
     print("error:", e)
-print(f"yaml: {len(files)} files, {count} documents, {len(k8s)} Kubernetes objects: "
+print(f"herald rules: {len(files)} YAML files, {count} documents, {len(k8s)} Kubernetes objects: "
       + ("OK" if not errors else f"{len(errors)} problem(s)"))
 sys.exit(1 if errors else 0)
 PY
 
-status=0
+# ---- 2. compose ----
+
+if out=$("$TOOLS_DIR/bin/check-jsonschema" --builtin-schema vendor.compose-spec compose.yaml 2>&1); then
+    log "compose schema: compose.yaml OK"
+else
+    printf '%s\n' "$out"
+    log "compose schema: compose.yaml does not follow the Compose specification (above)"
+    fail
+fi
+
+# ---- 3. Kubernetes schemas ----
+
 k8s_files=()
 for f in k8s/*.yaml; do
     [ "$(basename "$f")" = kustomization.yaml ] || k8s_files+=("$f")
 done
-if command -v kubeconform >/dev/null 2>&1; then
-    echo "kubeconform: checking ${#k8s_files[@]} files (CRDs such as KEDA's are skipped)"
-    kubeconform -strict -summary -ignore-missing-schemas "${k8s_files[@]}" || status=1
+# --strict refuses unknown fields. KEDA's kinds have no schema here (step 4
+# checks them); every other kind must have one.
+if out=$("$TOOLS_DIR/bin/kubernetes-validate" --strict --quiet "${k8s_files[@]}" 2>&1); then
+    missing=$(printf '%s\n' "$out" | grep "Couldn't find schema" | grep -v 'api version keda.sh/' || true)
+    if [ -n "$missing" ]; then
+        printf '%s\n' "$missing"
+        log "kubernetes schemas: a kind without a schema (above)"
+        fail
+    else
+        log "kubernetes schemas: ${#k8s_files[@]} files OK (built-in kinds, strict)"
+    fi
 else
-    echo "kubeconform: not installed, skipped (schema checks of the Kubernetes objects)"
+    printf '%s\n' "$out" | grep -v "Couldn't find schema for kind .* api version keda.sh/" || true
+    log "kubernetes schemas: findings above"
+    fail
 fi
 
-if docker compose version >/dev/null 2>&1; then
-    echo "docker compose config: checking compose.yaml"
-    HERALD_ADMIN_TOKEN="${HERALD_ADMIN_TOKEN:-validate}" docker compose -f compose.yaml config -q || status=1
-elif command -v docker-compose >/dev/null 2>&1; then
-    echo "docker-compose config: checking compose.yaml"
-    HERALD_ADMIN_TOKEN="${HERALD_ADMIN_TOKEN:-validate}" docker-compose -f compose.yaml config -q || status=1
+# ---- 4. KEDA ----
+
+"$PY" - "${k8s_files[@]}" <<'PY' || fail
+import sys
+import jsonschema, yaml
+from cloudcoil.models.keda import v1alpha1
+
+def strict(node):
+    # Like kubeconform -strict: an object with declared properties takes no others.
+    if isinstance(node, dict):
+        if node.get("type") == "object" and "properties" in node and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        for v in node.values():
+            strict(v)
+    elif isinstance(node, list):
+        for v in node:
+            strict(v)
+
+validators = {}
+for kind in ("ScaledObject", "ScaledJob", "TriggerAuthentication", "ClusterTriggerAuthentication"):
+    schema = getattr(v1alpha1, kind).model_json_schema(by_alias=True, mode="validation")
+    strict(schema)
+    validators[kind] = jsonschema.Draft202012Validator(schema)
+
+problems = checked = 0
+for path in sys.argv[1:]:
+    with open(path) as f:
+        for i, d in enumerate(yaml.safe_load_all(f)):
+            if not isinstance(d, dict) or not str(d.get("apiVersion", "")).startswith("keda.sh/"):
+                continue
+            where = f"{path}#{i + 1} {d.get('kind')}/{(d.get('metadata') or {}).get('name')}"
+            if d.get("apiVersion") != "keda.sh/v1alpha1" or d.get("kind") not in validators:
+                print(f"error: {where}: unknown KEDA kind or version {d.get('apiVersion')}")
+                problems += 1
+                continue
+            checked += 1
+            for e in validators[d["kind"]].iter_errors(d):
+                field = ".".join(str(p) for p in e.absolute_path) or "(document)"
+                print(f"error: {where}: {field}: {e.message}")
+                problems += 1
+print(f"keda schemas: {checked} objects: " + ("OK" if not problems else f"{problems} problem(s)"))
+sys.exit(1 if problems or not checked else 0)
+PY
+
+# ---- 5. shellcheck ----
+
+scripts=()
+if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    while IFS= read -r f; do
+        [ -f "$ROOT/$f" ] || continue
+        case "$f" in
+            *.sh) scripts+=("$ROOT/$f") ;;
+            *) head -n1 "$ROOT/$f" 2>/dev/null | grep -qE '^#!.*\b(ba)?sh\b' && scripts+=("$ROOT/$f") ;;
+        esac
+    done < <(git -C "$ROOT" ls-files -- ':!:*.rs' ':!:*.md' ':!:*.json' ':!:*.svg' ':!:*.lock' ':!:*.toml' ':!:*.yaml')
 else
-    echo "docker compose: not installed, skipped (compose's own schema check)"
+    while IFS= read -r f; do scripts+=("$f"); done < <(find "$ROOT" -path "$ROOT/target" -prune -o -name '*.sh' -print)
+    [ -f "$ROOT/.ci/run" ] && scripts+=("$ROOT/.ci/run")
+fi
+if shellcheck --external-sources "${scripts[@]}"; then
+    log "shellcheck: ${#scripts[@]} scripts OK"
+else
+    log "shellcheck: findings above"
+    fail
 fi
 
-if command -v shellcheck >/dev/null 2>&1; then
-    echo "shellcheck: checking the scripts"
-    shellcheck local/*.sh validate.sh || status=1
+if [ "$status" -eq 0 ]; then
+    log "validate.sh: all checks passed"
 else
-    echo "shellcheck: not installed, skipped"
+    log "validate.sh: FAILED (findings above)"
 fi
 exit "$status"

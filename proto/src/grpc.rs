@@ -2,7 +2,7 @@
 //!
 //! A failed call's status carries a `google.rpc.Status` in
 //! `grpc-status-details-bin` whose one detail is a [`v1::ErrorDetail`] packed
-//! in an `Any`, so clients of any language read the API.md code, field and
+//! in an `Any`, so clients of any language read the API's code (docs/API.md), field and
 //! index the same way ([`error_detail`]).
 
 use prost::Message;

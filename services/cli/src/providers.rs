@@ -45,7 +45,7 @@ pub struct AddArgs {
     /// `smtp`, `wework` or `webhook`.
     #[arg(long)]
     pub kind: String,
-    /// The kind's config as JSON, or `@path` of a JSON file (API.md, Admin).
+    /// The kind's config as JSON, or `@path` of a JSON file (docs/API.md, Providers).
     #[arg(long)]
     pub config: String,
     /// `{per_minute?, per_hour?, per_day?, concurrency?}` as JSON or `@path` (default: unlimited).

@@ -5,7 +5,7 @@
 //!     --addr http://127.0.0.1:50051 --key "$HERALD_API_KEY" --to you@example.com --count 2500
 //! ```
 //!
-//! On an error it prints the API.md code, field and index the status
+//! On an error it prints the API's error code (docs/API.md), field and index the status
 //! carries, and for a stream how many items were accepted before it.
 
 use herald_proto::grpc::{connect, error_detail};

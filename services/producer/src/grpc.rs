@@ -320,7 +320,7 @@ fn field_status(e: FieldError, index: Option<usize>, accepted: usize) -> Status 
     to_status(error, accepted)
 }
 
-/// The gRPC status for an API error, with the API.md code, field and index
+/// The gRPC status for an API error, with the API's error code (docs/API.md), field and index
 /// in its details. `accepted`: the stream's items accepted before it.
 pub fn to_status(e: ApiError, accepted: usize) -> Status {
     let code = match e.status {

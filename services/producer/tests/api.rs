@@ -1,5 +1,5 @@
 //! The producer's HTTP contract against the real PostgreSQL and RabbitMQ:
-//! every bad input gets the API.md error shape, never a 5xx.
+//! every bad input gets the error shape of docs/API.md, never a 5xx.
 
 use std::collections::BTreeSet;
 

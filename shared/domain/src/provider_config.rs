@@ -1,4 +1,4 @@
-//! Each provider kind's `config` object (API.md "Admin"), parsed once when a
+//! Each provider kind's `config` object (docs/API.md, "Providers"), parsed once when a
 //! provider is created or changed, and again by the worker that sends.
 
 use serde::{Deserialize, Serialize};

@@ -29,7 +29,7 @@ impl std::str::FromStr for Secret {
     }
 }
 
-/// The connection settings every service reads (API.md "Configuration").
+/// The connection settings every service reads (README.md, "Configuration").
 /// Each has a `HERALD_*` variable and a flag that overrides it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonSettings {

@@ -1,4 +1,4 @@
-//! The HTTP API (API.md): routes, shared state, and the error shape.
+//! The HTTP API (docs/API.md): routes, shared state, and the error shape.
 
 pub mod admin;
 pub mod auth;
