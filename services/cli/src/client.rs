@@ -1,20 +1,15 @@
-//! The producer's admin API, as the CLI calls it. Every failure says what
-//! went wrong and what to check: the producer's address, the admin token,
-//! or the API's own error (its code, field and message).
+//! The producer's admin API as the CLI calls it: the typed client of
+//! `herald-api`, with every failure said as what went wrong and what to
+//! check — the producer's address, the admin token, or the API's own error
+//! (its code, field and message).
 
-use std::time::Duration;
-
-use anyhow::{anyhow, bail, Context};
-use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
-
-/// Items asked for per page when a command reads a whole list.
-const PAGE: u32 = 1000;
+use anyhow::anyhow;
+use herald_api::{Client, ClientError};
+use reqwest::StatusCode;
 
 pub struct Admin {
-    http: reqwest::Client,
+    pub api: Client,
     base: String,
-    token: String,
 }
 
 impl Admin {
@@ -27,142 +22,80 @@ impl Admin {
             base.starts_with("http://") || base.starts_with("https://"),
             "the producer URL {base:?} must start with http:// or https:// (--producer-url or HERALD_PRODUCER_URL)"
         );
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(120))
-            .build()
-            .context("Failed to build the HTTP client")?;
-        Ok(Admin {
-            http,
-            base,
-            token: token.to_owned(),
-        })
+        let api = Client::new(&base, token)
+            .map_err(|e| anyhow!("Failed to build the HTTP client: {e}"))?;
+        Ok(Admin { api, base })
     }
 
-    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.call(Method::GET, path, None).await
-    }
-
-    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.call(Method::POST, path, Some(body)).await
-    }
-
-    pub async fn patch(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.call(Method::PATCH, path, Some(body)).await
-    }
-
-    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
-        self.call(Method::DELETE, path, None).await
-    }
-
-    /// Every item of a list endpoint, following `next_cursor`, in the
-    /// API's envelope (`{items, next_cursor: null}`).
-    pub async fn list_all(&self, path: &str) -> anyhow::Result<Value> {
-        let mut items = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut page_path = format!("{path}?limit={PAGE}");
-            if let Some(c) = &cursor {
-                page_path.push_str("&cursor=");
-                page_path.push_str(c);
+    /// A failed call as a sentence that says what to do.
+    pub fn explain(&self, e: ClientError) -> anyhow::Error {
+        match e {
+            ClientError::Unreachable {
+                method,
+                url,
+                cause,
+                connect,
+                timeout,
+            } => {
+                if connect {
+                    anyhow!(
+                        "cannot reach the producer at {}: {cause} — is it running? set --producer-url or HERALD_PRODUCER_URL",
+                        self.base
+                    )
+                } else if timeout {
+                    anyhow!(
+                        "the producer at {} did not answer {method} {url} in time — is it overloaded or stuck? set --producer-url or HERALD_PRODUCER_URL to try another",
+                        self.base
+                    )
+                } else {
+                    anyhow!("{method} {url} failed: {cause}")
+                }
             }
-            let mut page = self.get(&page_path).await?;
-            match page["items"].take() {
-                Value::Array(more) => items.extend(more),
-                _ => bail!("GET {path} answered without an items list"),
-            }
-            match page["next_cursor"].as_str() {
-                Some(next) if !next.is_empty() => cursor = Some(next.to_owned()),
-                _ => break,
-            }
-        }
-        Ok(json!({"items": items, "next_cursor": null}))
-    }
-
-    /// One call; a 2xx answer's JSON (`null` when it has no body), or an
-    /// error that says what to do.
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self
-            .http
-            .request(method.clone(), &url)
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&method, &url, &e))?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let text = response
-            .text()
-            .await
-            .map_err(|e| self.unreachable(&method, &url, &e))?;
-        if status.is_success() {
-            if text.trim().is_empty() {
-                return Ok(Value::Null);
-            }
-            return serde_json::from_str(&text).with_context(|| {
-                format!("{method} {url} answered {status} with a body that is not JSON")
-            });
-        }
-        Err(refusal(status, &text, retry_after.as_deref()))
-    }
-
-    fn unreachable(&self, method: &Method, url: &str, e: &reqwest::Error) -> anyhow::Error {
-        let cause = root_cause(e);
-        if e.is_connect() {
-            anyhow!(
-                "cannot reach the producer at {}: {cause} — is it running? set --producer-url or HERALD_PRODUCER_URL",
+            ClientError::Decode {
+                method,
+                path,
+                cause,
+            } => anyhow!(
+                "{method} {}{path} answered with a body that is not what the API describes: {cause}",
                 self.base
-            )
-        } else if e.is_timeout() {
-            anyhow!(
-                "the producer at {} did not answer {method} {url} in time — is it overloaded or stuck? set --producer-url or HERALD_PRODUCER_URL to try another",
-                self.base
-            )
-        } else {
-            anyhow!("{method} {url} failed: {cause}")
+            ),
+            ClientError::Refused {
+                status,
+                error,
+                text,
+                retry_after,
+                ..
+            } => refusal(status, error.as_ref(), &text, retry_after.map(|d| d.as_secs())),
         }
     }
 }
 
-/// The innermost cause of `e`, in words (`connection refused`, …).
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    match cause.downcast_ref::<std::io::Error>().map(|io| io.kind()) {
-        Some(std::io::ErrorKind::ConnectionRefused) => "connection refused".to_owned(),
-        Some(std::io::ErrorKind::ConnectionReset) => "connection reset".to_owned(),
-        Some(std::io::ErrorKind::TimedOut) => "timed out".to_owned(),
-        _ => cause.to_string(),
+/// Results of the admin API, explained.
+pub trait Explain<T> {
+    fn explained(self, admin: &Admin) -> anyhow::Result<T>;
+}
+
+impl<T> Explain<T> for Result<T, ClientError> {
+    fn explained(self, admin: &Admin) -> anyhow::Result<T> {
+        self.map_err(|e| admin.explain(e))
     }
 }
 
-/// The error for a refused call, from the API's `{"error": {code, message,
-/// field?, index?}}` body.
-fn refusal(status: StatusCode, text: &str, retry_after: Option<&str>) -> anyhow::Error {
-    let answer: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-    let error = &answer["error"];
-    let Some(code) = error["code"].as_str() else {
+/// The error for a refused call, from the API's error body (`None` when the
+/// answer was not in its shape: then its text is shown).
+fn refusal(
+    status: StatusCode,
+    error: Option<&herald_api::ErrorDetail>,
+    text: &str,
+    retry_after: Option<u64>,
+) -> anyhow::Error {
+    let Some(error) = error else {
         let text: String = text.trim().chars().take(200).collect();
         return anyhow!("the producer answered {status}: {text}");
     };
-    let field = error["field"].as_str();
-    let mut message = error["message"].as_str().unwrap_or("").to_owned();
+    let code = &error.code;
+    let field = error.field.as_deref();
+    let mut message = error.message.clone();
     // The API's message for a field starts with its name; it is said apart.
     if let Some(rest) = field.and_then(|f| message.strip_prefix(&format!("{f}: "))) {
         message = rest.to_owned();
@@ -176,7 +109,7 @@ fn refusal(status: StatusCode, text: &str, retry_after: Option<&str>) -> anyhow:
         ),
         _ => {
             let mut at = String::new();
-            if let Some(index) = error["index"].as_u64() {
+            if let Some(index) = error.index {
                 at.push_str(&format!("item {index}, "));
             }
             if let Some(field) = field {
@@ -195,12 +128,27 @@ fn refusal(status: StatusCode, text: &str, retry_after: Option<&str>) -> anyhow:
 
 #[cfg(test)]
 mod tests {
+    use herald_api::ErrorDetail;
+
     use super::*;
+
+    fn detail(code: &str, message: &str, field: Option<&str>) -> ErrorDetail {
+        ErrorDetail {
+            code: code.into(),
+            message: message.into(),
+            field: field.map(Into::into),
+            index: None,
+        }
+    }
 
     #[test]
     fn a_field_error_names_the_code_and_the_field_once() {
-        let body = r#"{"error": {"code": "invalid_field", "message": "config.host: is required", "field": "config.host"}}"#;
-        let e = refusal(StatusCode::UNPROCESSABLE_ENTITY, body, None).to_string();
+        let d = detail(
+            "invalid_field",
+            "config.host: is required",
+            Some("config.host"),
+        );
+        let e = refusal(StatusCode::UNPROCESSABLE_ENTITY, Some(&d), "", None).to_string();
         assert_eq!(
             e,
             "the producer refused the request (422 invalid_field): field `config.host`: is required"
@@ -209,15 +157,14 @@ mod tests {
 
     #[test]
     fn a_refused_token_says_which_variable_to_set() {
-        let body =
-            r#"{"error": {"code": "unauthorized", "message": "the admin token is not valid"}}"#;
-        let e = refusal(StatusCode::UNAUTHORIZED, body, None).to_string();
+        let d = detail("unauthorized", "the admin token is not valid", None);
+        let e = refusal(StatusCode::UNAUTHORIZED, Some(&d), "", None).to_string();
         assert!(e.contains("HERALD_ADMIN_TOKEN"), "{e}");
     }
 
     #[test]
     fn an_answer_that_is_not_the_api_shows_its_status_and_text() {
-        let e = refusal(StatusCode::BAD_GATEWAY, "upstream down\n", Some("5")).to_string();
+        let e = refusal(StatusCode::BAD_GATEWAY, None, "upstream down\n", Some(5)).to_string();
         assert_eq!(e, "the producer answered 502 Bad Gateway: upstream down");
     }
 }

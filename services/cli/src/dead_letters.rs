@@ -3,8 +3,9 @@
 use std::io::Write;
 
 use clap::{Args, Subcommand};
-use serde_json::{json, Map, Value};
+use herald_api::ReplayRequest;
 
+use crate::client::Explain;
 use crate::Context;
 
 #[derive(Debug, Subcommand)]
@@ -32,29 +33,23 @@ pub struct ReplayArgs {
 
 pub async fn run(cx: &Context, cmd: DeadLetters, out: &mut impl Write) -> anyhow::Result<()> {
     let DeadLetters::Replay(args) = cmd;
-    let mut body = Map::new();
-    if let Some(t) = args.tenant {
-        body.insert("tenant_id".into(), json!(t));
-    }
-    if let Some(p) = args.provider {
-        body.insert("provider_id".into(), json!(p));
-    }
-    if let Some(r) = &args.reason {
-        body.insert("reason".into(), json!(r));
-    }
-    body.insert("limit".into(), json!(args.limit));
+    let request = ReplayRequest {
+        tenant_id: args.tenant.map(|t| t.to_string()),
+        provider_id: args.provider.map(|p| p.to_string()),
+        reason: args.reason,
+        limit: Some(i64::try_from(args.limit).unwrap_or(i64::MAX)),
+    };
     let report = cx
         .admin
-        .post("/v1/admin/dead-letters/replay", &Value::Object(body))
-        .await?;
+        .api
+        .replay_dead_letters(&request)
+        .await
+        .explained(&cx.admin)?;
     if !cx.json(out, &report)? {
-        let n = |k: &str| report[k].as_u64().unwrap_or(0);
         writeln!(
             out,
             "Read {} dead letter(s): replayed {}, kept {}.",
-            n("scanned"),
-            n("replayed"),
-            n("kept")
+            report.scanned, report.replayed, report.kept
         )?;
     }
     Ok(())

@@ -4,10 +4,9 @@
 use std::io::Write;
 
 use clap::Subcommand;
-use serde_json::json;
 use uuid::Uuid;
 
-use crate::table::cell;
+use crate::client::Explain;
 use crate::Context;
 
 #[derive(Debug, Subcommand)]
@@ -31,28 +30,23 @@ pub enum Keys {
 pub async fn run(cx: &Context, cmd: Keys, out: &mut impl Write) -> anyhow::Result<()> {
     match cmd {
         Keys::Create { tenant } => {
-            let created = cx
-                .admin
-                .post(&format!("/v1/admin/tenants/{tenant}/keys"), &json!({}))
-                .await?;
+            let created = cx.admin.api.create_key(tenant).await.explained(&cx.admin)?;
             if !cx.json(out, &created)? {
-                writeln!(
-                    out,
-                    "Created key {} for tenant {tenant}.",
-                    cell(&created["id"])
-                )?;
+                writeln!(out, "Created key {} for tenant {tenant}.", created.id)?;
                 writeln!(
                     out,
                     "The key is shown only this once (Herald keeps its hash); store it now:"
                 )?;
-                writeln!(out, "{}", cell(&created["key"]))?;
+                writeln!(out, "{}", created.key)?;
             }
         }
         Keys::Revoke { tenant, key_id } => {
             let revoked = cx
                 .admin
-                .delete(&format!("/v1/admin/tenants/{tenant}/keys/{key_id}"))
-                .await?;
+                .api
+                .revoke_key(tenant, key_id)
+                .await
+                .explained(&cx.admin)?;
             if !cx.json(out, &revoked)? {
                 writeln!(
                     out,

@@ -26,7 +26,6 @@ pub mod tenants;
 use std::io::Write;
 
 use clap::{Parser, Subcommand};
-use serde_json::Value;
 
 use crate::client::Admin;
 
@@ -86,7 +85,11 @@ pub struct Context {
 impl Context {
     /// Prints `value` as pretty JSON when `--json` was given; `false`
     /// otherwise, for the caller to print its human form.
-    pub fn json(&self, out: &mut impl Write, value: &Value) -> anyhow::Result<bool> {
+    pub fn json(
+        &self,
+        out: &mut impl Write,
+        value: &impl serde::Serialize,
+    ) -> anyhow::Result<bool> {
         if self.json {
             writeln!(out, "{}", serde_json::to_string_pretty(value)?)?;
         }

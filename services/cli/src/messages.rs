@@ -5,7 +5,8 @@ use std::io::Write;
 use clap::Subcommand;
 use uuid::Uuid;
 
-use crate::table::{cell, pairs};
+use crate::client::Explain;
+use crate::table::{json, opt, pairs};
 use crate::Context;
 
 #[derive(Debug, Subcommand)]
@@ -19,43 +20,48 @@ pub enum Messages {
 
 pub async fn run(cx: &Context, cmd: Messages, out: &mut impl Write) -> anyhow::Result<()> {
     let Messages::Status { id } = cmd;
-    let m = cx.admin.get(&format!("/v1/admin/messages/{id}")).await?;
+    let m = cx.admin.api.admin_message(id).await.explained(&cx.admin)?;
     if cx.json(out, &m)? {
         return Ok(());
     }
-    let provider = match (m["provider_name"].as_str(), m["provider"].as_str()) {
+    let r = &m.record;
+    let provider = match (&r.provider_name, r.provider) {
         (Some(name), Some(id)) => format!("{name} ({id})"),
-        (None, Some(id)) => id.to_owned(),
+        (None, Some(id)) => id.to_string(),
         _ => String::new(),
     };
-    let error = match (m["error_code"].as_str(), m["error_message"].as_str()) {
+    let error = match (&r.error_code, &r.error_message) {
         (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        (None, Some(message)) => message.to_owned(),
+        (Some(code), None) => code.clone(),
+        (None, Some(message)) => message.clone(),
         (None, None) => String::new(),
     };
-    let metadata = match m["metadata"].as_object() {
-        Some(o) if !o.is_empty() => cell(&m["metadata"]),
-        _ => String::new(),
+    let metadata = if r.metadata.is_empty() {
+        String::new()
+    } else {
+        json(&r.metadata)
+    };
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        opt(t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)))
     };
     pairs(
         out,
         &[
-            ("ID", cell(&m["id"])),
-            ("TENANT", cell(&m["tenant_id"])),
-            ("STATUS", cell(&m["status"])),
-            ("CHANNEL", cell(&m["channel"])),
-            ("TO", cell(&m["to"])),
+            ("ID", r.id.to_string()),
+            ("TENANT", m.tenant_id.to_string()),
+            ("STATUS", r.status.to_string()),
+            ("CHANNEL", r.channel.to_string()),
+            ("TO", r.to.clone()),
             ("PROVIDER", provider),
-            ("ATTEMPTS", cell(&m["attempts"])),
-            ("PRIORITY", cell(&m["priority"])),
-            ("BATCH", cell(&m["batch_id"])),
+            ("ATTEMPTS", r.attempts.to_string()),
+            ("PRIORITY", r.priority.to_string()),
+            ("BATCH", opt(r.batch_id)),
             ("ERROR", error),
             ("METADATA", metadata),
-            ("SCHEDULED", cell(&m["scheduled_at"])),
-            ("CREATED", cell(&m["created_at"])),
-            ("SENT", cell(&m["sent_at"])),
-            ("DELIVERED", cell(&m["delivered_at"])),
+            ("SCHEDULED", time(r.scheduled_at)),
+            ("CREATED", time(Some(r.created_at))),
+            ("SENT", time(r.sent_at)),
+            ("DELIVERED", time(r.delivered_at)),
         ],
     )?;
     Ok(())

@@ -5,10 +5,13 @@ use std::io::Write;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use serde_json::{json, Map, Value};
+use herald_api::{NewProvider, Page, Provider, ProviderPatch, ProviderScore};
+use herald_domain::{Quota, SendWindow};
+use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::table::{cell, pairs, Table};
+use crate::client::Explain;
+use crate::table::{json, opt, pairs, yes, Table};
 use crate::Context;
 
 #[derive(Debug, Subcommand)]
@@ -40,11 +43,11 @@ pub struct AddArgs {
     #[arg(long)]
     pub name: String,
     /// `email`, `wework` or `webhook` (default: the kind's channel).
-    #[arg(long)]
-    pub channel: Option<String>,
+    #[arg(long, value_parser = parse_arg::<herald_domain::Channel>)]
+    pub channel: Option<herald_domain::Channel>,
     /// `smtp`, `wework` or `webhook`.
-    #[arg(long)]
-    pub kind: String,
+    #[arg(long, value_parser = parse_arg::<herald_domain::ProviderKind>)]
+    pub kind: herald_domain::ProviderKind,
     /// The kind's config as JSON, or `@path` of a JSON file (docs/API.md, Providers).
     #[arg(long)]
     pub config: String,
@@ -65,8 +68,16 @@ pub struct AddArgs {
     pub disabled: bool,
 }
 
-/// `raw` as JSON, or the JSON of the file `@path`.
-fn json_arg(flag: &str, raw: &str) -> anyhow::Result<Value> {
+/// A flag's value through its type's parser (`email`, `smtp`, …).
+fn parse_arg<T: std::str::FromStr>(raw: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    raw.parse().map_err(|e: T::Err| e.to_string())
+}
+
+/// `raw` as JSON of a `T`, or the JSON of the file `@path`.
+fn json_arg<T: DeserializeOwned>(flag: &str, raw: &str) -> anyhow::Result<T> {
     let (text, from) = match raw.strip_prefix('@') {
         Some(path) => (
             std::fs::read_to_string(path)
@@ -75,20 +86,25 @@ fn json_arg(flag: &str, raw: &str) -> anyhow::Result<Value> {
         ),
         None => (raw.to_owned(), String::new()),
     };
-    serde_json::from_str(&text)
-        .with_context(|| format!("{flag}{from} is not valid JSON (or @path of a JSON file)"))
+    match herald_api::parse_body::<T>(text.as_bytes()) {
+        Ok(value) => Ok(value),
+        Err(herald_api::ParseError::Syntax(e)) => Err(anyhow::anyhow!(
+            "{flag}{from} is not valid JSON (or @path of a JSON file): {e}"
+        )),
+        Err(herald_api::ParseError::Field(e)) => Err(anyhow::anyhow!("{flag}{from}: {e}")),
+    }
 }
 
 /// `600/min 20000/day 8 at once`, or `unlimited`.
-fn quota(q: &Value) -> String {
+fn quota(q: &Quota) -> String {
     let parts: Vec<String> = [
-        ("per_minute", "/min"),
-        ("per_hour", "/h"),
-        ("per_day", "/day"),
-        ("concurrency", " at once"),
+        (q.per_minute, "/min"),
+        (q.per_hour, "/h"),
+        (q.per_day, "/day"),
+        (q.concurrency, " at once"),
     ]
     .iter()
-    .filter_map(|(key, unit)| q[*key].as_u64().map(|n| format!("{n}{unit}")))
+    .filter_map(|(n, unit)| n.map(|n| format!("{n}{unit}")))
     .collect();
     if parts.is_empty() {
         "unlimited".to_owned()
@@ -98,172 +114,187 @@ fn quota(q: &Value) -> String {
 }
 
 /// `08:00-22:00 Asia/Shanghai days 1,2,3,4,5`, or `always`.
-fn window(w: &Value) -> String {
-    if w.is_null() {
+fn window(w: Option<&SendWindow>) -> String {
+    let Some(w) = w else {
         return "always".to_owned();
-    }
-    let mut s = format!(
-        "{}-{} {}",
-        cell(&w["start"]),
-        cell(&w["end"]),
-        cell(&w["tz"])
-    );
-    let days: Vec<String> = w["days"]
-        .as_array()
-        .map(|d| d.iter().map(cell).collect())
-        .unwrap_or_default();
-    if !days.is_empty() && days.len() < 7 {
+    };
+    let mut s = format!("{}-{} {}", w.start, w.end, w.tz);
+    if !w.days.is_empty() && w.days.len() < 7 {
+        let days: Vec<String> = w.days.iter().map(u8::to_string).collect();
         s.push_str(" days ");
         s.push_str(&days.join(","));
     }
     s
 }
 
-fn tenant(p: &Value) -> String {
-    match p["tenant_id"].as_str() {
-        Some(t) => t.to_owned(),
+fn tenant(p: &Provider) -> String {
+    match p.tenant_id {
+        Some(t) => t.to_string(),
         None => "shared".to_owned(),
     }
 }
 
 /// The providers as a table, in the API's order.
-pub fn table(providers: &[Value]) -> Table {
+pub fn table(providers: &[Provider]) -> Table {
     let mut t = Table::new(&[
         "ID", "NAME", "CHANNEL", "KIND", "TENANT", "WEIGHT", "ENABLED", "QUOTA", "WINDOW",
     ])
     .right("WEIGHT");
     for p in providers {
         t.row(vec![
-            cell(&p["id"]),
-            cell(&p["name"]),
-            cell(&p["channel"]),
-            cell(&p["kind"]),
+            p.id.to_string(),
+            p.name.clone(),
+            p.channel.to_string(),
+            p.kind.to_string(),
             tenant(p),
-            cell(&p["weight"]),
-            cell(&p["enabled"]),
-            quota(&p["quota"]),
-            window(&p["send_window"]),
+            p.weight.to_string(),
+            yes(p.enabled),
+            quota(&p.quota),
+            window(p.send_window.as_ref()),
         ]);
     }
     t
 }
 
-fn score_lines(s: &Value) -> Vec<(&'static str, String)> {
-    let num = |v: &Value| v.as_f64().map(|f| format!("{f:.3}")).unwrap_or_default();
-    let mut state = cell(&s["state"]);
-    if let Some(until) = s["until_ms"].as_i64() {
+fn score_lines(s: &ProviderScore) -> Vec<(&'static str, String)> {
+    let num = |v: Option<f64>| v.map(|f| format!("{f:.3}")).unwrap_or_default();
+    let mut state = s.state.clone();
+    if let Some(until) = s.until_ms {
         state.push_str(&format!(" (until {until} ms since the epoch)"));
     }
-    if let Some(at) = s["opens_at"].as_str() {
-        state.push_str(&format!(" (opens at {at})"));
+    if let Some(at) = s.opens_at {
+        state.push_str(&format!(
+            " (opens at {})",
+            at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        ));
     }
-    let parts = ["quota", "headroom", "success", "latency", "recent"]
-        .iter()
-        .filter(|k| !s["parts"][**k].is_null())
-        .map(|k| format!("{k} {}", num(&s["parts"][*k])))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let load = &s["load"];
-    let usage = load["windows"]
-        .as_array()
-        .map(|ws| {
-            ws.iter()
+    let parts = s
+        .parts
+        .map(|p| {
+            [
+                ("quota", p.quota),
+                ("headroom", p.headroom),
+                ("success", p.success),
+                ("latency", p.latency),
+                ("recent", p.recent),
+            ]
+            .iter()
+            .map(|(k, v)| format!("{k} {}", num(Some(*v))))
+            .collect::<Vec<_>>()
+            .join(", ")
+        })
+        .unwrap_or_default();
+    let load = s.load.as_ref();
+    let usage = load
+        .map(|l| {
+            l.windows
+                .iter()
                 .map(|w| {
-                    let limit = w["limit"]
-                        .as_u64()
-                        .map_or("unlimited".into(), |l| l.to_string());
-                    format!(
-                        "{}/{limit} in {} s",
-                        cell(&w["used"]),
-                        cell(&w["window_secs"])
-                    )
+                    let limit = w.limit.map_or("unlimited".into(), |l| l.to_string());
+                    format!("{}/{limit} in {} s", w.used, w.window_secs)
                 })
                 .collect::<Vec<_>>()
                 .join(", ")
         })
         .unwrap_or_default();
-    let leases = match (&load["leases"], load["concurrency"].as_u64()) {
-        (Value::Null, _) => String::new(),
-        (l, Some(c)) => format!("{}/{c}", cell(l)),
-        (l, None) => cell(l),
+    let leases = match load {
+        None => String::new(),
+        Some(l) => match l.concurrency {
+            Some(c) => format!("{}/{c}", l.leases),
+            None => l.leases.to_string(),
+        },
     };
     vec![
-        ("SCORE", num(&s["total"])),
+        ("SCORE", num(Some(s.total))),
         ("STATE", state),
-        ("ELIGIBLE", cell(&s["eligible"])),
+        ("ELIGIBLE", yes(s.eligible)),
         ("PARTS", parts),
         ("USAGE", usage),
         ("IN_FLIGHT", leases),
-        ("SUCCESS_RATE", num(&load["success_rate"])),
-        ("LATENCY_MS", num(&load["latency_ms"])),
-        ("FAILURES_IN_A_ROW", cell(&load["consecutive_failures"])),
+        ("SUCCESS_RATE", num(load.and_then(|l| l.success_rate))),
+        ("LATENCY_MS", num(load.and_then(|l| l.latency_ms))),
+        (
+            "FAILURES_IN_A_ROW",
+            opt(load.map(|l| l.consecutive_failures)),
+        ),
     ]
 }
 
+/// `providers show --json`: the provider as GET shows it, with GET …/score
+/// beside.
+#[derive(serde::Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    provider: &'a Provider,
+    score: &'a ProviderScore,
+}
+
 pub async fn run(cx: &Context, cmd: Providers, out: &mut impl Write) -> anyhow::Result<()> {
+    let api = &cx.admin.api;
     match cmd {
         Providers::Add(args) => {
-            let mut body = Map::new();
-            body.insert("name".into(), json!(args.name));
-            if let Some(c) = args.channel {
-                body.insert("channel".into(), json!(c));
-            }
-            body.insert("kind".into(), json!(args.kind));
-            body.insert("config".into(), json_arg("--config", &args.config)?);
-            if let Some(q) = &args.quota {
-                body.insert("quota".into(), json_arg("--quota", q)?);
-            }
-            if let Some(w) = &args.send_window {
-                body.insert("send_window".into(), json_arg("--send-window", w)?);
-            }
-            if let Some(w) = args.weight {
-                body.insert("weight".into(), json!(w));
-            }
-            if let Some(t) = args.tenant {
-                body.insert("tenant_id".into(), json!(t));
-            }
-            if args.disabled {
-                body.insert("enabled".into(), json!(false));
-            }
-            let provider = cx
-                .admin
-                .post("/v1/admin/providers", &Value::Object(body))
-                .await?;
+            let request = NewProvider {
+                name: args.name,
+                channel: args.channel,
+                kind: args.kind,
+                config: json_arg("--config", &args.config)?,
+                quota: args
+                    .quota
+                    .as_deref()
+                    .map(|q| json_arg("--quota", q))
+                    .transpose()?,
+                send_window: args
+                    .send_window
+                    .as_deref()
+                    .map(|w| json_arg("--send-window", w))
+                    .transpose()?,
+                weight: args.weight.map(i64::from),
+                enabled: args.disabled.then_some(false),
+                tenant_id: args.tenant.map(|t| t.to_string()),
+            };
+            let provider = api.create_provider(&request).await.explained(&cx.admin)?;
             if !cx.json(out, &provider)? {
                 table(std::slice::from_ref(&provider)).write(out)?;
             }
         }
         Providers::List => {
-            let list = cx.admin.list_all("/v1/admin/providers").await?;
+            let items = api.providers().await.explained(&cx.admin)?;
+            let list = Page {
+                items,
+                next_cursor: None,
+            };
             if !cx.json(out, &list)? {
-                table(list["items"].as_array().map_or(&[], Vec::as_slice)).write(out)?;
+                table(&list.items).write(out)?;
             }
         }
         Providers::Show { id } => {
-            let path = format!("/v1/admin/providers/{id}");
-            let score_path = format!("{path}/score");
-            let (mut provider, score) =
-                tokio::try_join!(cx.admin.get(&path), cx.admin.get(&score_path))?;
-            if cx.json {
-                // The provider as GET shows it, with GET …/score beside.
-                provider["score"] = score;
-                cx.json(out, &provider)?;
+            let (p, score) =
+                tokio::try_join!(api.provider(id), api.provider_score(id)).explained(&cx.admin)?;
+            if cx.json(
+                out,
+                &Shown {
+                    provider: &p,
+                    score: &score,
+                },
+            )? {
                 return Ok(());
             }
-            let p = &provider;
+            let time = |t: chrono::DateTime<chrono::Utc>| {
+                t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+            };
             let mut lines = vec![
-                ("ID", cell(&p["id"])),
-                ("NAME", cell(&p["name"])),
-                ("CHANNEL", cell(&p["channel"])),
-                ("KIND", cell(&p["kind"])),
-                ("TENANT", tenant(p)),
-                ("ENABLED", cell(&p["enabled"])),
-                ("WEIGHT", cell(&p["weight"])),
-                ("QUOTA", quota(&p["quota"])),
-                ("WINDOW", window(&p["send_window"])),
-                ("CONFIG", cell(&p["config"])),
-                ("CREATED", cell(&p["created_at"])),
-                ("UPDATED", cell(&p["updated_at"])),
+                ("ID", p.id.to_string()),
+                ("NAME", p.name.clone()),
+                ("CHANNEL", p.channel.to_string()),
+                ("KIND", p.kind.to_string()),
+                ("TENANT", tenant(&p)),
+                ("ENABLED", yes(p.enabled)),
+                ("WEIGHT", p.weight.to_string()),
+                ("QUOTA", quota(&p.quota)),
+                ("WINDOW", window(p.send_window.as_ref())),
+                ("CONFIG", json(&p.config)),
+                ("CREATED", time(p.created_at)),
+                ("UPDATED", time(p.updated_at)),
             ];
             lines.extend(score_lines(&score));
             pairs(out, &lines)?;
@@ -280,18 +311,21 @@ async fn set_enabled(
     enabled: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
+    let patch = ProviderPatch {
+        enabled: Some(enabled),
+        ..Default::default()
+    };
     let provider = cx
         .admin
-        .patch(
-            &format!("/v1/admin/providers/{id}"),
-            &json!({ "enabled": enabled }),
-        )
-        .await?;
+        .api
+        .update_provider(id, &patch)
+        .await
+        .explained(&cx.admin)?;
     if !cx.json(out, &provider)? {
         writeln!(
             out,
             "Provider {} ({id}) is {}.",
-            cell(&provider["name"]),
+            provider.name,
             if enabled { "enabled" } else { "disabled" }
         )?;
     }
@@ -304,24 +338,36 @@ mod tests {
 
     #[test]
     fn quotas_and_windows_read_as_short_phrases() {
-        assert_eq!(quota(&json!({})), "unlimited");
-        assert_eq!(
-            quota(&json!({"per_minute": 600, "per_day": 20000, "concurrency": 8})),
-            "600/min 20000/day 8 at once"
-        );
-        assert_eq!(window(&Value::Null), "always");
-        assert_eq!(
-            window(&json!({"tz": "UTC", "start": "08:00", "end": "22:00", "days": [1, 2]})),
-            "08:00-22:00 UTC days 1,2"
-        );
+        assert_eq!(quota(&Quota::default()), "unlimited");
+        let q = Quota {
+            per_minute: Some(600),
+            per_day: Some(20000),
+            concurrency: Some(8),
+            ..Default::default()
+        };
+        assert_eq!(quota(&q), "600/min 20000/day 8 at once");
+        assert_eq!(window(None), "always");
+        let w = SendWindow {
+            tz: "UTC".into(),
+            start: "08:00".into(),
+            end: "22:00".into(),
+            days: vec![1, 2],
+        };
+        assert_eq!(window(Some(&w)), "08:00-22:00 UTC days 1,2");
     }
 
     #[test]
     fn a_config_flag_that_is_not_json_says_so() {
-        let e = json_arg("--config", "{host").expect_err("not JSON");
+        let e = json_arg::<serde_json::Value>("--config", "{host").expect_err("not JSON");
         assert!(
             format!("{e:#}").contains("--config is not valid JSON"),
             "{e:#}"
         );
+    }
+
+    #[test]
+    fn a_quota_flag_of_the_wrong_shape_names_the_field() {
+        let e = json_arg::<Quota>("--quota", r#"{"per_week": 5}"#).expect_err("no such window");
+        assert!(format!("{e:#}").contains("per_week"), "{e:#}");
     }
 }

@@ -4,36 +4,36 @@
 
 use std::io::Write;
 
-use serde_json::Value;
+use herald_api::{Page, QueueDepth};
 
-use crate::table::{cell, Table};
+use crate::client::Explain;
+use crate::table::{opt, Table};
 use crate::Context;
 
 /// The queues as a table, in the API's order; a missing queue says `absent`.
-pub fn table(queues: &[Value]) -> Table {
+pub fn table(queues: &[QueueDepth]) -> Table {
     let mut t = Table::new(&["NAME", "KIND", "MESSAGES", "CONSUMERS"])
         .right("MESSAGES")
         .right("CONSUMERS");
     for q in queues {
-        let (messages, consumers) = if q["exists"].as_bool() == Some(false) {
-            ("absent".to_owned(), String::new())
+        let (messages, consumers) = if q.exists {
+            (opt(q.messages), opt(q.consumers))
         } else {
-            (cell(&q["messages"]), cell(&q["consumers"]))
+            ("absent".to_owned(), String::new())
         };
-        t.row(vec![
-            cell(&q["name"]),
-            cell(&q["kind"]),
-            messages,
-            consumers,
-        ]);
+        t.row(vec![q.name.clone(), q.kind.clone(), messages, consumers]);
     }
     t
 }
 
 pub async fn run(cx: &Context, out: &mut impl Write) -> anyhow::Result<()> {
-    let list = cx.admin.get("/v1/admin/queues").await?;
+    let items = cx.admin.api.queues().await.explained(&cx.admin)?;
+    let list = Page {
+        items,
+        next_cursor: None,
+    };
     if !cx.json(out, &list)? {
-        table(list["items"].as_array().map_or(&[], Vec::as_slice)).write(out)?;
+        table(&list.items).write(out)?;
     }
     Ok(())
 }

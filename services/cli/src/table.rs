@@ -4,8 +4,6 @@
 
 use std::io::{self, Write};
 
-use serde_json::Value;
-
 /// Space between columns.
 const GAP: &str = "  ";
 
@@ -89,15 +87,20 @@ pub fn pairs(out: &mut impl Write, pairs: &[(&str, String)]) -> io::Result<()> {
     Ok(())
 }
 
-/// A JSON value as a cell: strings bare, `null` empty, booleans `yes`/`no`,
-/// objects and arrays as compact JSON.
-pub fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        Value::Bool(b) => if *b { "yes" } else { "no" }.to_owned(),
-        other => other.to_string(),
-    }
+/// An optional value as a cell: empty when absent.
+pub fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// A flag as a cell.
+pub fn yes(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_owned()
+}
+
+/// A free-form JSON object (a provider's config, a message's metadata) as a
+/// cell: compact JSON.
+pub fn json(v: &impl serde::Serialize) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 #[cfg(test)]

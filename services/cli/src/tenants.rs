@@ -3,10 +3,11 @@
 use std::io::Write;
 
 use clap::{Args, Subcommand};
-use serde_json::{json, Map, Value};
+use herald_api::{NewTenant, Page, Tenant};
 use uuid::Uuid;
 
-use crate::table::{cell, Table};
+use crate::client::Explain;
+use crate::table::{opt, Table};
 use crate::Context;
 
 #[derive(Debug, Subcommand)]
@@ -50,7 +51,7 @@ pub struct CreateArgs {
 }
 
 /// The tenants as a table, in the API's order.
-pub fn table(tenants: &[Value]) -> Table {
+pub fn table(tenants: &[Tenant]) -> Table {
     let mut t = Table::new(&[
         "ID",
         "CODE",
@@ -65,19 +66,15 @@ pub fn table(tenants: &[Value]) -> Table {
     .right("DAILY_QUOTA")
     .right("RATE_LIMIT");
     for x in tenants {
-        let rate = match &x["rate_limit_per_sec"] {
-            Value::Null => String::new(),
-            n => format!("{n}/s"),
-        };
         t.row(vec![
-            cell(&x["id"]),
-            cell(&x["code"]),
-            cell(&x["name"]),
-            cell(&x["status"]),
-            cell(&x["weight"]),
-            cell(&x["daily_quota"]),
-            rate,
-            cell(&x["webhook_url"]),
+            x.id.to_string(),
+            x.code.clone(),
+            x.name.clone(),
+            x.status.clone(),
+            x.weight.to_string(),
+            opt(x.daily_quota),
+            opt(x.rate_limit_per_sec.map(|r| format!("{r}/s"))),
+            opt(x.webhook_url.as_deref()),
         ]);
     }
     t
@@ -86,39 +83,38 @@ pub fn table(tenants: &[Value]) -> Table {
 pub async fn run(cx: &Context, cmd: Tenants, out: &mut impl Write) -> anyhow::Result<()> {
     match cmd {
         Tenants::Create(args) => {
-            let mut body = Map::new();
-            body.insert("code".into(), json!(args.code));
-            body.insert("name".into(), json!(args.name));
-            let optional = [
-                ("weight", args.weight.map(|n| json!(n))),
-                ("daily_quota", args.daily_quota.map(|n| json!(n))),
-                (
-                    "rate_limit_per_sec",
-                    args.rate_limit_per_sec.map(|n| json!(n)),
-                ),
-                ("webhook_url", args.webhook_url.map(|u| json!(u))),
-            ];
-            for (key, value) in optional {
-                if let Some(v) = value {
-                    body.insert(key.into(), v);
-                }
-            }
+            let request = NewTenant {
+                code: args.code,
+                name: args.name,
+                weight: args.weight.map(i64::from),
+                daily_quota: args
+                    .daily_quota
+                    .map(|q| i64::try_from(q).unwrap_or(i64::MAX)),
+                rate_limit_per_sec: args.rate_limit_per_sec.map(i64::from),
+                webhook_url: args.webhook_url,
+            };
             let tenant = cx
                 .admin
-                .post("/v1/admin/tenants", &Value::Object(body))
-                .await?;
+                .api
+                .create_tenant(&request)
+                .await
+                .explained(&cx.admin)?;
             if !cx.json(out, &tenant)? {
                 table(std::slice::from_ref(&tenant)).write(out)?;
             }
         }
         Tenants::List => {
-            let list = cx.admin.list_all("/v1/admin/tenants").await?;
+            let items = cx.admin.api.tenants().await.explained(&cx.admin)?;
+            let list = Page {
+                items,
+                next_cursor: None,
+            };
             if !cx.json(out, &list)? {
-                table(list["items"].as_array().map_or(&[], Vec::as_slice)).write(out)?;
+                table(&list.items).write(out)?;
             }
         }
-        Tenants::Disable { id } => set_status(cx, id, "disable", out).await?,
-        Tenants::Enable { id } => set_status(cx, id, "enable", out).await?,
+        Tenants::Disable { id } => set_status(cx, id, false, out).await?,
+        Tenants::Enable { id } => set_status(cx, id, true, out).await?,
     }
     Ok(())
 }
@@ -126,21 +122,18 @@ pub async fn run(cx: &Context, cmd: Tenants, out: &mut impl Write) -> anyhow::Re
 async fn set_status(
     cx: &Context,
     id: Uuid,
-    verb: &str,
+    enable: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let tenant = cx
-        .admin
-        .post(&format!("/v1/admin/tenants/{id}/{verb}"), &json!({}))
-        .await?;
+    let tenant = if enable {
+        cx.admin.api.enable_tenant(id).await
+    } else {
+        cx.admin.api.disable_tenant(id).await
+    }
+    .explained(&cx.admin)?;
     if !cx.json(out, &tenant)? {
-        writeln!(
-            out,
-            "Tenant {} ({id}) is {}.",
-            cell(&tenant["code"]),
-            cell(&tenant["status"])
-        )?;
-        if verb == "disable" {
+        writeln!(out, "Tenant {} ({id}) is {}.", tenant.code, tenant.status)?;
+        if !enable {
             writeln!(
                 out,
                 "Its API keys are refused within 10 s (producers cache key lookups that long)."
