@@ -20,7 +20,11 @@ pub struct ReplayRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// 1 to 100,000; 1,000 when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     #[schema(minimum = 1, maximum = 100000)]
     pub limit: Option<i64>,
 }

@@ -9,11 +9,13 @@
 
 pub mod dead_letters;
 pub mod error;
+mod int;
 pub mod messages;
 pub mod page;
 pub mod parse;
 pub mod providers;
 pub mod queues;
+pub mod schema;
 pub mod tenants;
 
 #[cfg(feature = "client")]

@@ -20,7 +20,8 @@ pub const MAX_METADATA: usize = 64;
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
     pub channel: Channel,
-    /// An email address, WeWork user ids `u1|u2`, or an https URL.
+    /// An email address, WeWork user ids `u1|u2`, or an http(s) URL, as
+    /// the channel takes them.
     #[schema(example = "alice@example.com")]
     pub to: String,
     /// Email only; optional when the provider has a default sender.
@@ -28,30 +29,40 @@ pub struct SendMessage {
     pub from: Option<String>,
     /// Email only; required unless a template supplies it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[^\\x00]*$")]
     pub subject: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[^\\x00]*$")]
     pub text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[^\\x00]*$")]
     pub html: Option<String>,
     /// Instead of text/html.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[^\\x00]*$")]
     pub template_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variables: Option<BTreeMap<String, String>>,
     /// 1 (lowest) to 10 (highest); 5 when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     #[schema(minimum = 1, maximum = 10)]
     pub priority: Option<i64>,
-    /// RFC 3339; a future time schedules the send (at most a year ahead).
+    /// RFC 3339; a future time schedules the send, a past one sends now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(format = DateTime)]
     pub scheduled_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(format = Uuid)]
+    #[schema(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub batch_id: Option<String>,
     /// The same key within 24 h returns the same id and sends nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1, max_length = 255)]
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\x00]*$")]
     pub idempotency_key: Option<String>,
     /// Echoed back in records and webhooks; at most 64 entries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -172,9 +183,6 @@ impl SendMessage {
                         )
                     })?
                     .with_timezone(&Utc);
-                if at > now + chrono::Duration::days(366) {
-                    return Err(FieldError::new("scheduled_at", "must be within a year"));
-                }
                 (at > now).then_some(at)
             }
         };
@@ -187,7 +195,7 @@ impl SendMessage {
             };
         text("idempotency_key", &self.idempotency_key)?;
         if let Some(key) = &self.idempotency_key {
-            if key.is_empty() || key.len() > 255 {
+            if key.is_empty() || key.chars().count() > 255 {
                 return Err(FieldError::new(
                     "idempotency_key",
                     "must have 1 to 255 characters",
@@ -313,9 +321,14 @@ pub struct ListMessages {
     #[param(value_type = Option<MessageStatus>)]
     pub status: Option<String>,
     /// Only records of this batch.
-    #[param(format = Uuid)]
+    #[param(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub batch_id: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (an id; empty is the first page).
+    #[param(
+        pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$"
+    )]
     pub cursor: Option<String>,
     /// 1 to 1,000; 100 when absent.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
@@ -346,8 +359,8 @@ impl ListMessages {
             .batch_id
             .as_deref()
             .map(|b| {
-                b.parse::<BatchId>()
-                    .map_err(|_| FieldError::new("batch_id", "is not a batch id"))
+                crate::page::parse_id::<BatchId>(b)
+                    .ok_or_else(|| FieldError::new("batch_id", "is not a batch id"))
             })
             .transpose()?;
         Ok(MessageQuery {

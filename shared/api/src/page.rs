@@ -44,7 +44,10 @@ pub const DEFAULT_PAGE: u32 = 100;
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (an id; empty is the first page).
+    #[param(
+        pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$"
+    )]
     pub cursor: Option<String>,
     /// 1 to 1,000; 100 when absent.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
@@ -61,11 +64,20 @@ impl PageQuery {
     }
 }
 
+/// An id in its hyphenated form (the only one the API writes, and the one
+/// its schema describes).
+pub(crate) fn parse_id<T: From<uuid::Uuid>>(raw: &str) -> Option<T> {
+    (raw.len() == 36)
+        .then(|| raw.parse::<uuid::Uuid>().ok())
+        .flatten()
+        .map(T::from)
+}
+
 pub(crate) fn parse_cursor(raw: Option<&str>) -> Result<Option<uuid::Uuid>, FieldError> {
     raw.filter(|c| !c.is_empty())
         .map(|c| {
-            c.parse()
-                .map_err(|_| FieldError::new("cursor", "is not a cursor from a previous page"))
+            parse_id(c)
+                .ok_or_else(|| FieldError::new("cursor", "is not a cursor from a previous page"))
         })
         .transpose()
 }

@@ -34,7 +34,11 @@ pub struct NewProvider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_window: Option<SendWindow>,
     /// Its share among providers of equal score; 100 when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     #[schema(minimum = 1, maximum = 10000)]
     pub weight: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,7 +133,11 @@ pub struct ProviderPatch {
     )]
     #[schema(value_type = Option<SendWindow>)]
     pub send_window: Option<Option<SendWindow>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     #[schema(minimum = 1, maximum = 10000)]
     pub weight: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -281,7 +289,11 @@ pub struct ProviderScore {
     /// ready, half_open, circuit_open, window_closed, exhausted, disabled.
     pub state: String,
     /// When an open circuit half-opens (Unix ms).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     pub until_ms: Option<i64>,
     /// When a closed send window opens.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -15,15 +15,27 @@ pub struct NewTenant {
     #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Its share of the scheduler's drain against other tenants; 1 when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     #[schema(minimum = 1, maximum = 1000)]
     pub weight: Option<i64>,
     /// Messages per UTC day; absent is unlimited.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     #[schema(minimum = 1)]
     pub daily_quota: Option<i64>,
     /// Messages per second; absent is unlimited.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     #[schema(minimum = 1, maximum = 1000000)]
     pub rate_limit_per_sec: Option<i64>,
     /// Where the tenant's status events go (https).

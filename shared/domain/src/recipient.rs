@@ -20,9 +20,11 @@ impl EmailAddress {
         if local.is_empty() || local.len() > 64 {
             return Err(bad("the part before '@' must have 1 to 64 characters"));
         }
+        // Printable ASCII without SMTP's specials: Herald does not claim
+        // SMTPUTF8, and the OpenAPI pattern says the same (herald-api).
         if local
             .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || "<>()[]\\,;:\"@".contains(c))
+            .any(|c| !c.is_ascii_graphic() || "<>()[]\\,;:\"@".contains(c))
         {
             return Err(bad(
                 "the part before '@' has a character SMTP does not allow",
@@ -114,7 +116,7 @@ impl WebhookUrl {
             .or_else(|| raw.strip_prefix("http://"))
             .ok_or_else(|| FieldError::new(field, format!("{raw:?} is not an http(s) URL")))?;
         let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-        if host.is_empty() || host.contains(char::is_whitespace) || raw.len() > 2048 {
+        if host.is_empty() || host.contains(char::is_whitespace) || raw.chars().count() > 2048 {
             return Err(FieldError::new(field, format!("{raw:?} has no valid host")));
         }
         Ok(WebhookUrl(raw.to_owned()))

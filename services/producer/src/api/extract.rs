@@ -65,3 +65,28 @@ async fn read_json(req: Request<axum::body::Body>, limit: usize) -> Result<Bytes
             )
         })
 }
+
+/// A query string parsed as a `T`; a query that does not parse (a
+/// parameter given twice, say) is 422 `invalid_field` in the API's error
+/// shape, not axum's plain-text 400.
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(q)| QueryParams(q))
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    format!("the query string is invalid: {}", e.body_text()),
+                )
+            })
+    }
+}

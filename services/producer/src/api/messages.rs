@@ -1,6 +1,6 @@
 //! `/v1/messages`: send, send a batch, read, list, cancel.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::Utc;
@@ -13,7 +13,7 @@ use herald_store::MessageFilter;
 
 use super::auth::Tenant;
 use super::error::ApiError;
-use super::extract::{JsonBody, MAX_BATCH_BODY};
+use super::extract::{JsonBody, QueryParams, MAX_BATCH_BODY};
 use super::refusals::TenantAuthErrors;
 use super::views;
 use super::AppState;
@@ -24,7 +24,7 @@ use crate::enqueue::{enqueue, Item};
     post, path = "/v1/messages", tag = "messages", operation_id = "send_message",
     summary = "Send a message",
     request_body = SendMessage,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Same as the body's idempotency_key")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same as the body's idempotency_key (when both are given they must be equal)", pattern = "^[!-~](?:[ -~]{0,253}[!-~])?$")),
     responses(
         (status = 202, description = "Recorded and confirmed by the broker", body = Accepted),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
@@ -165,7 +165,7 @@ pub async fn get(
 pub async fn list(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Query(q): Query<ListMessages>,
+    QueryParams(q): QueryParams<ListMessages>,
 ) -> Result<Json<Page<MessageRecord>>, ApiError> {
     let q = q.parse().map_err(ApiError::invalid_field)?;
     let filter = MessageFilter {

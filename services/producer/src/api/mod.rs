@@ -81,7 +81,7 @@ pub fn router(state: AppState) -> Router {
             "/openapi.json",
             get(move || {
                 let document = document.clone();
-                async move { Json(document.as_ref().clone()) }
+                async move { Json(document) }
             }),
         )
         .fallback(|| async { ApiError::not_found("no such endpoint") })

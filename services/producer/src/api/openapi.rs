@@ -65,8 +65,15 @@ fn plain_get(id: &str, summary: &str, content_type: &str, ok: &str) -> PathItem 
     PathItem::new(HttpMethod::Get, operation)
 }
 
-/// Completes the document the router collected with the ops routes.
-pub fn complete(mut doc: Document) -> Document {
+/// Completes the document the router collected with the ops routes and the
+/// rules the derived schemas cannot say (`herald_api::schema`).
+pub fn complete(doc: Document) -> serde_json::Value {
+    let mut doc = serde_json::to_value(with_ops(doc)).unwrap_or_default();
+    herald_api::schema::refine(&mut doc);
+    doc
+}
+
+fn with_ops(mut doc: Document) -> Document {
     let ops = [
         (
             "/healthz",

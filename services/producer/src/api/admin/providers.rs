@@ -1,6 +1,6 @@
 //! `/v1/admin/providers`: register, list, read, change and delete providers.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use herald_api::providers::ProviderDraft;
@@ -11,7 +11,7 @@ use herald_store::ProviderRow;
 use super::path_id;
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;
-use crate::api::extract::JsonBody;
+use crate::api::extract::{JsonBody, QueryParams};
 use crate::api::refusals::AdminAuthErrors;
 use crate::api::{views, AppState};
 
@@ -82,7 +82,7 @@ pub async fn create_provider(
 pub async fn list_providers(
     State(state): State<AppState>,
     _: Admin,
-    Query(q): Query<PageQuery>,
+    QueryParams(q): QueryParams<PageQuery>,
 ) -> Result<Json<Page<Provider>>, ApiError> {
     let (after, limit) = q.parse().map_err(ApiError::invalid_field)?;
     let rows = state

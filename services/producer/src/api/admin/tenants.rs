@@ -1,6 +1,6 @@
 //! `/v1/admin/tenants`: create, list, read, disable and enable tenants.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use herald_api::tenants::TenantDraft;
@@ -10,7 +10,7 @@ use herald_domain::TenantId;
 use super::path_id;
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;
-use crate::api::extract::JsonBody;
+use crate::api::extract::{JsonBody, QueryParams};
 use crate::api::refusals::AdminAuthErrors;
 use crate::api::{views, AppState};
 
@@ -73,7 +73,7 @@ pub async fn create_tenant(
 pub async fn list_tenants(
     State(state): State<AppState>,
     _: Admin,
-    Query(q): Query<PageQuery>,
+    QueryParams(q): QueryParams<PageQuery>,
 ) -> Result<Json<Page<Tenant>>, ApiError> {
     let (after, limit) = q.parse().map_err(ApiError::invalid_field)?;
     let rows = state

@@ -1,0 +1,88 @@
+//! Integers as JSON Schema counts them: `5` and `5.0` are the same integer,
+//! so a field of `type: integer` takes both (serde's `i64` refuses `5.0`).
+
+use serde::de::{Error, Unexpected, Visitor};
+use serde::Deserializer;
+
+struct Integer;
+
+impl Visitor<'_> for Integer {
+    type Value = i64;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an integer")
+    }
+
+    fn visit_i64<E: Error>(self, v: i64) -> Result<i64, E> {
+        Ok(v)
+    }
+
+    fn visit_u64<E: Error>(self, v: u64) -> Result<i64, E> {
+        i64::try_from(v).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+    }
+
+    fn visit_f64<E: Error>(self, v: f64) -> Result<i64, E> {
+        // Exactly representable integers only: 2^63 and beyond do not fit.
+        if v.fract() == 0.0 && v.abs() < 9.2e18 {
+            Ok(v as i64)
+        } else {
+            Err(E::invalid_value(Unexpected::Float(v), &self))
+        }
+    }
+}
+
+/// An optional integer field (`null` or absent is `None`).
+pub fn opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    struct Optional;
+
+    impl<'de> Visitor<'de> for Optional {
+        type Value = Option<i64>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an integer or null")
+        }
+
+        fn visit_none<E: Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(Integer).map(Some)
+        }
+    }
+
+    d.deserialize_option(Optional)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    struct T {
+        #[serde(default, deserialize_with = "super::opt")]
+        n: Option<i64>,
+    }
+
+    fn n(body: &str) -> Result<Option<i64>, String> {
+        serde_json::from_str::<T>(body)
+            .map(|t| t.n)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_integral_float_is_an_integer_and_a_fraction_is_not() {
+        assert_eq!(n(r#"{"n": 5}"#), Ok(Some(5)));
+        assert_eq!(n(r#"{"n": 5.0}"#), Ok(Some(5)));
+        assert_eq!(n(r#"{"n": -3}"#), Ok(Some(-3)));
+        assert_eq!(n(r#"{"n": null}"#), Ok(None));
+        assert_eq!(n(r#"{}"#), Ok(None));
+        assert!(n(r#"{"n": 5.5}"#).is_err());
+        assert!(n(r#"{"n": "5"}"#).is_err());
+        assert!(n(r#"{"n": 1e300}"#).is_err());
+    }
+}
