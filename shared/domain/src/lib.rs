@@ -9,16 +9,20 @@ mod priority;
 mod provider;
 pub mod provider_config;
 mod recipient;
+mod record;
 mod status;
+mod tenant;
 
 pub use channel::Channel;
 pub use disposition::Disposition;
 pub use ids::{ApiKeyId, BatchId, MessageId, ProviderId, TenantId};
 pub use message::{Content, NewMessage, SendRequest, MAX_CONTENT_BYTES};
 pub use priority::Priority;
-pub use provider::{ProviderKind, Quota, SendWindow};
+pub use provider::{Provider, ProviderKind, Quota, SendWindow};
 pub use recipient::{EmailAddress, Recipients, WebhookUrl, WeworkUserIds};
+pub use record::MessageRecord;
 pub use status::MessageStatus;
+pub use tenant::{Tenant, TenantStatus};
 
 /// A caller's input that does not parse: names the field and says why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
