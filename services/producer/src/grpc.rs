@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use chrono::Utc;
+use herald_domain::MessageRecord;
 use herald_domain::{Channel, FieldError, SendRequest, TenantId};
 use herald_proto::grpc::status_with_detail;
 use herald_proto::v1::{self, enqueue_server::Enqueue};
 use herald_proto::Message as _;
-use herald_store::MessageRow;
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, Streaming};
@@ -303,7 +303,7 @@ pub fn request_json(r: &v1::SendRequest) -> Result<Value, FieldError> {
 }
 
 /// A record as the gRPC API shows it (the HTTP record's fields).
-fn record(m: &MessageRow) -> v1::MessageRecord {
+fn record(m: &MessageRecord) -> v1::MessageRecord {
     let time = |t: Option<chrono::DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
     let metadata = m
         .metadata
@@ -316,16 +316,12 @@ fn record(m: &MessageRow) -> v1::MessageRecord {
         .unwrap_or_default();
     v1::MessageRecord {
         id: m.id.to_string(),
-        status: m.status.clone(),
-        channel: m
-            .channel
-            .parse::<Channel>()
-            .map(|c| c.to_proto() as i32)
-            .unwrap_or_default(),
+        status: m.status.to_string(),
+        channel: m.channel.to_proto() as i32,
         to: m.recipient.clone(),
         provider: m.provider_id.map(|p| p.to_string()).unwrap_or_default(),
-        attempts: u32::try_from(m.attempts).unwrap_or_default(),
-        priority: u32::try_from(m.priority).unwrap_or_default(),
+        attempts: m.attempts,
+        priority: u32::from(m.priority.get()),
         batch_id: m.batch_id.map(|b| b.to_string()).unwrap_or_default(),
         error_code: m.error_code.clone().unwrap_or_default(),
         error_message: m.error_message.clone().unwrap_or_default(),

@@ -20,7 +20,7 @@ async fn status_of(store: &Store, tenant: TenantId, id: MessageId) -> String {
         .await
         .ok()
         .flatten()
-        .map(|m| m.status)
+        .map(|m| m.status.to_string())
         .unwrap_or_default()
 }
 

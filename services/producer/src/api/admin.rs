@@ -10,7 +10,8 @@ use herald_domain::provider_config::{ProviderConfig, SECRET_FIELDS};
 use herald_domain::{
     Channel, FieldError, MessageId, ProviderId, ProviderKind, Quota, SendWindow, TenantId,
 };
-use herald_store::{NewProvider, NewTenant, ProviderPatch, ProviderRow, TenantRow};
+use herald_domain::{Tenant, TenantStatus};
+use herald_store::{NewProvider, NewTenant, ProviderPatch, ProviderRow};
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -125,7 +126,7 @@ fn page<T>(
 
 // ---- tenants ----
 
-fn tenant_json(t: &TenantRow) -> Value {
+fn tenant_json(t: &Tenant) -> Value {
     serde_json::to_value(t).unwrap_or(Value::Null)
 }
 
@@ -220,7 +221,7 @@ pub async fn list_tenants(
 ) -> Result<Json<Value>, ApiError> {
     let (after, limit) = q.parse()?;
     let rows = state.store.list_tenants(after, limit + 1).await?;
-    Ok(Json(page(rows, limit, |t| t.id, tenant_json)))
+    Ok(Json(page(rows, limit, |t| t.id.as_uuid(), tenant_json)))
 }
 
 #[utoipa::path(
@@ -248,7 +249,11 @@ pub async fn get_tenant(
     Ok(Json(tenant_json(&row)))
 }
 
-async fn set_status(state: &AppState, id: &str, status: &str) -> Result<Json<Value>, ApiError> {
+async fn set_status(
+    state: &AppState,
+    id: &str,
+    status: TenantStatus,
+) -> Result<Json<Value>, ApiError> {
     let id: TenantId = path_id(id, "tenant")?;
     let row = state
         .store
@@ -275,7 +280,7 @@ pub async fn disable_tenant(
     _: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    set_status(&state, &id, "disabled").await
+    set_status(&state, &id, TenantStatus::Disabled).await
 }
 
 #[utoipa::path(
@@ -294,7 +299,7 @@ pub async fn enable_tenant(
     _: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    set_status(&state, &id, "active").await
+    set_status(&state, &id, TenantStatus::Active).await
 }
 
 /// `POST /v1/admin/tenants/{id}/keys` → 201 `{id, key}`; the key is shown
@@ -560,13 +565,27 @@ pub async fn provider_score(
     use herald_scoring::{recent_mean, score, ProviderView, UNLIMITED};
     let id: ProviderId = path_id(&id, "provider")?;
     let row = find_provider(&state, id).await?;
-    let Some(view) = ProviderView::from_row(&row) else {
+    // A row that does not decode is unusable until fixed (the store's
+    // policy): it scores as not eligible, and says why in `state`.
+    let view = match row.decode() {
+        Ok(provider) => ProviderView::of(&provider),
+        Err(e) => {
+            tracing::warn!(provider_id = %row.id, error = %e.reason, "A provider's stored row does not decode; it takes no sends until fixed.");
+            None
+        }
+    };
+    let Some(view) = view else {
+        let state = if row.enabled {
+            "undecodable"
+        } else {
+            "disabled"
+        };
         return Ok(Json(json!({
             "provider_id": row.id,
             "name": row.name,
             "channel": row.channel,
             "eligible": false,
-            "state": "disabled",
+            "state": state,
             "total": 0.0,
         })));
     };
@@ -574,7 +593,7 @@ pub async fn provider_score(
     let rows = state.store.all_providers().await?;
     let views: Vec<ProviderView> = rows
         .iter()
-        .filter_map(ProviderView::from_row)
+        .filter_map(ProviderView::of)
         .filter(|v| v.channel == view.channel)
         .collect();
     let pairs: Vec<(uuid::Uuid, &herald_capacity::Limits)> =
@@ -819,7 +838,7 @@ async fn deployment_queues(state: &AppState) -> Result<Vec<QueueRef>, ApiError> 
     loop {
         let tenants = state.store.list_tenants(after, 1000).await?;
         for tenant in &tenants {
-            let id = TenantId(tenant.id);
+            let id = tenant.id;
             queues.extend(Channel::ALL.iter().map(|c| QueueRef {
                 name: t.user_queue(id, *c),
                 kind: "user",
@@ -828,7 +847,7 @@ async fn deployment_queues(state: &AppState) -> Result<Vec<QueueRef>, ApiError> 
             }));
         }
         match tenants.last() {
-            Some(last) if tenants.len() == 1000 => after = Some(last.id),
+            Some(last) if tenants.len() == 1000 => after = Some(last.id.as_uuid()),
             _ => break,
         }
     }

@@ -5,8 +5,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
+use herald_domain::MessageRecord;
 use herald_domain::{FieldError, MessageId, MessageStatus, SendRequest};
-use herald_store::{MessageFilter, MessageRow};
+use herald_store::MessageFilter;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -152,7 +153,7 @@ pub async fn send_batch(
 }
 
 /// A record as the API shows it.
-pub fn record_json(m: &MessageRow) -> Value {
+pub fn record_json(m: &MessageRecord) -> Value {
     json!({
         "id": m.id,
         "status": m.status,
@@ -236,10 +237,14 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let invalid = |f: &str, m: &str| ApiError::invalid_field(FieldError::new(f, m));
-    if let Some(s) = &q.status {
-        s.parse::<MessageStatus>()
-            .map_err(|e| invalid("status", &e))?;
-    }
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            s.parse::<MessageStatus>()
+                .map_err(|e| invalid("status", &e))
+        })
+        .transpose()?;
     let batch_id = q
         .batch_id
         .as_deref()
@@ -265,7 +270,7 @@ pub async fn list(
         },
     };
     let filter = MessageFilter {
-        status: q.status,
+        status,
         batch_id,
         before,
         limit: limit + 1,
