@@ -516,7 +516,7 @@ impl Drain {
         Fate::Park(ParkedJob {
             message_id: job.message_id.parse().unwrap_or_default(),
             tenant_id: job.tenant_id.parse().unwrap_or_default(),
-            channel: channel.as_str().to_owned(),
+            channel,
             due_at,
             envelope: job.encode_to_vec(),
         })

@@ -15,7 +15,7 @@ use crate::metrics::UNDECODABLE_ROWS;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("row {id} of {table} does not decode: {reason}")]
 pub struct RowError {
-    /// `providers`, `tenants` or `messages`.
+    /// `providers`, `tenants`, `messages` or `parked_jobs`.
     pub table: &'static str,
     pub id: Uuid,
     pub reason: String,

@@ -2,7 +2,7 @@
 //! store connects, after the service installed its recorder.
 
 /// Rows read that do not decode into domain types, by `table`
-/// (`providers`, `tenants`, `messages`): a bounded label set.
+/// (`providers`, `tenants`, `messages`, `parked_jobs`): a bounded label set.
 pub const UNDECODABLE_ROWS: &str = "herald_store_undecodable_rows_total";
 const UNDECODABLE_ROWS_HELP: &str = "Rows read from PostgreSQL that do not decode into Herald's \
     domain types, by table. Each is logged at WARN with its id and left out of what the services \

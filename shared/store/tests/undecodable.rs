@@ -312,3 +312,53 @@ async fn a_single_read_of_an_undecodable_message_is_an_error_and_a_list_leaves_i
     store.pool().close().await;
     let _ = Store::drop_database(&url).await;
 }
+
+#[tokio::test]
+async fn a_parked_job_whose_channel_does_not_decode_stays_parked_and_the_others_are_released() {
+    let _ = telemetry();
+    let (store, url) = fresh_store().await;
+    let tenant = TenantId::new();
+    store
+        .create_tenant(&NewTenant {
+            id: tenant,
+            code: "parked".into(),
+            name: "Parked".into(),
+            weight: 1,
+            daily_quota: None,
+            rate_limit_per_sec: None,
+            webhook_url: None,
+        })
+        .await
+        .expect("tenant");
+    let good = uuid::Uuid::now_v7();
+    let bad = uuid::Uuid::now_v7();
+    for (id, channel) in [(good, "email"), (bad, "carrier-pigeon")] {
+        sqlx::query(
+            "INSERT INTO parked_jobs (message_id, tenant_id, channel, due_at, envelope)
+             VALUES ($1, $2, $3, now() - interval '1 minute', '\\x00')",
+        )
+        .bind(id)
+        .bind(tenant.as_uuid())
+        .bind(channel)
+        .execute(store.pool())
+        .await
+        .expect("park");
+    }
+    let due = store.due_jobs(10).await.expect("due");
+    assert_eq!(
+        due.jobs
+            .iter()
+            .map(|j| (j.message_id, j.channel))
+            .collect::<Vec<_>>(),
+        vec![(good, herald_domain::Channel::Email)]
+    );
+    due.released().await.expect("released");
+    let left: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT message_id FROM parked_jobs")
+        .fetch_all(store.pool())
+        .await
+        .expect("left");
+    assert_eq!(left, vec![bad], "the undecodable job waits for an operator");
+
+    store.pool().close().await;
+    let _ = Store::drop_database(&url).await;
+}
