@@ -70,7 +70,7 @@ pub fn table(tenants: &[Tenant]) -> Table {
             x.id.to_string(),
             x.code.clone(),
             x.name.clone(),
-            x.status.clone(),
+            x.status.to_string(),
             x.weight.to_string(),
             opt(x.daily_quota),
             opt(x.rate_limit_per_sec.map(|r| format!("{r}/s"))),

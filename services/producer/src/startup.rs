@@ -3,7 +3,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use herald_broker::{Publisher, Topology};
-use herald_domain::TenantId;
 use herald_store::Store;
 use tokio::net::TcpListener;
 
@@ -43,7 +42,7 @@ impl App {
         // broker that lost them (a fresh node) routes again.
         for tenant in store.active_tenants().await? {
             topology
-                .declare_tenant(&broker, TenantId(tenant.id))
+                .declare_tenant(&broker, tenant.id)
                 .await
                 .with_context(|| format!("Failed to declare tenant {}'s queues", tenant.id))?;
         }

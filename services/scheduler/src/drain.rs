@@ -516,7 +516,7 @@ impl Drain {
         Fate::Park(ParkedJob {
             message_id: job.message_id.parse().unwrap_or_default(),
             tenant_id: job.tenant_id.parse().unwrap_or_default(),
-            channel: channel.as_str().to_owned(),
+            channel,
             due_at,
             envelope: job.encode_to_vec(),
         })
@@ -645,8 +645,8 @@ pub async fn discover_tenants(
         match store.active_tenants().await {
             Ok(tenants) => {
                 for t in &tenants {
-                    let tenant = TenantId(t.id);
-                    let weight = t.weight.max(1) as u32;
+                    let tenant = t.id;
+                    let weight = t.weight.max(1);
                     if let Some(r) = running.get(&tenant) {
                         r.weight.store(weight, Ordering::Relaxed);
                         continue;
@@ -670,7 +670,7 @@ pub async fn discover_tenants(
                     tracing::info!(tenant_id = %tenant, "Draining a tenant's user queues.");
                 }
                 running.retain(|tenant, r| {
-                    let keep = tenants.iter().any(|t| t.id == tenant.0);
+                    let keep = tenants.iter().any(|t| t.id == *tenant);
                     if !keep {
                         let _ = r.stop.send(true);
                         tracing::info!(tenant_id = %tenant, "Stopped draining a disabled tenant.");

@@ -104,7 +104,7 @@ impl Placer {
             .catalog
             .snapshot()
             .iter()
-            .filter_map(ProviderView::from_row)
+            .filter_map(ProviderView::of)
             .map(Arc::new)
             .collect();
         let channels: std::collections::HashSet<Channel> =

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use herald_broker::{Outbound, Publisher, Topology};
-use herald_domain::{Channel, Priority, TenantId};
+use herald_domain::{Priority, TenantId};
 use herald_proto::v1;
 use herald_proto::Message as _;
 use herald_store::Store;
@@ -58,8 +58,12 @@ pub async fn release_once(
                 .ok()
                 .and_then(|job| Priority::parse(i64::from(job.priority)).ok())
                 .unwrap_or_default();
-            let channel: Channel = j.channel.parse().unwrap_or(Channel::Email);
-            topology.to_user(TenantId(j.tenant_id), channel, j.envelope.clone(), priority)
+            topology.to_user(
+                TenantId(j.tenant_id),
+                j.channel,
+                j.envelope.clone(),
+                priority,
+            )
         })
         .collect();
     publisher.publish_all(&outbound).await?;

@@ -605,3 +605,39 @@ async fn a_wework_member_at_its_cap_waits_in_a_delay_tier_while_others_go_on() {
     );
     h.teardown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_whose_row_does_not_decode_is_never_scored_and_the_others_take_the_work() {
+    let mut h = Harness::new().await;
+    let tenant = h.tenant(1).await;
+    // The heaviest provider of the pool, with a config no API would write
+    // (a WeWork app without its secret), put there by hand.
+    let broken = ProviderId::new();
+    sqlx::query(
+        "INSERT INTO providers (id, name, channel, kind, config, quota, weight)
+         VALUES ($1, 'broken', 'wework', 'wework', '{\"corp_id\": \"c\", \"agent_id\": 1}', '{}', 10000)",
+    )
+    .bind(broken.as_uuid())
+    .execute(h.store.pool())
+    .await
+    .expect("insert the broken row");
+    // Announced together with the good one.
+    let good = h.provider("wework", json!({}), None).await;
+    let jobs: Vec<v1::Job> = (0..20)
+        .map(|i| Harness::job(tenant, Channel::Wework, &format!("u{i}"), 5))
+        .collect();
+    h.enqueue(tenant, Channel::Wework, &jobs).await;
+
+    let central = h.topology.central_queue(Channel::Wework);
+    let placed = h.take(&central, 20, Duration::from_secs(10)).await;
+    assert_eq!(
+        placed.len(),
+        20,
+        "every job is placed on the usable provider"
+    );
+    for job in &placed {
+        let a = job.assignment.as_ref().expect("assigned");
+        assert_eq!(a.provider_id, good.to_string());
+    }
+    h.teardown().await;
+}

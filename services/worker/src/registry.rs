@@ -1,13 +1,14 @@
 //! Adapters for the providers in the live catalog. An adapter keeps its
 //! connection pool and token cache for as long as its provider row is
-//! unchanged; a PATCH rebuilds it.
+//! unchanged; a PATCH rebuilds it. The catalog holds only providers whose
+//! row decodes (the store reports the others), so a broken row has no
+//! entry here: a job assigned to it fails over.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use herald_capacity::Limits;
-use herald_domain::{Channel, ProviderKind, Quota};
 use herald_store::catalog::ProviderCatalog;
 use uuid::Uuid;
 
@@ -57,35 +58,28 @@ impl Registry {
         let version = *self.catalog.subscribe().borrow();
         let old = self.entries.read().map(|g| g.1.clone()).unwrap_or_default();
         let mut fresh: Entries = HashMap::new();
-        for row in self.catalog.snapshot().iter() {
-            if let Some(existing) = old.get(&row.id).filter(|e| e.updated_at == row.updated_at) {
-                fresh.insert(row.id, existing.clone());
+        for provider in self.catalog.snapshot().iter() {
+            let id = provider.id.as_uuid();
+            if let Some(existing) = old.get(&id).filter(|e| e.updated_at == provider.updated_at) {
+                fresh.insert(id, existing.clone());
                 continue;
             }
-            let adapter = row
-                .kind
-                .parse::<ProviderKind>()
-                .map_err(|e| e.to_string())
-                .and_then(|kind| {
-                    Adapter::build(kind, &row.config, Arc::clone(&self.classifier))
-                        .map_err(|e| e.to_string())
-                });
+            // The config decoded; building can still fail on what it
+            // points at (an unreadable CA file).
+            let adapter = Adapter::build(&provider.config, Arc::clone(&self.classifier))
+                .map_err(|e| e.to_string());
             if let Err(e) = &adapter {
-                tracing::warn!(provider = %row.name, error = %e, "A provider's config cannot be used; its sends fail over.");
+                tracing::warn!(provider = %provider.name, provider_id = %id, error = %e, "A provider's adapter cannot be built; its sends fail over.");
             }
-            let quota: Quota = serde_json::from_value(row.quota.clone()).unwrap_or_default();
             fresh.insert(
-                row.id,
+                id,
                 Arc::new(Entry {
-                    name: row.name.clone(),
-                    updated_at: row.updated_at,
+                    name: provider.name.clone(),
+                    updated_at: provider.updated_at,
                     adapter,
                     // The scheduler's limits exactly, so refunds hit the
                     // windows the reservation charged.
-                    limits: herald_scoring::limits_for(
-                        &quota,
-                        row.channel.parse::<Channel>().unwrap_or(Channel::Email),
-                    ),
+                    limits: herald_scoring::limits_for(&provider.quota, provider.channel),
                 }),
             );
         }

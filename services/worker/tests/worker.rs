@@ -20,7 +20,7 @@ async fn status_of(store: &Store, tenant: TenantId, id: MessageId) -> String {
         .await
         .ok()
         .flatten()
-        .map(|m| m.status)
+        .map(|m| m.status.to_string())
         .unwrap_or_default()
 }
 
@@ -476,5 +476,66 @@ async fn a_copy_of_a_message_another_worker_just_claimed_is_not_sent_now() {
         .await
         .expect("row");
     assert_eq!(resends, 0, "nothing was resent yet");
+    ctx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_whose_row_does_not_decode_has_no_adapter_and_its_jobs_fail_over() {
+    let ctx = Ctx::start(json!({}), 0).await;
+    // A row no API would write (a WeWork config without its secret), put
+    // there by hand and announced as the admin API announces a change.
+    let broken = ProviderId::new();
+    sqlx::query(
+        "INSERT INTO providers (id, name, channel, kind, config, quota)
+         VALUES ($1, 'broken', 'wework', 'wework', '{\"corp_id\": \"c\", \"agent_id\": 1}', '{}')",
+    )
+    .bind(broken.as_uuid())
+    .execute(ctx.store.pool())
+    .await
+    .expect("insert the broken row");
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(herald_store::PROVIDERS_CHANNEL)
+        .bind(broken.to_string())
+        .execute(ctx.store.pool())
+        .await
+        .expect("notify");
+
+    // The registry (as the worker builds it) knows the good provider only.
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let catalog = herald_store::catalog::ProviderCatalog::start(
+        ctx.store.clone(),
+        Duration::from_secs(60),
+        stop,
+    )
+    .await
+    .expect("catalog");
+    let registry = herald_worker::registry::Registry::new(
+        catalog,
+        std::sync::Arc::new(herald_worker::classify::Classifier::default()),
+    );
+    assert!(registry.get(broken.as_uuid()).is_none());
+    let good = registry
+        .get(ctx.provider.as_uuid())
+        .expect("the good provider");
+    assert!(good.adapter.is_ok(), "{:?}", good.adapter.as_ref().err());
+    let _ = stop_tx.send(true);
+
+    // A job the scheduler had assigned to it before it broke is not sent
+    // through it: it fails over (back to the scheduler, `pending`).
+    let stranded = ctx.record("u-broken").await;
+    let mut job = ctx.job(stranded, "u-broken");
+    if let Some(a) = job.assignment.as_mut() {
+        a.provider_id = broken.to_string();
+    }
+    let out = ctx
+        .topology
+        .to_central(Channel::Wework, job.encode_to_vec(), Priority::DEFAULT);
+    ctx.publisher.publish(&out).await.expect("publish");
+    assert_eq!(ctx.wait_status(stranded, "pending").await, "pending");
+    assert_eq!(ctx.sim.count(SimChannel::Wework, &stranded.to_string()), 0);
+
+    // The others still work.
+    let id = ctx.send("u-good").await;
+    assert_eq!(ctx.wait_sent(id).await, "sent");
     ctx.stop().await;
 }

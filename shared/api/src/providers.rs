@@ -286,7 +286,8 @@ pub struct ProviderScore {
     pub name: String,
     pub channel: Channel,
     pub eligible: bool,
-    /// ready, half_open, circuit_open, window_closed, exhausted, disabled.
+    /// ready, half_open, circuit_open, window_closed, exhausted, disabled,
+    /// undecodable (its stored row is broken: no sends until fixed).
     pub state: String,
     /// When an open circuit half-opens (Unix ms).
     #[serde(

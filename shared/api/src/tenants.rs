@@ -1,7 +1,9 @@
 //! `/v1/admin/tenants`: tenants and their API keys.
 
 use chrono::{DateTime, Utc};
-use herald_domain::{display_name, ApiKeyId, FieldError, TenantCode, TenantId, WebhookUrl};
+use herald_domain::{
+    display_name, ApiKeyId, FieldError, TenantCode, TenantId, TenantStatus, WebhookUrl,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -108,9 +110,7 @@ pub struct Tenant {
     pub id: TenantId,
     pub code: String,
     pub name: String,
-    /// `active` or `disabled`.
-    #[schema(example = "active")]
-    pub status: String,
+    pub status: TenantStatus,
     pub weight: u32,
     pub daily_quota: Option<u64>,
     pub rate_limit_per_sec: Option<u32>,

@@ -9,6 +9,7 @@ mod priority;
 mod provider;
 pub mod provider_config;
 mod recipient;
+mod record;
 mod status;
 mod tenant;
 
@@ -17,10 +18,11 @@ pub use disposition::Disposition;
 pub use ids::{ApiKeyId, BatchId, MessageId, ProviderId, TenantId};
 pub use message::{Content, NewMessage, MAX_CONTENT_BYTES};
 pub use priority::Priority;
-pub use provider::{ProviderKind, Quota, SendWindow};
+pub use provider::{Provider, ProviderKind, Quota, SendWindow};
 pub use recipient::{EmailAddress, Recipients, WebhookUrl, WeworkUserIds};
+pub use record::MessageRecord;
 pub use status::MessageStatus;
-pub use tenant::{display_name, TenantCode};
+pub use tenant::{display_name, Tenant, TenantCode, TenantStatus};
 
 /// A caller's input that does not parse: names the field and says why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -5,7 +5,8 @@ use chrono::{DateTime, Datelike, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::{Channel, FieldError};
+use crate::provider_config::ProviderConfig;
+use crate::{Channel, FieldError, ProviderId, TenantId};
 
 /// How a provider sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -178,6 +179,38 @@ impl SendWindow {
             t += chrono::Duration::minutes(1);
         }
         None
+    }
+}
+
+/// A provider as the services use it, decoded once by the store: every
+/// field parsed and validated, so nothing downstream re-reads a string or
+/// falls back to a default. A row that does not decode never becomes one
+/// (the store's policy: logged, counted, left out until fixed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provider {
+    pub id: ProviderId,
+    /// The tenant it serves alone; `None`: the shared pool.
+    pub tenant_id: Option<TenantId>,
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Always `kind.channel()`.
+    pub channel: Channel,
+    pub config: ProviderConfig,
+    pub quota: Quota,
+    pub send_window: Option<SendWindow>,
+    /// Its share of the draw among near-equal providers (at least 1).
+    pub weight: u32,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+    /// Changes with every PATCH: what caches of the provider key on.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Provider {
+    /// May this provider carry `tenant`'s messages on `channel`? A
+    /// tenant's own provider never serves another tenant.
+    pub fn serves(&self, tenant: TenantId, channel: Channel) -> bool {
+        self.enabled && self.channel == channel && self.tenant_id.is_none_or(|t| t == tenant)
     }
 }
 

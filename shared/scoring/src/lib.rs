@@ -22,7 +22,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use herald_capacity::health::Circuit;
 use herald_capacity::{HealthPolicy, Limits, ProviderLoad};
-use herald_domain::{Channel, Quota, SendWindow};
+use herald_domain::{Channel, Provider, Quota, SendWindow};
 use rand::Rng;
 use serde::Serialize;
 use uuid::Uuid;
@@ -109,26 +109,21 @@ pub struct ProviderView {
 }
 
 impl ProviderView {
-    /// The view of an enabled provider row; `None` for a disabled one or
-    /// one whose stored fields cannot be read.
-    pub fn from_row(row: &herald_store::ProviderRow) -> Option<ProviderView> {
-        if !row.enabled {
+    /// The view of an enabled provider; `None` for a disabled one. The
+    /// provider was decoded once by the store: a row that does not decode
+    /// never reaches scoring (it is reported and left out of the catalog).
+    pub fn of(provider: &Provider) -> Option<ProviderView> {
+        if !provider.enabled {
             return None;
         }
-        let channel: Channel = row.channel.parse().ok()?;
-        let quota: Quota = serde_json::from_value(row.quota.clone()).ok()?;
-        let window = match &row.send_window {
-            Some(w) if !w.is_null() => Some(serde_json::from_value(w.clone()).ok()?),
-            _ => None,
-        };
         Some(ProviderView {
-            id: row.id,
-            name: row.name.clone(),
-            tenant_id: row.tenant_id,
-            channel,
-            limits: limits_for(&quota, channel),
-            window,
-            weight: row.weight.max(1) as u32,
+            id: provider.id.as_uuid(),
+            name: provider.name.clone(),
+            tenant_id: provider.tenant_id.map(|t| t.as_uuid()),
+            channel: provider.channel,
+            limits: limits_for(&provider.quota, provider.channel),
+            window: provider.send_window.clone(),
+            weight: provider.weight.max(1),
         })
     }
 

@@ -235,3 +235,45 @@ fn many_equal_providers_share_the_work() {
     // 1,000 draws each on average; binomial spread is about ±32.
     assert!(min > 850 && max < 1_150, "draws range {min}..{max}");
 }
+
+fn provider(enabled: bool) -> Provider {
+    use herald_domain::provider_config::{ProviderConfig, WebhookConfig};
+    use herald_domain::{ProviderId, ProviderKind, TenantId};
+    Provider {
+        id: ProviderId::new(),
+        tenant_id: Some(TenantId::new()),
+        name: "hooks".into(),
+        kind: ProviderKind::Webhook,
+        channel: Channel::Webhook,
+        config: ProviderConfig::Webhook(WebhookConfig {
+            signing_secret: "0123456789abcdef".into(),
+            timeout_ms: None,
+            allow_private_addresses: false,
+            callback_secret: None,
+        }),
+        quota: per_minute(30),
+        send_window: Some(SendWindow {
+            tz: "UTC".into(),
+            start: "09:00".into(),
+            end: "18:00".into(),
+            days: vec![],
+        }),
+        weight: 3,
+        enabled,
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    }
+}
+
+#[test]
+fn the_view_of_an_enabled_provider_carries_its_decoded_fields_and_a_disabled_one_has_none() {
+    let p = provider(true);
+    let v = ProviderView::of(&p).expect("an enabled provider is scored");
+    assert_eq!(v.id, p.id.as_uuid());
+    assert_eq!(v.tenant_id, p.tenant_id.map(|t| t.as_uuid()));
+    assert_eq!(v.channel, Channel::Webhook);
+    assert_eq!(v.limits, limits_for(&p.quota, Channel::Webhook));
+    assert_eq!(v.window, p.send_window);
+    assert_eq!(v.weight, 3);
+    assert!(ProviderView::of(&provider(false)).is_none());
+}

@@ -1,6 +1,8 @@
 //! The providers as every service sees them: loaded once, refreshed when
 //! PostgreSQL announces a change (`LISTEN`/`NOTIFY`) and by a slow poll as a
-//! backstop, so a PATCH applies without a restart.
+//! backstop, so a PATCH applies without a restart. It holds decoded
+//! [`Provider`]s only: a row that does not decode is reported and left out
+//! at each refresh (see [`crate::decode`]), so no service can use it.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -8,12 +10,14 @@ use std::time::Duration;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
-use crate::{ProviderRow, Result, Store, PROVIDERS_CHANNEL};
+use herald_domain::Provider;
+
+use crate::{Result, Store, PROVIDERS_CHANNEL};
 
 /// A shared, live list of providers; `changed()` wakes on each refresh.
 #[derive(Clone)]
 pub struct ProviderCatalog {
-    rows: Arc<RwLock<Arc<Vec<ProviderRow>>>>,
+    rows: Arc<RwLock<Arc<Vec<Provider>>>>,
     version: watch::Receiver<u64>,
 }
 
@@ -72,7 +76,7 @@ impl ProviderCatalog {
     }
 
     /// The current list.
-    pub fn snapshot(&self) -> Arc<Vec<ProviderRow>> {
+    pub fn snapshot(&self) -> Arc<Vec<Provider>> {
         self.rows.read().map(|g| g.clone()).unwrap_or_default()
     }
 

@@ -25,6 +25,7 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        crate::metrics::describe();
         Ok(Store { pool })
     }
 

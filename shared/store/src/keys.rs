@@ -1,4 +1,4 @@
-use herald_domain::{ApiKeyId, TenantId};
+use herald_domain::{ApiKeyId, TenantId, TenantStatus};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -47,7 +47,8 @@ impl Store {
         Ok(row.map(|(key_id, tenant_id, status)| ApiKeyOwner {
             key_id: key_id.into(),
             tenant_id: tenant_id.into(),
-            tenant_active: status == "active",
+            // An unknown status is not active: a key fails closed.
+            tenant_active: status.parse::<TenantStatus>() == Ok(TenantStatus::Active),
         }))
     }
 

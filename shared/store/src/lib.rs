@@ -4,23 +4,25 @@
 
 pub mod catalog;
 mod db;
+pub mod decode;
 pub mod keys;
 mod messages;
+pub mod metrics;
 mod parked;
 mod providers;
 mod statistics;
 mod tenants;
 
 pub use db::Store;
+pub use decode::RowError;
 pub use keys::ApiKeyOwner;
 pub use messages::{
-    ClaimedMessage, IdempotentHit, MessageFilter, MessageRow, NewRecord, Outcome,
-    MAX_IN_DOUBT_RESENDS,
+    ClaimedMessage, IdempotentHit, MessageFilter, NewRecord, Outcome, MAX_IN_DOUBT_RESENDS,
 };
 pub use parked::{DueJobs, ParkedJob, Requeued};
 pub use providers::{NewProvider, ProviderPatch, ProviderRow};
 pub use statistics::HOT_TABLES;
-pub use tenants::{NewTenant, TenantRow};
+pub use tenants::NewTenant;
 
 /// The channel on which tenant changes are announced (`LISTEN`/`NOTIFY`).
 pub const TENANTS_CHANNEL: &str = "herald_tenants";
@@ -36,6 +38,10 @@ pub enum StoreError {
     /// A unique constraint refused the write (e.g. a tenant code in use).
     #[error("{0} already exists")]
     Conflict(String),
+    /// The row read does not decode into its domain type (reported when
+    /// read; see [`decode`]).
+    #[error(transparent)]
+    Undecodable(#[from] RowError),
 }
 
 impl StoreError {

@@ -1,8 +1,11 @@
 use chrono::{DateTime, Utc};
-use herald_domain::{MessageId, MessageStatus, TenantId};
+use herald_domain::{
+    BatchId, Channel, MessageId, MessageRecord, MessageStatus, Priority, ProviderId, TenantId,
+};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::decode::{decode_all, RowError};
 use crate::{Result, Store, StoreError};
 
 /// A message record about to be inserted by the producer.
@@ -33,8 +36,9 @@ pub struct IdempotentHit {
     pub status: String,
 }
 
+/// A message row as stored; handed out only as a decoded [`MessageRecord`].
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct MessageRow {
+struct MessageRow {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub channel: String,
@@ -55,9 +59,57 @@ pub struct MessageRow {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
+impl TryFrom<MessageRow> for MessageRecord {
+    type Error = RowError;
+
+    fn try_from(row: MessageRow) -> std::result::Result<MessageRecord, RowError> {
+        let bad = |reason: String| RowError::new("messages", row.id, reason);
+        let channel: Channel = row
+            .channel
+            .parse()
+            .map_err(|e: herald_domain::FieldError| bad(e.to_string()))?;
+        let status: MessageStatus = row
+            .status
+            .parse()
+            .map_err(|e| bad(format!("status: {e}")))?;
+        let attempts = u32::try_from(row.attempts)
+            .map_err(|_| bad(format!("attempts: {} is negative", row.attempts)))?;
+        let priority = Priority::parse(i64::from(row.priority)).map_err(|e| bad(e.to_string()))?;
+        Ok(MessageRecord {
+            id: MessageId(row.id),
+            tenant_id: TenantId(row.tenant_id),
+            channel,
+            recipient: row.recipient,
+            status,
+            provider_id: row.provider_id.map(ProviderId),
+            provider_name: row.provider_name,
+            attempts,
+            priority,
+            batch_id: row.batch_id.map(BatchId),
+            error_code: row.error_code,
+            error_message: row.error_message,
+            metadata: row.metadata,
+            scheduled_at: row.scheduled_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            sent_at: row.sent_at,
+            delivered_at: row.delivered_at,
+        })
+    }
+}
+
+/// The record, or the error of an undecodable row (reported): a single
+/// read never answers with a default.
+fn decode_record(row: MessageRow) -> Result<MessageRecord> {
+    MessageRecord::try_from(row).map_err(|e| {
+        e.report();
+        StoreError::Undecodable(e)
+    })
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct MessageFilter {
-    pub status: Option<String>,
+    pub status: Option<MessageStatus>,
     pub batch_id: Option<Uuid>,
     /// Return messages older than this id (the previous page's cursor).
     pub before: Option<Uuid>,
@@ -221,42 +273,46 @@ impl Store {
     }
 
     /// One of `tenant`'s messages (another tenant's id is `None`).
-    pub async fn message(&self, tenant: TenantId, id: MessageId) -> Result<Option<MessageRow>> {
-        Ok(sqlx::query_as(&format!(
+    pub async fn message(&self, tenant: TenantId, id: MessageId) -> Result<Option<MessageRecord>> {
+        let row: Option<MessageRow> = sqlx::query_as(&format!(
             "{SELECT_MESSAGE} WHERE m.id = $1 AND m.tenant_id = $2"
         ))
         .bind(id.as_uuid())
         .bind(tenant.as_uuid())
         .fetch_optional(&self.pool)
-        .await?)
+        .await?;
+        row.map(decode_record).transpose()
     }
 
     /// Any tenant's message, for operators (the admin API).
-    pub async fn any_message(&self, id: MessageId) -> Result<Option<MessageRow>> {
-        Ok(sqlx::query_as(&format!("{SELECT_MESSAGE} WHERE m.id = $1"))
+    pub async fn any_message(&self, id: MessageId) -> Result<Option<MessageRecord>> {
+        let row: Option<MessageRow> = sqlx::query_as(&format!("{SELECT_MESSAGE} WHERE m.id = $1"))
             .bind(id.as_uuid())
             .fetch_optional(&self.pool)
-            .await?)
+            .await?;
+        row.map(decode_record).transpose()
     }
 
-    /// A page of `tenant`'s messages, newest first.
+    /// A page of `tenant`'s messages, newest first; a row that does not
+    /// decode is reported and left out, so one bad row does not hide a page.
     pub async fn list_messages(
         &self,
         tenant: TenantId,
         f: &MessageFilter,
-    ) -> Result<Vec<MessageRow>> {
-        Ok(sqlx::query_as(&format!(
+    ) -> Result<Vec<MessageRecord>> {
+        let rows: Vec<MessageRow> = sqlx::query_as(&format!(
             "{SELECT_MESSAGE} WHERE m.tenant_id = $1 AND ($2::text IS NULL OR m.status = $2)
                AND ($3::uuid IS NULL OR m.batch_id = $3) AND ($4::uuid IS NULL OR m.id < $4)
              ORDER BY m.id DESC LIMIT $5"
         ))
         .bind(tenant.as_uuid())
-        .bind(&f.status)
+        .bind(f.status.map(MessageStatus::as_str))
         .bind(f.batch_id)
         .bind(f.before)
         .bind(f.limit)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(decode_all(rows, MessageRecord::try_from).0)
     }
 
     /// Cancels a message still waiting; `Ok(None)` if there is no such

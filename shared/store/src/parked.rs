@@ -1,17 +1,49 @@
 use chrono::{DateTime, Utc};
+use herald_domain::Channel;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
+use crate::decode::RowError;
 use crate::{Result, Store};
 
 /// A job held in PostgreSQL until its time.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct ParkedJob {
     pub message_id: Uuid,
     pub tenant_id: Uuid,
-    pub channel: String,
+    pub channel: Channel,
     pub due_at: DateTime<Utc>,
     pub envelope: Vec<u8>,
+}
+
+/// A parked job as stored; handed out only as a decoded [`ParkedJob`].
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct ParkedRow {
+    message_id: Uuid,
+    tenant_id: Uuid,
+    channel: String,
+    due_at: DateTime<Utc>,
+    envelope: Vec<u8>,
+}
+
+impl TryFrom<ParkedRow> for ParkedJob {
+    type Error = RowError;
+
+    fn try_from(row: ParkedRow) -> std::result::Result<ParkedJob, RowError> {
+        let channel: Channel = row
+            .channel
+            .parse()
+            .map_err(|e: herald_domain::FieldError| {
+                RowError::new("parked_jobs", row.message_id, e.to_string())
+            })?;
+        Ok(ParkedJob {
+            message_id: row.message_id,
+            tenant_id: row.tenant_id,
+            channel,
+            due_at: row.due_at,
+            envelope: row.envelope,
+        })
+    }
 }
 
 /// Due jobs locked for release. Publish them, then call
@@ -30,13 +62,17 @@ impl Store {
     /// it never sees the record still `scheduled`.
     pub async fn due_jobs(&self, limit: i64) -> Result<DueJobs> {
         let mut tx = self.pool.begin().await?;
-        let jobs: Vec<ParkedJob> = sqlx::query_as(
+        let rows: Vec<ParkedRow> = sqlx::query_as(
             "SELECT message_id, tenant_id, channel, due_at, envelope FROM parked_jobs
              WHERE due_at <= now() ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
+        // A job whose channel does not decode is reported and stays parked
+        // (neither released nor deleted), rather than being published to
+        // some channel's queue by guess.
+        let (jobs, _) = crate::decode::decode_all(rows, ParkedJob::try_from);
         if !jobs.is_empty() {
             let ids: Vec<Uuid> = jobs.iter().map(|j| j.message_id).collect();
             sqlx::query("DELETE FROM parked_jobs WHERE message_id = ANY($1)")

@@ -1,11 +1,13 @@
 use chrono::{DateTime, Utc};
-use herald_domain::TenantId;
+use herald_domain::{Tenant, TenantId, TenantStatus};
 use uuid::Uuid;
 
-use crate::{conflict_or, Result, Store, TENANTS_CHANNEL};
+use crate::decode::{decode_all, RowError};
+use crate::{conflict_or, Result, Store, StoreError, TENANTS_CHANNEL};
 
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
-pub struct TenantRow {
+/// A tenant row as stored; handed out only as a decoded [`Tenant`].
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct TenantRow {
     pub id: Uuid,
     pub code: String,
     pub name: String,
@@ -16,6 +18,53 @@ pub struct TenantRow {
     pub webhook_url: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<TenantRow> for Tenant {
+    type Error = RowError;
+
+    fn try_from(row: TenantRow) -> std::result::Result<Tenant, RowError> {
+        let bad = |reason: String| RowError::new("tenants", row.id, reason);
+        let status: TenantStatus = row
+            .status
+            .parse()
+            .map_err(|e| bad(format!("status: {e}")))?;
+        let weight = u32::try_from(row.weight)
+            .ok()
+            .filter(|w| *w >= 1)
+            .ok_or_else(|| bad(format!("weight: {} is not at least 1", row.weight)))?;
+        let daily_quota = row
+            .daily_quota
+            .map(|q| u64::try_from(q).map_err(|_| bad(format!("daily_quota: {q} is negative"))))
+            .transpose()?;
+        let rate_limit_per_sec = row
+            .rate_limit_per_sec
+            .map(|r| {
+                u32::try_from(r).map_err(|_| bad(format!("rate_limit_per_sec: {r} is negative")))
+            })
+            .transpose()?;
+        Ok(Tenant {
+            id: TenantId(row.id),
+            code: row.code,
+            name: row.name,
+            status,
+            weight,
+            daily_quota,
+            rate_limit_per_sec,
+            webhook_url: row.webhook_url,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// The tenant, or the error of an undecodable row (reported): a single
+/// read never answers with a default.
+fn decode_tenant(row: TenantRow) -> Result<Tenant> {
+    Tenant::try_from(row).map_err(|e| {
+        e.report();
+        StoreError::Undecodable(e)
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -33,7 +82,7 @@ const COLUMNS: &str = "id, code, name, status, weight, daily_quota, rate_limit_p
 
 impl Store {
     /// Creates a tenant and announces it to the schedulers.
-    pub async fn create_tenant(&self, t: &NewTenant) -> Result<TenantRow> {
+    pub async fn create_tenant(&self, t: &NewTenant) -> Result<Tenant> {
         let mut tx = self.pool.begin().await?;
         let row: TenantRow = sqlx::query_as(&format!(
             "INSERT INTO tenants (id, code, name, weight, daily_quota, rate_limit_per_sec, webhook_url)
@@ -55,46 +104,54 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(row)
+        decode_tenant(row)
     }
 
-    pub async fn tenant(&self, id: TenantId) -> Result<Option<TenantRow>> {
-        Ok(
+    pub async fn tenant(&self, id: TenantId) -> Result<Option<Tenant>> {
+        let row: Option<TenantRow> =
             sqlx::query_as(&format!("SELECT {COLUMNS} FROM tenants WHERE id = $1"))
                 .bind(id.as_uuid())
                 .fetch_optional(&self.pool)
-                .await?,
-        )
+                .await?;
+        row.map(decode_tenant).transpose()
     }
 
-    /// Tenants in creation order after `after`, at most `limit`.
-    pub async fn list_tenants(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<TenantRow>> {
-        Ok(sqlx::query_as(&format!(
+    /// Tenants in creation order after `after`, at most `limit`; a row that
+    /// does not decode is reported and left out.
+    pub async fn list_tenants(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<Tenant>> {
+        let rows: Vec<TenantRow> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM tenants WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2"
         ))
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(decode_all(rows, Tenant::try_from).0)
     }
 
-    /// Every active tenant (the scheduler's view).
-    pub async fn active_tenants(&self) -> Result<Vec<TenantRow>> {
-        Ok(sqlx::query_as(&format!(
+    /// Every active tenant (the scheduler's view); a row that does not
+    /// decode is reported and left out, so its queues are not drained.
+    pub async fn active_tenants(&self) -> Result<Vec<Tenant>> {
+        let rows: Vec<TenantRow> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM tenants WHERE status = 'active' ORDER BY id"
         ))
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(decode_all(rows, Tenant::try_from).0)
     }
 
     /// Enables or disables a tenant and announces the change.
-    pub async fn set_tenant_status(&self, id: TenantId, status: &str) -> Result<Option<TenantRow>> {
+    pub async fn set_tenant_status(
+        &self,
+        id: TenantId,
+        status: TenantStatus,
+    ) -> Result<Option<Tenant>> {
         let mut tx = self.pool.begin().await?;
         let row: Option<TenantRow> = sqlx::query_as(&format!(
             "UPDATE tenants SET status = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
         ))
         .bind(id.as_uuid())
-        .bind(status)
+        .bind(status.as_str())
         .fetch_optional(&mut *tx)
         .await?;
         sqlx::query("SELECT pg_notify($1, $2)")
@@ -103,6 +160,6 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(row)
+        row.map(decode_tenant).transpose()
     }
 }

@@ -169,7 +169,7 @@ pub async fn list(
 ) -> Result<Json<Page<MessageRecord>>, ApiError> {
     let q = q.parse().map_err(ApiError::invalid_field)?;
     let filter = MessageFilter {
-        status: q.status.map(|s: MessageStatus| s.as_str().to_owned()),
+        status: q.status,
         batch_id: q.batch_id.map(|b| b.as_uuid()),
         before: q.before.map(|b| b.as_uuid()),
         limit: i64::from(q.limit) + 1,

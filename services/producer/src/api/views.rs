@@ -1,90 +1,65 @@
-//! Store rows as the contract shows them: the one place a row becomes a
-//! response body.
+//! Store records as the contract shows them: the one place a stored value
+//! becomes a response body.
 
 use std::collections::BTreeMap;
 
 use herald_api::{MessageRecord, Provider, Tenant};
 use herald_domain::provider_config::ProviderConfig;
-use herald_domain::{Channel, MessageStatus, ProviderKind, Quota, SendWindow};
-use herald_store::{MessageRow, ProviderRow, TenantRow};
+use herald_store::ProviderRow;
 
 use super::error::ApiError;
 
-/// A row that does not decode is our fault, not the caller's: logged with
-/// its id and answered 503.
-fn undecodable(what: &str, id: uuid::Uuid, e: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(&format!("A stored {what} ({id}) does not decode"), e)
-}
-
-pub fn tenant(t: TenantRow) -> Tenant {
+pub fn tenant(t: herald_domain::Tenant) -> Tenant {
     Tenant {
-        id: t.id.into(),
+        id: t.id,
         code: t.code,
         name: t.name,
         status: t.status,
-        weight: u32::try_from(t.weight).unwrap_or(1),
-        daily_quota: t.daily_quota.map(|q| q.max(0) as u64),
-        rate_limit_per_sec: t.rate_limit_per_sec.map(|r| r.max(0) as u32),
+        weight: t.weight,
+        daily_quota: t.daily_quota,
+        rate_limit_per_sec: t.rate_limit_per_sec,
         webhook_url: t.webhook_url,
         created_at: t.created_at,
         updated_at: t.updated_at,
     }
 }
 
-pub fn provider(p: ProviderRow) -> Result<Provider, ApiError> {
-    let channel: Channel = p
-        .channel
-        .parse()
-        .map_err(|e| undecodable("provider", p.id, e))?;
-    let kind: ProviderKind = p
-        .kind
-        .parse()
-        .map_err(|e| undecodable("provider", p.id, e))?;
-    let quota: Quota =
-        serde_json::from_value(p.quota.clone()).map_err(|e| undecodable("provider", p.id, e))?;
-    let send_window: Option<SendWindow> = p
-        .send_window
-        .clone()
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| undecodable("provider", p.id, e))?;
+/// A provider with its config's secrets shown as `***`. A row that does not
+/// decode (the store's policy: unusable until an operator fixes it) is
+/// answered 503 with its reason logged.
+pub fn provider(row: ProviderRow) -> Result<Provider, ApiError> {
+    let p = row
+        .decode()
+        .map_err(|e| ApiError::internal("A stored provider does not decode", e.reason))?;
     Ok(Provider {
-        id: p.id.into(),
-        tenant_id: p.tenant_id.map(Into::into),
+        id: p.id,
+        tenant_id: p.tenant_id,
         name: p.name,
-        channel,
-        kind,
-        config: ProviderConfig::redact(&p.config),
-        quota,
-        send_window,
-        weight: u32::try_from(p.weight).unwrap_or(0),
+        channel: p.channel,
+        kind: p.kind,
+        config: ProviderConfig::redact(&row.config),
+        quota: p.quota,
+        send_window: p.send_window,
+        weight: p.weight,
         enabled: p.enabled,
         created_at: p.created_at,
         updated_at: p.updated_at,
     })
 }
 
-pub fn record(m: MessageRow) -> Result<MessageRecord, ApiError> {
-    let status: MessageStatus = m
-        .status
-        .parse()
-        .map_err(|e| undecodable("message", m.id, e))?;
-    let channel: Channel = m
-        .channel
-        .parse()
-        .map_err(|e| undecodable("message", m.id, e))?;
-    let metadata: BTreeMap<String, String> =
-        serde_json::from_value(m.metadata).map_err(|e| undecodable("message", m.id, e))?;
+pub fn record(m: herald_domain::MessageRecord) -> Result<MessageRecord, ApiError> {
+    let metadata: BTreeMap<String, String> = serde_json::from_value(m.metadata)
+        .map_err(|e| ApiError::internal("A stored message's metadata does not decode", e))?;
     Ok(MessageRecord {
-        id: m.id.into(),
-        status,
-        channel,
+        id: m.id,
+        status: m.status,
+        channel: m.channel,
         to: m.recipient,
-        provider: m.provider_id.map(Into::into),
+        provider: m.provider_id,
         provider_name: m.provider_name,
-        attempts: u32::try_from(m.attempts).unwrap_or(0),
-        priority: u8::try_from(m.priority).unwrap_or(0),
-        batch_id: m.batch_id.map(Into::into),
+        attempts: m.attempts,
+        priority: m.priority.get(),
+        batch_id: m.batch_id,
         error_code: m.error_code,
         error_message: m.error_message,
         metadata,

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use herald_domain::provider_config::ProviderConfig;
-use herald_domain::{Disposition, FieldError, MessageId, ProviderKind};
+use herald_domain::{Disposition, FieldError, MessageId};
 use herald_proto::v1;
 
 use crate::classify::Classifier;
@@ -39,14 +39,13 @@ pub enum Adapter {
 }
 
 impl Adapter {
-    /// Builds the adapter for a provider's stored `config`; `classifier`
+    /// Builds the adapter for a provider's decoded `config`; `classifier`
     /// says what the provider's refusals mean.
     pub fn build(
-        kind: ProviderKind,
-        config: &serde_json::Value,
+        config: &ProviderConfig,
         classifier: Arc<Classifier>,
     ) -> Result<Adapter, FieldError> {
-        match ProviderConfig::parse(kind, config)? {
+        match config.clone() {
             ProviderConfig::Smtp(c) => {
                 Ok(Adapter::Smtp(SmtpAdapter::with_classifier(c, classifier)?))
             }

@@ -36,7 +36,7 @@ pub async fn get_message(
         .any_message(id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such message"))?;
-    let tenant_id = row.tenant_id.into();
+    let tenant_id = row.tenant_id;
     Ok(Json(AdminMessageRecord {
         tenant_id,
         record: views::record(row)?,

@@ -30,7 +30,7 @@ async fn deployment_queues(state: &AppState) -> Result<Vec<QueueRef>, ApiError> 
     loop {
         let tenants = state.store.list_tenants(after, 1000).await?;
         for tenant in &tenants {
-            let id = TenantId(tenant.id);
+            let id = tenant.id;
             queues.extend(Channel::ALL.iter().map(|c| QueueRef {
                 name: t.user_queue(id, *c),
                 kind: "user",
@@ -39,7 +39,7 @@ async fn deployment_queues(state: &AppState) -> Result<Vec<QueueRef>, ApiError> 
             }));
         }
         match tenants.last() {
-            Some(last) if tenants.len() == 1000 => after = Some(last.id),
+            Some(last) if tenants.len() == 1000 => after = Some(last.id.as_uuid()),
             _ => break,
         }
     }

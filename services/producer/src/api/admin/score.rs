@@ -52,7 +52,16 @@ pub async fn provider_score(
 ) -> Result<Json<ProviderScore>, ApiError> {
     let id: ProviderId = path_id(&id, "provider")?;
     let row = find_provider(&state, id).await?;
-    let Some(view) = ProviderView::from_row(&row) else {
+    // A row that does not decode is unusable until fixed (the store's
+    // policy): it scores as not eligible, and says why in `state`.
+    let view = match row.decode() {
+        Ok(provider) => ProviderView::of(&provider),
+        Err(e) => {
+            tracing::warn!(provider_id = %row.id, error = %e.reason, "A provider's stored row does not decode; it takes no sends until fixed.");
+            None
+        }
+    };
+    let Some(view) = view else {
         let channel = row
             .channel
             .parse()
@@ -62,7 +71,12 @@ pub async fn provider_score(
             name: row.name,
             channel,
             eligible: false,
-            state: "disabled".to_owned(),
+            state: if row.enabled {
+                "undecodable"
+            } else {
+                "disabled"
+            }
+            .to_owned(),
             until_ms: None,
             opens_at: None,
             total: 0.0,
@@ -76,7 +90,7 @@ pub async fn provider_score(
     let rows = state.store.all_providers().await?;
     let views: Vec<ProviderView> = rows
         .iter()
-        .filter_map(ProviderView::from_row)
+        .filter_map(ProviderView::of)
         .filter(|v| v.channel == view.channel)
         .collect();
     let pairs: Vec<(uuid::Uuid, &herald_capacity::Limits)> =

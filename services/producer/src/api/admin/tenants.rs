@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use herald_api::tenants::TenantDraft;
 use herald_api::{ErrorBody, NewTenant, Page, PageQuery, Tenant};
-use herald_domain::TenantId;
+use herald_domain::{TenantId, TenantStatus};
 
 use super::path_id;
 use crate::api::auth::Admin;
@@ -114,7 +114,11 @@ pub async fn get_tenant(
     Ok(Json(views::tenant(row)))
 }
 
-async fn set_status(state: &AppState, id: &str, status: &str) -> Result<Json<Tenant>, ApiError> {
+async fn set_status(
+    state: &AppState,
+    id: &str,
+    status: TenantStatus,
+) -> Result<Json<Tenant>, ApiError> {
     let id: TenantId = path_id(id, "tenant")?;
     let row = state
         .store
@@ -142,7 +146,7 @@ pub async fn disable_tenant(
     _: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<Tenant>, ApiError> {
-    set_status(&state, &id, "disabled").await
+    set_status(&state, &id, TenantStatus::Disabled).await
 }
 
 #[utoipa::path(
@@ -162,5 +166,5 @@ pub async fn enable_tenant(
     _: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<Tenant>, ApiError> {
-    set_status(&state, &id, "active").await
+    set_status(&state, &id, TenantStatus::Active).await
 }
