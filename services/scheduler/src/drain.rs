@@ -37,6 +37,7 @@ use herald_broker::{Broker, Outbound, Publisher, Topology, DELAY_TIERS};
 use herald_domain::{Channel, Priority, TenantId};
 use herald_proto::v1;
 use herald_proto::Message as _;
+use herald_runtime::{Shutdown, Trigger};
 use herald_store::ParkedJob;
 use herald_store::Store;
 use rand::Rng;
@@ -187,11 +188,7 @@ enum Round {
 impl Drain {
     /// Consumes `source` until `stop` fires or the drain pauses; unacked
     /// deliveries return to the queue when the channel closes.
-    async fn consume(
-        &self,
-        source: &Source,
-        stop: &mut watch::Receiver<bool>,
-    ) -> anyhow::Result<Round> {
+    async fn consume(&self, source: &Source, stop: &Shutdown) -> anyhow::Result<Round> {
         let queue = source.queue(&self.topology);
         let channel = self.broker.channel().await?;
         channel
@@ -210,7 +207,7 @@ impl Drain {
         let round = loop {
             if carry.is_empty() {
                 let first = tokio::select! {
-                    _ = stop.wait_for(|s| *s) => break Round::Stopped,
+                    _ = stop.wait() => break Round::Stopped,
                     next = consumer.next() => match next {
                         Some(Ok(d)) => d,
                         Some(Err(e)) => return Err(e.into()),
@@ -235,7 +232,7 @@ impl Drain {
                 } => {
                     let want = jobs_in(&carry);
                     let granted = tokio::select! {
-                        _ = stop.wait_for(|s| *s) => break Round::Stopped,
+                        _ = stop.wait() => break Round::Stopped,
                         n = self.gate.admit(*tenant, *channel, weight.load(Ordering::Relaxed), want) => n,
                     };
                     // Whole deliveries, in order, until the grant is used;
@@ -271,7 +268,7 @@ impl Drain {
         &self,
         source: &Source,
         batch: Vec<Unpacked>,
-        stop: &watch::Receiver<bool>,
+        stop: &Shutdown,
     ) -> anyhow::Result<Option<Duration>> {
         let lane_channel = match source {
             Source::User { channel, .. } => Some(*channel),
@@ -312,7 +309,6 @@ impl Drain {
             }
         }
         let mut first_round = true;
-        let mut stop = stop.clone();
         let mut changed = self.providers_changed.clone();
         changed.borrow_and_update();
         loop {
@@ -386,7 +382,7 @@ impl Drain {
             };
             waiting = still;
             let stopped = tokio::select! {
-                _ = stop.wait_for(|s| *s) => true,
+                _ = stop.wait() => true,
                 _ = changed.changed() => false,
                 _ = tokio::time::sleep(retry_in) => false,
             };
@@ -547,14 +543,14 @@ impl Drain {
     }
 
     /// Reads each central queue's ready depth for the gate until stopped.
-    pub async fn poll_depth(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    pub async fn poll_depth(self: Arc<Self>, stop: Shutdown) {
         'reconnect: loop {
             let channel = match self.broker.channel().await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "Cannot open a channel to read queue depths.");
                     tokio::select! {
-                        _ = stop.wait_for(|s| *s) => return,
+                        _ = stop.wait() => return,
                         _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                     }
                 }
@@ -581,7 +577,7 @@ impl Drain {
                     }
                 }
                 let stopped = tokio::select! {
-                    _ = stop.wait_for(|s| *s) => true,
+                    _ = stop.wait() => true,
                     _ = tokio::time::sleep(DEPTH_POLL) => false,
                 };
                 if stopped {
@@ -609,24 +605,19 @@ pub fn delay_tier_within(wait: Duration) -> u64 {
 /// Runs a drain of `source` until stopped: restarts it after an error,
 /// and after a pause waits for the pause to end, a provider change, or
 /// the stop signal.
-pub fn spawn_drain(
-    tasks: &mut JoinSet<()>,
-    drain: Arc<Drain>,
-    source: Source,
-    mut stop: watch::Receiver<bool>,
-) {
+pub fn spawn_drain(tasks: &mut JoinSet<()>, drain: Arc<Drain>, source: Source, stop: Shutdown) {
     tasks.spawn(async move {
         let mut backoff = Duration::from_millis(200);
         let mut changed = drain.providers_changed.clone();
         loop {
-            let pause = match drain.consume(&source, &mut stop).await {
+            let pause = match drain.consume(&source, &stop).await {
                 Ok(Round::Stopped) => return,
                 Ok(Round::Pause(p)) => {
                     backoff = Duration::from_millis(200);
                     p
                 }
                 Err(e) => {
-                    if *stop.borrow() {
+                    if stop.is_triggered() {
                         return;
                     }
                     let queue = source.queue(&drain.topology);
@@ -636,12 +627,12 @@ pub fn spawn_drain(
                     b
                 }
             };
-            if *stop.borrow() {
+            if stop.is_triggered() {
                 return;
             }
             changed.borrow_and_update();
             tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stop.wait() => return,
                 _ = changed.changed() => {}
                 _ = tokio::time::sleep(pause) => {}
             }
@@ -656,10 +647,10 @@ pub async fn discover_tenants(
     drain: Arc<Drain>,
     store: Store,
     poll: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     struct Running {
-        stop: watch::Sender<bool>,
+        stop: Trigger,
         weight: Arc<AtomicU32>,
     }
     let mut running: HashMap<TenantId, Running> = HashMap::new();
@@ -676,7 +667,7 @@ pub async fn discover_tenants(
                         continue;
                     }
                     drain.topology.declare_tenant(&drain.broker, tenant).await?;
-                    let (tx, rx) = watch::channel(false);
+                    let (tx, rx) = Shutdown::new();
                     let weight = Arc::new(AtomicU32::new(weight));
                     for ch in Channel::ALL {
                         spawn_drain(
@@ -696,7 +687,7 @@ pub async fn discover_tenants(
                 running.retain(|tenant, r| {
                     let keep = tenants.iter().any(|t| t.id == tenant.0);
                     if !keep {
-                        let _ = r.stop.send(true);
+                        r.stop.trigger();
                         tracing::info!(tenant_id = %tenant, "Stopped draining a disabled tenant.");
                     }
                     keep
@@ -713,13 +704,13 @@ pub async fn discover_tenants(
             }
         };
         tokio::select! {
-            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
+            _ = shutdown.wait() => break,
             ok = notified => if !ok { listener = None; },
             _ = tokio::time::sleep(poll) => if listener.is_none() { listener = listen(&store).await; },
         }
     }
     for r in running.values() {
-        let _ = r.stop.send(true);
+        r.stop.trigger();
     }
     while tasks.join_next().await.is_some() {}
     Ok(())

@@ -22,9 +22,10 @@ use herald_capacity::{Capacity, HealthPolicy, Lease, Observation};
 use herald_domain::{Channel, Disposition, MessageId, MessageStatus};
 use herald_proto::v1;
 use herald_proto::Message as _;
+use herald_runtime::Shutdown;
 use herald_store::{Outcome, Store};
 use rand::Rng;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use uuid::Uuid;
 
 use crate::config::InDoubtPolicy;
@@ -129,7 +130,7 @@ impl Worker {
         channel: Channel,
         prefetch: u16,
         concurrency: usize,
-        mut stop: watch::Receiver<bool>,
+        stop: Shutdown,
     ) -> anyhow::Result<()> {
         let amqp = self.broker.channel().await?;
         amqp.basic_qos(prefetch, BasicQosOptions::default()).await?;
@@ -151,7 +152,7 @@ impl Worker {
         let permits = Arc::new(Semaphore::new(concurrency));
         loop {
             let first = tokio::select! {
-                _ = stop.wait_for(|s| *s) => break,
+                _ = stop.wait() => break,
                 next = consumer.next() => match next {
                     Some(Ok(d)) => d,
                     Some(Err(e)) => { tracing::warn!(error = %e, "The central queue consumer failed."); break }

@@ -6,10 +6,10 @@ use anyhow::Context;
 use herald_broker::{Publisher, Topology};
 use herald_capacity::Capacity;
 use herald_domain::Channel;
+use herald_runtime::{Shutdown, Trigger};
 use herald_store::catalog::ProviderCatalog;
 use herald_store::Store;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::classify::Classifier;
@@ -24,8 +24,8 @@ pub struct App {
     listener: TcpListener,
     worker: Arc<Worker>,
     settings: Settings,
-    stop_tx: watch::Sender<bool>,
-    stop_rx: watch::Receiver<bool>,
+    stop_trigger: Trigger,
+    stop: Shutdown,
 }
 
 impl App {
@@ -53,9 +53,9 @@ impl App {
             .await
             .context("Failed to declare the broker topology")?;
         let _ = channel.close(200, "declared").await;
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_trigger, stop) = Shutdown::new();
         let catalog =
-            ProviderCatalog::start(store.clone(), Duration::from_secs(10), stop_rx.clone()).await?;
+            ProviderCatalog::start(store.clone(), Duration::from_secs(10), stop.watch()).await?;
         let publisher = Publisher::new(&broker).await?;
         let worker = Arc::new(Worker {
             store,
@@ -75,8 +75,8 @@ impl App {
             listener,
             worker,
             settings,
-            stop_tx,
-            stop_rx,
+            stop_trigger,
+            stop,
         })
     }
 
@@ -93,18 +93,16 @@ impl App {
         tracing::info!(addr = %self.listener.local_addr()?, "herald-worker is running.");
         let broker = self.worker.broker.clone();
         let ready: herald_runtime::Readiness = Arc::new(move || broker.is_connected());
-        let (http_stop_tx, mut http_stop_rx) = watch::channel(false);
+        let (http_trigger, http_stop) = Shutdown::new();
         let http = tokio::spawn(herald_runtime::serve(
             self.listener,
             herald_runtime::ops_router(ready),
-            async move {
-                let _ = http_stop_rx.wait_for(|s| *s).await;
-            },
+            async move { http_stop.wait().await },
         ));
         let mut tasks = JoinSet::new();
         for channel in Channel::ALL {
             let worker = self.worker.clone();
-            let stop = self.stop_rx.clone();
+            let stop = self.stop.clone();
             let (prefetch, concurrency) = (self.settings.prefetch, self.settings.concurrency);
             tasks.spawn(async move {
                 if let Err(e) = worker.run_channel(channel, prefetch, concurrency, stop).await {
@@ -119,7 +117,7 @@ impl App {
             _ = shutdown => {}
             _ = lost => result = Err(anyhow::anyhow!("Lost the connection to RabbitMQ")),
         }
-        let _ = self.stop_tx.send(true);
+        self.stop_trigger.trigger();
         if tokio::time::timeout(SHUTDOWN_GRACE, async {
             while tasks.join_next().await.is_some() {}
         })
@@ -131,7 +129,7 @@ impl App {
             );
         }
         self.worker.broker.close().await;
-        let _ = http_stop_tx.send(true);
+        http_trigger.trigger();
         let _ = http.await;
         tracing::info!("herald-worker stopped.");
         result

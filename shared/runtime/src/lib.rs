@@ -9,5 +9,5 @@ mod supervise;
 
 pub use ops::{ops_router, serve, Readiness};
 pub use settings::{CommonSettings, Secret};
-pub use shutdown::{shutdown_signal, Shutdown};
+pub use shutdown::{shutdown_signal, Shutdown, Trigger};
 pub use supervise::supervise;
