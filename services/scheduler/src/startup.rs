@@ -2,10 +2,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use herald_broker::{Publisher, Topology};
 use herald_capacity::Capacity;
-use herald_runtime::{Shutdown, Trigger};
+use herald_runtime::{Connections, OpsServer, Shutdown, Trigger};
 use herald_store::catalog::ProviderCatalog;
 use herald_store::Store;
 use tokio::net::TcpListener;
@@ -34,27 +33,13 @@ pub struct App {
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         settings.common.validate()?;
-        let store = Store::connect(&settings.common.database_url, 8)
-            .await
-            .context("Failed to connect to PostgreSQL")?;
-        let broker = herald_broker::connect(
-            &settings.common.amqp_url,
-            "herald-scheduler",
-            Duration::from_secs(30),
-        )
-        .await
-        .context("Failed to connect to RabbitMQ")?;
-        let capacity = Capacity::connect(&settings.common.redis_url, &settings.common.namespace)
-            .await
-            .context("Failed to connect to Redis")?;
         let topology = Topology::new(&settings.common.namespace)
             .with_user_queue_max_length(settings.common.user_queue_max_length);
-        let channel = broker.channel().await?;
-        topology
-            .declare_core(&channel)
-            .await
-            .context("Failed to declare the broker topology")?;
-        let _ = channel.close(200, "declared").await;
+        let Connections {
+            store,
+            broker,
+            capacity,
+        } = Connections::open("herald-scheduler", &settings.common, 8, &topology).await?;
         let (stop_trigger, stop) = Shutdown::new();
         let poll = Duration::from_secs(settings.poll_secs.max(1));
         let catalog = ProviderCatalog::start(store.clone(), poll, stop.watch()).await?;
@@ -75,9 +60,7 @@ impl App {
             prefetch: settings.prefetch,
             providers_changed,
         });
-        let listener = TcpListener::bind(settings.http_addr)
-            .await
-            .with_context(|| format!("Failed to bind {}", settings.http_addr))?;
+        let listener = herald_runtime::bind(settings.http_addr).await?;
         Ok(App {
             listener,
             store,
@@ -102,14 +85,7 @@ impl App {
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "herald-scheduler is running.");
         let mut tasks = JoinSet::new();
-        let drain = self.drain.clone();
-        let ready: herald_runtime::Readiness = Arc::new(move || drain.broker.is_connected());
-        let (http_trigger, http_stop) = Shutdown::new();
-        let http = tokio::spawn(herald_runtime::serve(
-            self.listener,
-            herald_runtime::ops_router(ready),
-            async move { http_stop.wait().await },
-        ));
+        let ops = OpsServer::spawn(self.listener, self.drain.broker.clone());
         // Retries coming back are served by their own drain, first in line.
         spawn_drain(
             &mut tasks,
@@ -164,8 +140,7 @@ impl App {
             );
         }
         self.drain.broker.close().await;
-        http_trigger.trigger();
-        let _ = http.await;
+        ops.stop().await;
         drop(self.capacity);
         tracing::info!("herald-scheduler stopped.");
         result

@@ -4,11 +4,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use herald_broker::{Publisher, Topology};
-use herald_capacity::Capacity;
 use herald_domain::Channel;
-use herald_runtime::{Shutdown, Trigger};
+use herald_runtime::{Connections, OpsServer, Shutdown, Trigger};
 use herald_store::catalog::ProviderCatalog;
-use herald_store::Store;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -33,26 +31,12 @@ impl App {
         settings.common.validate()?;
         let classifier = Classifier::load(settings.classifier_file.as_deref())
             .context("Failed to load the failure classifier")?;
-        let store = Store::connect(&settings.common.database_url, 8)
-            .await
-            .context("Failed to connect to PostgreSQL")?;
-        let broker = herald_broker::connect(
-            &settings.common.amqp_url,
-            "herald-worker",
-            Duration::from_secs(30),
-        )
-        .await
-        .context("Failed to connect to RabbitMQ")?;
-        let capacity = Capacity::connect(&settings.common.redis_url, &settings.common.namespace)
-            .await
-            .context("Failed to connect to Redis")?;
         let topology = Topology::new(&settings.common.namespace);
-        let channel = broker.channel().await?;
-        topology
-            .declare_core(&channel)
-            .await
-            .context("Failed to declare the broker topology")?;
-        let _ = channel.close(200, "declared").await;
+        let Connections {
+            store,
+            broker,
+            capacity,
+        } = Connections::open("herald-worker", &settings.common, 8, &topology).await?;
         let (stop_trigger, stop) = Shutdown::new();
         let catalog =
             ProviderCatalog::start(store.clone(), Duration::from_secs(10), stop.watch()).await?;
@@ -68,9 +52,7 @@ impl App {
             in_doubt: settings.in_doubt_resend.clone(),
             health: settings.circuit.policy(),
         });
-        let listener = TcpListener::bind(settings.http_addr)
-            .await
-            .with_context(|| format!("Failed to bind {}", settings.http_addr))?;
+        let listener = herald_runtime::bind(settings.http_addr).await?;
         Ok(App {
             listener,
             worker,
@@ -91,14 +73,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "herald-worker is running.");
-        let broker = self.worker.broker.clone();
-        let ready: herald_runtime::Readiness = Arc::new(move || broker.is_connected());
-        let (http_trigger, http_stop) = Shutdown::new();
-        let http = tokio::spawn(herald_runtime::serve(
-            self.listener,
-            herald_runtime::ops_router(ready),
-            async move { http_stop.wait().await },
-        ));
+        let ops = OpsServer::spawn(self.listener, self.worker.broker.clone());
         let mut tasks = JoinSet::new();
         for channel in Channel::ALL {
             let worker = self.worker.clone();
@@ -129,8 +104,7 @@ impl App {
             );
         }
         self.worker.broker.close().await;
-        http_trigger.trigger();
-        let _ = http.await;
+        ops.stop().await;
         tracing::info!("herald-worker stopped.");
         result
     }
