@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use herald_broker::{Publisher, Topology};
-use herald_store::Store;
+use herald_runtime::Connections;
 use tokio::net::TcpListener;
 
 use crate::api::{self, auth::KeyCache, AppState};
@@ -20,24 +20,19 @@ pub struct App {
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         settings.common.validate()?;
-        let store = Store::connect(&settings.common.database_url, settings.db_pool)
-            .await
-            .context("Failed to connect to PostgreSQL")?;
-        let broker = herald_broker::connect(
-            &settings.common.amqp_url,
-            "herald-producer",
-            Duration::from_secs(30),
-        )
-        .await
-        .context("Failed to connect to RabbitMQ")?;
         let topology = Topology::new(&settings.common.namespace)
             .with_user_queue_max_length(settings.common.user_queue_max_length);
-        let channel = broker.channel().await?;
-        topology
-            .declare_core(&channel)
-            .await
-            .context("Failed to declare the broker topology")?;
-        let _ = channel.close(200, "declared").await;
+        let Connections {
+            store,
+            broker,
+            capacity,
+        } = Connections::open(
+            "herald-producer",
+            &settings.common,
+            settings.db_pool,
+            &topology,
+        )
+        .await?;
         // Re-declare every tenant's queues with identical arguments, so a
         // broker that lost them (a fresh node) routes again.
         for tenant in store.active_tenants().await? {
@@ -47,9 +42,7 @@ impl App {
                 .with_context(|| format!("Failed to declare tenant {}'s queues", tenant.id))?;
         }
         let publisher = Publisher::new(&broker).await?;
-        let listener = TcpListener::bind(settings.http_addr)
-            .await
-            .with_context(|| format!("Failed to bind {}", settings.http_addr))?;
+        let listener = herald_runtime::bind(settings.http_addr).await?;
         let grpc_listener = TcpListener::bind(settings.grpc_addr)
             .await
             .with_context(|| format!("Failed to bind {} (gRPC)", settings.grpc_addr))?;
@@ -60,12 +53,7 @@ impl App {
             admin_token: settings.admin_token.clone(),
             keys: KeyCache::default(),
             broker: broker.clone(),
-            capacity: herald_capacity::Capacity::connect(
-                &settings.common.redis_url,
-                &settings.common.namespace,
-            )
-            .await
-            .context("Failed to connect to Redis")?,
+            capacity,
             weights: settings.weights.clone(),
             health: settings.circuit.policy(),
         };

@@ -37,6 +37,7 @@ use herald_broker::{Broker, Outbound, Publisher, Topology, DELAY_TIERS};
 use herald_domain::{Channel, Priority, TenantId};
 use herald_proto::v1;
 use herald_proto::Message as _;
+use herald_runtime::{Shutdown, Trigger};
 use herald_store::ParkedJob;
 use herald_store::Store;
 use rand::Rng;
@@ -54,6 +55,9 @@ const BATCH: usize = 256;
 /// A user drain whose jobs must wait longer than this stops consuming
 /// (its deliveries return to the queue) until capacity can return.
 pub const PAUSE_AFTER: Duration = Duration::from_secs(30);
+/// The shortest pause between two rounds of one batch, so that a wait of
+/// zero does not spin.
+const MIN_ROUND_PAUSE: Duration = Duration::from_millis(20);
 /// A job from the return queue waiting longer than this is parked in
 /// PostgreSQL rather than cycled through delay tiers.
 pub const PARK_AFTER: Duration = Duration::from_secs(120);
@@ -144,8 +148,34 @@ enum Fate {
 /// parked.
 struct Held {
     delivery: Delivery,
+    progress: Progress,
+}
+
+/// How far a held delivery is: of its `jobs`, `left` are not out yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Progress {
     jobs: usize,
     left: usize,
+}
+
+/// What a round does to the gate of its lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GateEntry {
+    /// Granted but not entered: the budget returns.
+    Unused(Channel, usize),
+    /// Entered beyond the first grant: the budget is charged.
+    Charge(Channel, usize),
+}
+
+/// How a placement round of a batch ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterRound {
+    /// Every job is out.
+    Done,
+    /// The wait is long: put the rest back and pause the lane this long.
+    Pause(Duration),
+    /// The wait is short: place the rest again after this long.
+    RetryIn(Duration),
 }
 
 /// How a drain round ended.
@@ -158,11 +188,7 @@ enum Round {
 impl Drain {
     /// Consumes `source` until `stop` fires or the drain pauses; unacked
     /// deliveries return to the queue when the channel closes.
-    async fn consume(
-        &self,
-        source: &Source,
-        stop: &mut watch::Receiver<bool>,
-    ) -> anyhow::Result<Round> {
+    async fn consume(&self, source: &Source, stop: &Shutdown) -> anyhow::Result<Round> {
         let queue = source.queue(&self.topology);
         let channel = self.broker.channel().await?;
         channel
@@ -181,7 +207,7 @@ impl Drain {
         let round = loop {
             if carry.is_empty() {
                 let first = tokio::select! {
-                    _ = stop.wait_for(|s| *s) => break Round::Stopped,
+                    _ = stop.wait() => break Round::Stopped,
                     next = consumer.next() => match next {
                         Some(Ok(d)) => d,
                         Some(Err(e)) => return Err(e.into()),
@@ -206,7 +232,7 @@ impl Drain {
                 } => {
                     let want = jobs_in(&carry);
                     let granted = tokio::select! {
-                        _ = stop.wait_for(|s| *s) => break Round::Stopped,
+                        _ = stop.wait() => break Round::Stopped,
                         n = self.gate.admit(*tenant, *channel, weight.load(Ordering::Relaxed), want) => n,
                     };
                     // Whole deliveries, in order, until the grant is used;
@@ -242,7 +268,7 @@ impl Drain {
         &self,
         source: &Source,
         batch: Vec<Unpacked>,
-        stop: &watch::Receiver<bool>,
+        stop: &Shutdown,
     ) -> anyhow::Result<Option<Duration>> {
         let lane_channel = match source {
             Source::User { channel, .. } => Some(*channel),
@@ -258,8 +284,10 @@ impl Drain {
                 Ok(jobs) => {
                     held.push(Held {
                         delivery: unpacked.delivery,
-                        jobs: jobs.len(),
-                        left: jobs.len(),
+                        progress: Progress {
+                            jobs: jobs.len(),
+                            left: jobs.len(),
+                        },
                     });
                     waiting.extend(jobs.into_iter().map(|j| (slot, j)));
                 }
@@ -281,7 +309,6 @@ impl Drain {
             }
         }
         let mut first_round = true;
-        let mut stop = stop.clone();
         let mut changed = self.providers_changed.clone();
         changed.borrow_and_update();
         loop {
@@ -321,8 +348,8 @@ impl Drain {
             self.publisher.publish_all(&outbound).await?;
             self.store.park(&parked).await?;
             for slot in out_of {
-                held[slot].left -= 1;
-                if held[slot].left == 0 {
+                held[slot].progress.left -= 1;
+                if held[slot].progress.left == 0 {
                     held[slot]
                         .delivery
                         .acker
@@ -332,35 +359,32 @@ impl Drain {
             }
             let placed: usize = placed_by_channel.values().sum();
             metrics::counter!("herald_scheduler_placed_total").increment(placed as u64);
-            match lane_channel {
-                // The gate granted the whole batch: return what did not enter.
-                Some(ch) if first_round => self.gate.unused(ch, still.len()),
-                Some(ch) => self.gate.charge(ch, placed),
-                None => {
-                    for (ch, n) in placed_by_channel {
-                        self.gate.charge(ch, n);
-                    }
+            for entry in gate_entries(lane_channel, first_round, still.len(), &placed_by_channel) {
+                match entry {
+                    GateEntry::Unused(ch, n) => self.gate.unused(ch, n),
+                    GateEntry::Charge(ch, n) => self.gate.charge(ch, n),
                 }
             }
             first_round = false;
-            if still.is_empty() {
-                return Ok(None);
-            }
-            if wait > PAUSE_AFTER {
-                metrics::counter!("herald_scheduler_pauses_total").increment(1);
-                tracing::info!(
-                    queue = %source.queue(&self.topology),
-                    wait_secs = wait.as_secs(),
-                    "Nothing this lane may use has capacity; pausing its drain."
-                );
-                self.put_back(source, &mut held, still).await?;
-                return Ok(Some(wait));
-            }
+            let retry_in = match after_round(still.len(), wait) {
+                AfterRound::Done => return Ok(None),
+                AfterRound::Pause(wait) => {
+                    metrics::counter!("herald_scheduler_pauses_total").increment(1);
+                    tracing::info!(
+                        queue = %source.queue(&self.topology),
+                        wait_secs = wait.as_secs(),
+                        "Nothing this lane may use has capacity; pausing its drain."
+                    );
+                    self.put_back(source, &mut held, still).await?;
+                    return Ok(Some(wait));
+                }
+                AfterRound::RetryIn(retry_in) => retry_in,
+            };
             waiting = still;
             let stopped = tokio::select! {
-                _ = stop.wait_for(|s| *s) => true,
+                _ = stop.wait() => true,
                 _ = changed.changed() => false,
-                _ = tokio::time::sleep(wait.max(Duration::from_millis(20))) => false,
+                _ = tokio::time::sleep(retry_in) => false,
             };
             if stopped {
                 self.put_back(source, &mut held, waiting).await?;
@@ -379,12 +403,8 @@ impl Drain {
         held: &mut [Held],
         waiting: Vec<(usize, v1::Job)>,
     ) -> anyhow::Result<()> {
-        let mut rest: HashMap<usize, Vec<v1::Job>> = HashMap::new();
-        for (slot, job) in waiting {
-            if held[slot].left < held[slot].jobs {
-                rest.entry(slot).or_default().push(job);
-            }
-        }
+        let progress: Vec<Progress> = held.iter().map(|h| h.progress).collect();
+        let rest = rest_to_put_back(&progress, waiting);
         if rest.is_empty() {
             return Ok(());
         }
@@ -523,14 +543,14 @@ impl Drain {
     }
 
     /// Reads each central queue's ready depth for the gate until stopped.
-    pub async fn poll_depth(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    pub async fn poll_depth(self: Arc<Self>, stop: Shutdown) {
         'reconnect: loop {
             let channel = match self.broker.channel().await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "Cannot open a channel to read queue depths.");
                     tokio::select! {
-                        _ = stop.wait_for(|s| *s) => return,
+                        _ = stop.wait() => return,
                         _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                     }
                 }
@@ -557,7 +577,7 @@ impl Drain {
                     }
                 }
                 let stopped = tokio::select! {
-                    _ = stop.wait_for(|s| *s) => true,
+                    _ = stop.wait() => true,
                     _ = tokio::time::sleep(DEPTH_POLL) => false,
                 };
                 if stopped {
@@ -585,24 +605,19 @@ pub fn delay_tier_within(wait: Duration) -> u64 {
 /// Runs a drain of `source` until stopped: restarts it after an error,
 /// and after a pause waits for the pause to end, a provider change, or
 /// the stop signal.
-pub fn spawn_drain(
-    tasks: &mut JoinSet<()>,
-    drain: Arc<Drain>,
-    source: Source,
-    mut stop: watch::Receiver<bool>,
-) {
+pub fn spawn_drain(tasks: &mut JoinSet<()>, drain: Arc<Drain>, source: Source, stop: Shutdown) {
     tasks.spawn(async move {
         let mut backoff = Duration::from_millis(200);
         let mut changed = drain.providers_changed.clone();
         loop {
-            let pause = match drain.consume(&source, &mut stop).await {
+            let pause = match drain.consume(&source, &stop).await {
                 Ok(Round::Stopped) => return,
                 Ok(Round::Pause(p)) => {
                     backoff = Duration::from_millis(200);
                     p
                 }
                 Err(e) => {
-                    if *stop.borrow() {
+                    if stop.is_triggered() {
                         return;
                     }
                     let queue = source.queue(&drain.topology);
@@ -612,12 +627,12 @@ pub fn spawn_drain(
                     b
                 }
             };
-            if *stop.borrow() {
+            if stop.is_triggered() {
                 return;
             }
             changed.borrow_and_update();
             tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stop.wait() => return,
                 _ = changed.changed() => {}
                 _ = tokio::time::sleep(pause) => {}
             }
@@ -632,10 +647,10 @@ pub async fn discover_tenants(
     drain: Arc<Drain>,
     store: Store,
     poll: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     struct Running {
-        stop: watch::Sender<bool>,
+        stop: Trigger,
         weight: Arc<AtomicU32>,
     }
     let mut running: HashMap<TenantId, Running> = HashMap::new();
@@ -652,7 +667,7 @@ pub async fn discover_tenants(
                         continue;
                     }
                     drain.topology.declare_tenant(&drain.broker, tenant).await?;
-                    let (tx, rx) = watch::channel(false);
+                    let (tx, rx) = Shutdown::new();
                     let weight = Arc::new(AtomicU32::new(weight));
                     for ch in Channel::ALL {
                         spawn_drain(
@@ -672,7 +687,7 @@ pub async fn discover_tenants(
                 running.retain(|tenant, r| {
                     let keep = tenants.iter().any(|t| t.id == *tenant);
                     if !keep {
-                        let _ = r.stop.send(true);
+                        r.stop.trigger();
                         tracing::info!(tenant_id = %tenant, "Stopped draining a disabled tenant.");
                     }
                     keep
@@ -689,13 +704,13 @@ pub async fn discover_tenants(
             }
         };
         tokio::select! {
-            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
+            _ = shutdown.wait() => break,
             ok = notified => if !ok { listener = None; },
             _ = tokio::time::sleep(poll) => if listener.is_none() { listener = listen(&store).await; },
         }
     }
     for r in running.values() {
-        let _ = r.stop.send(true);
+        r.stop.trigger();
     }
     while tasks.join_next().await.is_some() {}
     Ok(())
@@ -707,9 +722,127 @@ async fn listen(store: &Store) -> Option<PgListener> {
     Some(l)
 }
 
+/// Which gate entries a round makes. A lane's first round was granted the
+/// whole batch, so it returns what did not enter; later rounds charge what
+/// they placed. The return lane is charged per channel it placed on.
+fn gate_entries(
+    lane: Option<Channel>,
+    first_round: bool,
+    still_waiting: usize,
+    placed_by_channel: &HashMap<Channel, usize>,
+) -> Vec<GateEntry> {
+    match lane {
+        Some(ch) if first_round => vec![GateEntry::Unused(ch, still_waiting)],
+        Some(ch) => vec![GateEntry::Charge(ch, placed_by_channel.values().sum())],
+        None => placed_by_channel
+            .iter()
+            .map(|(ch, n)| GateEntry::Charge(*ch, *n))
+            .collect(),
+    }
+}
+
+/// What follows a round that left `still_waiting` jobs, the shortest of
+/// which may be placed in `wait`.
+fn after_round(still_waiting: usize, wait: Duration) -> AfterRound {
+    if still_waiting == 0 {
+        AfterRound::Done
+    } else if wait > PAUSE_AFTER {
+        AfterRound::Pause(wait)
+    } else {
+        AfterRound::RetryIn(wait.max(MIN_ROUND_PAUSE))
+    }
+}
+
+/// The waiting jobs to publish back, by delivery: only those of a delivery
+/// partly placed. A delivery none of whose jobs went out stays unacked and
+/// returns whole, so its jobs are left out here.
+fn rest_to_put_back<T>(progress: &[Progress], waiting: Vec<(usize, T)>) -> HashMap<usize, Vec<T>> {
+    let mut rest: HashMap<usize, Vec<T>> = HashMap::new();
+    for (slot, job) in waiting {
+        if progress[slot].left < progress[slot].jobs {
+            rest.entry(slot).or_default().push(job);
+        }
+    }
+    rest
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn progress(jobs: usize, left: usize) -> Progress {
+        Progress { jobs, left }
+    }
+
+    #[test]
+    fn a_batch_partly_placed_puts_only_its_rest_back() {
+        let held = [progress(3, 1), progress(2, 2), progress(1, 1)];
+        let waiting = vec![(0, "a3"), (1, "b1"), (1, "b2"), (2, "c1")];
+
+        let rest = rest_to_put_back(&held, waiting);
+
+        assert_eq!(rest.len(), 1, "{rest:?}");
+        assert_eq!(rest[&0], vec!["a3"]);
+    }
+
+    #[test]
+    fn a_batch_nothing_of_which_was_placed_puts_nothing_back() {
+        let held = [progress(2, 2)];
+        assert!(rest_to_put_back(&held, vec![(0, 1), (0, 2)]).is_empty());
+    }
+
+    #[test]
+    fn a_lanes_first_round_returns_what_did_not_enter_to_the_gate() {
+        let placed = HashMap::from([(Channel::Email, 7)]);
+        assert_eq!(
+            gate_entries(Some(Channel::Email), true, 3, &placed),
+            vec![GateEntry::Unused(Channel::Email, 3)]
+        );
+    }
+
+    #[test]
+    fn a_lanes_later_round_charges_what_it_placed() {
+        let placed = HashMap::from([(Channel::Email, 4)]);
+        assert_eq!(
+            gate_entries(Some(Channel::Email), false, 9, &placed),
+            vec![GateEntry::Charge(Channel::Email, 4)]
+        );
+    }
+
+    #[test]
+    fn the_return_lane_charges_each_channel_it_placed_on() {
+        let placed = HashMap::from([(Channel::Email, 2), (Channel::Wework, 5)]);
+        let mut entries = gate_entries(None, true, 1, &placed);
+        entries.sort_by_key(|e| match e {
+            GateEntry::Unused(_, n) | GateEntry::Charge(_, n) => *n,
+        });
+        assert_eq!(
+            entries,
+            vec![
+                GateEntry::Charge(Channel::Email, 2),
+                GateEntry::Charge(Channel::Wework, 5)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_round_with_nothing_left_is_done_whatever_the_wait() {
+        assert_eq!(after_round(0, Duration::MAX), AfterRound::Done);
+    }
+
+    #[test]
+    fn a_long_wait_pauses_the_lane_and_a_short_one_retries_soon() {
+        let long = PAUSE_AFTER + Duration::from_secs(1);
+        assert_eq!(after_round(2, long), AfterRound::Pause(long));
+        assert_eq!(
+            after_round(2, PAUSE_AFTER),
+            AfterRound::RetryIn(PAUSE_AFTER)
+        );
+        assert_eq!(
+            after_round(2, Duration::ZERO),
+            AfterRound::RetryIn(MIN_ROUND_PAUSE)
+        );
+    }
 
     #[test]
     fn a_wait_uses_the_longest_tier_that_does_not_overshoot() {

@@ -5,15 +5,15 @@
 
 use std::time::Duration;
 
+use herald_runtime::Shutdown;
 use herald_store::Store;
-use tokio::sync::watch;
 
 /// How often the hot tables' growth is compared with their statistics.
 const EVERY: Duration = Duration::from_secs(2);
 
 /// Analyzes hot tables whose size moved away from their statistics, until
 /// `stop` fires.
-pub async fn keep_statistics_fresh(store: Store, mut stop: watch::Receiver<bool>) {
+pub async fn keep_statistics_fresh(store: Store, stop: Shutdown) {
     loop {
         match store.refresh_hot_statistics().await {
             Ok(tables) if !tables.is_empty() => {
@@ -24,7 +24,7 @@ pub async fn keep_statistics_fresh(store: Store, mut stop: watch::Receiver<bool>
             Err(e) => tracing::warn!(error = %e, "Failed to refresh planner statistics."),
         }
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait() => return,
             _ = tokio::time::sleep(EVERY) => {}
         }
     }

@@ -14,9 +14,9 @@ use herald_capacity::{
 };
 use herald_domain::Channel;
 use herald_proto::v1;
+use herald_runtime::Shutdown;
 use herald_scoring::{score, ProviderView, Ranking, Score, ScoreWeights};
 use herald_store::catalog::ProviderCatalog;
-use tokio::sync::watch;
 use uuid::Uuid;
 
 /// Reservation attempts per placement before the job waits: the ranking
@@ -144,13 +144,13 @@ impl Placer {
     }
 
     /// Refreshes every [`REFRESH`] until `stop` fires.
-    pub async fn run_refresh(&self, mut stop: watch::Receiver<bool>) {
+    pub async fn run_refresh(&self, stop: Shutdown) {
         loop {
             if let Err(e) = self.refresh().await {
                 tracing::warn!(error = %e, "Failed to read provider loads; scoring on the last ones.");
             }
             tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stop.wait() => return,
                 _ = tokio::time::sleep(REFRESH) => {}
             }
         }

@@ -8,8 +8,8 @@ use herald_broker::{Outbound, Publisher, Topology};
 use herald_domain::{Priority, TenantId};
 use herald_proto::v1;
 use herald_proto::Message as _;
+use herald_runtime::Shutdown;
 use herald_store::Store;
-use tokio::sync::watch;
 
 const BATCH: i64 = 500;
 const TICK: Duration = Duration::from_millis(500);
@@ -20,7 +20,7 @@ pub async fn release_due(
     store: Store,
     publisher: Publisher,
     topology: Topology,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) {
     loop {
         let released = match release_once(&store, &publisher, &topology).await {
@@ -34,7 +34,7 @@ pub async fn release_due(
             continue;
         }
         tokio::select! {
-            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
+            _ = shutdown.wait() => return,
             _ = tokio::time::sleep(TICK) => {}
         }
     }

@@ -2,13 +2,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use herald_broker::{Publisher, Topology};
 use herald_capacity::Capacity;
+use herald_runtime::{Connections, OpsServer, Shutdown, Trigger};
 use herald_store::catalog::ProviderCatalog;
 use herald_store::Store;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::drain::{discover_tenants, spawn_drain, Drain, Source};
@@ -27,37 +26,23 @@ pub struct App {
     drain: Arc<Drain>,
     capacity: Capacity,
     poll: Duration,
-    stop_tx: watch::Sender<bool>,
-    stop_rx: watch::Receiver<bool>,
+    stop_trigger: Trigger,
+    stop: Shutdown,
 }
 
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         settings.common.validate()?;
-        let store = Store::connect(&settings.common.database_url, 8)
-            .await
-            .context("Failed to connect to PostgreSQL")?;
-        let broker = herald_broker::connect(
-            &settings.common.amqp_url,
-            "herald-scheduler",
-            Duration::from_secs(30),
-        )
-        .await
-        .context("Failed to connect to RabbitMQ")?;
-        let capacity = Capacity::connect(&settings.common.redis_url, &settings.common.namespace)
-            .await
-            .context("Failed to connect to Redis")?;
         let topology = Topology::new(&settings.common.namespace)
             .with_user_queue_max_length(settings.common.user_queue_max_length);
-        let channel = broker.channel().await?;
-        topology
-            .declare_core(&channel)
-            .await
-            .context("Failed to declare the broker topology")?;
-        let _ = channel.close(200, "declared").await;
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let Connections {
+            store,
+            broker,
+            capacity,
+        } = Connections::open("herald-scheduler", &settings.common, 8, &topology).await?;
+        let (stop_trigger, stop) = Shutdown::new();
         let poll = Duration::from_secs(settings.poll_secs.max(1));
-        let catalog = ProviderCatalog::start(store.clone(), poll, stop_rx.clone()).await?;
+        let catalog = ProviderCatalog::start(store.clone(), poll, stop.watch()).await?;
         let publisher = Publisher::new(&broker).await?;
         let providers_changed = catalog.subscribe();
         let drain = Arc::new(Drain {
@@ -75,17 +60,15 @@ impl App {
             prefetch: settings.prefetch,
             providers_changed,
         });
-        let listener = TcpListener::bind(settings.http_addr)
-            .await
-            .with_context(|| format!("Failed to bind {}", settings.http_addr))?;
+        let listener = herald_runtime::bind(settings.http_addr).await?;
         Ok(App {
             listener,
             store,
             drain,
             capacity,
             poll,
-            stop_tx,
-            stop_rx,
+            stop_trigger,
+            stop,
         })
     }
 
@@ -102,34 +85,25 @@ impl App {
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "herald-scheduler is running.");
         let mut tasks = JoinSet::new();
-        let drain = self.drain.clone();
-        let ready: herald_runtime::Readiness = Arc::new(move || drain.broker.is_connected());
-        let (http_stop_tx, mut http_stop_rx) = watch::channel(false);
-        let http = tokio::spawn(herald_runtime::serve(
-            self.listener,
-            herald_runtime::ops_router(ready),
-            async move {
-                let _ = http_stop_rx.wait_for(|s| *s).await;
-            },
-        ));
+        let ops = OpsServer::spawn(self.listener, self.drain.broker.clone());
         // Retries coming back are served by their own drain, first in line.
         spawn_drain(
             &mut tasks,
             self.drain.clone(),
             Source::Return,
-            self.stop_rx.clone(),
+            self.stop.clone(),
         );
         tasks.spawn({
-            let (drain, stop) = (self.drain.clone(), self.stop_rx.clone());
+            let (drain, stop) = (self.drain.clone(), self.stop.clone());
             async move { drain.placer.run_refresh(stop).await }
         });
-        tasks.spawn(self.drain.clone().poll_depth(self.stop_rx.clone()));
+        tasks.spawn(self.drain.clone().poll_depth(self.stop.clone()));
         tasks.spawn({
             let (drain, store, poll, stop) = (
                 self.drain.clone(),
                 self.store.clone(),
                 self.poll,
-                self.stop_rx.clone(),
+                self.stop.clone(),
             );
             async move {
                 if let Err(e) = discover_tenants(drain, store, poll, stop).await {
@@ -139,13 +113,13 @@ impl App {
         });
         tasks.spawn(crate::maintenance::keep_statistics_fresh(
             self.store.clone(),
-            self.stop_rx.clone(),
+            self.stop.clone(),
         ));
         tasks.spawn(release_due(
             self.store.clone(),
             self.drain.publisher.clone(),
             self.drain.topology.clone(),
-            self.stop_rx.clone(),
+            self.stop.clone(),
         ));
 
         let broker = self.drain.broker.clone();
@@ -155,7 +129,7 @@ impl App {
             _ = shutdown => {}
             _ = lost => result = Err(anyhow::anyhow!("Lost the connection to RabbitMQ")),
         }
-        let _ = self.stop_tx.send(true);
+        self.stop_trigger.trigger();
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
             while tasks.join_next().await.is_some() {}
         })
@@ -166,8 +140,7 @@ impl App {
             );
         }
         self.drain.broker.close().await;
-        let _ = http_stop_tx.send(true);
-        let _ = http.await;
+        ops.stop().await;
         drop(self.capacity);
         tracing::info!("herald-scheduler stopped.");
         result

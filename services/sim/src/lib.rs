@@ -226,7 +226,7 @@ impl Sim {
             () = shutdown => None,
             Some(stopped) = servers.join_next() => Some(stopped),
         };
-        let _ = trigger.send(true);
+        trigger.trigger();
         let mut outcome = match early {
             Some(Ok(Ok(()))) => Err(anyhow::anyhow!("A server stopped before shutdown")),
             Some(Ok(Err(error))) => Err(error),

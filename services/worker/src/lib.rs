@@ -6,12 +6,14 @@
 //! - [`classify`]: the rule tables (defaults and `--classifier-file`) that
 //!   say what a provider's refusal means
 //! - [`registry`]: adapters built from the live provider catalog
+//! - [`decision`]: what happens to a message after its send, as pure functions
 //! - [`process`]: the pipeline — claim a window of deliveries in one
 //!   statement, send concurrently, record outcomes in one statement, ack
 //! - [`startup`]: [`App::build`] and [`App::run`]
 
 pub mod classify;
 pub mod config;
+pub mod decision;
 pub mod process;
 pub mod provider;
 pub mod registry;

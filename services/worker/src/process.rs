@@ -22,12 +22,14 @@ use herald_capacity::{Capacity, HealthPolicy, Lease, Observation};
 use herald_domain::{Channel, Disposition, MessageId, MessageStatus};
 use herald_proto::v1;
 use herald_proto::Message as _;
+use herald_runtime::Shutdown;
 use herald_store::{Outcome, Store};
 use rand::Rng;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use uuid::Uuid;
 
 use crate::config::InDoubtPolicy;
+use crate::decision::{after_send, outcome_label, provider_ok, AfterSend};
 use crate::provider::Outgoing;
 use crate::registry::Registry;
 
@@ -128,7 +130,7 @@ impl Worker {
         channel: Channel,
         prefetch: u16,
         concurrency: usize,
-        mut stop: watch::Receiver<bool>,
+        stop: Shutdown,
     ) -> anyhow::Result<()> {
         let amqp = self.broker.channel().await?;
         amqp.basic_qos(prefetch, BasicQosOptions::default()).await?;
@@ -150,7 +152,7 @@ impl Worker {
         let permits = Arc::new(Semaphore::new(concurrency));
         loop {
             let first = tokio::select! {
-                _ = stop.wait_for(|s| *s) => break,
+                _ = stop.wait() => break,
                 next = consumer.next() => match next {
                     Some(Ok(d)) => d,
                     Some(Err(e)) => { tracing::warn!(error = %e, "The central queue consumer failed."); break }
@@ -304,7 +306,7 @@ impl Worker {
     }
 
     /// Sends one claimed job and decides what to record and publish.
-    async fn send_one(&self, acker: Arc<Part>, mut job: v1::Job, id: Uuid) -> Finished {
+    async fn send_one(&self, acker: Arc<Part>, job: v1::Job, id: Uuid) -> Finished {
         let attempt = job.attempt + 1;
         let provider_id: Uuid = job
             .assignment
@@ -351,112 +353,74 @@ impl Worker {
             }
         }
         let channel = Channel::from_proto(job.channel).map_or("unknown", Channel::as_str);
-        let kind = match &disposition {
-            Disposition::Sent { .. } => "sent",
-            Disposition::RetryAfter { .. } => "retry",
-            Disposition::Failover { .. } => "failover",
-            Disposition::DeadLetter { .. } => "dead_letter",
-            Disposition::InDoubt { .. } => "in_doubt",
-        };
-        metrics::counter!("herald_worker_sends_total", "channel" => channel, "outcome" => kind)
+        metrics::counter!("herald_worker_sends_total", "channel" => channel, "outcome" => outcome_label(&disposition))
             .increment(1);
         metrics::histogram!("herald_worker_send_seconds", "channel" => channel)
             .record(elapsed.as_secs_f64());
         let observed = entry.is_some().then_some(Observed {
             provider: provider_id,
-            ok: match &disposition {
-                Disposition::Sent { .. } => Some(true),
-                // The recipient was refused: the provider works.
-                Disposition::DeadLetter { .. } => None,
-                _ => Some(false),
-            },
+            ok: provider_ok(&disposition),
             latency_ms: elapsed.as_millis() as u64,
         });
 
-        let outcome = |status: MessageStatus, d: &Disposition| Outcome {
+        let next = after_send(
+            &disposition,
+            attempt,
+            self.max_attempts,
+            backoff(attempt),
+            self.in_doubt.resends(Channel::from_proto(job.channel)),
+        );
+        let outcome = Outcome {
             id,
-            status,
-            error_code: d.code().map(str::to_owned),
-            error_message: d.reason().map(str::to_owned),
-        };
-        match &disposition {
-            Disposition::Sent { .. } => Finished {
-                acker,
-                outcome: Some(outcome(MessageStatus::Sent, &disposition)),
-                publish: None,
-                observed,
+            status: next.status(),
+            error_code: match next {
+                AfterSend::ResendInDoubt { .. } => Some("in_doubt_resent".into()),
+                _ => disposition.code().map(str::to_owned),
             },
-            Disposition::RetryAfter { .. } | Disposition::Failover { .. }
-                if attempt < self.max_attempts =>
-            {
-                if matches!(disposition, Disposition::Failover { .. }) {
-                    // The provider never saw it: its capacity is not used.
+            error_message: disposition.reason().map(str::to_owned),
+        };
+        let reason = disposition.reason().unwrap_or_default();
+        let publish = match next {
+            AfterSend::Sent => None,
+            AfterSend::Retry { wait, refund } => {
+                if refund {
                     self.refund(&job).await;
                 }
-                let wait = match &disposition {
-                    Disposition::RetryAfter { after, .. } => backoff(attempt).max(*after),
-                    _ => Duration::from_secs(1),
-                };
-                job.attempt = attempt;
-                job.assignment = None;
-                job.last_error = disposition.reason().unwrap_or_default().to_owned();
-                let publish = self
-                    .topology
-                    .to_delay(wait.as_secs().max(1), job.encode_to_vec());
-                Finished {
-                    acker,
-                    outcome: Some(outcome(MessageStatus::Pending, &disposition)),
-                    publish: Some(publish),
-                    observed,
-                }
+                Some(self.for_next_attempt(job, attempt, wait, reason))
             }
-            Disposition::InDoubt { .. }
-                if self.in_doubt.resends(Channel::from_proto(job.channel))
-                    && attempt < self.max_attempts =>
-            {
+            AfterSend::ResendInDoubt { wait } => {
                 metrics::counter!("herald_worker_in_doubt_total", "policy" => "resend")
                     .increment(1);
-                job.attempt = attempt;
-                job.assignment = None;
-                job.last_error = disposition.reason().unwrap_or_default().to_owned();
-                let publish = self
-                    .topology
-                    .to_delay(backoff(attempt).as_secs().max(1), job.encode_to_vec());
-                Finished {
-                    acker,
-                    outcome: Some(Outcome {
-                        id,
-                        status: MessageStatus::Pending,
-                        error_code: Some("in_doubt_resent".into()),
-                        error_message: disposition.reason().map(str::to_owned),
-                    }),
-                    publish: Some(publish),
-                    observed,
-                }
+                Some(self.for_next_attempt(job, attempt, wait, reason))
             }
-            Disposition::InDoubt { .. } => {
+            AfterSend::HoldInDoubt => {
                 metrics::counter!("herald_worker_in_doubt_total", "policy" => "hold").increment(1);
-                let publish =
-                    self.dead_letter(job, "in_doubt", disposition.reason().unwrap_or_default());
-                Finished {
-                    acker,
-                    outcome: Some(outcome(MessageStatus::InDoubt, &disposition)),
-                    publish: Some(publish),
-                    observed,
-                }
+                Some(self.dead_letter(job, "in_doubt", reason))
             }
-            _ => {
-                let code = disposition.code().unwrap_or("failed").to_owned();
-                let publish =
-                    self.dead_letter(job, &code, disposition.reason().unwrap_or_default());
-                Finished {
-                    acker,
-                    outcome: Some(outcome(MessageStatus::Failed, &disposition)),
-                    publish: Some(publish),
-                    observed,
-                }
-            }
+            AfterSend::DeadLetter { code } => Some(self.dead_letter(job, &code, reason)),
+        };
+        Finished {
+            acker,
+            outcome: Some(outcome),
+            publish,
+            observed,
         }
+    }
+
+    /// The job for its next attempt, to the delay tier for `wait`: the
+    /// scheduler scores it afresh, so its assignment is dropped.
+    fn for_next_attempt(
+        &self,
+        mut job: v1::Job,
+        attempt: u32,
+        wait: Duration,
+        reason: &str,
+    ) -> Outbound {
+        job.attempt = attempt;
+        job.assignment = None;
+        job.last_error = reason.to_owned();
+        self.topology
+            .to_delay(wait.as_secs().max(1), job.encode_to_vec())
     }
 
     /// Waits up to [`LEASE_WAIT`] for one of `limit` concurrency slots on

@@ -4,12 +4,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use herald_broker::{Publisher, Topology};
-use herald_capacity::Capacity;
 use herald_domain::Channel;
+use herald_runtime::{Connections, OpsServer, Shutdown, Trigger};
 use herald_store::catalog::ProviderCatalog;
-use herald_store::Store;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::classify::Classifier;
@@ -24,8 +22,8 @@ pub struct App {
     listener: TcpListener,
     worker: Arc<Worker>,
     settings: Settings,
-    stop_tx: watch::Sender<bool>,
-    stop_rx: watch::Receiver<bool>,
+    stop_trigger: Trigger,
+    stop: Shutdown,
 }
 
 impl App {
@@ -33,29 +31,15 @@ impl App {
         settings.common.validate()?;
         let classifier = Classifier::load(settings.classifier_file.as_deref())
             .context("Failed to load the failure classifier")?;
-        let store = Store::connect(&settings.common.database_url, 8)
-            .await
-            .context("Failed to connect to PostgreSQL")?;
-        let broker = herald_broker::connect(
-            &settings.common.amqp_url,
-            "herald-worker",
-            Duration::from_secs(30),
-        )
-        .await
-        .context("Failed to connect to RabbitMQ")?;
-        let capacity = Capacity::connect(&settings.common.redis_url, &settings.common.namespace)
-            .await
-            .context("Failed to connect to Redis")?;
         let topology = Topology::new(&settings.common.namespace);
-        let channel = broker.channel().await?;
-        topology
-            .declare_core(&channel)
-            .await
-            .context("Failed to declare the broker topology")?;
-        let _ = channel.close(200, "declared").await;
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let Connections {
+            store,
+            broker,
+            capacity,
+        } = Connections::open("herald-worker", &settings.common, 8, &topology).await?;
+        let (stop_trigger, stop) = Shutdown::new();
         let catalog =
-            ProviderCatalog::start(store.clone(), Duration::from_secs(10), stop_rx.clone()).await?;
+            ProviderCatalog::start(store.clone(), Duration::from_secs(10), stop.watch()).await?;
         let publisher = Publisher::new(&broker).await?;
         let worker = Arc::new(Worker {
             store,
@@ -68,15 +52,13 @@ impl App {
             in_doubt: settings.in_doubt_resend.clone(),
             health: settings.circuit.policy(),
         });
-        let listener = TcpListener::bind(settings.http_addr)
-            .await
-            .with_context(|| format!("Failed to bind {}", settings.http_addr))?;
+        let listener = herald_runtime::bind(settings.http_addr).await?;
         Ok(App {
             listener,
             worker,
             settings,
-            stop_tx,
-            stop_rx,
+            stop_trigger,
+            stop,
         })
     }
 
@@ -91,20 +73,11 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "herald-worker is running.");
-        let broker = self.worker.broker.clone();
-        let ready: herald_runtime::Readiness = Arc::new(move || broker.is_connected());
-        let (http_stop_tx, mut http_stop_rx) = watch::channel(false);
-        let http = tokio::spawn(herald_runtime::serve(
-            self.listener,
-            herald_runtime::ops_router(ready),
-            async move {
-                let _ = http_stop_rx.wait_for(|s| *s).await;
-            },
-        ));
+        let ops = OpsServer::spawn(self.listener, self.worker.broker.clone());
         let mut tasks = JoinSet::new();
         for channel in Channel::ALL {
             let worker = self.worker.clone();
-            let stop = self.stop_rx.clone();
+            let stop = self.stop.clone();
             let (prefetch, concurrency) = (self.settings.prefetch, self.settings.concurrency);
             tasks.spawn(async move {
                 if let Err(e) = worker.run_channel(channel, prefetch, concurrency, stop).await {
@@ -119,7 +92,7 @@ impl App {
             _ = shutdown => {}
             _ = lost => result = Err(anyhow::anyhow!("Lost the connection to RabbitMQ")),
         }
-        let _ = self.stop_tx.send(true);
+        self.stop_trigger.trigger();
         if tokio::time::timeout(SHUTDOWN_GRACE, async {
             while tasks.join_next().await.is_some() {}
         })
@@ -131,8 +104,7 @@ impl App {
             );
         }
         self.worker.broker.close().await;
-        let _ = http_stop_tx.send(true);
-        let _ = http.await;
+        ops.stop().await;
         tracing::info!("herald-worker stopped.");
         result
     }

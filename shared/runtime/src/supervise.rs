@@ -43,7 +43,7 @@ where
     let (trigger, shutdown) = Shutdown::new();
     tokio::spawn(async move {
         shutdown_signal().await;
-        let _ = trigger.send(true);
+        trigger.trigger();
     });
     let run_once = |shutdown: Shutdown| {
         let built = build(settings.clone());
