@@ -379,7 +379,7 @@ async fn a_small_tenant_is_served_while_a_big_backlog_drains() {
             while let Some(Ok(d)) = consumer.next().await {
                 for job in herald_proto::jobs::decode(&d.data).expect("jobs") {
                     seen.push((tokio::time::Instant::now(), job));
-                    if seen.len() % 20 == 0 {
+                    if seen.len().is_multiple_of(20) {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 }

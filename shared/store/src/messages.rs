@@ -222,9 +222,9 @@ impl Store {
 
     /// One of `tenant`'s messages (another tenant's id is `None`).
     pub async fn message(&self, tenant: TenantId, id: MessageId) -> Result<Option<MessageRow>> {
-        Ok(sqlx::query_as(&format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT_MESSAGE} WHERE m.id = $1 AND m.tenant_id = $2"
-        ))
+        )))
         .bind(id.as_uuid())
         .bind(tenant.as_uuid())
         .fetch_optional(&self.pool)
@@ -233,10 +233,12 @@ impl Store {
 
     /// Any tenant's message, for operators (the admin API).
     pub async fn any_message(&self, id: MessageId) -> Result<Option<MessageRow>> {
-        Ok(sqlx::query_as(&format!("{SELECT_MESSAGE} WHERE m.id = $1"))
-            .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT_MESSAGE} WHERE m.id = $1"
+        )))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// A page of `tenant`'s messages, newest first.
@@ -245,11 +247,11 @@ impl Store {
         tenant: TenantId,
         f: &MessageFilter,
     ) -> Result<Vec<MessageRow>> {
-        Ok(sqlx::query_as(&format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT_MESSAGE} WHERE m.tenant_id = $1 AND ($2::text IS NULL OR m.status = $2)
                AND ($3::uuid IS NULL OR m.batch_id = $3) AND ($4::uuid IS NULL OR m.id < $4)
              ORDER BY m.id DESC LIMIT $5"
-        ))
+        )))
         .bind(tenant.as_uuid())
         .bind(&f.status)
         .bind(f.batch_id)

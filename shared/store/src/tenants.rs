@@ -35,10 +35,10 @@ impl Store {
     /// Creates a tenant and announces it to the schedulers.
     pub async fn create_tenant(&self, t: &NewTenant) -> Result<TenantRow> {
         let mut tx = self.pool.begin().await?;
-        let row: TenantRow = sqlx::query_as(&format!(
+        let row: TenantRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO tenants (id, code, name, weight, daily_quota, rate_limit_per_sec, webhook_url)
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
-        ))
+        )))
         .bind(t.id.as_uuid())
         .bind(&t.code)
         .bind(&t.name)
@@ -59,19 +59,19 @@ impl Store {
     }
 
     pub async fn tenant(&self, id: TenantId) -> Result<Option<TenantRow>> {
-        Ok(
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM tenants WHERE id = $1"))
-                .bind(id.as_uuid())
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM tenants WHERE id = $1"
+        )))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Tenants in creation order after `after`, at most `limit`.
     pub async fn list_tenants(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<TenantRow>> {
-        Ok(sqlx::query_as(&format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM tenants WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2"
-        ))
+        )))
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
@@ -80,9 +80,9 @@ impl Store {
 
     /// Every active tenant (the scheduler's view).
     pub async fn active_tenants(&self) -> Result<Vec<TenantRow>> {
-        Ok(sqlx::query_as(&format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM tenants WHERE status = 'active' ORDER BY id"
-        ))
+        )))
         .fetch_all(&self.pool)
         .await?)
     }
@@ -90,9 +90,9 @@ impl Store {
     /// Enables or disables a tenant and announces the change.
     pub async fn set_tenant_status(&self, id: TenantId, status: &str) -> Result<Option<TenantRow>> {
         let mut tx = self.pool.begin().await?;
-        let row: Option<TenantRow> = sqlx::query_as(&format!(
+        let row: Option<TenantRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE tenants SET status = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
-        ))
+        )))
         .bind(id.as_uuid())
         .bind(status)
         .fetch_optional(&mut *tx)
