@@ -38,7 +38,7 @@ impl App {
             .declare_core(&channel)
             .await
             .context("Failed to declare the broker topology")?;
-        let _ = channel.close(200, "declared").await;
+        let _ = channel.close(200, "declared".into()).await;
         // Re-declare every tenant's queues with identical arguments, so a
         // broker that lost them (a fresh node) routes again.
         for tenant in store.active_tenants().await? {

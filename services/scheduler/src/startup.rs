@@ -54,7 +54,7 @@ impl App {
             .declare_core(&channel)
             .await
             .context("Failed to declare the broker topology")?;
-        let _ = channel.close(200, "declared").await;
+        let _ = channel.close(200, "declared".into()).await;
         let (stop_tx, stop_rx) = watch::channel(false);
         let poll = Duration::from_secs(settings.poll_secs.max(1));
         let catalog = ProviderCatalog::start(store.clone(), poll, stop_rx.clone()).await?;

@@ -52,7 +52,7 @@ impl App {
             .declare_core(&channel)
             .await
             .context("Failed to declare the broker topology")?;
-        let _ = channel.close(200, "declared").await;
+        let _ = channel.close(200, "declared".into()).await;
         let (stop_tx, stop_rx) = watch::channel(false);
         let catalog =
             ProviderCatalog::start(store.clone(), Duration::from_secs(10), stop_rx.clone()).await?;
