@@ -1,5 +1,5 @@
 //! Compiles `herald/v1/*.proto` with protox (pure Rust), so no build needs a
-//! system `protoc`; tonic-build adds the gRPC client and server.
+//! system `protoc`; tonic-prost-build adds the gRPC client and server.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
@@ -11,7 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={file}");
     }
     let descriptors = protox::compile(files, ["."])?;
-    tonic_build::configure()
+    tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
         .compile_fds(descriptors)?;

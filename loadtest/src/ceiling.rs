@@ -59,7 +59,8 @@ pub async fn measure(
         ..QueueDeclareOptions::default()
     };
     for q in [&queue_a, &queue_b] {
-        ch.queue_declare(q, durable, FieldTable::default()).await?;
+        ch.queue_declare(q.as_str().into(), durable, FieldTable::default())
+            .await?;
     }
     let body = vec![b'x'; size.max(1)];
     let publisher = Publisher::new(&broker).await?;
@@ -73,8 +74,8 @@ pub async fn measure(
         .await?;
     let mut sink = sink_ch
         .basic_consume(
-            &queue_b,
-            "sink",
+            queue_b.as_str().into(),
+            "sink".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
@@ -96,8 +97,8 @@ pub async fn measure(
         .await?;
     let relay = relay_ch
         .basic_consume(
-            &queue_a,
-            "relay",
+            queue_a.as_str().into(),
+            "relay".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
@@ -154,7 +155,9 @@ pub async fn measure(
     let seconds = began.elapsed().as_secs_f64();
     relay_task.abort();
     for q in [&queue_a, &queue_b] {
-        let _ = ch.queue_delete(q, QueueDeleteOptions::default()).await;
+        let _ = ch
+            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await;
     }
     broker.close().await;
     Ok(Ceiling {

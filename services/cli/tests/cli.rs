@@ -487,7 +487,7 @@ async fn queues_shows_every_queue_with_its_depth_and_missing_ones_as_absent() {
     let ch = broker.channel().await.expect("channel");
     let topology = herald_broker::Topology::new(&p.namespace);
     for q in [topology.dead_letter_queue(), topology.callbacks_queue()] {
-        ch.queue_delete(&q, Default::default())
+        ch.queue_delete(q.as_str().into(), Default::default())
             .await
             .expect("delete");
     }

@@ -57,7 +57,7 @@ pub async fn replay(
     let ch = broker.channel().await?;
     let total = ch
         .queue_declare(
-            &queue,
+            queue.as_str().into(),
             QueueDeclareOptions {
                 passive: true,
                 ..Default::default()
@@ -69,7 +69,7 @@ pub async fn replay(
     let mut report = Report::default();
     while report.scanned < u64::from(total) && (report.replayed as usize) < filter.limit {
         let Some(message) = ch
-            .basic_get(&queue, BasicGetOptions { no_ack: false })
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
             .await?
         else {
             break;
@@ -120,7 +120,7 @@ pub async fn replay(
         delivery.acker.ack(BasicAckOptions::default()).await?;
         report.replayed += 1;
     }
-    let _ = ch.close(200, "replay done").await;
+    let _ = ch.close(200, "replay done".into()).await;
     metrics::counter!("herald_dead_letters_replayed_total").increment(report.replayed);
     tracing::info!(
         scanned = report.scanned,

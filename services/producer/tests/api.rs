@@ -712,7 +712,7 @@ async fn dead_letters_are_replayed_by_filter_and_the_rest_kept() {
     let mut replayed = Vec::new();
     while let Some(m) = ch
         .basic_get(
-            &topology.return_queue(),
+            topology.return_queue().into(),
             herald_broker::lapin::options::BasicGetOptions { no_ack: true },
         )
         .await
@@ -727,7 +727,7 @@ async fn dead_letters_are_replayed_by_filter_and_the_rest_kept() {
         .all(|j| j.attempt == 0 && j.assignment.is_none()));
     let dead = ch
         .queue_declare(
-            &topology.dead_letter_queue(),
+            topology.dead_letter_queue().into(),
             herald_broker::lapin::options::QueueDeclareOptions {
                 passive: true,
                 ..Default::default()
@@ -738,7 +738,7 @@ async fn dead_letters_are_replayed_by_filter_and_the_rest_kept() {
         .expect("dlq")
         .message_count();
     assert_eq!(dead, 2);
-    let _ = ch.close(200, "done").await;
+    let _ = ch.close(200, "done".into()).await;
     broker.close().await;
     store.pool().close().await;
     app.stop().await;

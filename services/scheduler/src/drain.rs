@@ -196,8 +196,8 @@ impl Drain {
             .await?;
         let mut consumer = channel
             .basic_consume(
-                &queue,
-                "",
+                queue.as_str().into(),
+                "".into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
@@ -255,7 +255,7 @@ impl Drain {
             }
         };
         // Closing the channel hands every unacked delivery back.
-        let _ = channel.close(200, "drain paused or stopped").await;
+        let _ = channel.close(200, "drain paused or stopped".into()).await;
         Ok(round)
     }
 
@@ -563,7 +563,7 @@ impl Drain {
                     };
                     match channel
                         .queue_declare(
-                            &self.topology.central_queue(ch),
+                            self.topology.central_queue(ch).into(),
                             passive,
                             FieldTable::default(),
                         )
@@ -581,7 +581,7 @@ impl Drain {
                     _ = tokio::time::sleep(DEPTH_POLL) => false,
                 };
                 if stopped {
-                    let _ = channel.close(200, "stopped").await;
+                    let _ = channel.close(200, "stopped".into()).await;
                     return;
                 }
             }

@@ -181,7 +181,7 @@ impl Harness {
     async fn depth(&self, queue: &str) -> u32 {
         self.ch
             .queue_declare(
-                queue,
+                queue.into(),
                 QueueDeclareOptions {
                     passive: true,
                     ..Default::default()
@@ -209,8 +209,8 @@ impl Harness {
         let ch = self.broker.channel().await.expect("channel");
         let mut consumer = ch
             .basic_consume(
-                queue,
-                "",
+                queue.into(),
+                "".into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
@@ -227,7 +227,7 @@ impl Harness {
                 _ => break,
             }
         }
-        let _ = ch.close(200, "taken").await;
+        let _ = ch.close(200, "taken".into()).await;
         got
     }
 
@@ -368,8 +368,8 @@ async fn a_small_tenant_is_served_while_a_big_backlog_drains() {
         tokio::spawn(async move {
             let mut consumer = ch
                 .basic_consume(
-                    &central,
-                    "",
+                    central.as_str().into(),
+                    "".into(),
                     BasicConsumeOptions::default(),
                     FieldTable::default(),
                 )
@@ -379,7 +379,7 @@ async fn a_small_tenant_is_served_while_a_big_backlog_drains() {
             while let Some(Ok(d)) = consumer.next().await {
                 for job in herald_proto::jobs::decode(&d.data).expect("jobs") {
                     seen.push((tokio::time::Instant::now(), job));
-                    if seen.len() % 20 == 0 {
+                    if seen.len().is_multiple_of(20) {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 }

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
-use herald_broker::lapin::acker::Acker;
 use herald_broker::lapin::message::Delivery;
 use herald_broker::lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use herald_broker::lapin::types::FieldTable;
+use herald_broker::lapin::Acker;
 use herald_broker::{Broker, Outbound, Publisher, Topology};
 use herald_capacity::{Capacity, HealthPolicy, Lease, Observation};
 use herald_domain::{Channel, Disposition, MessageId, MessageStatus};
@@ -90,7 +90,8 @@ impl Part {
 
     async fn done(&self) -> Result<(), herald_broker::lapin::Error> {
         if self.left.fetch_sub(1, AtomicOrdering::AcqRel) == 1 {
-            self.acker.ack(BasicAckOptions::default()).await
+            // `false`: already acknowledged, as lapin 2 returned `Ok(())`.
+            self.acker.ack(BasicAckOptions::default()).await.map(|_| ())
         } else {
             Ok(())
         }
@@ -137,8 +138,8 @@ impl Worker {
         let queue = self.topology.central_queue(channel);
         let mut consumer = amqp
             .basic_consume(
-                &queue,
-                "",
+                queue.as_str().into(),
+                "".into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
@@ -176,7 +177,7 @@ impl Worker {
         let _all = permits.acquire_many(concurrency as u32).await;
         drop(done_tx);
         let _ = (&mut recorder.0).await;
-        let _ = amqp.close(200, "worker stopped").await;
+        let _ = amqp.close(200, "worker stopped".into()).await;
         Ok(())
     }
 

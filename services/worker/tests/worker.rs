@@ -254,7 +254,7 @@ impl Ctx {
         let ch = self.broker.channel().await.expect("channel");
         let q = ch
             .queue_declare(
-                &self.topology.central_queue(Channel::Wework),
+                self.topology.central_queue(Channel::Wework).into(),
                 herald_broker::lapin::options::QueueDeclareOptions {
                     passive: true,
                     ..Default::default()

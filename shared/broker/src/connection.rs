@@ -58,10 +58,7 @@ pub async fn connect(url: &str, name: &str, patience: Duration) -> Result<Broker
 }
 
 async fn dial(url: &str, name: &str) -> Result<Connection, BrokerError> {
-    let props = ConnectionProperties::default()
-        .with_connection_name(name.into())
-        .with_executor(tokio_executor_trait::Tokio::current())
-        .with_reactor(tokio_reactor_trait::Tokio);
+    let props = ConnectionProperties::default().with_connection_name(name.into());
     match tokio::time::timeout(DIAL_TIMEOUT, Connection::connect(url, props)).await {
         Ok(connection) => Ok(connection?),
         Err(_) => Err(BrokerError::DialTimeout),
@@ -130,6 +127,7 @@ impl Broker {
     pub async fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
         let connection = self.current();
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "shutting down")).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "shutting down".into()))
+            .await;
     }
 }

@@ -40,11 +40,13 @@ impl BrokerError {
     pub fn is_connection_error(&self) -> bool {
         matches!(
             self,
-            BrokerError::Amqp(
-                lapin::Error::IOError(_)
-                    | lapin::Error::InvalidChannelState(_)
-                    | lapin::Error::InvalidConnectionState(_)
-                    | lapin::Error::ChannelsLimitReached
+            BrokerError::Amqp(e) if matches!(
+                e.kind(),
+                lapin::ErrorKind::IOError(_)
+                    | lapin::ErrorKind::RuntimeShutdownError(_)
+                    | lapin::ErrorKind::InvalidChannelState(..)
+                    | lapin::ErrorKind::InvalidConnectionState(_)
+                    | lapin::ErrorKind::ChannelsLimitReached
             )
         )
     }

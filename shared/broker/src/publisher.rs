@@ -3,9 +3,9 @@ use std::time::Duration;
 
 use futures::future::try_join_all;
 use lapin::options::BasicPublishOptions;
-use lapin::publisher_confirm::Confirmation;
 use lapin::types::FieldTable;
 use lapin::BasicProperties;
+use lapin::Confirmation;
 
 use crate::{Broker, BrokerError};
 
@@ -113,8 +113,8 @@ impl Publisher {
     ) -> Result<(), BrokerError> {
         let confirm = channel
             .basic_publish(
-                &msg.exchange,
-                &msg.routing_key,
+                msg.exchange.as_str().into(),
+                msg.routing_key.as_str().into(),
                 BasicPublishOptions {
                     mandatory: true,
                     immediate: false,

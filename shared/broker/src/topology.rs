@@ -16,7 +16,7 @@ pub const DELAY_TIERS: [u32; 7] = [1, 5, 30, 120, 600, 1800, 3600];
 pub const USER_QUEUE_MAX_LENGTH: i64 = 2_000_000;
 
 fn is_precondition_failed(e: &lapin::Error) -> bool {
-    matches!(e, lapin::Error::ProtocolError(p) if p.get_id() == 406)
+    matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if p.get_id() == 406)
 }
 
 /// Every exchange and queue name of one deployment, prefixed by its
@@ -138,23 +138,29 @@ impl Topology {
             ..Default::default()
         };
         for ex in [self.user_exchange(), self.central_exchange()] {
-            ch.exchange_declare(&ex, ExchangeKind::Direct, ex_opts, FieldTable::default())
-                .await?;
+            ch.exchange_declare(
+                ex.as_str().into(),
+                ExchangeKind::Direct,
+                ex_opts,
+                FieldTable::default(),
+            )
+            .await?;
         }
         for channel in Channel::ALL {
             let q = self.central_queue(channel);
-            ch.queue_declare(&q, DURABLE, Self::priority_args()).await?;
+            ch.queue_declare(q.as_str().into(), DURABLE, Self::priority_args())
+                .await?;
             ch.queue_bind(
-                &q,
-                &self.central_exchange(),
-                channel.as_str(),
+                q.as_str().into(),
+                self.central_exchange().into(),
+                channel.as_str().into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )
             .await?;
         }
         ch.queue_declare(
-            &self.return_queue(),
+            self.return_queue().into(),
             DURABLE,
             Self::safe_quorum_args(vec![]),
         )
@@ -168,17 +174,17 @@ impl Topology {
                 ("x-dead-letter-exchange", text("")),
                 ("x-dead-letter-routing-key", text(&self.return_queue())),
             ]);
-            ch.queue_declare(&self.delay_queue(seconds), DURABLE, args)
+            ch.queue_declare(self.delay_queue(seconds).into(), DURABLE, args)
                 .await?;
         }
         ch.queue_declare(
-            &self.dead_letter_queue(),
+            self.dead_letter_queue().into(),
             DURABLE,
             Self::safe_quorum_args(vec![]),
         )
         .await?;
         ch.queue_declare(
-            &self.callbacks_queue(),
+            self.callbacks_queue().into(),
             DURABLE,
             Self::safe_quorum_args(vec![]),
         )
@@ -195,7 +201,10 @@ impl Topology {
         let mut ch = broker.channel().await?;
         for channel in Channel::ALL {
             let q = self.user_queue(tenant, channel);
-            if let Err(e) = ch.queue_declare(&q, DURABLE, self.user_queue_args()).await {
+            if let Err(e) = ch
+                .queue_declare(q.as_str().into(), DURABLE, self.user_queue_args())
+                .await
+            {
                 if !is_precondition_failed(&e) {
                     return Err(e.into());
                 }
@@ -207,18 +216,19 @@ impl Topology {
                     passive: true,
                     ..DURABLE
                 };
-                ch.queue_declare(&q, passive, FieldTable::default()).await?;
+                ch.queue_declare(q.as_str().into(), passive, FieldTable::default())
+                    .await?;
             }
             ch.queue_bind(
-                &q,
-                &self.user_exchange(),
-                &Self::user_routing_key(tenant, channel),
+                q.as_str().into(),
+                self.user_exchange().into(),
+                Self::user_routing_key(tenant, channel).into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )
             .await?;
         }
-        let _ = ch.close(200, "declared").await;
+        let _ = ch.close(200, "declared".into()).await;
         Ok(())
     }
 
@@ -339,10 +349,11 @@ impl Topology {
             queues.extend(Channel::ALL.iter().map(|c| self.user_queue(*tenant, *c)));
         }
         for q in queues {
-            ch.queue_delete(&q, QueueDeleteOptions::default()).await?;
+            ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await?;
         }
         for ex in [self.user_exchange(), self.central_exchange()] {
-            ch.exchange_delete(&ex, ExchangeDeleteOptions::default())
+            ch.exchange_delete(ex.as_str().into(), ExchangeDeleteOptions::default())
                 .await?;
         }
         Ok(())

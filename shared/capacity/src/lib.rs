@@ -112,16 +112,16 @@ pub struct Capacity {
 impl Capacity {
     pub async fn connect(url: &str, namespace: &str) -> Result<Capacity, CapacityError> {
         let client = redis::Client::open(url)?;
-        // Reconnect attempts back off from 1 s, doubling, at most 2 s apart.
-        // redis 0.32 hands `factor` to backon as the multiplier: its default
-        // (100) makes the second attempt wait about 100 s, which stalled
-        // every placement for that long after a Redis restart (measured by
-        // the chaos run; decision 0008).
+        // Reconnect attempts back off from 1 s, doubling, at most 2 s apart
+        // (redis jitters each delay below that). A long back-off stalled
+        // every placement after a Redis restart (measured by the chaos run;
+        // decision 0008).
         let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(5))
-            .set_response_timeout(Duration::from_secs(5))
-            .set_factor(2)
-            .set_max_delay(2_000)
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_min_delay(Duration::from_secs(1))
+            .set_exponent_base(2.0)
+            .set_max_delay(Duration::from_secs(2))
             .set_number_of_retries(6);
         let conn = ConnectionManager::new_with_config(client, config).await?;
         Ok(Capacity {

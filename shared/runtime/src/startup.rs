@@ -50,7 +50,7 @@ impl Connections {
             .declare_core(&channel)
             .await
             .context("Failed to declare the broker topology")?;
-        let _ = channel.close(200, "declared").await;
+        let _ = channel.close(200, "declared".into()).await;
         Ok(Connections {
             store,
             broker,

@@ -38,10 +38,10 @@ impl Store {
             return Ok(());
         };
         let mut conn = sqlx::PgConnection::connect_with(&options.database("postgres")).await?;
-        sqlx::query(&format!(
+        sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             quote(&name)
-        ))
+        )))
         .execute(&mut conn)
         .await?;
         conn.close().await?;
@@ -70,9 +70,12 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> Result<()> {
             .fetch_one(&mut conn)
             .await?;
     if !exists {
-        match sqlx::query(&format!("CREATE DATABASE {}", quote(&name)))
-            .execute(&mut conn)
-            .await
+        match sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {}",
+            quote(&name)
+        )))
+        .execute(&mut conn)
+        .await
         {
             Ok(_) => tracing::info!(database = %name, "Created the database."),
             // Another service created it at the same moment.

@@ -274,9 +274,9 @@ impl Store {
 
     /// One of `tenant`'s messages (another tenant's id is `None`).
     pub async fn message(&self, tenant: TenantId, id: MessageId) -> Result<Option<MessageRecord>> {
-        let row: Option<MessageRow> = sqlx::query_as(&format!(
+        let row: Option<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT_MESSAGE} WHERE m.id = $1 AND m.tenant_id = $2"
-        ))
+        )))
         .bind(id.as_uuid())
         .bind(tenant.as_uuid())
         .fetch_optional(&self.pool)
@@ -286,10 +286,12 @@ impl Store {
 
     /// Any tenant's message, for operators (the admin API).
     pub async fn any_message(&self, id: MessageId) -> Result<Option<MessageRecord>> {
-        let row: Option<MessageRow> = sqlx::query_as(&format!("{SELECT_MESSAGE} WHERE m.id = $1"))
-            .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row: Option<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT_MESSAGE} WHERE m.id = $1"
+        )))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(decode_record).transpose()
     }
 
@@ -300,11 +302,11 @@ impl Store {
         tenant: TenantId,
         f: &MessageFilter,
     ) -> Result<Vec<MessageRecord>> {
-        let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+        let rows: Vec<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT_MESSAGE} WHERE m.tenant_id = $1 AND ($2::text IS NULL OR m.status = $2)
                AND ($3::uuid IS NULL OR m.batch_id = $3) AND ($4::uuid IS NULL OR m.id < $4)
              ORDER BY m.id DESC LIMIT $5"
-        ))
+        )))
         .bind(tenant.as_uuid())
         .bind(f.status.map(MessageStatus::as_str))
         .bind(f.batch_id)

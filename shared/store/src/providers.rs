@@ -116,10 +116,10 @@ const COLUMNS: &str =
 impl Store {
     pub async fn create_provider(&self, p: &NewProvider) -> Result<ProviderRow> {
         let mut tx = self.pool.begin().await?;
-        let row: ProviderRow = sqlx::query_as(&format!(
+        let row: ProviderRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO providers (id, tenant_id, name, channel, kind, config, quota, send_window, weight, enabled)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
-        ))
+        )))
         .bind(p.id.as_uuid())
         .bind(p.tenant_id)
         .bind(&p.name)
@@ -139,9 +139,9 @@ impl Store {
     }
 
     pub async fn provider(&self, id: ProviderId) -> Result<Option<ProviderRow>> {
-        Ok(sqlx::query_as(&format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM providers WHERE id = $1 AND deleted_at IS NULL"
-        ))
+        )))
         .bind(id.as_uuid())
         .fetch_optional(&self.pool)
         .await?)
@@ -152,10 +152,10 @@ impl Store {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<ProviderRow>> {
-        Ok(sqlx::query_as(&format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM providers WHERE deleted_at IS NULL AND ($1::uuid IS NULL OR id > $1)
              ORDER BY id LIMIT $2"
-        ))
+        )))
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
@@ -168,9 +168,9 @@ impl Store {
     /// is unusable until fixed (the policy of [`crate::decode`]), and
     /// [`UNDECODABLE_PROVIDERS`] says how many there were at this read.
     pub async fn all_providers(&self) -> Result<Vec<Provider>> {
-        let rows: Vec<ProviderRow> = sqlx::query_as(&format!(
+        let rows: Vec<ProviderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM providers WHERE deleted_at IS NULL ORDER BY id"
-        ))
+        )))
         .fetch_all(&self.pool)
         .await?;
         Ok(decode_providers(rows))
@@ -182,7 +182,7 @@ impl Store {
         patch: &ProviderPatch,
     ) -> Result<Option<ProviderRow>> {
         let mut tx = self.pool.begin().await?;
-        let row: Option<ProviderRow> = sqlx::query_as(&format!(
+        let row: Option<ProviderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE providers SET
                 name = COALESCE($2, name),
                 config = COALESCE($3, config),
@@ -192,7 +192,7 @@ impl Store {
                 enabled = COALESCE($8, enabled),
                 updated_at = now()
              WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
-        ))
+        )))
         .bind(id.as_uuid())
         .bind(&patch.name)
         .bind(&patch.config)

@@ -84,10 +84,10 @@ impl Store {
     /// Creates a tenant and announces it to the schedulers.
     pub async fn create_tenant(&self, t: &NewTenant) -> Result<Tenant> {
         let mut tx = self.pool.begin().await?;
-        let row: TenantRow = sqlx::query_as(&format!(
+        let row: TenantRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO tenants (id, code, name, weight, daily_quota, rate_limit_per_sec, webhook_url)
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
-        ))
+        )))
         .bind(t.id.as_uuid())
         .bind(&t.code)
         .bind(&t.name)
@@ -108,20 +108,21 @@ impl Store {
     }
 
     pub async fn tenant(&self, id: TenantId) -> Result<Option<Tenant>> {
-        let row: Option<TenantRow> =
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM tenants WHERE id = $1"))
-                .bind(id.as_uuid())
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<TenantRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM tenants WHERE id = $1"
+        )))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(decode_tenant).transpose()
     }
 
     /// Tenants in creation order after `after`, at most `limit`; a row that
     /// does not decode is reported and left out.
     pub async fn list_tenants(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<Tenant>> {
-        let rows: Vec<TenantRow> = sqlx::query_as(&format!(
+        let rows: Vec<TenantRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM tenants WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2"
-        ))
+        )))
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
@@ -132,9 +133,9 @@ impl Store {
     /// Every active tenant (the scheduler's view); a row that does not
     /// decode is reported and left out, so its queues are not drained.
     pub async fn active_tenants(&self) -> Result<Vec<Tenant>> {
-        let rows: Vec<TenantRow> = sqlx::query_as(&format!(
+        let rows: Vec<TenantRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM tenants WHERE status = 'active' ORDER BY id"
-        ))
+        )))
         .fetch_all(&self.pool)
         .await?;
         Ok(decode_all(rows, Tenant::try_from).0)
@@ -147,9 +148,9 @@ impl Store {
         status: TenantStatus,
     ) -> Result<Option<Tenant>> {
         let mut tx = self.pool.begin().await?;
-        let row: Option<TenantRow> = sqlx::query_as(&format!(
+        let row: Option<TenantRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE tenants SET status = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
-        ))
+        )))
         .bind(id.as_uuid())
         .bind(status.as_str())
         .fetch_optional(&mut *tx)

@@ -37,12 +37,15 @@ pub fn inject_current() -> HashMap<String, String> {
     map
 }
 
-/// Makes `span` a child of the context carried in `carrier`.
+/// Makes `span` a child of the context carried in `carrier`. Call it before
+/// `span` is first entered: a started span, one the filters dropped, or any
+/// span while tracing export is off stays where it is.
 pub fn set_parent(span: &tracing::Span, carrier: &HashMap<String, String>) {
     if carrier.is_empty() {
         return;
     }
     let context =
         opentelemetry::global::get_text_map_propagator(|p| p.extract(&MapExtractor(carrier)));
-    span.set_parent(context);
+    // The refusals above are not errors of the message being handled.
+    let _ = span.set_parent(context);
 }

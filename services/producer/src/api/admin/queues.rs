@@ -96,12 +96,17 @@ pub async fn list_queues(
     let mut items = Vec::with_capacity(queues.len());
     for q in queues {
         let depth = match ch
-            .queue_declare(&q.name, passive, lapin::types::FieldTable::default())
+            .queue_declare(
+                q.name.as_str().into(),
+                passive,
+                lapin::types::FieldTable::default(),
+            )
             .await
         {
             Ok(d) => Some((d.message_count(), d.consumer_count())),
             // A passive declare of a missing queue closes the channel.
-            Err(lapin::Error::ProtocolError(e)) if e.get_id() == 404 => {
+            Err(e) if matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if p.get_id() == 404) =>
+            {
                 ch = state.broker.channel().await.map_err(|e| broker_down(&e))?;
                 None
             }
@@ -117,7 +122,7 @@ pub async fn list_queues(
             consumers: depth.map(|d| d.1),
         });
     }
-    let _ = ch.close(200, "queues read").await;
+    let _ = ch.close(200, "queues read".into()).await;
     Ok(Json(Page {
         items,
         next_cursor: None,
