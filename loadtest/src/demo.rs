@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use chrono::Utc;
+use herald_api::Client;
 
-use crate::api::ApiClient;
 use crate::cli::DemoArgs;
 use crate::report::{LookFurther, RunFacts, SimDelta, Summary};
 use crate::setup::{self, Ensured};
@@ -96,7 +96,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let run_id = new_run_id();
     let ca_file = resolve_ca_file(&args.target.sim_ca_file)?;
-    let admin = ApiClient::new(&args.target.producer_url, &args.target.admin_token)?;
+    let admin = Client::new(&args.target.producer_url, &args.target.admin_token)?;
 
     // (a) tenant and key
     let tenant = setup::ensure_tenant(&admin).await?;

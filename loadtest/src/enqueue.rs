@@ -1,40 +1,49 @@
 //! The send burst: messages built for a run, posted to
 //! `POST /v1/messages/batch` in chunks with a few requests in flight.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use chrono::{DateTime, Utc};
 use futures::{stream, StreamExt};
-use reqwest::Method;
-use serde_json::{json, Value};
+use herald_api::{Client, SendMessage};
+use herald_domain::Channel;
 use uuid::Uuid;
 
-use crate::api::ApiClient;
+/// `message` with its idempotency key and tagged with the run id.
+fn keyed(mut message: SendMessage, run_id: &str, key: String) -> SendMessage {
+    message.idempotency_key = Some(key);
+    message.metadata = Some(BTreeMap::from([("run".to_owned(), run_id.to_owned())]));
+    message
+}
 
 /// The demo's messages: `emails` to `user{n}@example.com`, then `wework`
 /// to `u{n}`, all tagged with the run id and each with its own idempotency
 /// key (so a retried request never sends twice).
-pub fn demo_messages(run_id: &str, emails: usize, wework: usize) -> Vec<Value> {
+pub fn demo_messages(run_id: &str, emails: usize, wework: usize) -> Vec<SendMessage> {
     let mut out = Vec::with_capacity(emails + wework);
     for n in 1..=emails {
-        out.push(json!({
-            "channel": "email",
-            "to": format!("user{n}@example.com"),
-            "subject": format!("Herald demo {run_id} #{n}"),
-            "text": format!("Hello user{n}, this is message {n} of Herald demo run {run_id}."),
-            "idempotency_key": format!("{run_id}-email-{n}"),
-            "metadata": {"run": run_id},
-        }));
+        out.push(keyed(
+            SendMessage::email(
+                format!("user{n}@example.com"),
+                format!("Herald demo {run_id} #{n}"),
+                format!("Hello user{n}, this is message {n} of Herald demo run {run_id}."),
+            ),
+            run_id,
+            format!("{run_id}-email-{n}"),
+        ));
     }
     for n in 1..=wework {
-        out.push(json!({
-            "channel": "wework",
-            "to": format!("u{n}"),
-            "text": format!("Herald demo {run_id}: message {n} for u{n}."),
-            "idempotency_key": format!("{run_id}-wework-{n}"),
-            "metadata": {"run": run_id},
-        }));
+        out.push(keyed(
+            SendMessage::new(
+                Channel::Wework,
+                format!("u{n}"),
+                format!("Herald demo {run_id}: message {n} for u{n}."),
+            ),
+            run_id,
+            format!("{run_id}-wework-{n}"),
+        ));
     }
     out
 }
@@ -47,18 +56,20 @@ pub fn webhook_url(sim_url: &str) -> String {
 
 /// The demo's webhooks: `count` POSTs to `url`, tagged with the run id and
 /// keyed like [`demo_messages`].
-pub fn webhook_messages(run_id: &str, count: usize, url: &str) -> Vec<Value> {
-    let mut out = Vec::with_capacity(count);
-    for n in 1..=count {
-        out.push(json!({
-            "channel": "webhook",
-            "to": url,
-            "text": format!("Herald demo {run_id}: webhook {n}."),
-            "idempotency_key": format!("{run_id}-webhook-{n}"),
-            "metadata": {"run": run_id},
-        }));
-    }
-    out
+pub fn webhook_messages(run_id: &str, count: usize, url: &str) -> Vec<SendMessage> {
+    (1..=count)
+        .map(|n| {
+            keyed(
+                SendMessage::new(
+                    Channel::Webhook,
+                    url,
+                    format!("Herald demo {run_id}: webhook {n}."),
+                ),
+                run_id,
+                format!("{run_id}-webhook-{n}"),
+            )
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -82,23 +93,12 @@ impl EnqueueOutcome {
     }
 }
 
-pub async fn send_chunk(client: &ApiClient, chunk: Vec<Value>) -> anyhow::Result<Vec<Uuid>> {
+/// Posts one batch, retrying overload and lost answers (every message has
+/// an idempotency key, so a repeat sends nothing twice); the ids in order.
+pub async fn send_chunk(client: &Client, chunk: &[SendMessage]) -> anyhow::Result<Vec<Uuid>> {
     let n = chunk.len();
-    let body = json!({ "messages": chunk });
-    let answer = client
-        .call(Method::POST, "/v1/messages/batch", Some(&body))
-        .await?;
-    let ids = answer["ids"]
-        .as_array()
-        .ok_or_else(|| anyhow!("the batch answer has no `ids`: {answer}"))?;
-    let ids = ids
-        .iter()
-        .map(|v| {
-            v.as_str()
-                .and_then(|s| s.parse::<Uuid>().ok())
-                .ok_or_else(|| anyhow!("not a message id: {v}"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let answer = client.with_retries().send_batch(chunk).await?;
+    let ids: Vec<Uuid> = answer.ids.iter().map(|id| id.as_uuid()).collect();
     if ids.len() != n {
         return Err(anyhow!("sent {n} messages, got {} ids back", ids.len()));
     }
@@ -108,15 +108,15 @@ pub async fn send_chunk(client: &ApiClient, chunk: Vec<Value>) -> anyhow::Result
 /// Posts `messages` in chunks of `chunk_size` with `concurrency` requests in
 /// flight. `progress` is called with (accepted so far, total).
 pub async fn enqueue_all(
-    client: &ApiClient,
-    messages: Vec<Value>,
+    client: &Client,
+    messages: Vec<SendMessage>,
     chunk_size: usize,
     concurrency: usize,
     mut progress: impl FnMut(usize, usize),
 ) -> anyhow::Result<EnqueueOutcome> {
     let total = messages.len();
     let chunk_size = chunk_size.max(1);
-    let mut chunks: Vec<Vec<Value>> = Vec::with_capacity(total.div_ceil(chunk_size));
+    let mut chunks: Vec<Vec<SendMessage>> = Vec::with_capacity(total.div_ceil(chunk_size));
     let mut rest = messages.into_iter().peekable();
     while rest.peek().is_some() {
         chunks.push(rest.by_ref().take(chunk_size).collect());
@@ -127,7 +127,7 @@ pub async fn enqueue_all(
         let client = client.clone();
         async move {
             let n = chunk.len();
-            (n, send_chunk(&client, chunk).await)
+            (n, send_chunk(&client, &chunk).await)
         }
     }))
     .buffered(concurrency.max(1));
@@ -163,6 +163,10 @@ pub async fn enqueue_all(
 mod tests {
     use super::*;
 
+    fn run_tag(m: &SendMessage) -> Option<&str> {
+        m.metadata.as_ref()?.get("run").map(String::as_str)
+    }
+
     #[test]
     fn demo_messages_have_distinct_recipients_and_keys() {
         let mut msgs = demo_messages("run-1", 3, 2);
@@ -172,20 +176,19 @@ mod tests {
             2,
             "http://127.0.0.1:8090/webhook/demo",
         ));
-        assert_eq!(msgs[0]["to"], "user1@example.com");
-        assert_eq!(msgs[2]["to"], "user3@example.com");
-        assert_eq!(msgs[3]["channel"], "wework");
-        assert_eq!(msgs[4]["to"], "u2");
+        assert_eq!(msgs[0].to, "user1@example.com");
+        assert_eq!(msgs[2].to, "user3@example.com");
+        assert_eq!(msgs[3].channel, Channel::Wework);
+        assert_eq!(msgs[4].to, "u2");
         assert!(
-            msgs[3].get("subject").is_none(),
+            msgs[3].subject.is_none(),
             "WeWork messages carry no subject"
         );
-        let keys: std::collections::HashSet<_> = msgs
-            .iter()
-            .map(|m| m["idempotency_key"].as_str().unwrap_or_default().to_owned())
-            .collect();
+        let keys: std::collections::HashSet<_> =
+            msgs.iter().map(|m| m.idempotency_key.clone()).collect();
         assert_eq!(keys.len(), 7);
-        assert!(msgs.iter().all(|m| m["metadata"]["run"] == "run-1"));
+        assert!(keys.iter().all(Option::is_some));
+        assert!(msgs.iter().all(|m| run_tag(m) == Some("run-1")));
     }
 
     #[test]
@@ -193,11 +196,25 @@ mod tests {
         let msgs = webhook_messages("run-1", 2, &webhook_url("http://127.0.0.1:8090/"));
         assert_eq!(msgs.len(), 2);
         for (m, n) in msgs.iter().zip(1..) {
-            assert_eq!(m["channel"], "webhook");
-            assert_eq!(m["to"], "http://127.0.0.1:8090/webhook/demo");
-            assert_eq!(m["idempotency_key"], format!("run-1-webhook-{n}"));
+            assert_eq!(m.channel, Channel::Webhook);
+            assert_eq!(m.to, "http://127.0.0.1:8090/webhook/demo");
+            assert_eq!(m.idempotency_key, Some(format!("run-1-webhook-{n}")));
             // The producer refuses a subject on any channel but email.
-            assert!(m.get("subject").is_none(), "{m}");
+            assert!(m.subject.is_none(), "{m:?}");
+        }
+    }
+
+    #[test]
+    fn every_demo_message_is_one_the_producer_accepts() {
+        let mut msgs = demo_messages("run-1", 2, 2);
+        msgs.extend(webhook_messages(
+            "run-1",
+            1,
+            &webhook_url("http://127.0.0.1:8090"),
+        ));
+        for m in msgs {
+            let to = m.to.clone();
+            herald_domain::NewMessage::try_from(m).unwrap_or_else(|e| panic!("{to}: {e}"));
         }
     }
 

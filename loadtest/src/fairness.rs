@@ -7,15 +7,13 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use futures::{stream, StreamExt};
-use reqwest::Method;
+use herald_api::{Client, NewTenant, SendMessage};
 use serde::Serialize;
-use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::api::ApiClient;
 use crate::cli::FairnessArgs;
 use crate::report::{LatencyStats, StatusCounts};
 use crate::{enqueue, setup, wait};
@@ -37,19 +35,28 @@ pub struct FairnessSummary {
     pub small_tenant_id: String,
 }
 
-async fn create_tenant(admin: &ApiClient, code: &str) -> anyhow::Result<String> {
+async fn create_tenant(admin: &Client, code: &str) -> anyhow::Result<String> {
+    let new = NewTenant {
+        code: code.to_owned(),
+        name: code.to_owned(),
+        weight: None,
+        daily_quota: None,
+        rate_limit_per_sec: None,
+        webhook_url: None,
+    };
+    // Not retried: the code is fresh, and a repeat would be refused as taken.
     let t = admin
-        .once(
-            Method::POST,
-            "/v1/admin/tenants",
-            Some(&json!({"code": code, "name": code})),
-        )
+        .create_tenant(&new)
         .await
         .with_context(|| format!("Failed to create tenant {code}"))?;
-    t["id"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow!("the created tenant has no id: {t}"))
+    Ok(t.id.to_string())
+}
+
+/// One fairness message: an email with its own idempotency key.
+fn email(to: String, subject: String, text: &str, key: String) -> SendMessage {
+    let mut m = SendMessage::email(to, subject, text);
+    m.idempotency_key = Some(key);
+    m
 }
 
 /// The tenant's messages not yet final.
@@ -66,16 +73,15 @@ async fn unsent(pool: &PgPool, tenant: &str) -> anyhow::Result<u64> {
     Ok(counts.total() - counts.final_total())
 }
 
-fn backlog_chunk(run: &str, from: usize, to: usize) -> Vec<Value> {
+fn backlog_chunk(run: &str, from: usize, to: usize) -> Vec<SendMessage> {
     (from..to)
         .map(|n| {
-            json!({
-                "channel": "email",
-                "to": format!("big{n}@example.com"),
-                "subject": format!("Backlog {run} #{n}"),
-                "text": "Part of a fairness run's backlog.",
-                "idempotency_key": format!("{run}-big-{n}"),
-            })
+            email(
+                format!("big{n}@example.com"),
+                format!("Backlog {run} #{n}"),
+                "Part of a fairness run's backlog.",
+                format!("{run}-big-{n}"),
+            )
         })
         .collect()
 }
@@ -85,7 +91,7 @@ pub async fn run(args: FairnessArgs) -> anyhow::Result<ExitCode> {
         bail!("--small must be at least 1");
     }
     let t = &args.target;
-    let admin = ApiClient::new(&t.producer_url, &t.admin_token)?;
+    let admin = Client::new(&t.producer_url, &t.admin_token)?;
     let run = crate::demo::new_run_id()
         .replace("demo-", "fair-")
         .to_lowercase();
@@ -106,7 +112,7 @@ pub async fn run(args: FairnessArgs) -> anyhow::Result<ExitCode> {
         let client = big_client.clone();
         let run = run.clone();
         let to = (from + chunk).min(args.backlog);
-        async move { enqueue::send_chunk(&client, backlog_chunk(&run, from, to)).await }
+        async move { enqueue::send_chunk(&client, &backlog_chunk(&run, from, to)).await }
     }))
     .buffered(usize::from(args.concurrency));
     let mut last_note = Instant::now();
@@ -136,22 +142,19 @@ pub async fn run(args: FairnessArgs) -> anyhow::Result<ExitCode> {
     let mut tick = tokio::time::interval(Duration::from_millis(args.small_every_ms.max(1)));
     for n in 0..args.small {
         tick.tick().await;
-        let body = json!({
-            "channel": "email",
-            "to": format!("small{n}@example.com"),
-            "subject": format!("Small {run} #{n}"),
-            "text": "A small tenant's message.",
-            "idempotency_key": format!("{run}-small-{n}"),
-        });
+        let message = email(
+            format!("small{n}@example.com"),
+            format!("Small {run} #{n}"),
+            "A small tenant's message.",
+            format!("{run}-small-{n}"),
+        );
+        // Keyed, so retrying overload or a lost answer sends it once.
         let answer = small_client
-            .call(Method::POST, "/v1/messages", Some(&body))
+            .with_retries()
+            .send(&message)
             .await
             .context("The small tenant's message was not accepted")?;
-        let id = answer["id"]
-            .as_str()
-            .and_then(|s| s.parse::<Uuid>().ok())
-            .ok_or_else(|| anyhow!("no id in {answer}"))?;
-        ids.push(id);
+        ids.push(answer.id.as_uuid());
     }
     let waited = wait::wait_final(
         &pool,

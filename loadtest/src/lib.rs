@@ -12,12 +12,12 @@
 //! PostgreSQL instances, kills and restarts every part while it sends, and
 //! reports losses and duplicates.
 //!
-//! Modules by role: [`cli`] (flags), [`api`] (the producer's HTTP API),
+//! Modules by role: [`cli`] (flags); the producer's HTTP API is
+//! [`herald_api::Client`] with the contract's types;
 //! [`setup`] (tenant, key, providers), [`enqueue`] (the send burst),
 //! [`wait`] (polling the records), [`sim`] (the simulator's counters),
 //! [`report`] (the summary and its math) and [`demo`] (the whole run).
 
-pub mod api;
 pub mod bench;
 pub mod ceiling;
 pub mod chaos;

@@ -515,7 +515,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::sim::{ChannelStats, WebhookStats};
+    use crate::sim::{SmtpStats, WebhookStats, WeworkStats};
 
     fn counts(pairs: &[(&str, u64)]) -> StatusCounts {
         StatusCounts(pairs.iter().map(|(s, n)| ((*s).to_owned(), *n)).collect())
@@ -570,17 +570,16 @@ mod tests {
         SimDelta::new(
             "http://127.0.0.1:8090/sim/stats".into(),
             &SimStats {
-                smtp: ChannelStats {
+                smtp: SmtpStats {
                     received: 3,
                     unique: 2,
                     duplicates: 1,
-                    rejected: 0,
+                    ..SmtpStats::default()
                 },
-                wework: ChannelStats {
+                wework: WeworkStats {
                     received: 2,
                     unique: 2,
-                    duplicates: 0,
-                    rejected: 0,
+                    ..WeworkStats::default()
                 },
                 webhook: WebhookStats {
                     received: 4,

@@ -4,11 +4,13 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context};
-use reqwest::Method;
-use serde_json::{json, Value};
-
-use crate::api::ApiClient;
+use anyhow::{bail, Context};
+use herald_api::{Client, NewProvider, NewTenant, ProviderPatch};
+use herald_domain::provider_config::{
+    ProviderConfig, SmtpConfig, TlsMode, WebhookConfig, WeworkConfig,
+};
+use herald_domain::{ProviderKind, Quota};
+use serde_json::{Map, Value};
 
 pub const DEMO_TENANT_CODE: &str = "demo";
 pub const EMAIL_PROVIDER: &str = "sim-email";
@@ -22,95 +24,122 @@ pub struct Tenant {
 }
 
 /// The demo tenant: found by code, or created.
-pub async fn ensure_tenant(admin: &ApiClient) -> anyhow::Result<Tenant> {
+pub async fn ensure_tenant(admin: &Client) -> anyhow::Result<Tenant> {
     if let Some(id) = find_tenant(admin).await? {
         return Ok(Tenant { id, created: false });
     }
-    let body = json!({"code": DEMO_TENANT_CODE, "name": "Herald demo"});
-    match admin
-        .once(Method::POST, "/v1/admin/tenants", Some(&body))
-        .await
-    {
-        Ok(t) => {
-            let id = t["id"]
-                .as_str()
-                .ok_or_else(|| anyhow!("the created tenant has no id: {t}"))?;
-            Ok(Tenant {
-                id: id.to_owned(),
-                created: true,
-            })
-        }
+    let new = NewTenant {
+        code: DEMO_TENANT_CODE.to_owned(),
+        name: "Herald demo".to_owned(),
+        weight: None,
+        daily_quota: None,
+        rate_limit_per_sec: None,
+        webhook_url: None,
+    };
+    // Not retried: a second create after a lost answer would be refused as
+    // a duplicate code; the lookup below covers that case.
+    match admin.create_tenant(&new).await {
+        Ok(t) => Ok(Tenant {
+            id: t.id.to_string(),
+            created: true,
+        }),
         // Another run created it meanwhile.
         Err(e) => match find_tenant(admin).await? {
             Some(id) => Ok(Tenant { id, created: false }),
-            None => Err(e.context("Failed to create the demo tenant")),
+            None => Err(anyhow::Error::new(e).context("Failed to create the demo tenant")),
         },
     }
 }
 
-async fn find_tenant(admin: &ApiClient) -> anyhow::Result<Option<String>> {
+async fn find_tenant(admin: &Client) -> anyhow::Result<Option<String>> {
     let tenants = admin
-        .list_all("/v1/admin/tenants")
+        .with_retries()
+        .tenants()
         .await
         .context("Failed to list tenants")?;
     Ok(tenants
-        .iter()
-        .find(|t| t["code"].as_str() == Some(DEMO_TENANT_CODE))
-        .and_then(|t| t["id"].as_str())
-        .map(str::to_owned))
+        .into_iter()
+        .find(|t| t.code == DEMO_TENANT_CODE)
+        .map(|t| t.id.to_string()))
 }
 
 /// A fresh API key for the tenant (shown once by the API).
-pub async fn create_key(admin: &ApiClient, tenant_id: &str) -> anyhow::Result<String> {
-    let path = format!("/v1/admin/tenants/{tenant_id}/keys");
-    let answer = admin
-        .once(Method::POST, &path, None)
+pub async fn create_key(admin: &Client, tenant_id: &str) -> anyhow::Result<String> {
+    // Not retried: each call makes another key.
+    let key = admin
+        .create_key(tenant_id)
         .await
         .context("Failed to create an API key")?;
-    answer["key"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow!("the new API key's answer has no `key`"))
+    Ok(key.key)
 }
 
 /// What a provider should look like.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProviderSpec {
     pub name: &'static str,
-    pub kind: &'static str,
-    pub config: Value,
+    pub config: ProviderConfig,
+}
+
+impl ProviderSpec {
+    pub fn kind(&self) -> ProviderKind {
+        match self.config {
+            ProviderConfig::Smtp(_) => ProviderKind::Smtp,
+            ProviderConfig::Wework(_) => ProviderKind::Wework,
+            ProviderConfig::Webhook(_) => ProviderKind::Webhook,
+        }
+    }
+
+    /// The config as the API takes it: a JSON object whose fields depend
+    /// on the kind (the contract keeps `config` an object for that reason).
+    pub fn config_object(&self) -> anyhow::Result<Map<String, Value>> {
+        let value = match &self.config {
+            ProviderConfig::Smtp(c) => serde_json::to_value(c),
+            ProviderConfig::Wework(c) => serde_json::to_value(c),
+            ProviderConfig::Webhook(c) => serde_json::to_value(c),
+        }
+        .with_context(|| format!("Failed to encode the config of {}", self.name))?;
+        match value {
+            Value::Object(map) => Ok(map),
+            other => bail!("the config of {} is not an object: {other}", self.name),
+        }
+    }
 }
 
 /// The SMTP provider pointing at the simulator. With a CA file, STARTTLS
 /// verifies the simulator's certificate; without one it accepts any.
 pub fn email_provider(host: &str, port: u16, ca_file: Option<&Path>) -> ProviderSpec {
-    let mut config = json!({
-        "host": host,
-        "port": port,
-        "tls": "starttls",
-        "from": "demo@herald.local",
-        "pool_size": 8,
-    });
-    match ca_file {
-        Some(path) => config["ca_file"] = json!(path.display().to_string()),
-        None => config["accept_invalid_certs"] = json!(true),
-    }
     ProviderSpec {
         name: EMAIL_PROVIDER,
-        kind: "smtp",
-        config,
+        config: ProviderConfig::Smtp(SmtpConfig {
+            host: host.to_owned(),
+            port,
+            tls: TlsMode::Starttls,
+            ca_file: ca_file.map(|path| path.display().to_string()),
+            accept_invalid_certs: ca_file.is_none(),
+            username: None,
+            password: None,
+            from: Some("demo@herald.local".to_owned()),
+            pool_size: Some(8),
+            message_id_domain: None,
+            timeout_secs: None,
+            callback_secret: None,
+        }),
     }
 }
 
 pub fn wework_provider(base_url: &str) -> ProviderSpec {
     ProviderSpec {
         name: WEWORK_PROVIDER,
-        kind: "wework",
-        config: json!({
-            "base_url": base_url.trim_end_matches('/'),
-            "corp_id": "demo-corp",
-            "corp_secret": "demo-secret",
-            "agent_id": 1_000_002,
+        config: ProviderConfig::Wework(WeworkConfig {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            corp_id: "demo-corp".to_owned(),
+            corp_secret: "demo-secret".to_owned(),
+            agent_id: 1_000_002,
+            token: None,
+            encoding_aes_key: None,
+            duplicate_check_interval: None,
+            timeout_ms: None,
+            callback_secret: None,
         }),
     }
 }
@@ -120,13 +149,13 @@ pub fn wework_provider(base_url: &str) -> ProviderSpec {
 pub fn webhook_provider(signing_secret: &str) -> ProviderSpec {
     ProviderSpec {
         name: WEBHOOK_PROVIDER,
-        kind: "webhook",
-        config: json!({
-            "signing_secret": signing_secret,
+        config: ProviderConfig::Webhook(WebhookConfig {
+            signing_secret: signing_secret.to_owned(),
+            timeout_ms: Some(10_000),
             // The simulator listens on loopback, which the worker refuses as
             // a webhook target (SSRF guard) unless the provider allows it.
-            "allow_private_addresses": true,
-            "timeout_ms": 10_000,
+            allow_private_addresses: true,
+            callback_secret: None,
         }),
     }
 }
@@ -140,91 +169,113 @@ pub enum Ensured {
 /// Creates the shared provider, or PATCHes an existing one (by name) to the
 /// spec's config and enables it.
 pub async fn ensure_provider(
-    admin: &ApiClient,
+    admin: &Client,
     spec: &ProviderSpec,
 ) -> anyhow::Result<(String, Ensured)> {
     let providers = admin
-        .list_all("/v1/admin/providers")
+        .with_retries()
+        .providers()
         .await
         .context("Failed to list providers")?;
-    if let Some(existing) = providers
-        .iter()
-        .find(|p| p["name"].as_str() == Some(spec.name))
-    {
-        let id = existing["id"]
-            .as_str()
-            .ok_or_else(|| anyhow!("provider {} has no id", spec.name))?;
-        if existing["kind"].as_str() != Some(spec.kind) {
+    let config = spec.config_object()?;
+    if let Some(existing) = providers.into_iter().find(|p| p.name == spec.name) {
+        if existing.kind != spec.kind() {
             bail!(
                 "a provider named {} exists with kind {}, not {}: rename or delete it",
                 spec.name,
-                existing["kind"],
-                spec.kind
+                existing.kind,
+                spec.kind()
             );
         }
-        let patch = json!({"config": spec.config, "enabled": true});
+        let patch = ProviderPatch {
+            config: Some(config),
+            enabled: Some(true),
+            ..ProviderPatch::default()
+        };
+        // A PATCH to the same state is safe to repeat.
         admin
-            .call(
-                Method::PATCH,
-                &format!("/v1/admin/providers/{id}"),
-                Some(&patch),
-            )
+            .with_retries()
+            .update_provider(existing.id, &patch)
             .await
             .with_context(|| format!("Failed to update provider {}", spec.name))?;
-        return Ok((id.to_owned(), Ensured::Updated));
+        return Ok((existing.id.to_string(), Ensured::Updated));
     }
-    let body = json!({
-        "name": spec.name,
-        "kind": spec.kind,
-        "config": spec.config,
-        "quota": {},
-    });
+    let new = NewProvider {
+        name: spec.name.to_owned(),
+        channel: None,
+        kind: spec.kind(),
+        config: Value::Object(config),
+        quota: Some(Quota::default()),
+        send_window: None,
+        weight: None,
+        enabled: None,
+        tenant_id: None,
+    };
     let created = admin
-        .once(Method::POST, "/v1/admin/providers", Some(&body))
+        .create_provider(&new)
         .await
         .with_context(|| format!("Failed to create provider {}", spec.name))?;
-    let id = created["id"]
-        .as_str()
-        .ok_or_else(|| anyhow!("the created provider has no id"))?;
-    Ok((id.to_owned(), Ensured::Created))
+    Ok((created.id.to_string(), Ensured::Created))
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
     fn email_provider_verifies_with_a_ca_file_or_accepts_any_without() {
-        let with = email_provider("127.0.0.1", 2525, Some(Path::new("/x/ca.pem")));
-        assert_eq!(with.config["ca_file"], "/x/ca.pem");
-        assert_eq!(with.config["tls"], "starttls");
-        assert_eq!(with.config["pool_size"], 8);
-        assert!(with.config.get("accept_invalid_certs").is_none());
-        let without = email_provider("127.0.0.1", 2525, None);
-        assert_eq!(without.config["accept_invalid_certs"], true);
-        assert!(without.config.get("ca_file").is_none());
+        let with = email_provider("127.0.0.1", 2525, Some(Path::new("/x/ca.pem")))
+            .config_object()
+            .expect("an object");
+        assert_eq!(with["ca_file"], "/x/ca.pem");
+        assert_eq!(with["tls"], "starttls");
+        assert_eq!(with["pool_size"], 8);
+        assert_eq!(with["accept_invalid_certs"], false);
+        let without = email_provider("127.0.0.1", 2525, None)
+            .config_object()
+            .expect("an object");
+        assert_eq!(without["accept_invalid_certs"], true);
+        assert!(without.get("ca_file").is_none());
     }
 
     #[test]
     fn wework_provider_points_at_the_simulator() {
         let p = wework_provider("http://127.0.0.1:8090/");
-        assert_eq!(p.config["base_url"], "http://127.0.0.1:8090");
-        assert_eq!(p.config["agent_id"], 1_000_002);
-        assert_eq!(p.kind, "wework");
+        assert_eq!(p.kind(), ProviderKind::Wework);
+        let config = p.config_object().expect("an object");
+        assert_eq!(config["base_url"], "http://127.0.0.1:8090");
+        assert_eq!(config["agent_id"], 1_000_002);
     }
 
     #[test]
     fn webhook_provider_signs_with_the_given_secret_and_may_reach_loopback() {
         let p = webhook_provider("whsec_0123456789abcdef");
         assert_eq!(p.name, "sim-webhook");
-        assert_eq!(p.kind, "webhook");
+        assert_eq!(p.kind(), ProviderKind::Webhook);
         assert_eq!(
-            p.config,
+            Value::Object(p.config_object().expect("an object")),
             json!({
                 "signing_secret": "whsec_0123456789abcdef",
                 "allow_private_addresses": true,
                 "timeout_ms": 10_000,
             })
         );
+    }
+
+    #[test]
+    fn every_spec_is_a_config_the_producer_accepts() {
+        // The producer parses `config` with the same types: what the load
+        // test sends must come back as the spec it was made from.
+        for spec in [
+            email_provider("127.0.0.1", 2525, None),
+            wework_provider("http://127.0.0.1:8090"),
+            webhook_provider(crate::sim::DEFAULT_WEBHOOK_SECRET),
+        ] {
+            let object = Value::Object(spec.config_object().expect("an object"));
+            let parsed = ProviderConfig::parse(spec.kind(), &object).expect("valid");
+            assert_eq!(parsed, spec.config, "{}", spec.name);
+        }
     }
 }

@@ -1,214 +1,83 @@
-//! The simulator's counters (`GET /sim/stats`), read before and after a run.
+//! The simulator's control API as the load test uses it: its counters
+//! (`GET /sim/stats`, read before and after a run), the ids it received
+//! (`GET /sim/messages`) and its fault injection (`PUT /sim/config`). The
+//! bodies are `herald_api::sim`'s types, the ones herald-sim serves, so
+//! this tool reads exactly what the simulator writes without building it.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
 
-/// The secret herald-sim checks webhook signatures with unless it is given
-/// another (`HERALD_SIM_WEBHOOK_SECRET`): `herald_sim::config::DEFAULT_WEBHOOK_SECRET`,
-/// copied rather than linked so this tool does not build the simulator (a
-/// test keeps the two equal).
-pub const DEFAULT_WEBHOOK_SECRET: &str = "herald-sim-webhook-secret";
+pub use herald_api::sim::{
+    BehaviourPatch, SimBehaviour, SimIds, SimStats, SmtpPatch, SmtpStats, WebhookStats,
+    WeworkPatch, WeworkStats, DEFAULT_WEBHOOK_SECRET,
+};
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ChannelStats {
-    pub received: u64,
-    pub unique: u64,
-    pub duplicates: u64,
-    pub rejected: u64,
-}
-
-/// The webhook receiver's counters: a channel's, plus the deliveries it
-/// refused (401) because `X-Herald-Signature` was missing or wrong.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct WebhookStats {
-    pub received: u64,
-    pub unique: u64,
-    pub duplicates: u64,
-    pub rejected: u64,
-    pub signature_failures: u64,
-}
-
-/// A simulator without a webhook receiver answers without `webhook`: it
-/// reads as zeros.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SimStats {
-    pub smtp: ChannelStats,
-    pub wework: ChannelStats,
-    pub webhook: WebhookStats,
-}
-
-impl ChannelStats {
-    /// What happened between `before` and `self` (saturating: a simulator
-    /// reset in between reads as zero, not as a wrap-around).
-    pub fn since(&self, before: &ChannelStats) -> ChannelStats {
-        ChannelStats {
-            received: self.received.saturating_sub(before.received),
-            unique: self.unique.saturating_sub(before.unique),
-            duplicates: self.duplicates.saturating_sub(before.duplicates),
-            rejected: self.rejected.saturating_sub(before.rejected),
-        }
-    }
-}
-
-impl WebhookStats {
-    /// Like [`ChannelStats::since`].
-    pub fn since(&self, before: &WebhookStats) -> WebhookStats {
-        WebhookStats {
-            received: self.received.saturating_sub(before.received),
-            unique: self.unique.saturating_sub(before.unique),
-            duplicates: self.duplicates.saturating_sub(before.duplicates),
-            rejected: self.rejected.saturating_sub(before.rejected),
-            signature_failures: self
-                .signature_failures
-                .saturating_sub(before.signature_failures),
-        }
-    }
-}
-
-impl SimStats {
-    pub fn since(&self, before: &SimStats) -> SimStats {
-        SimStats {
-            smtp: self.smtp.since(&before.smtp),
-            wework: self.wework.since(&before.wework),
-            webhook: self.webhook.since(&before.webhook),
-        }
-    }
-}
+/// How long a read of the counters may take: they are a few numbers.
+const STATS_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the id list may take: it holds every id the simulator saw,
+/// which in a long run is hundreds of thousands.
+const IDS_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn stats_url(sim_url: &str) -> String {
     format!("{}/sim/stats", sim_url.trim_end_matches('/'))
 }
 
-pub async fn fetch(sim_url: &str) -> anyhow::Result<SimStats> {
-    let url = stats_url(sim_url);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+fn http(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
         .build()
-        .context("Failed to build the HTTP client")?;
-    let resp = client
-        .get(&url)
+        .context("Failed to build the HTTP client")
+}
+
+async fn get<T: DeserializeOwned>(url: &str, timeout: Duration) -> anyhow::Result<T> {
+    let resp = http(timeout)?
+        .get(url)
         .send()
         .await
         .with_context(|| format!("GET {url}"))?;
     let resp = resp
         .error_for_status()
         .with_context(|| format!("GET {url}"))?;
-    resp.json::<SimStats>()
+    resp.json::<T>()
         .await
         .with_context(|| format!("GET {url}: unexpected answer"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The simulator's counters now.
+pub async fn fetch(sim_url: &str) -> anyhow::Result<SimStats> {
+    get(&stats_url(sim_url), STATS_TIMEOUT).await
+}
 
-    #[test]
-    fn parses_the_simulators_shape_and_ignores_extra_fields() {
-        let raw = r#"{"smtp":{"received":10,"unique":9,"duplicates":1,"rejected":0,"connections":3},
-                      "wework":{"received":5,"unique":5,"duplicates":0,"rejected":0,"token_requests":1,"cost":5},
-                      "webhook":{"received":4,"unique":3,"duplicates":1,"rejected":2,"signature_failures":7}}"#;
-        let s: SimStats = serde_json::from_str(raw).expect("parses");
-        assert_eq!(s.smtp.duplicates, 1);
-        assert_eq!(s.wework.received, 5);
-        assert_eq!(
-            s.webhook,
-            WebhookStats {
-                received: 4,
-                unique: 3,
-                duplicates: 1,
-                rejected: 2,
-                signature_failures: 7
-            }
+/// Every id `channel` (`email`, `wework`, `webhook`) received, with how
+/// many times.
+pub async fn ids(sim_url: &str, channel: &str) -> anyhow::Result<SimIds> {
+    let url = format!(
+        "{}/sim/messages?channel={channel}",
+        sim_url.trim_end_matches('/')
+    );
+    get(&url, IDS_TIMEOUT).await
+}
+
+/// Changes the simulator's fault injection; the answer is the behaviour
+/// now in force.
+pub async fn configure(sim_url: &str, patch: &BehaviourPatch) -> anyhow::Result<SimBehaviour> {
+    let url = format!("{}/sim/config", sim_url.trim_end_matches('/'));
+    let response = http(STATS_TIMEOUT)?
+        .put(&url)
+        .json(patch)
+        .send()
+        .await
+        .context("cannot reach the simulator")?;
+    if !response.status().is_success() {
+        anyhow::bail!(
+            "the simulator refused its config: {}",
+            response.text().await.unwrap_or_default()
         );
     }
-
-    #[test]
-    fn a_simulator_without_a_webhook_receiver_reads_as_zero_webhooks() {
-        let raw = r#"{"smtp":{"received":1,"unique":1,"duplicates":0,"rejected":0},
-                      "wework":{"received":0,"unique":0,"duplicates":0,"rejected":0}}"#;
-        let s: SimStats = serde_json::from_str(raw).expect("parses");
-        assert_eq!(s.webhook, WebhookStats::default());
-    }
-
-    #[test]
-    fn the_default_webhook_secret_is_the_simulators() {
-        // The simulator's source, read at compile time: this crate does not
-        // depend on herald-sim.
-        let sim_config = include_str!("../../services/sim/src/config.rs");
-        let declaration =
-            format!("pub const DEFAULT_WEBHOOK_SECRET: &str = \"{DEFAULT_WEBHOOK_SECRET}\";");
-        assert!(
-            sim_config.contains(&declaration),
-            "services/sim/src/config.rs no longer declares {declaration}"
-        );
-    }
-
-    #[test]
-    fn delta_saturates() {
-        let before = SimStats {
-            smtp: ChannelStats {
-                received: 10,
-                unique: 10,
-                duplicates: 2,
-                rejected: 0,
-            },
-            wework: ChannelStats::default(),
-            webhook: WebhookStats {
-                received: 5,
-                unique: 5,
-                duplicates: 0,
-                rejected: 0,
-                signature_failures: 1,
-            },
-        };
-        let after = SimStats {
-            smtp: ChannelStats {
-                received: 25,
-                unique: 23,
-                duplicates: 4,
-                rejected: 1,
-            },
-            wework: ChannelStats {
-                received: 3,
-                unique: 3,
-                duplicates: 0,
-                rejected: 0,
-            },
-            webhook: WebhookStats {
-                received: 9,
-                unique: 8,
-                duplicates: 1,
-                rejected: 3,
-                signature_failures: 3,
-            },
-        };
-        let d = after.since(&before);
-        assert_eq!(
-            d.smtp,
-            ChannelStats {
-                received: 15,
-                unique: 13,
-                duplicates: 2,
-                rejected: 1
-            }
-        );
-        assert_eq!(d.wework.received, 3);
-        assert_eq!(
-            d.webhook,
-            WebhookStats {
-                received: 4,
-                unique: 3,
-                duplicates: 1,
-                rejected: 3,
-                signature_failures: 2
-            }
-        );
-        assert_eq!(before.since(&after).smtp.received, 0);
-        assert_eq!(before.since(&after).webhook.signature_failures, 0);
-    }
+    response
+        .json()
+        .await
+        .with_context(|| format!("PUT {url}: unexpected answer"))
 }

@@ -7,11 +7,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use herald_api::Client;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::api::ApiClient;
 use crate::chaos::cluster::{
     bin_dir_of_this_build, free_port, wait_port, PrivatePostgres, PrivateRabbit, PrivateRedis,
     Process,
@@ -46,7 +46,7 @@ pub struct Stack {
     pub database_url: String,
     pub namespace: String,
     /// The tenant's client (its API key).
-    pub client: ApiClient,
+    pub client: Client,
     pub tenant_id: String,
     pub db: PgPool,
     bins: PathBuf,
@@ -146,7 +146,7 @@ impl Stack {
         wait_ready(&producer_url, Duration::from_secs(90)).await?;
         scheduler.start()?;
 
-        let admin = ApiClient::new(&producer_url, ADMIN_TOKEN)?;
+        let admin = Client::new(&producer_url, ADMIN_TOKEN)?;
         let tenant = setup::ensure_tenant(&admin).await?;
         let key = setup::create_key(&admin, &tenant.id).await?;
         let ca = cert_dir.join("ca.pem");

@@ -6,11 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use herald_loadtest::api::{ApiClient, ApiFailure};
+use herald_api::client::Result as ClientResult;
+use herald_api::{Accepted, Client, SendMessage};
 use herald_loadtest::chaos::cluster::{bin_dir_of_this_build, free_port, PrivateRabbit, Process};
 use herald_loadtest::setup;
-use reqwest::Method;
-use serde_json::json;
 
 const ADMIN: &str = "backpressure-admin";
 
@@ -18,21 +17,23 @@ fn bin(name: &str) -> std::path::PathBuf {
     bin_dir_of_this_build().expect("bin dir").join(name)
 }
 
-async fn send(client: &ApiClient, n: usize) -> anyhow::Result<serde_json::Value> {
-    let body = json!({"channel": "email", "to": format!("bp{n}@example.com"), "subject": "s", "text": "t"});
-    client.once(Method::POST, "/v1/messages", Some(&body)).await
+/// One try (the client does not retry): the refusal itself is the subject.
+async fn send(client: &Client, n: usize) -> ClientResult<Accepted> {
+    client
+        .send(&SendMessage::email(format!("bp{n}@example.com"), "s", "t"))
+        .await
 }
 
 /// Asserts a 503 `unavailable` with Retry-After; returns its message.
-fn unavailable(result: anyhow::Result<serde_json::Value>) -> String {
+fn unavailable(result: ClientResult<Accepted>) -> String {
     let error = result.expect_err("the producer must refuse");
-    let failure = error
-        .downcast_ref::<ApiFailure>()
-        .unwrap_or_else(|| panic!("an HTTP error, not {error:#}"));
-    assert_eq!(failure.status.as_u16(), 503, "{failure:?}");
-    assert_eq!(failure.code.as_deref(), Some("unavailable"), "{failure:?}");
-    assert!(failure.retry_after.is_some(), "503 carries Retry-After");
-    failure.message.clone()
+    assert_eq!(error.status().map(|s| s.as_u16()), Some(503), "{error}");
+    assert_eq!(error.code(), Some("unavailable"), "{error}");
+    assert!(error.retry_after().is_some(), "503 carries Retry-After");
+    error
+        .detail()
+        .map(|d| d.message.clone())
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,7 +62,7 @@ async fn a_blocked_broker_or_a_full_user_queue_answers_503_never_202() {
     );
     producer.start().expect("producer");
     let url = format!("http://127.0.0.1:{port}");
-    let admin = ApiClient::new(&url, ADMIN).expect("client");
+    let admin = Client::new(&url, ADMIN).expect("client");
     let deadline = Instant::now() + Duration::from_secs(60);
     let tenant = loop {
         match setup::ensure_tenant(&admin).await {

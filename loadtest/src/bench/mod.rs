@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use herald_api::SendMessage;
 use serde::Serialize;
-use serde_json::{json, Value};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -347,21 +347,20 @@ async fn behave(
     fail_rate: f64,
     reject_rate: f64,
 ) -> anyhow::Result<()> {
-    let body = json!({
-        "smtp": {"latency_ms": latency_ms, "fail_rate": fail_rate, "reject_rate": reject_rate},
-        "wework": {"latency_ms": latency_ms, "fail_rate": fail_rate, "rate_limit_rate": 0.0},
-    });
-    let response = reqwest::Client::new()
-        .put(format!("{}/sim/config", stack.sim_url))
-        .json(&body)
-        .send()
-        .await
-        .context("cannot reach the simulator")?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "the simulator refused its config: {}",
-        response.text().await.unwrap_or_default()
-    );
+    let patch = sim::BehaviourPatch {
+        smtp: Some(sim::SmtpPatch {
+            latency_ms: Some(latency_ms),
+            fail_rate: Some(fail_rate),
+            reject_rate: Some(reject_rate),
+        }),
+        wework: Some(sim::WeworkPatch {
+            latency_ms: Some(latency_ms),
+            fail_rate: Some(fail_rate),
+            rate_limit_rate: Some(0.0),
+        }),
+        webhook: None,
+    };
+    sim::configure(&stack.sim_url, &patch).await?;
     Ok(())
 }
 
@@ -371,7 +370,7 @@ async fn closed_loop(
     label: &str,
     name: &str,
     scenario: Scenario,
-    messages: Vec<Value>,
+    messages: Vec<SendMessage>,
     latency_ms: u64,
     clock: Clock,
 ) -> anyhow::Result<Step> {
@@ -410,7 +409,7 @@ async fn open_loop(
     stack: &mut Stack,
     label: &str,
     name: &str,
-    messages: Vec<Value>,
+    messages: Vec<SendMessage>,
     rate: u32,
     per_request: usize,
     clock: Clock,
@@ -429,7 +428,7 @@ async fn open_loop(
         tick.tick().await;
         let (client, accepted, chunk) = (stack.client.clone(), accepted.clone(), chunk.to_vec());
         tasks.spawn(async move {
-            let ids = crate::enqueue::send_chunk(&client, chunk).await?;
+            let ids = crate::enqueue::send_chunk(&client, &chunk).await?;
             accepted.lock().await.extend(ids);
             anyhow::Ok(())
         });

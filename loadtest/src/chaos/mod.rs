@@ -18,14 +18,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use reqwest::Method;
+use herald_api::{Client, SendMessage};
 use serde::Serialize;
-use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::api::{ApiClient, ApiFailure};
 use crate::enqueue::demo_messages;
 use crate::sim;
 use crate::stack::{Stack, StackOptions};
@@ -343,8 +341,8 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
 /// retries a chunk (same idempotency keys) until it is accepted: through
 /// 503s, a dead producer and a restarting broker.
 async fn enqueue_with_retries(
-    client: ApiClient,
-    messages: Vec<Value>,
+    client: Client,
+    messages: Vec<SendMessage>,
     accepted: Arc<Mutex<Vec<Uuid>>>,
     errors: Arc<std::sync::atomic::AtomicU64>,
     rate: u32,
@@ -355,32 +353,32 @@ async fn enqueue_with_retries(
     for chunk in messages.chunks(CHUNK) {
         tick.tick().await;
         let (client, accepted, errors) = (client.clone(), accepted.clone(), errors.clone());
-        let body = json!({ "messages": chunk });
+        let chunk = chunk.to_vec();
         tasks.spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(600);
             let mut wait = Duration::from_millis(200);
             loop {
-                match client
-                    .once(Method::POST, "/v1/messages/batch", Some(&body))
-                    .await
-                {
+                // One try per round (the client does not retry): this loop
+                // counts every failed try and keeps trying past the
+                // client's limits, through a dead producer.
+                match client.send_batch(&chunk).await {
                     Ok(answer) => {
-                        let ids: Vec<Uuid> = answer["ids"]
-                            .as_array()
-                            .map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).collect())
-                            .unwrap_or_default();
+                        let ids = answer.ids.iter().map(|id| id.as_uuid());
                         accepted.lock().await.extend(ids);
                         return Ok(());
                     }
                     Err(e) => {
                         errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if let Some(f) = e.downcast_ref::<ApiFailure>() {
-                            if !f.retryable() {
-                                return Err(e.context("the producer refused a chunk"));
-                            }
+                        // A refusal that will not change is final; no answer,
+                        // overload or an unreadable answer is tried again.
+                        if e.status().is_some() && !e.is_retryable() {
+                            return Err(
+                                anyhow::Error::new(e).context("the producer refused a chunk")
+                            );
                         }
                         if Instant::now() > deadline {
-                            return Err(e.context("a chunk was not accepted within 10 minutes"));
+                            return Err(anyhow::Error::new(e)
+                                .context("a chunk was not accepted within 10 minutes"));
                         }
                         tokio::time::sleep(wait).await;
                         wait = (wait * 2).min(Duration::from_secs(2));
@@ -437,18 +435,11 @@ async fn tally(db: &PgPool, sim_url: &str, ids: &[Uuid]) -> anyhow::Result<Chaos
             .bind(ids)
             .fetch_all(db)
             .await?;
-    let http = reqwest::Client::new();
     // Receipts per message id at the simulator, both channels.
     let mut at_sim: HashMap<String, u64> = HashMap::new();
     for channel in ["email", "wework"] {
-        let v: Value = http
-            .get(format!("{sim_url}/sim/messages?channel={channel}"))
-            .send()
-            .await?
-            .json()
-            .await?;
-        for (id, n) in v["ids"].as_object().into_iter().flatten() {
-            *at_sim.entry(id.clone()).or_default() += n.as_u64().unwrap_or(0);
+        for (id, n) in sim::ids(sim_url, channel).await?.ids {
+            *at_sim.entry(id).or_default() += u64::from(n);
         }
     }
     let stats = sim::fetch(sim_url).await?;

@@ -4,15 +4,14 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
-
 /// The longest latency the simulator accepts (ten minutes): beyond that a
 /// client's timeout, not the simulator, decides what a test observes.
 pub const MAX_LATENCY_MS: u64 = 600_000;
 
-/// The secret webhook signatures are checked with unless one is given
-/// (`--webhook-secret`); the deploy scripts register providers with it.
-pub const DEFAULT_WEBHOOK_SECRET: &str = "herald-sim-webhook-secret";
+pub use herald_api::sim::{
+    BehaviourPatch, SimBehaviour, SmtpBehaviour, SmtpPatch, WebhookBehaviour, WebhookPatch,
+    WeworkBehaviour, WeworkPatch, DEFAULT_WEBHOOK_SECRET,
+};
 
 /// Everything [`crate::Sim::build`] needs. Port 0 picks a free port.
 #[derive(Debug, Clone)]
@@ -72,227 +71,19 @@ impl SimConfig {
     }
 }
 
-/// Fault injection for SMTP, applied when a message's DATA ends.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmtpBehaviour {
-    /// Delay before answering the end of DATA.
-    #[serde(default)]
-    pub latency_ms: u64,
-    /// Share of messages answered `451 4.3.0` (retry later).
-    #[serde(default)]
-    pub fail_rate: f64,
-    /// Share of messages answered `550 5.1.1` (permanent).
-    #[serde(default)]
-    pub reject_rate: f64,
+/// Reads a `PUT /sim/config` body in one pass: a field of the wrong type
+/// or name is refused naming it (`smtp.fail_rate`), as Herald's API does.
+pub fn parse_patch(body: &[u8]) -> Result<BehaviourPatch, herald_api::ParseError> {
+    herald_api::parse_body::<BehaviourPatch>(body)
 }
 
-/// Fault injection for WeWork `message/send`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WeworkBehaviour {
-    /// Delay before answering a send.
-    #[serde(default)]
-    pub latency_ms: u64,
-    /// Share of sends answered errcode -1 "system busy".
-    #[serde(default)]
-    pub fail_rate: f64,
-    /// Share of sends answered errcode 45009 (frequency limit).
-    #[serde(default)]
-    pub rate_limit_rate: f64,
-}
-
-/// Fault injection for the webhook receiver, applied after the signature
-/// is checked.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookBehaviour {
-    /// Delay before answering a delivery.
-    #[serde(default)]
-    pub latency_ms: u64,
-    /// Share of deliveries answered 503.
-    #[serde(default)]
-    pub fail_rate: f64,
-    /// Share of deliveries answered 429.
-    #[serde(default)]
-    pub rate_limit_rate: f64,
-    /// `Retry-After` (seconds) of those 503 and 429 answers; 0 sends none.
-    #[serde(default = "WebhookBehaviour::default_retry_after_s")]
-    pub retry_after_s: u64,
-}
-
-impl WebhookBehaviour {
-    fn default_retry_after_s() -> u64 {
-        1
-    }
-}
-
-impl Default for WebhookBehaviour {
-    fn default() -> Self {
-        WebhookBehaviour {
-            latency_ms: 0,
-            fail_rate: 0.0,
-            rate_limit_rate: 0.0,
-            retry_after_s: WebhookBehaviour::default_retry_after_s(),
+impl From<herald_api::FieldError> for InvalidSetting {
+    fn from(e: herald_api::FieldError) -> Self {
+        InvalidSetting {
+            message: format!("{}: {}", e.field, e.message),
+            field: e.field,
         }
     }
-}
-
-/// The live injection settings, as read and written at `/sim/config`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct SimBehaviour {
-    pub smtp: SmtpBehaviour,
-    pub wework: WeworkBehaviour,
-    #[serde(default)]
-    pub webhook: WebhookBehaviour,
-}
-
-/// A partial update of [`SimBehaviour`]: absent fields keep their value.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct BehaviourPatch {
-    pub smtp: Option<SmtpPatch>,
-    pub wework: Option<WeworkPatch>,
-    pub webhook: Option<WebhookPatch>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SmtpPatch {
-    pub latency_ms: Option<u64>,
-    pub fail_rate: Option<f64>,
-    pub reject_rate: Option<f64>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct WeworkPatch {
-    pub latency_ms: Option<u64>,
-    pub fail_rate: Option<f64>,
-    pub rate_limit_rate: Option<f64>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct WebhookPatch {
-    pub latency_ms: Option<u64>,
-    pub fail_rate: Option<f64>,
-    pub rate_limit_rate: Option<f64>,
-    pub retry_after_s: Option<u64>,
-}
-
-impl BehaviourPatch {
-    /// Reads a `/sim/config` body, naming the offending field on error.
-    pub fn from_json(value: &serde_json::Value) -> Result<BehaviourPatch, InvalidSetting> {
-        let top = value
-            .as_object()
-            .ok_or_else(|| InvalidSetting::new("", "the body must be a JSON object"))?;
-        let mut patch = BehaviourPatch::default();
-        for (key, section) in top {
-            let fields = section.as_object().ok_or_else(|| {
-                InvalidSetting::new(key.as_str(), format!("{key} must be a JSON object"))
-            })?;
-            match key.as_str() {
-                "smtp" => {
-                    let mut smtp = SmtpPatch::default();
-                    for (name, value) in fields {
-                        let field = format!("smtp.{name}");
-                        match name.as_str() {
-                            "latency_ms" => smtp.latency_ms = Some(milliseconds(&field, value)?),
-                            "fail_rate" => smtp.fail_rate = Some(rate(&field, value)?),
-                            "reject_rate" => smtp.reject_rate = Some(rate(&field, value)?),
-                            _ => return Err(unknown(field)),
-                        }
-                    }
-                    patch.smtp = Some(smtp);
-                }
-                "wework" => {
-                    let mut wework = WeworkPatch::default();
-                    for (name, value) in fields {
-                        let field = format!("wework.{name}");
-                        match name.as_str() {
-                            "latency_ms" => wework.latency_ms = Some(milliseconds(&field, value)?),
-                            "fail_rate" => wework.fail_rate = Some(rate(&field, value)?),
-                            "rate_limit_rate" => {
-                                wework.rate_limit_rate = Some(rate(&field, value)?)
-                            }
-                            _ => return Err(unknown(field)),
-                        }
-                    }
-                    patch.wework = Some(wework);
-                }
-                "webhook" => {
-                    let mut webhook = WebhookPatch::default();
-                    for (name, value) in fields {
-                        let field = format!("webhook.{name}");
-                        match name.as_str() {
-                            "latency_ms" => webhook.latency_ms = Some(milliseconds(&field, value)?),
-                            "fail_rate" => webhook.fail_rate = Some(rate(&field, value)?),
-                            "rate_limit_rate" => {
-                                webhook.rate_limit_rate = Some(rate(&field, value)?)
-                            }
-                            "retry_after_s" => {
-                                webhook.retry_after_s = Some(seconds(&field, value)?)
-                            }
-                            _ => return Err(unknown(field)),
-                        }
-                    }
-                    patch.webhook = Some(webhook);
-                }
-                _ => return Err(unknown(key.clone())),
-            }
-        }
-        Ok(patch)
-    }
-
-    /// `current` with this patch's fields replaced.
-    pub fn apply(&self, current: SimBehaviour) -> SimBehaviour {
-        let mut next = current;
-        if let Some(smtp) = &self.smtp {
-            next.smtp.latency_ms = smtp.latency_ms.unwrap_or(next.smtp.latency_ms);
-            next.smtp.fail_rate = smtp.fail_rate.unwrap_or(next.smtp.fail_rate);
-            next.smtp.reject_rate = smtp.reject_rate.unwrap_or(next.smtp.reject_rate);
-        }
-        if let Some(wework) = &self.wework {
-            next.wework.latency_ms = wework.latency_ms.unwrap_or(next.wework.latency_ms);
-            next.wework.fail_rate = wework.fail_rate.unwrap_or(next.wework.fail_rate);
-            next.wework.rate_limit_rate = wework
-                .rate_limit_rate
-                .unwrap_or(next.wework.rate_limit_rate);
-        }
-        if let Some(webhook) = &self.webhook {
-            next.webhook.latency_ms = webhook.latency_ms.unwrap_or(next.webhook.latency_ms);
-            next.webhook.fail_rate = webhook.fail_rate.unwrap_or(next.webhook.fail_rate);
-            next.webhook.rate_limit_rate = webhook
-                .rate_limit_rate
-                .unwrap_or(next.webhook.rate_limit_rate);
-            next.webhook.retry_after_s =
-                webhook.retry_after_s.unwrap_or(next.webhook.retry_after_s);
-        }
-        next
-    }
-}
-
-fn unknown(field: String) -> InvalidSetting {
-    let message = format!("{field} is not a setting of the simulator");
-    InvalidSetting { field, message }
-}
-
-fn milliseconds(field: &str, value: &serde_json::Value) -> Result<u64, InvalidSetting> {
-    value.as_u64().ok_or_else(|| {
-        InvalidSetting::new(
-            field,
-            format!("{field} must be a whole number of milliseconds"),
-        )
-    })
-}
-
-fn seconds(field: &str, value: &serde_json::Value) -> Result<u64, InvalidSetting> {
-    value.as_u64().ok_or_else(|| {
-        InvalidSetting::new(field, format!("{field} must be a whole number of seconds"))
-    })
-}
-
-fn rate(field: &str, value: &serde_json::Value) -> Result<f64, InvalidSetting> {
-    value
-        .as_f64()
-        .ok_or_else(|| InvalidSetting::new(field, format!("{field} must be a number from 0 to 1")))
 }
 
 /// A setting outside its range or of the wrong type, naming the field as
@@ -342,30 +133,30 @@ fn check_latency(field: &str, value: u64) -> Result<(), InvalidSetting> {
     }
 }
 
-impl SimBehaviour {
-    /// Rates lie in `0..=1` and latencies up to [`MAX_LATENCY_MS`].
-    pub fn validate(&self) -> Result<(), InvalidSetting> {
-        check_latency("smtp.latency_ms", self.smtp.latency_ms)?;
-        check_rate("smtp.fail_rate", self.smtp.fail_rate)?;
-        check_rate("smtp.reject_rate", self.smtp.reject_rate)?;
-        check_latency("wework.latency_ms", self.wework.latency_ms)?;
-        check_rate("wework.fail_rate", self.wework.fail_rate)?;
-        check_rate("wework.rate_limit_rate", self.wework.rate_limit_rate)?;
-        check_latency("webhook.latency_ms", self.webhook.latency_ms)?;
-        check_rate("webhook.fail_rate", self.webhook.fail_rate)?;
-        check_rate("webhook.rate_limit_rate", self.webhook.rate_limit_rate)?;
-        let max_retry_after_s = MAX_LATENCY_MS / 1000;
-        if self.webhook.retry_after_s > max_retry_after_s {
-            return Err(InvalidSetting::new(
-                "webhook.retry_after_s",
-                format!(
-                    "webhook.retry_after_s must be at most {max_retry_after_s} s, got {}",
-                    self.webhook.retry_after_s
-                ),
-            ));
-        }
-        Ok(())
+/// Whether the simulator can take `behaviour`: rates lie in `0..=1` and
+/// latencies up to [`MAX_LATENCY_MS`]. (A function, not a method: the type
+/// is the shared contract's, the limits are the simulator's.)
+pub fn validate(b: &SimBehaviour) -> Result<(), InvalidSetting> {
+    check_latency("smtp.latency_ms", b.smtp.latency_ms)?;
+    check_rate("smtp.fail_rate", b.smtp.fail_rate)?;
+    check_rate("smtp.reject_rate", b.smtp.reject_rate)?;
+    check_latency("wework.latency_ms", b.wework.latency_ms)?;
+    check_rate("wework.fail_rate", b.wework.fail_rate)?;
+    check_rate("wework.rate_limit_rate", b.wework.rate_limit_rate)?;
+    check_latency("webhook.latency_ms", b.webhook.latency_ms)?;
+    check_rate("webhook.fail_rate", b.webhook.fail_rate)?;
+    check_rate("webhook.rate_limit_rate", b.webhook.rate_limit_rate)?;
+    let max_retry_after_s = MAX_LATENCY_MS / 1000;
+    if b.webhook.retry_after_s > max_retry_after_s {
+        return Err(InvalidSetting::new(
+            "webhook.retry_after_s",
+            format!(
+                "webhook.retry_after_s must be at most {max_retry_after_s} s, got {}",
+                b.webhook.retry_after_s
+            ),
+        ));
     }
+    Ok(())
 }
 
 /// The command line of `herald-sim`: serve (the default) or read the
@@ -478,18 +269,26 @@ impl SimArgs {
 mod tests {
     use super::*;
 
+    fn patch(body: serde_json::Value) -> Result<BehaviourPatch, InvalidSetting> {
+        match parse_patch(body.to_string().as_bytes()) {
+            Ok(patch) => Ok(patch),
+            Err(herald_api::ParseError::Field(e)) => Err(e.into()),
+            Err(e) => panic!("the test's body is JSON: {e}"),
+        }
+    }
+
     #[test]
     fn the_default_behaviour_is_valid_and_faultless() {
         let behaviour = SimConfig::default().behaviour();
         assert_eq!(behaviour, SimBehaviour::default());
-        assert!(behaviour.validate().is_ok());
+        assert!(validate(&behaviour).is_ok());
     }
 
     #[test]
     fn a_rate_above_one_names_its_field() {
         let mut behaviour = SimBehaviour::default();
         behaviour.wework.rate_limit_rate = 1.5;
-        let error = behaviour.validate().err();
+        let error = validate(&behaviour).err();
         assert_eq!(
             error.map(|e| e.field),
             Some("wework.rate_limit_rate".to_owned())
@@ -498,12 +297,12 @@ mod tests {
 
     #[test]
     fn a_patch_of_the_wrong_type_names_its_field() {
-        let error = BehaviourPatch::from_json(&serde_json::json!({"wework": {"latency_ms": "x"}}));
+        let error = patch(serde_json::json!({"wework": {"latency_ms": "x"}}));
         assert_eq!(
             error.err().map(|e| e.field),
             Some("wework.latency_ms".to_owned())
         );
-        let error = BehaviourPatch::from_json(&serde_json::json!({"sms": {}}));
+        let error = patch(serde_json::json!({"sms": {}}));
         assert_eq!(error.err().map(|e| e.field), Some("sms".to_owned()));
     }
 
@@ -522,16 +321,13 @@ mod tests {
 
     #[test]
     fn a_webhook_patch_changes_its_fields_and_checks_them() {
-        let patch = BehaviourPatch::from_json(
-            &serde_json::json!({"webhook": {"fail_rate": 1, "retry_after_s": 7}}),
-        )
-        .expect("valid patch");
-        let next = patch.apply(SimBehaviour::default());
+        let parsed = patch(serde_json::json!({"webhook": {"fail_rate": 1, "retry_after_s": 7}}))
+            .expect("valid patch");
+        let next = parsed.apply(SimBehaviour::default());
         assert_eq!(next.webhook.fail_rate, 1.0);
         assert_eq!(next.webhook.retry_after_s, 7);
         assert_eq!(next.webhook.latency_ms, 0);
-        let error =
-            BehaviourPatch::from_json(&serde_json::json!({"webhook": {"retry_after_s": -1}}));
+        let error = patch(serde_json::json!({"webhook": {"retry_after_s": -1}}));
         assert_eq!(
             error.err().map(|e| e.field),
             Some("webhook.retry_after_s".to_owned())
@@ -539,7 +335,7 @@ mod tests {
         let mut behaviour = SimBehaviour::default();
         behaviour.webhook.rate_limit_rate = 2.0;
         assert_eq!(
-            behaviour.validate().err().map(|e| e.field),
+            validate(&behaviour).err().map(|e| e.field),
             Some("webhook.rate_limit_rate".to_owned())
         );
     }
@@ -558,15 +354,14 @@ mod tests {
     fn a_nan_rate_is_invalid() {
         let mut behaviour = SimBehaviour::default();
         behaviour.smtp.fail_rate = f64::NAN;
-        assert!(behaviour.validate().is_err());
+        assert!(validate(&behaviour).is_err());
     }
 
     #[test]
     fn a_patch_changes_only_the_fields_it_names() {
         let mut current = SimBehaviour::default();
         current.smtp.latency_ms = 20;
-        let patch = BehaviourPatch::from_json(&serde_json::json!({"smtp": {"fail_rate": 0.5}}))
-            .expect("valid patch");
+        let patch = patch(serde_json::json!({"smtp": {"fail_rate": 0.5}})).expect("valid patch");
         let next = patch.apply(current);
         assert_eq!(next.smtp.latency_ms, 20);
         assert_eq!(next.smtp.fail_rate, 0.5);

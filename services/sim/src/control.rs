@@ -1,6 +1,7 @@
 //! The `/sim/*` control API: counters, per-id counts, reset, live fault
 //! injection and WeWork token expiry; and the client `herald-sim stats`
-//! uses to read the counters.
+//! uses to read the counters. Its bodies are `herald_api::sim`'s types,
+//! which the load test reads with.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,9 +13,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use herald_api::sim::{SimIds, SimLast, SimMessage, TokensExpired};
+use herald_api::{ErrorBody, ErrorDetail};
 
-use crate::config::{BehaviourPatch, SimBehaviour};
+use crate::config::{self, InvalidSetting, SimBehaviour};
 use crate::counters::{SimChannel, SimStats};
 use crate::SimState;
 
@@ -41,11 +43,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let Some(field) = self.field {
-            error["field"] = Value::String(field);
-        }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+                field: self.field,
+                index: None,
+            },
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 
@@ -86,28 +92,30 @@ async fn stats(State(state): State<Arc<SimState>>) -> Json<SimStats> {
 async fn messages(
     State(state): State<Arc<SimState>>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SimIds>, ApiError> {
     let channel = params
         .get("channel")
         .and_then(|channel| SimChannel::parse(channel))
         .ok_or_else(|| {
             ApiError::invalid_field("channel", "channel must be email, wework or webhook")
         })?;
-    Ok(Json(json!({ "ids": state.counters.ids(channel) })))
+    Ok(Json(SimIds {
+        ids: state.counters.ids(channel),
+    }))
 }
 
-async fn message(State(state): State<Arc<SimState>>, Path(id): Path<String>) -> Json<Value> {
+async fn message(State(state): State<Arc<SimState>>, Path(id): Path<String>) -> Json<SimMessage> {
     let counters = &state.counters;
-    Json(json!({
-        "email": counters.count(SimChannel::Email, &id),
-        "wework": counters.count(SimChannel::Wework, &id),
-        "webhook": counters.count(SimChannel::Webhook, &id),
-        "last": {
-            "email": counters.last(SimChannel::Email, &id),
-            "wework": counters.last(SimChannel::Wework, &id),
-            "webhook": counters.last(SimChannel::Webhook, &id),
+    Json(SimMessage {
+        email: counters.count(SimChannel::Email, &id),
+        wework: counters.count(SimChannel::Wework, &id),
+        webhook: counters.count(SimChannel::Webhook, &id),
+        last: SimLast {
+            email: counters.last(SimChannel::Email, &id),
+            wework: counters.last(SimChannel::Wework, &id),
+            webhook: counters.last(SimChannel::Webhook, &id),
         },
-    }))
+    })
 }
 
 async fn reset(State(state): State<Arc<SimState>>) -> Json<SimStats> {
@@ -124,14 +132,18 @@ async fn change_config(
     State(state): State<Arc<SimState>>,
     body: Bytes,
 ) -> Result<Json<SimBehaviour>, ApiError> {
-    let value: Value = serde_json::from_slice(&body).map_err(|error| ApiError {
-        status: StatusCode::BAD_REQUEST,
-        code: "invalid_json",
-        message: format!("The body is not valid JSON: {error}"),
-        field: None,
+    let patch = config::parse_patch(&body).map_err(|refusal| match refusal {
+        herald_api::ParseError::Field(e) => {
+            let invalid = InvalidSetting::from(e);
+            ApiError::invalid_field(invalid.field, invalid.message)
+        }
+        herald_api::ParseError::Syntax(error) => ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_json",
+            message: format!("The body is not valid JSON: {error}"),
+            field: None,
+        },
     })?;
-    let patch = BehaviourPatch::from_json(&value)
-        .map_err(|invalid| ApiError::invalid_field(invalid.field, invalid.message))?;
     let next = patch.apply(state.behaviour());
     state
         .set_behaviour(next)
@@ -140,10 +152,12 @@ async fn change_config(
     Ok(Json(next))
 }
 
-async fn expire_tokens(State(state): State<Arc<SimState>>) -> Json<Value> {
+async fn expire_tokens(State(state): State<Arc<SimState>>) -> Json<TokensExpired> {
     let expired = state.tokens.expire_all();
     tracing::info!(expired, "WeWork access tokens expired on request.");
-    Json(json!({ "expired": expired }))
+    Json(TokensExpired {
+        expired: expired as u64,
+    })
 }
 
 /// Reads `GET {url}/sim/stats` from a running simulator, pretty-printed.

@@ -36,57 +36,7 @@ impl SimChannel {
     }
 }
 
-/// SMTP totals. `received` counts messages answered 250; `unique` the
-/// distinct message ids among them; `duplicates` receptions beyond the first
-/// per id (messages without an id count in `received` only); `rejected`
-/// messages answered 4xx/5xx.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SmtpStats {
-    pub received: u64,
-    pub unique: u64,
-    pub duplicates: u64,
-    pub rejected: u64,
-    /// TCP connections accepted on both SMTP ports.
-    pub connections: u64,
-}
-
-/// WeWork totals, counted like [`SmtpStats`] over `message/send` calls.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WeworkStats {
-    pub received: u64,
-    pub unique: u64,
-    pub duplicates: u64,
-    /// Sends answered with a non-zero errcode.
-    pub rejected: u64,
-    /// `gettoken` calls, successful or not.
-    pub token_requests: u64,
-    /// Users reached by accepted sends: a send to `u1|u2|u3` costs 3, the
-    /// unit WeWork quotas are counted in.
-    #[serde(default)]
-    pub cost: u64,
-}
-
-/// Webhook totals, counted like [`SmtpStats`] over `POST /webhook/...`
-/// deliveries whose signature verified.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WebhookStats {
-    pub received: u64,
-    pub unique: u64,
-    pub duplicates: u64,
-    /// Deliveries answered 503 or 429 (injected faults) or 400 (not JSON).
-    pub rejected: u64,
-    /// Deliveries answered 401: `X-Herald-Signature` missing or wrong.
-    pub signature_failures: u64,
-}
-
-/// Everything `GET /sim/stats` shows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SimStats {
-    pub smtp: SmtpStats,
-    pub wework: WeworkStats,
-    #[serde(default)]
-    pub webhook: WebhookStats,
-}
+pub use herald_api::sim::{SimStats, SmtpStats, WebhookStats, WeworkStats};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while counting leaves the counts usable; keep serving them.

@@ -54,7 +54,7 @@ impl SimState {
     }
 
     fn set_behaviour(&self, behaviour: SimBehaviour) -> Result<(), InvalidSetting> {
-        behaviour.validate()?;
+        config::validate(&behaviour)?;
         *self
             .behaviour
             .lock()
@@ -137,9 +137,7 @@ impl Sim {
     /// Generates the certificates, writes `ca.pem` and binds every listener.
     pub async fn build(config: SimConfig) -> anyhow::Result<Sim> {
         let behaviour = config.behaviour();
-        behaviour
-            .validate()
-            .context("Invalid fault injection settings")?;
+        config::validate(&behaviour).context("Invalid fault injection settings")?;
         let certificates = tls::generate()?;
         let cert_dir = tls::CertDir::write(config.cert_dir.as_deref(), &certificates.ca_pem)?;
         let (http, http_port) = bind(config.http_addr, "HTTP").await?;

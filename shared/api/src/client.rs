@@ -110,7 +110,9 @@ impl ClientError {
         }
     }
 
-    fn retry_after(&self) -> Option<Duration> {
+    /// The `Retry-After` of a refusal (429, 503), when it carried one: how
+    /// long the API asks a caller that retries by itself to wait.
+    pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ClientError::Refused { retry_after, .. } => *retry_after,
             _ => None,
@@ -513,6 +515,61 @@ mod tests {
         assert!(refused(StatusCode::TOO_MANY_REQUESTS, "rate_limited").is_retryable());
         assert!(refused(StatusCode::CONFLICT, "conflict").is_retryable());
         assert!(!refused(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_conflict").is_retryable());
+    }
+
+    /// A producer that answers every request with 503 `unavailable` and
+    /// `Retry-After: 0`, counting the requests.
+    async fn always_unavailable() -> (String, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let base = format!("http://{}", listener.local_addr().expect("an address"));
+        let count = std::sync::Arc::new(AtomicU32::new(0));
+        let counted = count.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                // The request is small; one read holds its head, and the
+                // answer closes the connection, so each try is one accept.
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = socket.read(&mut buf).await;
+                let body = r#"{"error":{"code":"unavailable","message":"retry later"}}"#;
+                let answer = format!(
+                    "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\n\
+                     Content-Type: application/json\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        (base, count)
+    }
+
+    #[tokio::test]
+    async fn a_plain_client_tries_once_and_a_retrying_one_until_its_limit() {
+        use std::sync::atomic::Ordering;
+
+        let (base, count) = always_unavailable().await;
+        let client = Client::new(&base, "t").expect("a client");
+        let message = SendMessage::email("a@example.com", "s", "t");
+        let error = client.send(&message).await.expect_err("refused");
+        assert_eq!(error.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(error.code(), Some("unavailable"));
+        assert_eq!(error.retry_after(), Some(Duration::ZERO));
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+
+        count.store(0, Ordering::SeqCst);
+        let error = client
+            .with_retries()
+            .send_batch(std::slice::from_ref(&message))
+            .await
+            .expect_err("still refused");
+        assert!(error.is_retryable());
+        assert_eq!(count.load(Ordering::SeqCst), MAX_RETRIES + 1);
     }
 
     #[test]

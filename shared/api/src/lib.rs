@@ -2,6 +2,8 @@
 //! body as a serde type with its OpenAPI schema (`ToSchema`), the parser that
 //! turns a body into one of them with errors naming the field, and (feature
 //! `client`) the typed client the CLI, the load test and the tests use.
+//! [`sim`] is the provider simulator's control API, shared the same way by
+//! the simulator and the programs that drive it.
 //!
 //! The producer's handlers take and return these types, gRPC converts into
 //! them, and `/openapi.json` is generated from them; `docs/API.md` is the
@@ -16,6 +18,7 @@ pub mod parse;
 pub mod providers;
 pub mod queues;
 pub mod schema;
+pub mod sim;
 pub mod tenants;
 
 #[cfg(feature = "client")]
@@ -23,6 +26,8 @@ pub mod client;
 
 pub use dead_letters::{ReplayReport, ReplayRequest};
 pub use error::{ErrorBody, ErrorDetail};
+/// What [`ParseError::Field`] carries: the field's dotted path and a sentence.
+pub use herald_domain::FieldError;
 pub use messages::{
     Accepted, AdminMessageRecord, BatchAccepted, Cancelled, ListMessages, MessageEvent,
     MessageRecord, SendBatch, SendMessage, MAX_BATCH_ITEMS,
