@@ -9,10 +9,13 @@
 #   2. clippy  cargo clippy --workspace --all-targets -- -D warnings; stops
 #              here if it fails.
 #   3. tests   makes RabbitMQ, Redis and PostgreSQL answer
-#              (deploy/local/services.sh), then every test of the workspace:
-#              cargo nextest when it is installed, else cargo test.
-# Installs what it needs (cargo-deny from crates.io, once; validate.sh's own
-# tools). Needs no terminal; exits non-zero when anything fails.
+#              (deploy/local/services.sh), checks the HTTP API against its
+#              own /openapi.json (deploy/local/api-check.sh: schemathesis
+#              with every check, tenant key and admin token), then every
+#              test of the workspace: cargo nextest when it is installed,
+#              else cargo test.
+# Installs what it needs (cargo-deny from crates.io, once; validate.sh's and
+# api-check.sh's own tools). Needs no terminal; exits non-zero when anything fails.
 #
 # Environment:
 #   HERALD_TEST_CHECKS_ONLY=1  phases 1 and 2 only: no services, no tests
@@ -152,6 +155,10 @@ run_tests() {
     step "Services (RabbitMQ, Redis, PostgreSQL)"
     bash "$ROOT/deploy/local/services.sh" </dev/null
     echo "(checks took $((SECONDS - START))s)"
+    if [ "${HERALD_TEST_SKIP_CHECKS:-}" != "1" ]; then
+        step "API against /openapi.json (deploy/local/api-check.sh: schemathesis)"
+        bash "$ROOT/deploy/local/api-check.sh" </dev/null
+    fi
     if cargo nextest --version >/dev/null 2>&1; then
         step "cargo nextest run --workspace"
         cargo nextest run --workspace --no-fail-fast </dev/null

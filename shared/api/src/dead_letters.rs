@@ -11,19 +11,24 @@ use crate::tenants::in_range;
 #[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(format = Uuid)]
+    #[schema(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub tenant_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(format = Uuid)]
+    #[schema(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub provider_id: Option<String>,
     /// The dead letter's reason code, e.g. `in_doubt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[^\\x00]*$")]
     pub reason: Option<String>,
     /// 1 to 100,000; 1,000 when absent.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "crate::int::opt"
+        deserialize_with = "herald_domain::json_int::opt"
     )]
     #[schema(minimum = 1, maximum = 100000)]
     pub limit: Option<i64>,

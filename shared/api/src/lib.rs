@@ -11,8 +11,8 @@
 
 pub mod dead_letters;
 pub mod error;
-mod int;
 pub mod messages;
+mod object;
 pub mod page;
 pub mod parse;
 pub mod providers;
@@ -33,7 +33,7 @@ pub use messages::{
     MessageRecord, SendBatch, SendMessage, MAX_BATCH_ITEMS,
 };
 pub use page::{Page, PageQuery};
-pub use parse::{parse_body, ParseError};
+pub use parse::{parse_body, parse_object, ParseError};
 pub use providers::{
     NewProvider, Provider, ProviderLoad, ProviderPatch, ProviderScore, ScoreParts, WindowUse,
 };

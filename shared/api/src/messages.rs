@@ -47,7 +47,7 @@ pub struct SendMessage {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "crate::int::opt"
+        deserialize_with = "herald_domain::json_int::opt"
     )]
     #[schema(minimum = 1, maximum = 10)]
     pub priority: Option<i64>,
@@ -255,6 +255,7 @@ pub struct Accepted {
 #[serde(deny_unknown_fields)]
 pub struct SendBatch {
     /// 1 to 1,000 messages.
+    #[serde(deserialize_with = "crate::object::vec")]
     #[schema(min_items = 1, max_items = 1000)]
     pub messages: Vec<SendMessage>,
 }

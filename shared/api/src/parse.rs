@@ -39,6 +39,23 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ParseError> {
     }
 }
 
+/// Parses `bytes` as a `T` that is a JSON object: serde would also take an
+/// array for a struct (`[null, null]` as its fields in order), which the
+/// API's schema does not allow.
+pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ParseError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        if let Err(e) = serde_json::from_slice::<IgnoredAny>(bytes) {
+            return Err(ParseError::Syntax(e.to_string()));
+        }
+        return Err(ParseError::Field(FieldError::new(
+            "",
+            "the body must be a JSON object",
+        )));
+    }
+    parse_body(bytes)
+}
+
 /// A serde data error as the API says it: the field's dotted path and a
 /// sentence without serde's line and column.
 fn field_error(path: &serde_path_to_error::Path, error: &serde_json::Error) -> FieldError {
@@ -175,6 +192,29 @@ mod tests {
                 "{body}"
             );
         }
+    }
+
+    #[test]
+    fn an_object_body_refuses_an_array_that_serde_would_take() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Pair {
+            a: Option<u32>,
+            b: Option<u32>,
+        }
+        assert!(
+            parse_body::<Pair>(b"[null, null]").is_ok(),
+            "serde's seq form"
+        );
+        assert!(matches!(
+            parse_object::<Pair>(b" [null, null]"),
+            Err(ParseError::Field(_))
+        ));
+        assert!(matches!(
+            parse_object::<Pair>(b"[null"),
+            Err(ParseError::Syntax(_))
+        ));
+        assert!(parse_object::<Pair>(br#" {"a": 1}"#).is_ok());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use herald_domain::provider_config::{ProviderConfig, SECRET_FIELDS};
 use herald_domain::{
     display_name, Channel, FieldError, ProviderId, ProviderKind, Quota, SendWindow, TenantId,
 };
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -15,7 +15,7 @@ use crate::tenants::in_range;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProvider {
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\x00]*$")]
     pub name: String,
     /// Implied by `kind` when absent; must match it when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -29,15 +29,23 @@ pub struct NewProvider {
     #[schema(value_type = Object)]
     pub config: Value,
     /// Rolling windows; absent or `{}` is unlimited.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::object::opt"
+    )]
     pub quota: Option<Quota>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::object::opt"
+    )]
     pub send_window: Option<SendWindow>,
     /// Its share among providers of equal score; 100 when absent.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "crate::int::opt"
+        deserialize_with = "herald_domain::json_int::opt"
     )]
     #[schema(minimum = 1, maximum = 10000)]
     pub weight: Option<i64>,
@@ -45,7 +53,9 @@ pub struct NewProvider {
     pub enabled: Option<bool>,
     /// A provider with a tenant serves only that tenant; without, it is shared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(format = Uuid)]
+    #[schema(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub tenant_id: Option<String>,
 }
 
@@ -90,8 +100,8 @@ impl TryFrom<NewProvider> for ProviderDraft {
         let tenant_id = p
             .tenant_id
             .map(|raw| {
-                raw.parse::<TenantId>()
-                    .map_err(|_| FieldError::new("tenant_id", "is not a tenant id"))
+                crate::page::parse_id::<TenantId>(&raw)
+                    .ok_or_else(|| FieldError::new("tenant_id", "is not a tenant id"))
             })
             .transpose()?;
         Ok(ProviderDraft {
@@ -117,38 +127,35 @@ impl TryFrom<NewProvider> for ProviderDraft {
 #[serde(deny_unknown_fields)]
 pub struct ProviderPatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\x00]*$")]
     pub name: Option<String>,
     /// The whole new config (see `NewProvider.config`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub config: Option<serde_json::Map<String, Value>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::object::opt"
+    )]
     pub quota: Option<Quota>,
     /// `null` removes the window.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
+        deserialize_with = "crate::object::present"
     )]
     #[schema(value_type = Option<SendWindow>)]
     pub send_window: Option<Option<SendWindow>>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "crate::int::opt"
+        deserialize_with = "herald_domain::json_int::opt"
     )]
     #[schema(minimum = 1, maximum = 10000)]
     pub weight: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-}
-
-/// A field that is present, even as `null` (which then means "remove").
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A [`ProviderPatch`] that passed every check, against the provider's
@@ -293,7 +300,7 @@ pub struct ProviderScore {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "crate::int::opt"
+        deserialize_with = "herald_domain::json_int::opt"
     )]
     pub until_ms: Option<i64>,
     /// When a closed send window opens.

@@ -135,18 +135,123 @@ fn text_map(max: Option<u64>) -> Value {
     map
 }
 
-/// Adds the rules above to the document's `SendMessage` schema.
+/// A string without NUL characters, or null.
+fn opt_text() -> Value {
+    json!({"type": ["string", "null"], "pattern": TEXT})
+}
+
+/// An optional non-negative integer (`Option<u64>` and kin).
+fn opt_count(max: u64) -> Value {
+    json!({"type": ["integer", "null"], "minimum": 0, "maximum": max})
+}
+
+/// Each provider kind's `config`, as `ProviderConfig::parse` takes it.
+pub fn provider_configs() -> [(&'static str, &'static str, Value); 3] {
+    let text = json!({"type": "string", "pattern": TEXT});
+    let required_text = json!({"type": "string", "minLength": 1, "pattern": TEXT});
+    let smtp = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["host", "port"],
+        "properties": {
+            "host": required_text,
+            "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+            "tls": {"enum": ["none", "starttls", "tls"]},
+            "ca_file": opt_text(),
+            "accept_invalid_certs": {"type": "boolean"},
+            "username": opt_text(),
+            "password": opt_text(),
+            "from": {"anyOf": [email_address(), {"type": "null"}]},
+            "pool_size": {"type": ["integer", "null"], "minimum": 1, "maximum": 256},
+            "message_id_domain": opt_text(),
+            "timeout_secs": opt_count(u64::MAX),
+            "callback_secret": opt_text(),
+        },
+        // A username needs its password, and the other way round.
+        "anyOf": [
+            {
+                "required": ["username", "password"],
+                "properties": {"username": text, "password": text},
+            },
+            {"properties": {"username": {"type": "null"}, "password": {"type": "null"}}},
+        ],
+    });
+    let wework = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["corp_id", "corp_secret", "agent_id"],
+        "properties": {
+            "base_url": {"type": "string", "pattern": "^https?://[^\\x00]*$"},
+            "corp_id": required_text,
+            "corp_secret": required_text,
+            "agent_id": {"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX},
+            "token": opt_text(),
+            "encoding_aes_key": {"type": ["string", "null"], "minLength": 43, "maxLength": 43, "pattern": TEXT},
+            "duplicate_check_interval": opt_count(u64::from(u32::MAX)),
+            "timeout_ms": opt_count(u64::MAX),
+            "callback_secret": opt_text(),
+        },
+    });
+    let webhook = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["signing_secret"],
+        "properties": {
+            "signing_secret": {"type": "string", "minLength": 16, "pattern": TEXT},
+            "timeout_ms": opt_count(u64::MAX),
+            "allow_private_addresses": {"type": "boolean"},
+            "callback_secret": opt_text(),
+        },
+    });
+    [
+        ("smtp", "email", smtp),
+        ("wework", "wework", wework),
+        ("webhook", "webhook", webhook),
+    ]
+}
+
+/// Adds the rules above to the document's schemas.
 pub fn refine(doc: &mut Value) {
-    let Some(schema) = doc.pointer_mut("/components/schemas/SendMessage") else {
+    let Some(schemas) = doc.pointer_mut("/components/schemas") else {
         return;
     };
-    schema["oneOf"] = send_message_rules();
-    if let Some(props) = schema["properties"].as_object_mut() {
-        props.insert("variables".into(), text_map(None));
-        props.insert(
-            "metadata".into(),
-            text_map(Some(crate::messages::MAX_METADATA as u64)),
-        );
+    if let Some(send) = schemas.get_mut("SendMessage") {
+        send["oneOf"] = send_message_rules();
+        if let Some(props) = send["properties"].as_object_mut() {
+            props.insert("variables".into(), text_map(None));
+            props.insert(
+                "metadata".into(),
+                text_map(Some(crate::messages::MAX_METADATA as u64)),
+            );
+        }
+    }
+    if let Some(tenant) = schemas.pointer_mut("/NewTenant/properties/webhook_url") {
+        *tenant = json!({"anyOf": [webhook_url(), {"type": "null"}]});
+    }
+    if let Some(tz) = schemas.pointer_mut("/SendWindow/properties/tz") {
+        let zones: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()).collect();
+        *tz = json!({"type": "string", "enum": zones});
+    }
+    if let Some(days) = schemas.pointer_mut("/SendWindow/properties/days") {
+        *days = json!({"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 7}});
+    }
+    let configs = provider_configs();
+    if let Some(new) = schemas.get_mut("NewProvider") {
+        let branches: Vec<Value> = configs
+            .iter()
+            .map(|(kind, channel, config)| {
+                json!({"properties": {
+                    "kind": {"const": kind},
+                    "channel": {"enum": [channel, null]},
+                    "config": config,
+                }})
+            })
+            .collect();
+        new["oneOf"] = Value::Array(branches);
+    }
+    if let Some(config) = schemas.pointer_mut("/ProviderPatch/properties/config") {
+        let any: Vec<Value> = configs.iter().map(|(_, _, c)| c.clone()).collect();
+        *config = json!({"anyOf": [{"anyOf": any}, {"type": "null"}]});
     }
 }
 

@@ -14,13 +14,13 @@ pub struct NewTenant {
     /// 1 to 64 characters of `a-z 0-9 - _`; unique.
     #[schema(pattern = "^[a-z0-9_-]{1,64}$", example = "shop")]
     pub code: String,
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\x00]*$")]
     pub name: String,
     /// Its share of the scheduler's drain against other tenants; 1 when absent.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "crate::int::opt"
+        deserialize_with = "herald_domain::json_int::opt"
     )]
     #[schema(minimum = 1, maximum = 1000)]
     pub weight: Option<i64>,
@@ -28,7 +28,7 @@ pub struct NewTenant {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "crate::int::opt"
+        deserialize_with = "herald_domain::json_int::opt"
     )]
     #[schema(minimum = 1)]
     pub daily_quota: Option<i64>,
@@ -36,7 +36,7 @@ pub struct NewTenant {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "crate::int::opt"
+        deserialize_with = "herald_domain::json_int::opt"
     )]
     #[schema(minimum = 1, maximum = 1000000)]
     pub rate_limit_per_sec: Option<i64>,

@@ -4,6 +4,7 @@
 mod channel;
 mod disposition;
 mod ids;
+pub mod json_int;
 mod message;
 mod priority;
 mod provider;

@@ -60,19 +60,43 @@ impl FromStr for ProviderKind {
     }
 }
 
+/// The largest window limit: 2^53 − 1, the largest integer every JSON
+/// reader and Redis's Lua numbers hold exactly.
+pub const MAX_WINDOW_LIMIT: u64 = (1 << 53) - 1;
+
 /// A provider's limits. Windows are rolling (`per_minute: N` is at most N
 /// sends in any 60 s), counted in the provider's unit; `None` is unlimited.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Quota {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::json_int::opt_u64"
+    )]
+    #[schema(minimum = 1, maximum = 9_007_199_254_740_991_f64)]
     pub per_minute: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::json_int::opt_u64"
+    )]
+    #[schema(minimum = 1, maximum = 9_007_199_254_740_991_f64)]
     pub per_hour: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::json_int::opt_u64"
+    )]
+    #[schema(minimum = 1, maximum = 9_007_199_254_740_991_f64)]
     pub per_day: Option<u64>,
     /// Sends in flight at once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::json_int::opt_u64"
+    )]
+    #[schema(minimum = 1, maximum = 4_294_967_295_f64)]
     pub concurrency: Option<u64>,
 }
 
@@ -101,6 +125,14 @@ impl Quota {
                     "must be at least 1 (omit it for unlimited)",
                 ));
             }
+            let max = if name == "quota.concurrency" {
+                u64::from(u32::MAX)
+            } else {
+                MAX_WINDOW_LIMIT
+            };
+            if v.is_some_and(|v| v > max) {
+                return Err(FieldError::new(name, format!("must be at most {max}")));
+            }
         }
         Ok(())
     }
@@ -111,11 +143,15 @@ impl Quota {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendWindow {
+    /// IANA time zone, e.g. `Asia/Shanghai`.
     pub tz: String,
+    /// `HH:MM`, 24-hour.
+    #[schema(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     pub start: String,
+    #[schema(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     pub end: String,
     /// ISO weekdays, 1 = Monday .. 7 = Sunday; empty = every day.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json_int::days")]
     pub days: Vec<u8>,
 }
 
@@ -128,10 +164,22 @@ impl SendWindow {
         let tz: Tz = self.tz.parse().map_err(|_| {
             FieldError::new("send_window.tz", format!("unknown time zone {:?}", self.tz))
         })?;
+        // Exactly `HH:MM`: chrono alone would also take `9:00`.
         let time = |field: &str, raw: &str| {
-            NaiveTime::parse_from_str(raw, "%H:%M").map_err(|_| {
-                FieldError::new(field, format!("{raw:?} is not a time like \"09:00\""))
-            })
+            let shaped = raw.len() == 5
+                && raw.bytes().enumerate().all(|(i, b)| {
+                    if i == 2 {
+                        b == b':'
+                    } else {
+                        b.is_ascii_digit()
+                    }
+                });
+            shaped
+                .then(|| NaiveTime::parse_from_str(raw, "%H:%M").ok())
+                .flatten()
+                .ok_or_else(|| {
+                    FieldError::new(field, format!("{raw:?} is not a time like \"09:00\""))
+                })
         };
         let start = time("send_window.start", &self.start)?;
         let end = time("send_window.end", &self.end)?;

@@ -124,15 +124,21 @@ impl ProviderConfig {
                     || text.starts_with("unknown field"))
                 .then(|| text.split('`').nth(1))
                 .flatten();
+                // serde_path_to_error's path already ends with an unknown
+                // field's name; a missing one is named only in the text.
                 let field = match (path.as_str(), named) {
                     (".", Some(name)) => format!("config.{name}"),
                     (".", None) => "config".to_owned(),
+                    (p, Some(name)) if p == name || p.ends_with(&format!(".{name}")) => {
+                        format!("config.{p}")
+                    }
                     (p, Some(name)) => format!("config.{p}.{name}"),
                     (p, None) => format!("config.{p}"),
                 };
                 FieldError::new(field, text)
             })
         }
+        let value = &normalized("config", value)?;
         let config = match kind {
             ProviderKind::Smtp => ProviderConfig::Smtp(de(value)?),
             ProviderKind::Wework => ProviderConfig::Wework(de(value)?),
@@ -175,7 +181,7 @@ impl ProviderConfig {
                     return Err(FieldError::new("config.corp_secret", "is required"));
                 }
                 if let Some(key) = &c.encoding_aes_key {
-                    if key.len() != 43 {
+                    if key.chars().count() != 43 {
                         return Err(FieldError::new(
                             "config.encoding_aes_key",
                             "must have 43 characters",
@@ -184,7 +190,7 @@ impl ProviderConfig {
                 }
             }
             ProviderConfig::Webhook(c) => {
-                if c.signing_secret.len() < 16 {
+                if c.signing_secret.chars().count() < 16 {
                     return Err(FieldError::new(
                         "config.signing_secret",
                         "must have at least 16 characters",
@@ -214,11 +220,58 @@ impl ProviderConfig {
     }
 }
 
+/// `value` as the typed configs read it: an integral float (`25.0`) is the
+/// integer it equals, as JSON Schema counts it; a string with a NUL
+/// character is refused (PostgreSQL's `jsonb` cannot store one), naming it.
+fn normalized(path: &str, value: &Value) -> Result<Value, FieldError> {
+    Ok(match value {
+        Value::String(s) => {
+            crate::check_text(path, s)?;
+            value.clone()
+        }
+        Value::Number(n) if n.is_f64() => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f >= 0.0 && f < 1.8e19 => Value::from(f as u64),
+            Some(f) if f.fract() == 0.0 && f < 0.0 && f > -9.2e18 => Value::from(f as i64),
+            _ => value.clone(),
+        },
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| normalized(&format!("{path}[{i}]"), v))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let field = format!("{path}.{k}");
+                    crate::check_text(&field, k)?;
+                    Ok((k.clone(), normalized(&field, v)?))
+                })
+                .collect::<Result<_, FieldError>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn an_integral_float_is_an_integer_and_a_nul_is_refused() {
+        let c = ProviderConfig::parse(ProviderKind::Smtp, &json!({"host": "h", "port": 25.0}))
+            .expect("25.0 is 25");
+        assert!(matches!(
+            c,
+            ProviderConfig::Smtp(SmtpConfig { port: 25, .. })
+        ));
+        let err = ProviderConfig::parse(ProviderKind::Smtp, &json!({"host": "h\u{0}", "port": 25}))
+            .expect_err("NUL");
+        assert_eq!(err.field, "config.host");
+    }
 
     #[test]
     fn smtp_config_errors_name_the_config_field() {
@@ -231,6 +284,12 @@ mod tests {
         let err =
             ProviderConfig::parse(ProviderKind::Smtp, &json!({"port": 25})).expect_err("no host");
         assert_eq!(err.field, "config.host");
+        let err = ProviderConfig::parse(
+            ProviderKind::Webhook,
+            &json!({"signing_secret": "0123456789abcdef", "agent_id": 1}),
+        )
+        .expect_err("not a webhook field");
+        assert_eq!(err.field, "config.agent_id");
     }
 
     #[test]

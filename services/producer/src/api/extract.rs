@@ -29,7 +29,7 @@ impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S>
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
         let bytes = read_json(req, LIMIT).await?;
-        herald_api::parse_body(&bytes)
+        herald_api::parse_object(&bytes)
             .map(JsonBody)
             .map_err(ApiError::from)
     }

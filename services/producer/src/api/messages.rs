@@ -24,7 +24,7 @@ use crate::enqueue::{enqueue, Item};
     post, path = "/v1/messages", tag = "messages", operation_id = "send_message",
     summary = "Send a message",
     request_body = SendMessage,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Same as the body's idempotency_key (when both are given they must be equal)", pattern = "^[!-~](?:[ -~]{0,253}[!-~])?$")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same as the body's idempotency_key (when both are given they must be equal); HTTP drops spaces around it", pattern = "^[ \t]*[!-~](?:[\t -~]{0,253}[!-~])?[ \t]*$")),
     responses(
         (status = 202, description = "Recorded and confirmed by the broker", body = Accepted),
         (status = 400, description = "The body is not JSON", body = ErrorBody),

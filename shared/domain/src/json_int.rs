@@ -1,5 +1,6 @@
 //! Integers as JSON Schema counts them: `5` and `5.0` are the same integer,
-//! so a field of `type: integer` takes both (serde's `i64` refuses `5.0`).
+//! so a field of `type: integer` takes both (serde's integers refuse `5.0`).
+//! Used with `#[serde(deserialize_with = …)]` by the API's request types.
 
 use serde::de::{Error, Unexpected, Visitor};
 use serde::Deserializer;
@@ -29,6 +30,50 @@ impl Visitor<'_> for Integer {
             Err(E::invalid_value(Unexpected::Float(v), &self))
         }
     }
+}
+
+/// A non-negative optional integer field (`null` or absent is `None`).
+pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match opt(d)? {
+        None => Ok(None),
+        Some(n) => u64::try_from(n)
+            .map(Some)
+            .map_err(|_| D::Error::invalid_value(Unexpected::Signed(n), &"a non-negative integer")),
+    }
+}
+
+/// A list of ISO weekdays (small integers; `3.0` is `3`).
+pub fn days<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    struct Days;
+
+    impl<'de> Visitor<'de> for Days {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of weekdays 1 to 7")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut days = Vec::new();
+            while let Some(Day(n)) = seq.next_element()? {
+                days.push(n);
+            }
+            Ok(days)
+        }
+    }
+
+    struct Day(u8);
+
+    impl<'de> serde::Deserialize<'de> for Day {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Day, D::Error> {
+            let n = d.deserialize_any(Integer)?;
+            u8::try_from(n)
+                .map(Day)
+                .map_err(|_| D::Error::invalid_value(Unexpected::Signed(n), &"a weekday 1 to 7"))
+        }
+    }
+
+    d.deserialize_seq(Days)
 }
 
 /// An optional integer field (`null` or absent is `None`).
