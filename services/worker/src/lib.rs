@@ -6,6 +6,9 @@
 //! - [`classify`]: the rule tables (defaults and `--classifier-file`) that
 //!   say what a provider's refusal means
 //! - [`registry`]: adapters built from the live provider catalog
+//! - [`pace`]: each provider's per-minute quota smoothed to a per-second
+//!   pace inside the worker (`governor`)
+//! - [`metrics`]: the pacing metrics' names and help texts
 //! - [`decision`]: what happens to a message after its send, as pure functions
 //! - [`process`]: the pipeline — claim a window of deliveries in one
 //!   statement, send concurrently, record outcomes in one statement, ack
@@ -14,6 +17,8 @@
 pub mod classify;
 pub mod config;
 pub mod decision;
+pub mod metrics;
+pub mod pace;
 pub mod process;
 pub mod provider;
 pub mod registry;

@@ -30,6 +30,8 @@ use uuid::Uuid;
 
 use crate::config::InDoubtPolicy;
 use crate::decision::{after_send, outcome_label, provider_ok, AfterSend};
+use crate::metrics::{PACING_RETURNED, PACING_WAIT};
+use crate::pace::{Paced, Pacer};
 use crate::provider::Outgoing;
 use crate::registry::Registry;
 
@@ -45,6 +47,9 @@ const LEASE_TTL: Duration = Duration::from_secs(120);
 /// How long a send waits for a concurrency slot before its job goes back
 /// to the scheduler (through the shortest delay tier).
 const LEASE_WAIT: Duration = Duration::from_secs(20);
+/// How long a send waits for its provider's pace (decision 0013) before
+/// its job goes back to the scheduler, as for a concurrency slot.
+const PACE_WAIT: Duration = LEASE_WAIT;
 /// A copy of a message another worker claimed less than [`LEASE_TTL`] ago
 /// (so may still be sending) is looked at again after this long.
 const LIVE_SEND_RECHECK: Duration = Duration::from_secs(30);
@@ -62,6 +67,9 @@ pub struct Worker {
     pub in_doubt: InDoubtPolicy,
     /// How outcomes move the providers' statistics and circuits.
     pub health: HealthPolicy,
+    /// The worker's shutdown: a send waiting for its provider's pace gives
+    /// up and goes back to the scheduler.
+    pub stop: Shutdown,
 }
 
 /// One send's outcome as the provider's statistics see it.
@@ -291,11 +299,42 @@ impl Worker {
                             .increment(1);
                         tracing::warn!(message_id = %id, "A message was found mid-send after a worker stopped; its channel resends it.");
                     }
+                    let worker = self.clone();
+                    let done = done.clone();
+                    if let Some(pacer) = self.pacer(&job) {
+                        // A paced send waits for its pace holding neither a
+                        // send slot of this worker nor a concurrency lease
+                        // (decision 0013); prefetch bounds how many wait.
+                        let permits = permits.clone();
+                        tokio::spawn(async move {
+                            let finished = match worker.pace(&pacer, &job).await {
+                                Err(back) => worker.send_back(part, job, id, back).await,
+                                Ok(()) => {
+                                    let permit = tokio::select! {
+                                        p = permits.acquire_owned() => p.ok(),
+                                        _ = worker.stop.wait() => None,
+                                    };
+                                    match permit {
+                                        Some(permit) => {
+                                            let finished = worker.send_one(part, job, id).await;
+                                            drop(permit);
+                                            finished
+                                        }
+                                        None => {
+                                            worker
+                                                .send_back(part, job, id, SendBack::Stopping)
+                                                .await
+                                        }
+                                    }
+                                }
+                            };
+                            let _ = done.send(finished).await;
+                        });
+                        continue;
+                    }
                     let Ok(permit) = permits.clone().acquire_owned().await else {
                         return;
                     };
-                    let worker = self.clone();
-                    let done = done.clone();
                     tokio::spawn(async move {
                         let finished = worker.send_one(part, job, id).await;
                         let _ = done.send(finished).await;
@@ -315,7 +354,8 @@ impl Worker {
             .and_then(|a| a.provider_id.parse().ok())
             .unwrap_or_default();
         let entry = self.registry.get(provider_id);
-        // A concurrency slot first: the lease outlives only a dead worker.
+        // A concurrency slot first (after the pace, for a paced provider):
+        // the lease outlives only a dead worker.
         let holder = format!("{id}:{attempt}");
         let concurrency = entry.as_ref().and_then(|e| e.limits.concurrency);
         if let Some(limit) = concurrency {
@@ -450,10 +490,47 @@ impl Worker {
         }
     }
 
-    /// Every slot stayed busy: the job goes back to the scheduler as it
-    /// was (no attempt spent), and its reservation is refunded.
-    async fn lease_timeout(&self, acker: Arc<Part>, mut job: v1::Job, id: Uuid) -> Finished {
+    /// Every slot stayed busy: the job goes back to the scheduler.
+    async fn lease_timeout(&self, acker: Arc<Part>, job: v1::Job, id: Uuid) -> Finished {
         metrics::counter!("herald_worker_lease_timeouts_total").increment(1);
+        self.send_back(acker, job, id, SendBack::ConcurrencyBusy)
+            .await
+    }
+
+    /// The pacer of the provider `job` is assigned to, if it is paced.
+    fn pacer(&self, job: &v1::Job) -> Option<Arc<Pacer>> {
+        let provider: Uuid = job.assignment.as_ref()?.provider_id.parse().ok()?;
+        self.registry.get(provider)?.pacer.clone()
+    }
+
+    /// Waits for the provider's pace (decision 0013): at most
+    /// [`PACE_WAIT`], and not past the worker's shutdown.
+    async fn pace(&self, pacer: &Pacer, job: &v1::Job) -> Result<(), SendBack> {
+        let channel = Channel::from_proto(job.channel).map_or("unknown", Channel::as_str);
+        let back = match pacer.wait(pace_cost(job), PACE_WAIT, &self.stop).await {
+            Paced::Ready(waited) => {
+                metrics::histogram!(PACING_WAIT, "channel" => channel).record(waited.as_secs_f64());
+                return Ok(());
+            }
+            Paced::TooLong => SendBack::PacingBusy,
+            Paced::Stopped => SendBack::Stopping,
+        };
+        Err(back)
+    }
+
+    /// The job goes back to the scheduler as it was (no attempt spent),
+    /// through the shortest delay tier, and its reservation is refunded.
+    async fn send_back(
+        &self,
+        acker: Arc<Part>,
+        mut job: v1::Job,
+        id: Uuid,
+        why: SendBack,
+    ) -> Finished {
+        if let Some(reason) = why.pacing_reason() {
+            metrics::counter!(PACING_RETURNED, "reason" => reason).increment(1);
+        }
+        let (code, message) = why.describe();
         self.refund(&job).await;
         job.assignment = None;
         let publish = self.topology.to_delay(1, job.encode_to_vec());
@@ -462,8 +539,8 @@ impl Worker {
             outcome: Some(Outcome {
                 id,
                 status: MessageStatus::Pending,
-                error_code: Some("concurrency_busy".into()),
-                error_message: Some("every concurrency slot of the provider stayed busy".into()),
+                error_code: Some(code.into()),
+                error_message: Some(message.into()),
             }),
             publish: Some(publish),
             observed: None,
@@ -613,6 +690,57 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Why a claimed job goes back to the scheduler unsent.
+#[derive(Debug, Clone, Copy)]
+enum SendBack {
+    /// Every concurrency slot of the provider stayed busy.
+    ConcurrencyBusy,
+    /// The provider's pace would have kept it waiting too long.
+    PacingBusy,
+    /// The worker shut down while it waited for the pace.
+    Stopping,
+}
+
+impl SendBack {
+    /// The recorded error code and message.
+    fn describe(self) -> (&'static str, &'static str) {
+        match self {
+            SendBack::ConcurrencyBusy => (
+                "concurrency_busy",
+                "every concurrency slot of the provider stayed busy",
+            ),
+            SendBack::PacingBusy => (
+                "pacing_busy",
+                "the provider's pace inside the worker would have kept the send waiting too long",
+            ),
+            SendBack::Stopping => (
+                "worker_stopping",
+                "the worker stopped while the send waited for the provider's pace",
+            ),
+        }
+    }
+
+    /// The `reason` label of the pacing metric, `None` if not pacing's.
+    fn pacing_reason(self) -> Option<&'static str> {
+        match self {
+            SendBack::ConcurrencyBusy => None,
+            SendBack::PacingBusy => Some("too_long"),
+            SendBack::Stopping => Some("stopping"),
+        }
+    }
+}
+
+/// Units of the provider's pace a job's send takes: what the scheduler
+/// reserved for it (one per WeWork recipient, as `Recipients::cost`), or
+/// that rule again for a job without a reservation.
+fn pace_cost(job: &v1::Job) -> u32 {
+    match &job.assignment {
+        Some(a) if a.cost > 0 => a.cost,
+        _ if job.channel == v1::Channel::Wework as i32 => job.recipients.len().max(1) as u32,
+        _ => 1,
+    }
+}
+
 /// Exponential backoff with jitter: about 2 s, 4 s, 8 s … capped at 15 min.
 pub fn backoff(attempt: u32) -> Duration {
     let base = 2u64.saturating_pow(attempt.min(10)).min(900);
@@ -629,5 +757,26 @@ mod tests {
         assert!(backoff(1) < Duration::from_secs(3));
         assert!(backoff(3) > Duration::from_secs(6));
         assert!(backoff(30) <= Duration::from_secs(1080));
+    }
+
+    #[test]
+    fn a_wework_send_to_five_takes_five_of_the_pace() {
+        let mut job = v1::Job {
+            channel: v1::Channel::Wework as i32,
+            recipients: (1..=5).map(|i| format!("user{i}")).collect(),
+            ..v1::Job::default()
+        };
+        assert_eq!(pace_cost(&job), 5);
+        job.assignment = Some(v1::Assignment {
+            cost: 5,
+            ..v1::Assignment::default()
+        });
+        assert_eq!(pace_cost(&job), 5);
+        let email = v1::Job {
+            channel: v1::Channel::Email as i32,
+            recipients: vec!["a@example.com".into()],
+            ..v1::Job::default()
+        };
+        assert_eq!(pace_cost(&email), 1);
     }
 }

@@ -1,6 +1,7 @@
 //! Adapters for the providers in the live catalog. An adapter keeps its
 //! connection pool and token cache for as long as its provider row is
-//! unchanged; a PATCH rebuilds it. The catalog holds only providers whose
+//! unchanged; a PATCH rebuilds it. Its pacer (decision 0013) lasts as long
+//! as its quota: a PATCH that changes the quota rebuilds it. The catalog holds only providers whose
 //! row decodes (the store reports the others), so a broken row has no
 //! entry here: a job assigned to it fails over.
 
@@ -13,6 +14,7 @@ use herald_store::catalog::ProviderCatalog;
 use uuid::Uuid;
 
 use crate::classify::Classifier;
+use crate::pace::{self, Pacer};
 use crate::provider::Adapter;
 
 /// One provider, ready to send.
@@ -22,6 +24,10 @@ pub struct Entry {
     /// The adapter, or why it could not be built (a bad config).
     pub adapter: Result<Adapter, String>,
     pub limits: Limits,
+    /// The provider's pace inside this worker, `None` if it is not paced
+    /// (no per-minute limit). Kept across a change that leaves the quota
+    /// as it was; rebuilt when the quota changes.
+    pub pacer: Option<Arc<Pacer>>,
 }
 
 type Entries = HashMap<Uuid, Arc<Entry>>;
@@ -80,6 +86,10 @@ impl Registry {
                     // The scheduler's limits exactly, so refunds hit the
                     // windows the reservation charged.
                     limits: herald_scoring::limits_for(&provider.quota, provider.channel),
+                    pacer: pace::carry_over(
+                        old.get(&id).and_then(|e| e.pacer.as_ref()),
+                        &provider.quota,
+                    ),
                 }),
             );
         }

@@ -29,6 +29,7 @@ pub struct App {
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         settings.common.validate()?;
+        crate::metrics::describe();
         let classifier = Classifier::load(settings.classifier_file.as_deref())
             .context("Failed to load the failure classifier")?;
         let topology = Topology::new(&settings.common.namespace);
@@ -51,6 +52,7 @@ impl App {
             max_attempts: settings.max_attempts.max(1),
             in_doubt: settings.in_doubt_resend.clone(),
             health: settings.circuit.policy(),
+            stop: stop.clone(),
         });
         let listener = herald_runtime::bind(settings.http_addr).await?;
         Ok(App {

@@ -350,6 +350,38 @@ async fn each_job_of_a_batch_is_sent_once_and_the_batch_acked_when_all_are_done(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_provider_sends_its_burst_then_one_a_second_each_once() {
+    // 60 a minute: a burst of 3, then one a second (decision 0013).
+    let mut ctx = Ctx::start(json!({"per_minute": 60}), 0).await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(ctx.record(&format!("u{i}")).await);
+    }
+    let batch: Vec<(MessageId, &str)> = ids.iter().map(|id| (*id, "u")).collect();
+    let started = tokio::time::Instant::now();
+    ctx.publish_batch(&batch).await;
+    for id in &ids {
+        assert_eq!(ctx.wait_sent(*id).await, "sent");
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(2_500),
+        "six sends at 60 a minute with a burst of 3 take about 3 s, took {took:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ctx.stop_worker().await;
+    assert_eq!(ctx.central_depth().await, 0, "the batch is acked");
+    for id in &ids {
+        assert_eq!(
+            ctx.sim.count(SimChannel::Wework, &id.to_string()),
+            1,
+            "{id} must reach the provider exactly once"
+        );
+    }
+    ctx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_hold_at_most_the_providers_concurrency_and_feed_its_statistics() {
     // Each send takes 150 ms at the simulator; two at a time at most.
     let ctx = Ctx::start(json!({"concurrency": 2}), 150).await;
