@@ -230,8 +230,8 @@ fn normalized(path: &str, value: &Value) -> Result<Value, FieldError> {
             value.clone()
         }
         Value::Number(n) if n.is_f64() => match n.as_f64() {
-            Some(f) if f.fract() == 0.0 && f >= 0.0 && f < 1.8e19 => Value::from(f as u64),
-            Some(f) if f.fract() == 0.0 && f < 0.0 && f > -9.2e18 => Value::from(f as i64),
+            Some(f) if f.fract() == 0.0 && (0.0..1.8e19).contains(&f) => Value::from(f as u64),
+            Some(f) if f.fract() == 0.0 && (-9.2e18..0.0).contains(&f) => Value::from(f as i64),
             _ => value.clone(),
         },
         Value::Array(items) => Value::Array(
