@@ -58,7 +58,11 @@ pub struct TimedOut {
 
 impl std::fmt::Display for TimedOut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "timed out after {:?} waiting for {}", self.timeout, self.what)
+        write!(
+            f,
+            "timed out after {:?} waiting for {}",
+            self.timeout, self.what
+        )
     }
 }
 
@@ -66,11 +70,7 @@ impl std::error::Error for TimedOut {}
 
 /// [`wait_for`] as a `Result` whose error says what was waited for:
 /// `wait_until("the batch to be acked", secs(10), || …).await?`.
-pub async fn wait_until<F, Fut>(
-    what: &str,
-    timeout: Duration,
-    condition: F,
-) -> Result<(), TimedOut>
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, condition: F) -> Result<(), TimedOut>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
