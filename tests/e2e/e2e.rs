@@ -3,25 +3,19 @@
 
 use std::time::Duration;
 
-use herald_e2e::{wait_for, Harness};
+use herald_api::{NewProvider, SendMessage};
+use herald_domain::{Channel, MessageStatus, ProviderKind};
+use herald_e2e::Harness;
 use herald_sim::SimChannel;
-use serde_json::{json, Value};
+use herald_testing::{unique, wait_for, wait_for_value};
+use serde_json::json;
 
-async fn send_batches(h: &Harness, key: &str, messages: Vec<Value>) -> Vec<String> {
+async fn send_batches(h: &Harness, key: &str, messages: Vec<SendMessage>) -> Vec<String> {
+    let client = h.app.client(key);
     let mut ids = Vec::new();
     for chunk in messages.chunks(500) {
-        let (status, body) = h
-            .post(key, "/v1/messages/batch", &json!({"messages": chunk}))
-            .await
-            .expect("batch request");
-        assert_eq!(status, 202, "{body}");
-        ids.extend(
-            body["ids"]
-                .as_array()
-                .expect("ids")
-                .iter()
-                .map(|v| v.as_str().unwrap_or_default().to_owned()),
-        );
+        let accepted = client.send_batch(chunk).await.expect("batch request");
+        ids.extend(accepted.ids.iter().map(ToString::to_string));
     }
     ids
 }
@@ -30,20 +24,27 @@ async fn send_batches(h: &Harness, key: &str, messages: Vec<Value>) -> Vec<Strin
 async fn every_message_of_two_tenants_arrives_exactly_once_and_is_recorded_sent() {
     let h = Harness::start(2).await.expect("herald starts");
     h.sim_providers().await.expect("providers");
-    let (_a, key_a) = h
-        .tenant(&herald_e2e::unique("shop"))
-        .await
-        .expect("tenant a");
-    let (_b, key_b) = h
-        .tenant(&herald_e2e::unique("crm"))
-        .await
-        .expect("tenant b");
+    let (_a, key_a) = h.tenant(&unique("shop")).await.expect("tenant a");
+    let (_b, key_b) = h.tenant(&unique("crm")).await.expect("tenant b");
 
-    let emails: Vec<Value> = (0..1000)
-        .map(|i| json!({"channel": "email", "to": format!("user{i}@example.com"), "subject": "Hello", "text": format!("message {i}")}))
+    let emails: Vec<SendMessage> = (0..1000)
+        .map(|i| {
+            let mut m = SendMessage::new(
+                Channel::Email,
+                format!("user{i}@example.com"),
+                format!("message {i}"),
+            );
+            m.subject = Some("Hello".into());
+            m
+        })
         .collect();
-    let wework: Vec<Value> = (0..200)
-        .map(|i| json!({"channel": "wework", "to": format!("u{i}|v{i}"), "text": format!("notice {i}"), "priority": 8}))
+    let wework: Vec<SendMessage> = (0..200)
+        .map(|i| {
+            let mut m =
+                SendMessage::new(Channel::Wework, format!("u{i}|v{i}"), format!("notice {i}"));
+            m.priority = Some(8);
+            m
+        })
         .collect();
     let (email_ids, wework_ids) = tokio::join!(
         send_batches(&h, &key_a, emails),
@@ -97,42 +98,22 @@ async fn every_message_of_two_tenants_arrives_exactly_once_and_is_recorded_sent(
 async fn a_scheduled_message_is_not_sent_before_its_time_and_a_cancelled_one_never() {
     let h = Harness::start(1).await.expect("herald starts");
     h.sim_providers().await.expect("providers");
-    let (_t, key) = h
-        .tenant(&herald_e2e::unique("sched"))
-        .await
-        .expect("tenant");
+    let (_t, key) = h.tenant(&unique("sched")).await.expect("tenant");
     let at = chrono_like_in(3);
-    let (status, body) = h
-        .post(
-            &key,
-            "/v1/messages",
-            &json!({"channel": "wework", "to": "u1", "text": "later", "scheduled_at": at}),
-        )
-        .await
-        .expect("send");
-    assert_eq!(status, 202, "{body}");
-    assert_eq!(body["status"], "scheduled");
-    let id = body["id"].as_str().unwrap_or_default().to_owned();
-    let (status, cancel_me) = h
-        .post(
-            &key,
-            "/v1/messages",
-            &json!({"channel": "wework", "to": "u2", "text": "never", "scheduled_at": at}),
-        )
-        .await
-        .expect("send");
-    assert_eq!(status, 202);
-    let cancel_id = cancel_me["id"].as_str().unwrap_or_default().to_owned();
-    let (status, _) = h
-        .post(
-            &key,
-            &format!("/v1/messages/{cancel_id}/cancel"),
-            &json!({}),
-        )
-        .await
-        .expect("cancel");
-    assert_eq!(status, 200);
+    let client = h.app.client(&key);
+    let mut later = SendMessage::new(Channel::Wework, "u1", "later");
+    later.scheduled_at = Some(at.clone());
+    let body = client.send(&later).await.expect("send");
+    assert_eq!(body.status, MessageStatus::Scheduled);
+    let id = body.id.to_string();
+    let mut never = SendMessage::new(Channel::Wework, "u2", "never");
+    never.scheduled_at = Some(at);
+    let cancel_me = client.send(&never).await.expect("send");
+    let cancel_id = cancel_me.id.to_string();
+    client.cancel(&cancel_id).await.expect("cancel");
 
+    // Deliberately lets time pass (half the delay) to show nothing is sent
+    // early: there is no state to wait for.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         h.sim.count(SimChannel::Wework, &id),
@@ -161,25 +142,27 @@ async fn a_scheduled_message_is_not_sent_before_its_time_and_a_cancelled_one_nev
     // 500 ms), then placed and sent.
     // The simulator counts it a moment before the worker records it.
     let db = h.db().await.expect("db");
-    let mut late: Option<f64> = None;
-    for _ in 0..100 {
-        late = sqlx::query_scalar(
-            "SELECT extract(epoch FROM sent_at - scheduled_at)::float8 FROM messages WHERE id = $1::uuid",
-        )
-        .bind(&id)
-        .fetch_one(&db)
-        .await
-        .expect("timing");
-        if late.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let late: Option<f64> = wait_for_value(
+        Duration::from_secs(5),
+        || async {
+            sqlx::query_scalar(
+                "SELECT extract(epoch FROM sent_at - scheduled_at)::float8 FROM messages WHERE id = $1::uuid",
+            )
+            .bind(&id)
+            .fetch_one(&db)
+            .await
+            .expect("timing")
+        },
+        Option::is_some,
+    )
+    .await;
     let late = late.expect("the send is recorded");
     assert!(
         (0.0..3.0).contains(&late),
         "sent {late:.3} s after its scheduled time"
     );
+    // Deliberately lets another second pass: the cancelled one, due with
+    // the first, must still not arrive.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         h.sim.count(SimChannel::Wework, &cancel_id),
@@ -192,36 +175,30 @@ async fn a_scheduled_message_is_not_sent_before_its_time_and_a_cancelled_one_nev
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_webhook_message_is_delivered_once_with_a_signature_the_receiver_verifies() {
     let h = Harness::start(1).await.expect("herald starts");
-    let (status, provider) = h
-        .admin(
-            reqwest::Method::POST,
-            "/v1/admin/providers",
-            Some(json!({
-                "name": herald_e2e::unique("sim-webhook"), "kind": "webhook",
-                "config": {"signing_secret": herald_sim::config::DEFAULT_WEBHOOK_SECRET,
-                           "allow_private_addresses": true, "timeout_ms": 5000},
-            })),
-        )
+    let provider = h
+        .app
+        .admin
+        .create_provider(&NewProvider {
+            name: unique("sim-webhook"),
+            channel: None,
+            kind: ProviderKind::Webhook,
+            config: json!({"signing_secret": herald_sim::config::DEFAULT_WEBHOOK_SECRET,
+                           "allow_private_addresses": true, "timeout_ms": 5000}),
+            quota: None,
+            send_window: None,
+            weight: None,
+            enabled: None,
+            tenant_id: None,
+        })
         .await
         .expect("provider");
-    assert_eq!(status, 201, "{provider}");
-    assert_eq!(provider["channel"], "webhook");
-    let (_t, key) = h
-        .tenant(&herald_e2e::unique("hooks"))
-        .await
-        .expect("tenant");
+    assert_eq!(provider.channel, Channel::Webhook);
+    let (_t, key) = h.tenant(&unique("hooks")).await.expect("tenant");
     let to = format!("http://127.0.0.1:{}/webhook/orders", h.sim_http_port);
-    let (status, body) = h
-        .post(
-            &key,
-            "/v1/messages",
-            &json!({"channel": "webhook", "to": to, "text": "order shipped",
-                    "metadata": {"order": "A-1"}}),
-        )
-        .await
-        .expect("send");
-    assert_eq!(status, 202, "{body}");
-    let id = body["id"].as_str().unwrap_or_default().to_owned();
+    let mut message = SendMessage::new(Channel::Webhook, to.clone(), "order shipped");
+    message.metadata = Some([("order".to_owned(), "A-1".to_owned())].into());
+    let body = h.app.client(&key).send(&message).await.expect("send");
+    let id = body.id.to_string();
 
     let db = h.db().await.expect("db");
     let sent = wait_for(Duration::from_secs(30), || {

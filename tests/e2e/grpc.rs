@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
-use herald_e2e::{wait_for, Harness};
+use herald_e2e::Harness;
 use herald_proto::grpc::{connect, error_detail, EnqueueClient};
 use herald_proto::v1;
 use herald_sim::SimChannel;
+use herald_testing::{unique, wait_for};
 
 fn email(i: usize) -> v1::SendRequest {
     v1::SendRequest {
@@ -43,7 +44,7 @@ async fn count_messages(h: &Harness) -> i64 {
 async fn grpc_sends_and_streams_arrive_exactly_once() {
     let h = Harness::start(1).await.expect("herald starts");
     h.sim_providers().await.expect("providers");
-    let (_tenant, key) = h.tenant(&herald_e2e::unique("grpc")).await.expect("tenant");
+    let (_tenant, key) = h.tenant(&unique("grpc")).await.expect("tenant");
     let mut client = connect(&h.grpc_url, &key).await.expect("connects");
 
     let one = client
@@ -97,7 +98,7 @@ async fn grpc_sends_and_streams_arrive_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_bad_item_rejects_its_whole_chunk_and_is_named_by_index() {
     let h = Harness::start(0).await.expect("herald starts");
-    let (_tenant, key) = h.tenant(&herald_e2e::unique("grpc")).await.expect("tenant");
+    let (_tenant, key) = h.tenant(&unique("grpc")).await.expect("tenant");
     let mut client = connect(&h.grpc_url, &key).await.expect("connects");
 
     // Index 7 of the first chunk: nothing of the stream is accepted.
@@ -145,7 +146,7 @@ async fn calls_without_a_valid_key_are_refused_with_the_api_code() {
     let detail = error_detail(&status).expect("details");
     assert_eq!(detail.code, "unauthorized");
 
-    let (_tenant, key) = h.tenant(&herald_e2e::unique("grpc")).await.expect("tenant");
+    let (_tenant, key) = h.tenant(&unique("grpc")).await.expect("tenant");
     let mut client = connect(&h.grpc_url, &key).await.expect("connects");
     let status = client
         .get_message(v1::GetMessageRequest {

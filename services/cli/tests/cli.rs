@@ -8,52 +8,41 @@
 use std::time::Duration;
 
 use clap::Parser;
+use herald_api::SendMessage;
 use herald_cli::Cli;
+use herald_domain::Channel;
+use herald_testing::TestApp;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "cli-admin-token";
-const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-struct Producer {
-    url: String,
-    namespace: String,
-    database_url: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+/// A producer in namespace `cli_{12 hex}` (the golden files' stand-in has
+/// the same length).
+async fn spawn_producer() -> TestApp {
+    TestApp::spawn("cli", TOKEN).await
 }
 
-async fn spawn_producer() -> Producer {
-    let suffix = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let namespace = format!("cli_{suffix}");
-    let settings =
-        herald_producer::Settings::for_tests(&namespace, &format!("herald_{namespace}"), TOKEN);
-    let database_url = settings.common.database_url.clone();
-    let app = herald_producer::App::build(settings)
-        .await
-        .expect("producer builds");
-    let url = format!("http://127.0.0.1:{}", app.port());
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(app.run(async move {
-        let _ = rx.await;
-    }));
-    Producer {
-        url,
-        namespace,
-        database_url,
-        stop,
-        task,
-    }
-}
-
-impl Producer {
+/// `herald` against a [`TestApp`].
+trait Herald {
     /// Runs `herald --producer-url <this> --admin-token <token> args…`.
+    async fn herald(&self, args: &[&str]) -> Result<String, String>;
+
+    /// Like [`Herald::herald`], for a command that must succeed.
+    async fn ok(&self, args: &[&str]) -> String;
+
+    async fn json(&self, args: &[&str]) -> Value;
+
+    /// `POST /v1/messages` with a tenant key; the new message's id.
+    async fn send(&self, key: &str, to: &str) -> String;
+}
+
+impl Herald for TestApp {
     async fn herald(&self, args: &[&str]) -> Result<String, String> {
         let mut argv = vec!["--producer-url", &self.url, "--admin-token", TOKEN];
         argv.extend_from_slice(args);
         herald(&argv).await
     }
 
-    /// Like [`Producer::herald`], for a command that must succeed.
     async fn ok(&self, args: &[&str]) -> String {
         match self.herald(args).await {
             Ok(out) => out,
@@ -68,54 +57,11 @@ impl Producer {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
     }
 
-    /// Stops the producer, deletes its queues and drops its database.
-    async fn stop(self) {
-        let tenants: Vec<herald_domain::TenantId> = match self.json(&["tenants", "list"]).await {
-            Value::Object(list) => list["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|t| t["id"].as_str()?.parse().ok())
-                .collect(),
-            _ => Vec::new(),
-        };
-        let _ = self.stop.send(());
-        let _ = self.task.await;
-        if let Ok(broker) =
-            herald_broker::connect(AMQP, "cli-test-teardown", Duration::from_secs(5)).await
-        {
-            if let Ok(ch) = broker.channel().await {
-                let _ = herald_broker::Topology::new(&self.namespace)
-                    .delete_all(&ch, &tenants)
-                    .await;
-            }
-            broker.close().await;
-        }
-        let _ = herald_store::Store::drop_database(&self.database_url).await;
-    }
-
-    /// Creates a tenant and one of its keys; returns their ids and the key.
-    async fn tenant_with_key(&self, code: &str) -> (String, String) {
-        let tenant = self
-            .json(&["tenants", "create", "--code", code, "--name", code])
-            .await;
-        let id = tenant["id"].as_str().expect("tenant id").to_owned();
-        let key = self.json(&["keys", "create", "--tenant", &id]).await;
-        (id, key["key"].as_str().expect("key").to_owned())
-    }
-
-    /// `POST /v1/messages` with a tenant key; the new message's id.
     async fn send(&self, key: &str, to: &str) -> String {
-        let response = reqwest::Client::new()
-            .post(format!("{}/v1/messages", self.url))
-            .bearer_auth(key)
-            .json(&json!({"channel": "email", "to": to, "subject": "Hello", "text": "Hi"}))
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(response.status(), 202);
-        let body: Value = response.json().await.expect("JSON");
-        body["id"].as_str().expect("id").to_owned()
+        let mut message = SendMessage::new(Channel::Email, to, "Hi");
+        message.subject = Some("Hello".into());
+        let accepted = self.client(key).send(&message).await.expect("send");
+        accepted.id.to_string()
     }
 }
 
@@ -213,7 +159,7 @@ async fn tenants_print_as_an_aligned_table_or_the_apis_json() {
     golden(
         "tenants_list",
         &p.ok(&["tenants", "list"]).await,
-        &p.namespace,
+        &p.isolation.namespace,
     );
 
     let list = p.json(&["tenants", "list"]).await;
@@ -279,7 +225,7 @@ async fn providers_print_as_a_table_with_secrets_hidden_and_show_their_score() {
     );
     assert!(!smtp.contains("hunter2"), "{smtp}");
 
-    let config_file = std::env::temp_dir().join(format!("{}-wework.json", p.namespace));
+    let config_file = std::env::temp_dir().join(format!("{}-wework.json", p.isolation.namespace));
     std::fs::write(
         &config_file,
         r#"{"corp_id": "ww123", "corp_secret": "hunter2-wework", "agent_id": 1000002}"#,
@@ -310,7 +256,7 @@ async fn providers_print_as_a_table_with_secrets_hidden_and_show_their_score() {
 
     let table = p.ok(&["providers", "list"]).await;
     assert!(!table.contains("hunter2"), "{table}");
-    golden("providers_list", &table, &p.namespace);
+    golden("providers_list", &table, &p.isolation.namespace);
 
     let list = p.json(&["providers", "list"]).await;
     let items = list["items"].as_array().expect("items");
@@ -475,17 +421,21 @@ async fn a_created_key_sends_until_revoked_and_any_tenants_message_has_a_status(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queues_shows_every_queue_with_its_depth_and_missing_ones_as_absent() {
     let p = spawn_producer().await;
-    let (_, key) = p.tenant_with_key("shop").await;
+    let (_, key) = p
+        .tenant_with_key("shop")
+        .await
+        .expect("a tenant and its key");
     p.send(&key, "alice@example.com").await;
     p.send(&key, "bob@example.com").await;
     p.ok(&["tenants", "create", "--code", "bank", "--name", "Bank"])
         .await;
     // Two missing queues in a row: each passive declare closes its channel.
-    let broker = herald_broker::connect(AMQP, "cli-test", Duration::from_secs(5))
+    let amqp = p.isolation.settings().amqp_url;
+    let broker = herald_broker::connect(&amqp, "cli-test", Duration::from_secs(5))
         .await
         .expect("broker");
     let ch = broker.channel().await.expect("channel");
-    let topology = herald_broker::Topology::new(&p.namespace);
+    let topology = p.isolation.topology();
     for q in [topology.dead_letter_queue(), topology.callbacks_queue()] {
         ch.queue_delete(q.as_str().into(), Default::default())
             .await
@@ -493,7 +443,7 @@ async fn queues_shows_every_queue_with_its_depth_and_missing_ones_as_absent() {
     }
     broker.close().await;
 
-    golden("queues", &p.ok(&["queues"]).await, &p.namespace);
+    golden("queues", &p.ok(&["queues"]).await, &p.isolation.namespace);
 
     let list = p.json(&["queues"]).await;
     assert_eq!(list["next_cursor"], Value::Null);

@@ -3,44 +3,31 @@
 
 use std::collections::BTreeSet;
 
+use herald_testing::TestApp;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 const ADMIN: &str = "api-test-admin";
 
-struct TestApp {
-    url: String,
-    http: reqwest::Client,
-    database: String,
-    namespace: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
 async fn spawn_app() -> TestApp {
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let namespace = format!("api_{}", &suffix[..12]);
-    let database = format!("herald_{namespace}");
-    let settings = herald_producer::Settings::for_tests(&namespace, &database, ADMIN);
-    let app = herald_producer::App::build(settings)
-        .await
-        .expect("producer builds");
-    let url = format!("http://127.0.0.1:{}", app.port());
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(app.run(async move {
-        let _ = rx.await;
-    }));
-    TestApp {
-        url,
-        http: reqwest::Client::new(),
-        database,
-        namespace,
-        stop,
-        task,
-    }
+    TestApp::spawn("api", ADMIN).await
 }
 
-impl TestApp {
+/// Raw calls: these tests check the wire's error bodies, so they read
+/// JSON, not the typed client's answers.
+trait Raw {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value);
+
+    async fn tenant_key(&self) -> String;
+}
+
+impl Raw for TestApp {
     async fn call(
         &self,
         method: reqwest::Method,
@@ -61,55 +48,11 @@ impl TestApp {
     }
 
     async fn tenant_key(&self) -> String {
-        let code = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-        let (s, t) = self
-            .call(
-                reqwest::Method::POST,
-                "/v1/admin/tenants",
-                Some(ADMIN),
-                Some(json!({"code": code, "name": "T"})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{t}");
-        let id = t["id"].as_str().expect("id").to_owned();
-        let (s, k) = self
-            .call(
-                reqwest::Method::POST,
-                &format!("/v1/admin/tenants/{id}/keys"),
-                Some(ADMIN),
-                None,
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{k}");
-        k["key"].as_str().expect("key").to_owned()
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.task.await;
-        let db_url = format!("postgres://postgres@127.0.0.1:5432/{}", self.database);
-        let tenants: Vec<uuid::Uuid> = match sqlx::PgPool::connect(&db_url).await {
-            Ok(pool) => sqlx::query_scalar("SELECT id FROM tenants")
-                .fetch_all(&pool)
-                .await
-                .unwrap_or_default(),
-            Err(_) => Vec::new(),
-        };
-        let amqp = "amqp://guest:guest@127.0.0.1:5672/%2f";
-        if let Ok(broker) =
-            herald_broker::connect(amqp, "api-test-teardown", std::time::Duration::from_secs(5))
-                .await
-        {
-            if let Ok(ch) = broker.channel().await {
-                let tenants: Vec<herald_domain::TenantId> =
-                    tenants.into_iter().map(herald_domain::TenantId).collect();
-                let _ = herald_broker::Topology::new(&self.namespace)
-                    .delete_all(&ch, &tenants)
-                    .await;
-            }
-            broker.close().await;
-        }
-        let _ = herald_store::Store::drop_database(&db_url).await;
+        let (_, key) = self
+            .tenant_with_key(&herald_testing::unique("t"))
+            .await
+            .expect("a tenant and its key");
+        key
     }
 }
 
@@ -484,9 +427,12 @@ async fn a_providers_score_is_explained_from_its_live_state() {
     let id: uuid::Uuid = b["id"].as_str().expect("id").parse().expect("uuid");
 
     // Four of ten used this minute, as a scheduler would reserve them.
-    let capacity = herald_capacity::Capacity::connect("redis://127.0.0.1:6379", &app.namespace)
-        .await
-        .expect("redis");
+    let capacity = herald_capacity::Capacity::connect(
+        &app.isolation.settings().redis_url,
+        &app.isolation.namespace,
+    )
+    .await
+    .expect("redis");
     let limits = herald_scoring::limits_for(
         &serde_json::from_value(json!({"per_minute": 10})).expect("quota"),
         herald_domain::Channel::Wework,
@@ -579,12 +525,7 @@ async fn dead_letters_are_replayed_by_filter_and_the_rest_kept() {
         ));
     }
     let (a, b) = (tenants[0], tenants[1]);
-    let store = herald_store::Store::connect(
-        &format!("postgres://postgres@127.0.0.1:5432/{}", app.database),
-        2,
-    )
-    .await
-    .expect("store");
+    let store = app.isolation.store(2).await;
     let provider = uuid::Uuid::new_v4();
     // Three dead jobs: two of tenant A (different reasons), one of B.
     let mut jobs = Vec::new();
@@ -599,16 +540,8 @@ async fn dead_letters_are_replayed_by_filter_and_the_rest_kept() {
                 tenant,
                 &[herald_store::NewRecord {
                     id,
-                    channel: "email",
-                    recipient: "x@example.com".into(),
                     status,
-                    priority: 5,
-                    batch_id: None,
-                    idempotency_key: None,
-                    request_hash: vec![],
-                    metadata: json!({}),
-                    scheduled_at: None,
-                    parked_envelope: None,
+                    ..herald_testing::fixtures::queued("email", "x@example.com")
                 }],
             )
             .await
@@ -628,14 +561,14 @@ async fn dead_letters_are_replayed_by_filter_and_the_rest_kept() {
         };
         jobs.push((id, code, job));
     }
-    let amqp = "amqp://guest:guest@127.0.0.1:5672/%2f";
-    let broker = herald_broker::connect(amqp, "replay-test", std::time::Duration::from_secs(5))
+    let amqp = app.isolation.settings().amqp_url;
+    let broker = herald_broker::connect(&amqp, "replay-test", std::time::Duration::from_secs(5))
         .await
         .expect("broker");
     let publisher = herald_broker::Publisher::new(&broker)
         .await
         .expect("publisher");
-    let topology = herald_broker::Topology::new(&app.namespace);
+    let topology = app.isolation.topology();
     let mut out: Vec<herald_broker::Outbound> = jobs
         .iter()
         .map(|(_, code, job)| topology.dead_letter(job.encode_to_vec(), code, "because"))

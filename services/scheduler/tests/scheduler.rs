@@ -17,11 +17,13 @@ use herald_domain::{Channel, MessageId, Priority, ProviderId, TenantId};
 use herald_proto::v1;
 use herald_proto::Message as _;
 use herald_store::{NewProvider, NewTenant, ProviderPatch, Store};
+use herald_testing::{fixtures, wait_for, wait_for_value, Isolation};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
 /// One namespace: schedulers, a store, a broker connection.
 struct Harness {
+    isolation: Isolation,
     settings: herald_scheduler::Settings,
     store: Store,
     broker: Broker,
@@ -37,17 +39,14 @@ struct Harness {
 
 impl Harness {
     async fn new() -> Harness {
-        let suffix = uuid::Uuid::new_v4().simple().to_string();
-        let namespace = format!("sch_{}", &suffix[..12]);
-        let database = format!("herald_{namespace}");
-        let settings = herald_scheduler::Settings::for_tests(&namespace, &database);
+        let isolation = Isolation::new("sch");
+        let settings =
+            herald_scheduler::Settings::for_tests(&isolation.namespace, &isolation.database);
         // Build one scheduler first: it creates and migrates the database.
         let first = herald_scheduler::App::build(settings.clone())
             .await
             .expect("scheduler builds");
-        let store = Store::connect(&settings.common.database_url, 4)
-            .await
-            .expect("store");
+        let store = isolation.store(4).await;
         let broker = herald_broker::connect(
             &settings.common.amqp_url,
             "scheduler-test",
@@ -57,8 +56,9 @@ impl Harness {
         .expect("broker");
         let ch = broker.channel().await.expect("channel");
         let publisher = Publisher::new(&broker).await.expect("publisher");
-        let topology = Topology::new(&namespace);
+        let topology = isolation.topology();
         let mut h = Harness {
+            isolation,
             settings,
             store,
             broker,
@@ -96,12 +96,8 @@ impl Harness {
         self.store
             .create_tenant(&NewTenant {
                 id: tenant,
-                code: format!("t{}", self.tenants.len()),
-                name: "T".into(),
                 weight,
-                daily_quota: None,
-                rate_limit_per_sec: None,
-                webhook_url: None,
+                ..fixtures::new_tenant(&format!("t{}", self.tenants.len()))
             })
             .await
             .expect("tenant");
@@ -193,15 +189,9 @@ impl Harness {
             .message_count()
     }
 
+    /// The queue's depth once it holds `at_least` (or when `timeout` passes).
     async fn wait_depth(&self, queue: &str, at_least: u32, timeout: Duration) -> u32 {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let d = self.depth(queue).await;
-            if d >= at_least || tokio::time::Instant::now() > deadline {
-                return d;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_value(timeout, || self.depth(queue), |d| *d >= at_least).await
     }
 
     /// Takes every job that reaches `queue` within `timeout`.
@@ -236,10 +226,9 @@ impl Harness {
             let _ = stop.send(());
             let _ = task.await;
         }
-        let _ = self.topology.delete_all(&self.ch, &self.tenants).await;
         self.broker.close().await;
         self.store.pool().close().await;
-        let _ = Store::drop_database(&self.settings.common.database_url).await;
+        self.isolation.teardown().await;
     }
 }
 
@@ -351,6 +340,8 @@ async fn a_small_tenant_is_served_while_a_big_backlog_drains() {
     h.enqueue(big, Channel::Email, &backlog).await;
     // The gate keeps the central queue short: nobody consumes it yet.
     h.wait_depth(&central, 200, Duration::from_secs(10)).await;
+    // Deliberately lets half a second pass with the gate open: a gate that
+    // leaked would fill the queue meanwhile.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let held = h.depth(&central).await;
     assert!(
@@ -380,6 +371,7 @@ async fn a_small_tenant_is_served_while_a_big_backlog_drains() {
                 for job in herald_proto::jobs::decode(&d.data).expect("jobs") {
                     seen.push((tokio::time::Instant::now(), job));
                     if seen.len().is_multiple_of(20) {
+                        // The worker's pace, not a wait for state.
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 }
@@ -396,6 +388,8 @@ async fn a_small_tenant_is_served_while_a_big_backlog_drains() {
             seen
         })
     };
+    // Deliberately lets the backlog drain for a second, so the small
+    // tenant arrives in the middle of it.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let sent_at = tokio::time::Instant::now();
     let few: Vec<v1::Job> = (0..10)
@@ -451,16 +445,16 @@ async fn a_job_waits_for_a_closed_window_and_is_placed_when_it_opens() {
     // the provider's window (before that, a job would only wait 30 s for a
     // provider it has not heard of yet).
     let user = h.topology.user_queue(tenant, Channel::Email);
-    for taken in [false, true] {
-        // First until the drain took them (or 5 s passed: it may have taken
-        // and handed them back before the first look), then until back.
-        for _ in 0..if taken { 150 } else { 50 } {
-            if (h.depth(&user).await == 3) == taken {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    // First until the drain took them (or 5 s passed: it may have taken
+    // and handed them back before the first look), then until back.
+    wait_for(Duration::from_secs(5), || async {
+        h.depth(&user).await != 3
+    })
+    .await;
+    wait_for(Duration::from_secs(15), || async {
+        h.depth(&user).await == 3
+    })
+    .await;
     // A retry coming back while the window is closed is parked in PostgreSQL.
     let retry = Harness::job(tenant, Channel::Email, "retry@example.com", 5);
     h.publisher
@@ -469,6 +463,7 @@ async fn a_job_waits_for_a_closed_window_and_is_placed_when_it_opens() {
         .expect("publish");
 
     let central = h.topology.central_queue(Channel::Email);
+    // Deliberately lets three seconds pass: nothing may happen meanwhile.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         h.depth(&central).await,
@@ -481,17 +476,17 @@ async fn a_job_waits_for_a_closed_window_and_is_placed_when_it_opens() {
         "the paused drain hands its jobs back to the user queue"
     );
     // Under a loaded machine the return drain may take longer than 3 s.
-    let mut parked: Vec<(uuid::Uuid, chrono::DateTime<Utc>)> = Vec::new();
-    for _ in 0..150 {
-        parked = sqlx::query_as("SELECT message_id, due_at FROM parked_jobs")
-            .fetch_all(h.store.pool())
-            .await
-            .expect("parked");
-        if !parked.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let parked: Vec<(uuid::Uuid, chrono::DateTime<Utc>)> = wait_for_value(
+        Duration::from_secs(15),
+        || async {
+            sqlx::query_as("SELECT message_id, due_at FROM parked_jobs")
+                .fetch_all(h.store.pool())
+                .await
+                .expect("parked")
+        },
+        |parked: &Vec<_>| !parked.is_empty(),
+    )
+    .await;
     assert_eq!(parked.len(), 1, "the returned job is parked: {parked:?}");
     assert_eq!(parked[0].0.to_string(), retry.message_id);
     let due = parked[0].1;
@@ -543,21 +538,22 @@ async fn higher_priorities_reach_the_central_queue_first() {
         })
         .collect();
     h.enqueue(tenant, Channel::Email, &mixed).await;
+    // Deliberately lets the scheduler see the backlog before any provider
+    // exists (there is no state to wait for: nothing can happen).
     tokio::time::sleep(Duration::from_millis(500)).await;
     h.provider("email", json!({}), None).await;
     let central = h.topology.central_queue(Channel::Email);
     // Every job placed before any is taken (the central queue counts
     // messages, each a batch of jobs of one priority band).
     let user = h.topology.user_queue(tenant, Channel::Email);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while h.depth(&user).await > 0 || h.depth(&central).await == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the jobs were not placed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // The last batch's publish is confirmed before its delivery is acked.
+    let placed = wait_for(Duration::from_secs(15), || async {
+        h.depth(&user).await == 0 && h.depth(&central).await > 0
+    })
+    .await;
+    assert!(placed, "the jobs were not placed");
+    // The last batch's publish is confirmed before its delivery is acked,
+    // but a queue's depth counts only ready messages: a short grace for
+    // that last publish, which nothing short of consuming can observe.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let taken = h.take(&central, 200, Duration::from_secs(5)).await;
     assert_eq!(taken.len(), 200);

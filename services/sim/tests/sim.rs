@@ -2,10 +2,10 @@
 //! STARTTLS and implicit TLS, WeWork calls and signed webhooks over HTTP,
 //! and the control API.
 
-use std::future::Future;
 use std::time::Duration;
 
 use herald_sim::{Sim, SimChannel, SimConfig, SimHandle};
+use herald_testing::wait_for;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
@@ -183,24 +183,6 @@ fn signature(secret: &str, body: &[u8]) -> String {
 
 fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
-}
-
-/// Polls `condition` until it holds or `timeout` passes.
-async fn wait_for<F, Fut>(mut condition: F, timeout: Duration) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if condition().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 // ---- SMTP ------------------------------------------------------------------
@@ -436,10 +418,9 @@ async fn an_idle_session_is_told_the_server_is_shutting_down() {
     assert!(greeting.starts_with("220 "));
     let handle = sim.handle.clone();
     assert!(
-        wait_for(
-            || async { handle.stats().smtp.connections == 1 },
-            Duration::from_secs(5)
-        )
+        wait_for(Duration::from_secs(5), || async {
+            handle.stats().smtp.connections == 1
+        })
         .await
     );
     let stopping = tokio::spawn(sim.stop());

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use herald_broker::{Publisher, Topology};
 use herald_capacity::Capacity;
-use herald_domain::{Channel, MessageId, MessageStatus, Priority, ProviderId, TenantId};
+use herald_domain::{Channel, MessageId, Priority, ProviderId, TenantId};
 use herald_proto::v1;
 use herald_proto::Message as _;
 use herald_sim::{Sim, SimChannel, SimConfig, SimHandle};
-use herald_store::{NewProvider, NewRecord, NewTenant, Store};
+use herald_store::Store;
+use herald_testing::{fixtures, wait_for_value, Isolation};
 use serde_json::json;
 
 async fn status_of(store: &Store, tenant: TenantId, id: MessageId) -> String {
@@ -26,7 +27,7 @@ async fn status_of(store: &Store, tenant: TenantId, id: MessageId) -> String {
 
 /// A worker, the simulator, one tenant and one WeWork provider.
 struct Ctx {
-    namespace: String,
+    isolation: Isolation,
     store: Store,
     tenant: TenantId,
     provider: ProviderId,
@@ -43,10 +44,9 @@ struct Ctx {
 
 impl Ctx {
     async fn start(quota: serde_json::Value, sim_latency_ms: u64) -> Ctx {
-        let suffix = uuid::Uuid::new_v4().simple().to_string();
-        let namespace = format!("wrk_{}", &suffix[..12]);
-        let database = format!("herald_{namespace}");
-        let settings = herald_worker::Settings::for_tests(&namespace, &database);
+        let isolation = Isolation::new("wrk");
+        let settings =
+            herald_worker::Settings::for_tests(&isolation.namespace, &isolation.database);
 
         let mut config = SimConfig::ephemeral();
         config.wework.latency_ms = sim_latency_ms;
@@ -57,38 +57,11 @@ impl Ctx {
             let _ = sim_rx.await;
         }));
 
-        let store = Store::connect(&settings.common.database_url, 2)
-            .await
-            .expect("store");
-        let tenant = TenantId::new();
-        store
-            .create_tenant(&NewTenant {
-                id: tenant,
-                code: "w".into(),
-                name: "W".into(),
-                weight: 1,
-                daily_quota: None,
-                rate_limit_per_sec: None,
-                webhook_url: None,
-            })
-            .await
-            .expect("tenant");
-        let provider = ProviderId::new();
-        store
-            .create_provider(&NewProvider {
-                id: provider,
-                tenant_id: None,
-                name: "sim".into(),
-                channel: "wework".into(),
-                kind: "wework".into(),
-                config: json!({"base_url": format!("http://127.0.0.1:{sim_port}"), "corp_id": "c", "corp_secret": "s", "agent_id": 1}),
-                quota,
-                send_window: None,
-                weight: 100,
-                enabled: true,
-            })
-            .await
-            .expect("provider");
+        let store = isolation.store(2).await;
+        let tenant = fixtures::tenant(&store, "w").await;
+        let row = fixtures::sim_wework_row("sim", &format!("http://127.0.0.1:{sim_port}"), quota);
+        let provider = row.id;
+        store.create_provider(&row).await.expect("provider");
 
         let app = herald_worker::App::build(settings.clone())
             .await
@@ -104,10 +77,10 @@ impl Ctx {
         )
         .await
         .expect("broker");
-        let topology = Topology::new(&namespace);
+        let topology = isolation.topology();
         let publisher = Publisher::new(&broker).await.expect("publisher");
         Ctx {
-            namespace,
+            isolation,
             store,
             tenant,
             provider,
@@ -133,27 +106,7 @@ impl Ctx {
 
     /// Records a queued message.
     async fn record(&self, recipient: &str) -> MessageId {
-        let id = MessageId::new();
-        self.store
-            .insert_messages(
-                self.tenant,
-                &[NewRecord {
-                    id,
-                    channel: "wework",
-                    recipient: recipient.into(),
-                    status: MessageStatus::Queued,
-                    priority: 5,
-                    batch_id: None,
-                    idempotency_key: None,
-                    request_hash: vec![],
-                    metadata: json!({}),
-                    scheduled_at: None,
-                    parked_envelope: None,
-                }],
-            )
-            .await
-            .expect("record");
-        id
+        fixtures::queued_record(&self.store, self.tenant, "wework", recipient).await
     }
 
     /// Puts the message's job, assigned to the provider, on the central
@@ -215,26 +168,18 @@ impl Ctx {
         .expect("update");
     }
 
+    /// The record's status once it is `want` (or after 15 s).
     async fn wait_status(&self, id: MessageId, want: &str) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let status = status_of(&self.store, self.tenant, id).await;
-            if status == want || tokio::time::Instant::now() > deadline {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_value(
+            Duration::from_secs(15),
+            || status_of(&self.store, self.tenant, id),
+            |status| status == want,
+        )
+        .await
     }
 
     async fn wait_sent(&self, id: MessageId) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let status = status_of(&self.store, self.tenant, id).await;
-            if status == "sent" || tokio::time::Instant::now() > deadline {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.wait_status(id, "sent").await
     }
 
     /// Stops the worker (it finishes and acks what it holds); the queues
@@ -270,12 +215,9 @@ impl Ctx {
         self.stop_worker().await;
         let _ = self.sim_stop.send(());
         let _ = self.sim_task.await;
-        if let Ok(ch) = self.broker.channel().await {
-            let _ = self.topology.delete_all(&ch, &[]).await;
-        }
         self.broker.close().await;
         self.store.pool().close().await;
-        let _ = Store::drop_database(&self.settings.common.database_url).await;
+        self.isolation.teardown().await;
     }
 }
 
@@ -304,6 +246,8 @@ async fn a_claimed_job_is_sent_once_and_a_duplicate_delivery_is_never_sent_again
         .topology
         .to_central(Channel::Wework, again.encode_to_vec(), Priority::DEFAULT);
     ctx.publisher.publish(&out).await.expect("publish again");
+    // Deliberately lets two seconds pass: the duplicate must not be sent
+    // meanwhile (there is no state to wait for).
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         ctx.sim.count(SimChannel::Wework, &id.to_string()),
@@ -331,7 +275,9 @@ async fn each_job_of_a_batch_is_sent_once_and_the_batch_acked_when_all_are_done(
     for id in &fresh {
         assert_eq!(ctx.wait_sent(*id).await, "sent");
     }
-    // Let the recorder ack, then stop: an unacked batch would be back.
+    // Let the recorder ack, then stop: an unacked batch would be back. The
+    // ack is not observable from outside (a queue's depth counts ready
+    // messages only), so this is a short grace, not a wait for state.
     tokio::time::sleep(Duration::from_millis(500)).await;
     ctx.stop_worker().await;
     assert_eq!(
@@ -385,7 +331,7 @@ async fn a_paced_provider_sends_its_burst_then_one_a_second_each_once() {
 async fn sends_hold_at_most_the_providers_concurrency_and_feed_its_statistics() {
     // Each send takes 150 ms at the simulator; two at a time at most.
     let ctx = Ctx::start(json!({"concurrency": 2}), 150).await;
-    let capacity = Capacity::connect(&ctx.settings.common.redis_url, &ctx.namespace)
+    let capacity = Capacity::connect(&ctx.settings.common.redis_url, &ctx.isolation.namespace)
         .await
         .expect("redis");
     let provider: uuid::Uuid = ctx.provider.to_string().parse().expect("uuid");
@@ -399,6 +345,7 @@ async fn sends_hold_at_most_the_providers_concurrency_and_feed_its_statistics() 
             let mut max = 0;
             for _ in 0..150 {
                 max = max.max(capacity.leases(provider).await.expect("leases"));
+                // The sampling interval, not a wait for state.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             max
@@ -424,18 +371,18 @@ async fn sends_hold_at_most_the_providers_concurrency_and_feed_its_statistics() 
         &serde_json::from_value(json!({"concurrency": 2})).expect("quota"),
         herald_domain::Channel::Wework,
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let load = loop {
-        let load = capacity
-            .load(&[(provider, &limits)])
-            .await
-            .expect("load")
-            .remove(0);
-        if load.success_rate.is_some() || tokio::time::Instant::now() > deadline {
-            break load;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let load = wait_for_value(
+        Duration::from_secs(5),
+        || async {
+            capacity
+                .load(&[(provider, &limits)])
+                .await
+                .expect("load")
+                .remove(0)
+        },
+        |load| load.success_rate.is_some(),
+    )
+    .await;
     assert_eq!(load.success_rate, Some(1.0), "{load:?}");
     let latency = load.latency_ms.expect("a latency");
     assert!(
@@ -499,6 +446,7 @@ async fn a_copy_of_a_message_another_worker_just_claimed_is_not_sent_now() {
         .await
         .expect("update");
     ctx.publish(id, "u1").await;
+    // Deliberately lets two seconds pass: nothing may be sent meanwhile.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(ctx.sim.count(SimChannel::Wework, &id.to_string()), 0);
     assert_eq!(status_of(&ctx.store, ctx.tenant, id).await, "sending");

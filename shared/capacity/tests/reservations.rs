@@ -8,15 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_capacity::{Ask, Capacity, Full, HealthPolicy, Lease, Limits, Observation, Reservation};
+use herald_testing::{wait_for, Isolation};
 use proptest::prelude::*;
 use uuid::Uuid;
 
 fn redis_url() -> String {
     std::env::var("HERALD_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn namespace() -> String {
-    format!("t{}", Uuid::new_v4().simple())
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -25,18 +22,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("a tokio runtime")
-}
-
-async fn cleanup(cap: &Capacity, ns: &str) {
-    let mut conn = cap.connection();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{ns}:*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap_or_default();
-    if !keys.is_empty() {
-        let _: Result<i64, _> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -98,7 +83,7 @@ proptest! {
     ) {
         let rt = runtime();
         rt.block_on(async move {
-            let ns = namespace();
+            let ns = Isolation::new("cap");
             let providers: Vec<(Uuid, Limits)> =
                 all_limits.iter().map(|l| (Uuid::new_v4(), l.clone())).collect();
             let jobs: Vec<Job> = jobs
@@ -107,7 +92,7 @@ proptest! {
                 .collect();
             let mut caps = Vec::new();
             for _ in 0..schedulers {
-                caps.push(Capacity::connect(&redis_url(), &ns).await.expect("redis"));
+                caps.push(Capacity::connect(&redis_url(), &ns.namespace).await.expect("redis"));
             }
             // Deal the jobs to the schedulers; each places its share
             // concurrently with the others.
@@ -203,7 +188,7 @@ proptest! {
                 }
                 assert_eq!(caps[0].used(*id, 60_000).await.expect("used"), granted);
             }
-            cleanup(&caps[0], &ns).await;
+            ns.delete_keys().await;
         });
     }
 
@@ -212,8 +197,8 @@ proptest! {
     fn refunds_give_back_what_was_charged(costs in prop::collection::vec(1u32..5, 1..40), refund_every in 1usize..4) {
         let rt = runtime();
         rt.block_on(async move {
-            let ns = namespace();
-            let cap = Capacity::connect(&redis_url(), &ns).await.expect("redis");
+            let ns = Isolation::new("cap");
+            let cap = Capacity::connect(&redis_url(), &ns.namespace).await.expect("redis");
             let id = Uuid::new_v4();
             let limits = Limits { windows: vec![(60_000, 1_000), (86_400_000, 10_000)], ..Limits::default() };
             let mut kept = 0u64;
@@ -229,7 +214,7 @@ proptest! {
             }
             assert_eq!(cap.used(id, 60_000).await.expect("used"), kept);
             assert_eq!(cap.used(id, 86_400_000).await.expect("used"), kept);
-            cleanup(&cap, &ns).await;
+            ns.delete_keys().await;
         });
     }
 
@@ -239,13 +224,13 @@ proptest! {
     fn leases_never_exceed_concurrency(limit in 1u32..6, workers in 1usize..4, sends in 5usize..40) {
         let rt = runtime();
         rt.block_on(async move {
-            let ns = namespace();
+            let ns = Isolation::new("cap");
             let id = Uuid::new_v4();
             let held = Arc::new(AtomicI64::new(0));
             let peak = Arc::new(AtomicI64::new(0));
             let mut tasks = Vec::new();
             for w in 0..workers {
-                let cap = Capacity::connect(&redis_url(), &ns).await.expect("redis");
+                let cap = Capacity::connect(&redis_url(), &ns.namespace).await.expect("redis");
                 let held = held.clone();
                 let peak = peak.clone();
                 tasks.push(tokio::spawn(async move {
@@ -258,11 +243,13 @@ proptest! {
                             loop {
                                 match cap.acquire_lease(id, limit, &holder, Duration::from_secs(30)).await.expect("lease") {
                                     Lease::Granted => break,
+                                    // Busy: retry shortly (the contention under test).
                                     Lease::Busy { .. } => tokio::time::sleep(Duration::from_millis(2)).await,
                                 }
                             }
                             let now = held.fetch_add(1, Ordering::SeqCst) + 1;
                             peak.fetch_max(now, Ordering::SeqCst);
+                            // Holds the lease as a send would: time passes on purpose.
                             tokio::time::sleep(Duration::from_millis(3)).await;
                             held.fetch_sub(1, Ordering::SeqCst);
                             cap.release_lease(id, &holder).await.expect("release");
@@ -285,8 +272,10 @@ proptest! {
 /// expires.
 #[tokio::test]
 async fn expired_leases_return_capacity() {
-    let ns = namespace();
-    let cap = Capacity::connect(&redis_url(), &ns).await.expect("redis");
+    let ns = Isolation::new("cap");
+    let cap = Capacity::connect(&redis_url(), &ns.namespace)
+        .await
+        .expect("redis");
     let id = Uuid::new_v4();
     let ttl = Duration::from_millis(300);
     for h in ["a", "b"] {
@@ -305,21 +294,26 @@ async fn expired_leases_return_capacity() {
         cap.acquire_lease(id, 2, "a", ttl).await.expect("lease"),
         Lease::Granted
     );
-    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    wait_for(ttl + Duration::from_secs(2), || async {
+        cap.leases(id).await.expect("leases") == 0
+    })
+    .await;
     assert_eq!(cap.leases(id).await.expect("leases"), 0);
     assert_eq!(
         cap.acquire_lease(id, 2, "c", ttl).await.expect("lease"),
         Lease::Granted
     );
-    cleanup(&cap, &ns).await;
+    ns.delete_keys().await;
 }
 
 /// Consecutive failures open the circuit; after the cooldown it is
 /// half-open; a failed probe opens it for longer; a success closes it.
 #[tokio::test]
 async fn the_circuit_opens_probes_and_closes() {
-    let ns = namespace();
-    let cap = Capacity::connect(&redis_url(), &ns).await.expect("redis");
+    let ns = Isolation::new("cap");
+    let cap = Capacity::connect(&redis_url(), &ns.namespace)
+        .await
+        .expect("redis");
     let id = Uuid::new_v4();
     let limits = Limits::default();
     let policy = HealthPolicy {
@@ -350,7 +344,10 @@ async fn the_circuit_opens_probes_and_closes() {
         l.circuit(&policy),
         herald_capacity::health::Circuit::Open { .. }
     ));
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    wait_for(Duration::from_secs(3), || async {
+        load(cap.clone()).await.circuit(&policy) == herald_capacity::health::Circuit::HalfOpen
+    })
+    .await;
     let l = load(cap.clone()).await;
     assert_eq!(
         l.circuit(&policy),
@@ -373,15 +370,17 @@ async fn the_circuit_opens_probes_and_closes() {
     let l = load(cap.clone()).await;
     assert_eq!(l.circuit(&policy), herald_capacity::health::Circuit::Closed);
     assert!(l.latency_ms.expect("latency") < 100.0);
-    cleanup(&cap, &ns).await;
+    ns.delete_keys().await;
 }
 
 /// The reservation script's counters for a WeWork send: five recipients
 /// cost five units on the provider and one on each recipient.
 #[tokio::test]
 async fn a_wework_send_charges_the_provider_and_each_recipient() {
-    let ns = namespace();
-    let cap = Capacity::connect(&redis_url(), &ns).await.expect("redis");
+    let ns = Isolation::new("cap");
+    let cap = Capacity::connect(&redis_url(), &ns.namespace)
+        .await
+        .expect("redis");
     let id = Uuid::new_v4();
     let limits = Limits::new(
         &herald_domain::Quota {
@@ -423,7 +422,7 @@ async fn a_wework_send_charges_the_provider_and_each_recipient() {
         ),
         "{r:?}"
     );
-    cleanup(&cap, &ns).await;
+    ns.delete_keys().await;
 }
 
 proptest! {
@@ -439,13 +438,14 @@ proptest! {
     ) {
         let rt = runtime();
         rt.block_on(async move {
-            let ns = namespace();
-            let cap = Capacity::connect(&redis_url(), &ns).await.expect("redis");
+            let ns = Isolation::new("cap");
+            let cap = Capacity::connect(&redis_url(), &ns.namespace).await.expect("redis");
             let id = Uuid::new_v4();
             let limit = 7;
             let limits = Limits { windows: vec![(600, limit)], ..Limits::default() };
             let mut grants: Vec<(i64, u64)> = Vec::new();
             for (pause, cost, refund) in ops {
+                // Time passes on purpose: the property is about buckets over time.
                 tokio::time::sleep(Duration::from_millis(pause)).await;
                 if let Reservation::Granted { at_ms } = cap.reserve(id, &limits, cost, &[]).await.expect("reserve") {
                     if refund {
@@ -466,6 +466,7 @@ proptest! {
             // With no reservation since, the read corrects the sum itself
             // as buckets leave the span.
             for pause in [150, 150, 150, 400] {
+                // Time passes on purpose: buckets leave the span.
                 tokio::time::sleep(Duration::from_millis(pause)).await;
                 let load = cap.load(&[(id, &limits)]).await.expect("load").remove(0);
                 let buckets = cap.used(id, 600).await.expect("used");
@@ -479,7 +480,7 @@ proptest! {
                 let in_window: u64 = grants.iter().filter(|(u, _)| u <= t && *u > t - 600).map(|(_, c)| c).sum();
                 assert!(in_window <= limit, "{in_window} units within 600 ms before {t}");
             }
-            cleanup(&cap, &ns).await;
+            ns.delete_keys().await;
         });
     }
 }

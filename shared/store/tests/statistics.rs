@@ -1,8 +1,10 @@
 //! The hot tables' statistics follow their growth (decision 0011), against
 //! a fresh database on the local PostgreSQL.
 
-use herald_domain::{MessageId, MessageStatus, TenantId};
-use herald_store::{NewRecord, NewTenant, Store};
+use std::time::Duration;
+
+use herald_store::{NewRecord, Store};
+use herald_testing::{fixtures, wait_for, Isolation};
 
 async fn reltuples(store: &Store, table: &str) -> f32 {
     sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE relname = $1")
@@ -15,66 +17,36 @@ async fn reltuples(store: &Store, table: &str) -> f32 {
 /// Waits until PostgreSQL's activity statistics count `rows` live rows in
 /// `messages` (backends report them within about a second).
 async fn wait_live(store: &Store, rows: i64) {
-    for _ in 0..100 {
+    let counted = wait_for(Duration::from_secs(10), || async {
         let live: Option<i64> = sqlx::query_scalar(
             "SELECT n_live_tup FROM pg_stat_user_tables WHERE relname = 'messages'",
         )
         .fetch_optional(store.pool())
         .await
         .expect("pg_stat_user_tables");
-        if live.unwrap_or(0) >= rows {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("the activity statistics never counted {rows} rows");
+        live.unwrap_or(0) >= rows
+    })
+    .await;
+    assert!(counted, "the activity statistics never counted {rows} rows");
 }
 
 #[tokio::test]
 async fn a_hot_table_is_analyzed_when_it_doubles_and_not_before() {
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let url = format!(
-        "postgres://postgres@127.0.0.1:5432/herald_stats_{}",
-        &suffix[..12]
-    );
-    let store = Store::connect(&url, 2).await.expect("store");
+    let isolation = Isolation::new("stats");
+    let store = isolation.store(2).await;
     // Autovacuum must not analyze behind the test's back.
     sqlx::query("ALTER TABLE messages SET (autovacuum_enabled = false)")
         .execute(store.pool())
         .await
         .expect("alter");
-    let tenant = TenantId::new();
-    store
-        .create_tenant(&NewTenant {
-            id: tenant,
-            code: "s".into(),
-            name: "S".into(),
-            weight: 1,
-            daily_quota: None,
-            rate_limit_per_sec: None,
-            webhook_url: None,
-        })
-        .await
-        .expect("tenant");
+    let tenant = fixtures::tenant(&store, "s").await;
     // Adds `n` records, waits until the activity statistics see `total`,
     // and answers what the refresh analyzed.
     let grow = |n: usize, total: i64| {
         let store = store.clone();
         async move {
             let records: Vec<NewRecord> = (0..n)
-                .map(|i| NewRecord {
-                    id: MessageId::new(),
-                    channel: "email",
-                    recipient: format!("r{i}@example.com"),
-                    status: MessageStatus::Queued,
-                    priority: 5,
-                    batch_id: None,
-                    idempotency_key: None,
-                    request_hash: vec![],
-                    metadata: serde_json::json!({}),
-                    scheduled_at: None,
-                    parked_envelope: None,
-                })
+                .map(|i| fixtures::queued("email", &format!("r{i}@example.com")))
                 .collect();
             store
                 .insert_messages(tenant, &records)
@@ -98,5 +70,5 @@ async fn a_hot_table_is_analyzed_when_it_doubles_and_not_before() {
     assert_eq!(reltuples(&store, "messages").await, 4_600.0);
 
     store.pool().close().await;
-    Store::drop_database(&url).await.expect("drop");
+    isolation.teardown().await;
 }

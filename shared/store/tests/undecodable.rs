@@ -8,10 +8,11 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use herald_domain::{ProviderId, TenantId};
+use herald_domain::ProviderId;
 use herald_store::catalog::ProviderCatalog;
 use herald_store::metrics::{UNDECODABLE_PROVIDERS, UNDECODABLE_ROWS};
-use herald_store::{NewProvider, NewTenant, Store, StoreError, PROVIDERS_CHANNEL};
+use herald_store::{NewProvider, Store, StoreError, PROVIDERS_CHANNEL};
+use herald_testing::{fixtures, wait_for_value, Isolation};
 use metrics::{
     Counter, CounterFn, Gauge, GaugeFn, Histogram, Key, KeyName, Metadata, Recorder, SharedString,
     Unit,
@@ -137,14 +138,9 @@ fn telemetry() -> &'static (Values, Logs) {
     })
 }
 
-async fn fresh_store() -> (Store, String) {
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let url = format!(
-        "postgres://postgres@127.0.0.1:5432/herald_rows_{}",
-        &suffix[..12]
-    );
-    let store = Store::connect(&url, 2).await.expect("store");
-    (store, url)
+async fn fresh_store() -> (Store, Isolation) {
+    let isolation = Isolation::new("rows");
+    (isolation.store(2).await, isolation)
 }
 
 fn wework(name: &str) -> NewProvider {
@@ -164,23 +160,24 @@ fn wework(name: &str) -> NewProvider {
 
 /// Waits until the catalog holds exactly `ids`.
 async fn wait_catalog(catalog: &ProviderCatalog, ids: &[ProviderId]) -> Vec<ProviderId> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut want = ids.to_vec();
     want.sort();
-    loop {
-        let mut got: Vec<ProviderId> = catalog.snapshot().iter().map(|p| p.id).collect();
-        got.sort();
-        if got == want || tokio::time::Instant::now() > deadline {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_value(
+        Duration::from_secs(10),
+        || async {
+            let mut got: Vec<ProviderId> = catalog.snapshot().iter().map(|p| p.id).collect();
+            got.sort();
+            got
+        },
+        |got| *got == want,
+    )
+    .await
 }
 
 #[tokio::test]
 async fn a_provider_row_that_does_not_decode_is_logged_counted_and_left_out_until_fixed() {
     let (values, logs) = telemetry();
-    let (store, url) = fresh_store().await;
+    let (store, isolation) = fresh_store().await;
     let good = store.create_provider(&wework("good")).await.expect("good");
     let good = ProviderId(good.id);
     // A row no API would write: a WeWork config without its secret.
@@ -254,26 +251,14 @@ async fn a_provider_row_that_does_not_decode_is_logged_counted_and_left_out_unti
 
     let _ = stop_tx.send(true);
     store.pool().close().await;
-    let _ = Store::drop_database(&url).await;
+    isolation.teardown().await;
 }
 
 #[tokio::test]
 async fn a_single_read_of_an_undecodable_message_is_an_error_and_a_list_leaves_it_out() {
     let _ = telemetry();
-    let (store, url) = fresh_store().await;
-    let tenant = TenantId::new();
-    store
-        .create_tenant(&NewTenant {
-            id: tenant,
-            code: "rows".into(),
-            name: "Rows".into(),
-            weight: 1,
-            daily_quota: None,
-            rate_limit_per_sec: None,
-            webhook_url: None,
-        })
-        .await
-        .expect("tenant");
+    let (store, isolation) = fresh_store().await;
+    let tenant = fixtures::tenant(&store, "rows").await;
     let good = herald_domain::MessageId::new();
     let bad = herald_domain::MessageId::new();
     for (id, channel) in [(good, "email"), (bad, "carrier-pigeon")] {
@@ -310,26 +295,14 @@ async fn a_single_read_of_an_undecodable_message_is_an_error_and_a_list_leaves_i
     assert_eq!(page[0].status, herald_domain::MessageStatus::Queued);
 
     store.pool().close().await;
-    let _ = Store::drop_database(&url).await;
+    isolation.teardown().await;
 }
 
 #[tokio::test]
 async fn a_parked_job_whose_channel_does_not_decode_stays_parked_and_the_others_are_released() {
     let _ = telemetry();
-    let (store, url) = fresh_store().await;
-    let tenant = TenantId::new();
-    store
-        .create_tenant(&NewTenant {
-            id: tenant,
-            code: "parked".into(),
-            name: "Parked".into(),
-            weight: 1,
-            daily_quota: None,
-            rate_limit_per_sec: None,
-            webhook_url: None,
-        })
-        .await
-        .expect("tenant");
+    let (store, isolation) = fresh_store().await;
+    let tenant = fixtures::tenant(&store, "parked").await;
     let good = uuid::Uuid::now_v7();
     let bad = uuid::Uuid::now_v7();
     for (id, channel) in [(good, "email"), (bad, "carrier-pigeon")] {
@@ -360,5 +333,5 @@ async fn a_parked_job_whose_channel_does_not_decode_stays_parked_and_the_others_
     assert_eq!(left, vec![bad], "the undecodable job waits for an operator");
 
     store.pool().close().await;
-    let _ = Store::drop_database(&url).await;
+    isolation.teardown().await;
 }
