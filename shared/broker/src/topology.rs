@@ -232,6 +232,27 @@ impl Topology {
         Ok(())
     }
 
+    /// Deletes the user queues [`Topology::declare_tenant`] declared for a
+    /// tenant that was never created (its record was refused), while they
+    /// are empty: a refused create leaves nothing behind.
+    pub async fn forget_tenant(
+        &self,
+        broker: &Broker,
+        tenant: TenantId,
+    ) -> Result<(), BrokerError> {
+        let ch = broker.channel().await?;
+        for channel in Channel::ALL {
+            let q = self.user_queue(tenant, channel);
+            let empty_only = lapin::options::QueueDeleteOptions {
+                if_empty: true,
+                ..Default::default()
+            };
+            ch.queue_delete(q.as_str().into(), empty_only).await?;
+        }
+        let _ = ch.close(200, "forgotten".into()).await;
+        Ok(())
+    }
+
     /// A user queue: priority bands, and a length limit; past it the broker
     /// refuses publishes (a nack), which the producer answers with 503 —
     /// backpressure, never a dropped message.

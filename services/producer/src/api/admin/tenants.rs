@@ -53,7 +53,16 @@ pub async fn create_tenant(
         .declare_tenant(&state.broker, tenant.id)
         .await
         .map_err(|e| ApiError::internal("Failed to declare the tenant's queues", e))?;
-    let row = state.store.create_tenant(&tenant).await?;
+    let row = match state.store.create_tenant(&tenant).await {
+        Ok(row) => row,
+        Err(e) => {
+            // The queues were declared for an id that now names nothing.
+            if let Err(e) = state.topology.forget_tenant(&state.broker, tenant.id).await {
+                tracing::warn!(tenant_id = %tenant.id, error = %e, "Failed to delete the queues of a tenant that was not created.");
+            }
+            return Err(e.into());
+        }
+    };
     tracing::info!(tenant_id = %row.id, code = %row.code, "Created a tenant.");
     Ok((StatusCode::CREATED, Json(views::tenant(row))))
 }
