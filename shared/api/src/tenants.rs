@@ -1,9 +1,6 @@
 //! `/v1/admin/tenants`: tenants and their API keys.
 
-use chrono::{DateTime, Utc};
-use herald_domain::{
-    display_name, ApiKeyId, FieldError, TenantCode, TenantId, TenantStatus, WebhookUrl,
-};
+use herald_domain::{display_name, ApiKeyId, FieldError, TenantCode, TenantId, WebhookUrl};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -104,20 +101,8 @@ impl TryFrom<NewTenant> for TenantDraft {
     }
 }
 
-/// A tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Tenant {
-    pub id: TenantId,
-    pub code: String,
-    pub name: String,
-    pub status: TenantStatus,
-    pub weight: u32,
-    pub daily_quota: Option<u64>,
-    pub rate_limit_per_sec: Option<u32>,
-    pub webhook_url: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
+/// A tenant, as the store hands it out and the admin API shows it.
+pub use herald_domain::Tenant;
 
 /// `201` of `POST /v1/admin/tenants/{id}/keys`: the key, shown only here
 /// (only its hash is stored).

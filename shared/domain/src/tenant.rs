@@ -47,9 +47,9 @@ impl FromStr for TenantStatus {
     }
 }
 
-/// A tenant as the store hands it out. Serialized as the admin API shows
-/// it, so the field order is the response's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A tenant as the store hands it out, and as the admin API shows it (the
+/// contract crate `herald-api` uses this type as its `Tenant`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tenant {
     pub id: TenantId,
     pub code: String,

@@ -3,26 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use herald_api::{MessageRecord, Provider, Tenant};
+use herald_api::{MessageRecord, Provider};
 use herald_domain::provider_config::ProviderConfig;
 use herald_store::ProviderRow;
 
 use super::error::ApiError;
-
-pub fn tenant(t: herald_domain::Tenant) -> Tenant {
-    Tenant {
-        id: t.id,
-        code: t.code,
-        name: t.name,
-        status: t.status,
-        weight: t.weight,
-        daily_quota: t.daily_quota,
-        rate_limit_per_sec: t.rate_limit_per_sec,
-        webhook_url: t.webhook_url,
-        created_at: t.created_at,
-        updated_at: t.updated_at,
-    }
-}
 
 /// A provider with its config's secrets shown as `***`. A row that does not
 /// decode (the store's policy: unusable until an operator fixes it) is

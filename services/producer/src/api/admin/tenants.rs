@@ -12,7 +12,7 @@ use crate::api::auth::Admin;
 use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, QueryParams};
 use crate::api::refusals::AdminAuthErrors;
-use crate::api::{views, AppState};
+use crate::api::AppState;
 
 /// `POST /v1/admin/tenants` → 201 with the tenant. Its user queues are
 /// declared before the record exists, so a scheduler that hears of the
@@ -64,7 +64,7 @@ pub async fn create_tenant(
         }
     };
     tracing::info!(tenant_id = %row.id, code = %row.code, "Created a tenant.");
-    Ok((StatusCode::CREATED, Json(views::tenant(row))))
+    Ok((StatusCode::CREATED, Json(row)))
 }
 
 #[utoipa::path(
@@ -93,7 +93,7 @@ pub async fn list_tenants(
         rows,
         limit as usize,
         |t| t.id.to_string(),
-        views::tenant,
+        |t| t,
     )))
 }
 
@@ -120,7 +120,7 @@ pub async fn get_tenant(
         .tenant(id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such tenant"))?;
-    Ok(Json(views::tenant(row)))
+    Ok(Json(row))
 }
 
 async fn set_status(
@@ -135,7 +135,7 @@ async fn set_status(
         .await?
         .ok_or_else(|| ApiError::not_found("no such tenant"))?;
     state.keys.forget_all();
-    Ok(Json(views::tenant(row)))
+    Ok(Json(row))
 }
 
 #[utoipa::path(
