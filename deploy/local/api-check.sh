@@ -54,6 +54,7 @@ GRPC_PORT="$(free_port)"
 TOKEN="$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 BASE="http://127.0.0.1:$HTTP_PORT"
 LOG="$(mktemp)"
+SCRATCH="$(mktemp -d)"
 
 cleanup() {
     if [ -n "${PID:-}" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
@@ -64,7 +65,7 @@ cleanup() {
         rabbitmqctl -q list_exchanges name 2>/dev/null | grep "^$NAMESPACE" |
             while read -r exchange; do rabbitmqctl -q eval "rabbit_exchange:delete(rabbit_misc:r(<<\"/\">>, exchange, <<\"$exchange\">>), false, <<\"api-check\">>)." >/dev/null 2>&1 || true; done
     fi
-    rm -f "$LOG"
+    rm -rf "$LOG" "$SCRATCH"
 }
 trap cleanup EXIT
 
@@ -99,11 +100,12 @@ run() {
     for attempt in 1 2 3; do
         seed=$((20261202 + attempt))
         log "schemathesis, every check, $tag routes ($EXAMPLES examples per operation, seed $seed)"
-        if HERALD_CHECK_TENANT_ID="$TENANT_ID" PYTHONPATH="${HERALD_API_CHECK_HOOKS_DIR:-$ROOT/deploy/local/api-check}" \
+        # From a scratch directory: schemathesis keeps a cache where it runs.
+        if (cd "$SCRATCH" && HERALD_CHECK_TENANT_ID="$TENANT_ID" PYTHONPATH="${HERALD_API_CHECK_HOOKS_DIR:-$ROOT/deploy/local/api-check}" \
             SCHEMATHESIS_HOOKS="${HERALD_API_CHECK_HOOKS:-hooks}" "$TOOLS_DIR/bin/schemathesis" run "$BASE/openapi.json" \
             --checks all --include-tag "$tag" --max-examples "$EXAMPLES" --seed "$seed" \
             --exclude-operation-id update_provider \
-            -H "Authorization: Bearer $credential" --no-color </dev/null >"$out" 2>&1; then
+            -H "Authorization: Bearer $credential" --no-color </dev/null >"$out" 2>&1); then
             cat "$out"
             rm -f "$out"
             return 0
