@@ -16,6 +16,7 @@ use crate::chaos::cluster::{
     bin_dir_of_this_build, free_port, wait_port, PrivatePostgres, PrivateRabbit, PrivateRedis,
     Process,
 };
+use crate::chaos::relay::Relay;
 use crate::setup;
 
 const ADMIN_TOKEN: &str = "stack-admin-token";
@@ -29,12 +30,32 @@ pub struct StackOptions {
     pub workers: usize,
     /// Extra environment for every worker (e.g. HERALD_WORKER_CONCURRENCY).
     pub worker_env: Vec<(String, String)>,
+    /// Extra environment for the scheduler (e.g. HERALD_RECONCILE_AFTER_SECS).
+    pub scheduler_env: Vec<(String, String)>,
+    /// The producer reaches RabbitMQ through a [`Relay`] that can partition
+    /// them (the chaos run's "publish in flight" fault).
+    pub relay: bool,
+}
+
+impl StackOptions {
+    pub fn new(name: &'static str, workers: usize) -> StackOptions {
+        StackOptions {
+            name,
+            bin_dir: None,
+            workers,
+            worker_env: Vec::new(),
+            scheduler_env: Vec::new(),
+            relay: false,
+        }
+    }
 }
 
 pub struct Stack {
     /// Logs in `logs/`, the instances' data beside them.
     pub root: PathBuf,
     pub rabbit: PrivateRabbit,
+    /// Between the producer and RabbitMQ, when asked for.
+    pub relay: Option<Relay>,
     pub redis: PrivateRedis,
     pub pg: PrivatePostgres,
     pub sim: Process,
@@ -47,6 +68,8 @@ pub struct Stack {
     pub namespace: String,
     /// The tenant's client (its API key).
     pub client: Client,
+    /// The operator's client (the admin token).
+    pub admin: Client,
     pub tenant_id: String,
     pub db: PgPool,
     bins: PathBuf,
@@ -121,19 +144,29 @@ impl Stack {
             ]),
             &logs,
         );
+        let relay = match options.relay {
+            true => Some(Relay::start(([127, 0, 0, 1], rabbit.port).into()).await?),
+            false => None,
+        };
+        let mut producer_env = vec![
+            ("HERALD_HTTP_ADDR", format!("127.0.0.1:{producer_port}")),
+            ("HERALD_GRPC_ADDR", any_port.clone()),
+        ];
+        if let Some(relay) = &relay {
+            producer_env.push(("HERALD_AMQP_URL", relay.amqp_url()));
+        }
         let mut producer = Process::new(
             "producer",
             bins.join("herald-producer"),
-            with(&[
-                ("HERALD_HTTP_ADDR", format!("127.0.0.1:{producer_port}")),
-                ("HERALD_GRPC_ADDR", any_port.clone()),
-            ]),
+            with(&producer_env),
             &logs,
         );
+        let mut scheduler_env = with(&[("HERALD_HTTP_ADDR", any_port.clone())]);
+        scheduler_env.extend(options.scheduler_env);
         let mut scheduler = Process::new(
             "scheduler",
             bins.join("herald-scheduler"),
-            with(&[("HERALD_HTTP_ADDR", any_port.clone())]),
+            scheduler_env,
             &logs,
         );
         let mut worker_env = with(&[("HERALD_HTTP_ADDR", any_port)]);
@@ -164,6 +197,7 @@ impl Stack {
         let mut stack = Stack {
             root,
             rabbit,
+            relay,
             redis,
             pg,
             sim,
@@ -175,6 +209,7 @@ impl Stack {
             database_url,
             namespace,
             client: admin.with_token(&key),
+            admin,
             tenant_id: tenant.id,
             db,
             bins,

@@ -194,10 +194,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     let began = Instant::now();
     let date = Utc::now();
     let mut stack = Stack::start(StackOptions {
-        name: "bench",
         bin_dir: args.bin_dir.clone(),
-        workers: args.workers.max(1),
-        worker_env: Vec::new(),
+        ..StackOptions::new("bench", args.workers.max(1))
     })
     .await?;
     let clock = Clock {
@@ -352,6 +350,7 @@ async fn behave(
             latency_ms: Some(latency_ms),
             fail_rate: Some(fail_rate),
             reject_rate: Some(reject_rate),
+            refuse_every: None,
         }),
         wework: Some(sim::WeworkPatch {
             latency_ms: Some(latency_ms),

@@ -325,6 +325,24 @@ impl PrivateRedis {
         self.stop().await;
         self.start().await
     }
+
+    /// Restarts with nothing kept: the append-only file is deleted while
+    /// the server is down (as a Redis without persistence restarts).
+    pub async fn restart_empty(&mut self) -> anyhow::Result<()> {
+        self.stop().await;
+        for entry in std::fs::read_dir(&self.dir)?.flatten() {
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with("appendonly") {
+                let path = entry.path();
+                if path.is_dir() {
+                    std::fs::remove_dir_all(&path)?;
+                } else {
+                    std::fs::remove_file(&path)?;
+                }
+            }
+        }
+        self.start().await
+    }
 }
 
 /// A PostgreSQL cluster made by `initdb` in `dir`, trust authentication,

@@ -4,12 +4,16 @@
 //! [`cluster`]), the simulator, a producer, a scheduler and workers from
 //! their binaries. While messages are enqueued and sent it kills -9 workers,
 //! the scheduler and the producer and restarts them, restarts RabbitMQ, Redis
-//! and PostgreSQL, and stops a worker with SIGTERM (timed). It then waits for
+//! and PostgreSQL, and stops a worker with SIGTERM (timed). It also
+//! partitions the producer from RabbitMQ (through a [`relay`]) and kills it
+//! while its publishes wait for confirms, and restarts Redis with nothing
+//! kept (every reservation window and statistic lost). It then waits for
 //! every accepted message to be final and reports accepted, sent, lost,
 //! duplicates at the simulator and recovery times. A clean run has no loss,
 //! and a duplicate only for a message recorded in doubt.
 
 pub mod cluster;
+pub mod relay;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -186,10 +190,12 @@ pub async fn command(args: ChaosArgs) -> anyhow::Result<ExitCode> {
 pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
     let began = Instant::now();
     let mut stack = Stack::start(StackOptions {
-        name: "chaos",
         bin_dir: args.bin_dir.clone(),
-        workers: args.workers.max(1),
-        worker_env: Vec::new(),
+        // Jobs whose confirm was lost with a killed producer go out again
+        // within seconds, not the default 30 s.
+        scheduler_env: vec![("HERALD_RECONCILE_AFTER_SECS".into(), "5".into())],
+        relay: true,
+        ..StackOptions::new("chaos", args.workers.max(1))
     })
     .await?;
     let (client, sim_url, db) = (
@@ -232,6 +238,8 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
             "restart Redis",
             "restart PostgreSQL",
             "SIGTERM worker0",
+            "kill -9 producer, publishes in flight",
+            "restart Redis, every key lost",
         ]
     };
     'rounds: for _ in 0..args.rounds.max(1) {
@@ -268,8 +276,23 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
                     stack.producer.kill().await;
                     stack.producer.start()?;
                 }
+                "kill -9 producer, publishes in flight" => {
+                    // The network between the producer and RabbitMQ stops
+                    // carrying bytes; the requests that arrive meanwhile
+                    // write their records and wait for confirms that never
+                    // come; the producer dies with them and the bytes the
+                    // partition held back are dropped.
+                    let relay = stack.relay.as_ref().context("the stack has a relay")?;
+                    relay.partition();
+                    tokio::time::sleep(Duration::from_millis(800)).await;
+                    stack.producer.kill().await;
+                    relay.drop_connections();
+                    relay.heal();
+                    stack.producer.start()?;
+                }
                 "restart RabbitMQ" => stack.rabbit.restart().await?,
                 "restart Redis" => stack.redis.restart().await?,
+                "restart Redis, every key lost" => stack.redis.restart_empty().await?,
                 "restart PostgreSQL" => stack.pg.restart().await?,
                 _ => {
                     let process = match what {

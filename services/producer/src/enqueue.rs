@@ -9,6 +9,7 @@ use herald_broker::Outbound;
 use herald_domain::{
     Channel, FieldError, MessageId, MessageStatus, NewMessage, Priority, TenantId,
 };
+use herald_proto::v1;
 use herald_proto::Message as _;
 use herald_store::{NewRecord, StoreError};
 use serde_json::Value;
@@ -38,13 +39,6 @@ impl Item {
             hash,
         })
     }
-}
-
-/// The due jobs of one user queue and priority band, in request order,
-/// with their encoded bodies.
-struct Due {
-    priority: Priority,
-    jobs: Vec<(MessageId, Vec<u8>)>,
 }
 
 /// Records and publishes `items` for `tenant`, all or nothing as far as
@@ -99,6 +93,9 @@ async fn enqueue_now(
             .collect();
         let mut results: Vec<Option<Accepted>> = Vec::with_capacity(items.len());
         let mut fresh: Vec<usize> = Vec::new();
+        // Jobs of earlier requests under the same keys whose confirm was
+        // never recorded: published again before this answer.
+        let mut replays: Vec<(MessageId, Channel, Priority, Vec<u8>)> = Vec::new();
         for (index, item) in items.iter().enumerate() {
             match item
                 .message
@@ -118,12 +115,22 @@ async fn enqueue_now(
                     }
                     return Err(e);
                 }
-                Some(hit) => results.push(Some(Accepted {
-                    id: MessageId(hit.message_id),
-                    status: hit.status.parse::<MessageStatus>().map_err(|e| {
-                        ApiError::internal("A stored idempotency key does not decode", e)
-                    })?,
-                })),
+                Some(hit) => {
+                    if let Some(envelope) = &hit.unconfirmed {
+                        replays.push((
+                            MessageId(hit.message_id),
+                            item.message.channel,
+                            item.message.priority,
+                            republished(envelope),
+                        ));
+                    }
+                    results.push(Some(Accepted {
+                        id: MessageId(hit.message_id),
+                        status: hit.status.parse::<MessageStatus>().map_err(|e| {
+                            ApiError::internal("A stored idempotency key does not decode", e)
+                        })?,
+                    }))
+                }
                 None => {
                     results.push(None);
                     fresh.push(index);
@@ -135,12 +142,15 @@ async fn enqueue_now(
         let trace = herald_telemetry::propagation::inject_current();
         let trace: BTreeMap<String, String> = trace.into_iter().collect();
         let mut records = Vec::with_capacity(fresh.len());
-        let mut due: BTreeMap<(Channel, u8), Due> = BTreeMap::new();
+        let mut due = Vec::with_capacity(fresh.len());
         for &index in &fresh {
             let m = &items[index].message;
             let job = m.to_job(tenant, now, trace.clone());
             let body = job.encode_to_vec();
             let scheduled = m.scheduled_at.is_some();
+            if !scheduled {
+                due.push((m.id, m.channel, m.priority, body.clone()));
+            }
             records.push(NewRecord {
                 id: m.id,
                 channel: m.channel.as_str(),
@@ -152,36 +162,29 @@ async fn enqueue_now(
                 request_hash: items[index].hash.clone(),
                 metadata: serde_json::to_value(&m.metadata).unwrap_or(Value::Null),
                 scheduled_at: m.scheduled_at,
-                parked_envelope: scheduled.then(|| body.clone()),
+                envelope: Some(body),
             });
-            if !scheduled {
-                due.entry((m.channel, m.priority.band()))
-                    .or_insert_with(|| Due {
-                        priority: m.priority,
-                        jobs: Vec::new(),
-                    })
-                    .jobs
-                    .push((m.id, body));
-            }
         }
-        // Several jobs per broker message: the broker's work is per message.
-        let mut outbound: Vec<(Vec<MessageId>, Outbound)> = Vec::new();
-        for ((channel, _), Due { priority, jobs }) in due {
-            for run in herald_proto::jobs::split(jobs, herald_proto::jobs::MAX_JOBS, |(_, body)| {
-                body.len()
-            }) {
-                let (ids, bodies): (Vec<MessageId>, Vec<Vec<u8>>) = run.into_iter().unzip();
-                let body = herald_proto::jobs::pack(&bodies);
-                outbound.push((ids, state.topology.to_user(tenant, channel, body, priority)));
-            }
-        }
+        let fresh_out = state.topology.to_user_batched(tenant, due);
+        let replay_out = state.topology.to_user_batched(tenant, replays);
         match state.store.insert_messages(tenant, &records).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => continue,
             Err(e) => return Err(e.into()),
         }
 
-        publish_confirmed(state, &outbound).await?;
+        publish_confirmed(state, &fresh_out, &replay_out).await?;
+        state.confirms.confirmed(
+            fresh_out
+                .iter()
+                .chain(&replay_out)
+                .flat_map(|(ids, _)| ids.iter().map(|id| id.as_uuid()))
+                .collect(),
+        );
+        if !replay_out.is_empty() {
+            let n: usize = replay_out.iter().map(|(ids, _)| ids.len()).sum();
+            metrics::counter!("herald_producer_replays_republished_total").increment(n as u64);
+        }
 
         for (slot, &index) in fresh.iter().enumerate() {
             results[index] = Some(Accepted {
@@ -197,45 +200,65 @@ async fn enqueue_now(
     ))
 }
 
-/// Publishes and waits for every confirm. Messages the broker did not
+/// `envelope` (one encoded job) marked as a second copy
+/// ([`v1::Job::republished`]); unchanged if it does not decode (the worker
+/// dead-letters it).
+fn republished(envelope: &[u8]) -> Vec<u8> {
+    match v1::Job::decode(envelope) {
+        Ok(mut job) => {
+            job.republished = true;
+            job.encode_to_vec()
+        }
+        Err(_) => envelope.to_vec(),
+    }
+}
+
+/// Publishes and waits for every confirm. New messages the broker did not
 /// confirm are marked failed (`unavailable`) so that nothing the caller was
-/// refused goes out later; the caller gets 503 and retries.
+/// refused goes out later; replayed ones stay in the outbox for the
+/// reconciler (an earlier answer may have accepted them). The caller gets
+/// 503 and retries.
 async fn publish_confirmed(
     state: &AppState,
-    outbound: &[(Vec<MessageId>, Outbound)],
+    fresh: &[(Vec<MessageId>, Outbound)],
+    replays: &[(Vec<MessageId>, Outbound)],
 ) -> Result<(), ApiError> {
-    if outbound.is_empty() {
+    if fresh.is_empty() && replays.is_empty() {
         return Ok(());
     }
+    let all: Vec<&(Vec<MessageId>, Outbound)> = fresh.iter().chain(replays).collect();
     let results =
-        futures::future::join_all(outbound.iter().map(|(_, o)| state.publisher.publish(o))).await;
-    let failed: Vec<(MessageId, String)> = outbound
-        .iter()
-        .zip(results)
-        .filter_map(|((ids, _), r)| r.err().map(|e| (ids, e.to_string())))
-        .flat_map(|(ids, e)| ids.iter().map(move |id| (*id, e.clone())))
-        .collect();
-    if failed.is_empty() {
+        futures::future::join_all(all.iter().map(|(_, o)| state.publisher.publish(o))).await;
+    let mut reason = None;
+    let mut refused = 0;
+    let mut failed: Vec<uuid::Uuid> = Vec::new();
+    for (slot, ((ids, _), result)) in all.iter().zip(results).enumerate() {
+        if let Err(e) = result {
+            reason.get_or_insert_with(|| e.to_string());
+            refused += ids.len();
+            if slot < fresh.len() {
+                failed.extend(ids.iter().map(|id| id.as_uuid()));
+            }
+        }
+    }
+    let Some(reason) = reason else {
         return Ok(());
+    };
+    if !failed.is_empty() {
+        if let Err(e) = state
+            .store
+            .mark_unpublished(
+                &failed,
+                &format!("the broker did not confirm the publish: {reason}"),
+            )
+            .await
+        {
+            tracing::error!(error = %e, count = failed.len(), "Failed to mark unconfirmed messages; the reconciler will publish them.");
+        }
     }
-    let reason = failed[0].1.clone();
-    let ids: Vec<uuid::Uuid> = failed.iter().map(|(id, _)| id.as_uuid()).collect();
-    if let Err(e) = state
-        .store
-        .mark_unpublished(
-            &ids,
-            &format!("the broker did not confirm the publish: {reason}"),
-        )
-        .await
-    {
-        tracing::error!(error = %e, count = ids.len(), "Failed to mark unconfirmed messages; the reconciler will find them queued.");
-    }
-    tracing::warn!(error = %reason, count = ids.len(), "The broker did not confirm publishes; answering 503.");
+    tracing::warn!(error = %reason, count = refused, "The broker did not confirm publishes; answering 503.");
     Err(ApiError::unavailable(
-        format!(
-            "the broker could not confirm {} message(s); retry with idempotency keys",
-            ids.len()
-        ),
+        format!("the broker could not confirm {refused} message(s); retry with idempotency keys"),
         5,
     ))
 }

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod config;
+pub mod confirms;
 pub mod enqueue;
 pub mod grpc;
 pub mod replay;

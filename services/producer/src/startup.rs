@@ -47,6 +47,7 @@ impl App {
             .await
             .with_context(|| format!("Failed to bind {} (gRPC)", settings.grpc_addr))?;
         let state = AppState {
+            confirms: crate::confirms::Confirms::start(store.clone()),
             store,
             publisher,
             topology,
@@ -116,6 +117,7 @@ impl App {
         http?;
         grpc.context("The gRPC server failed")?;
         keepalive.abort();
+        self.state.confirms.flush().await;
         self.broker.close().await;
         tracing::info!("herald-producer stopped.");
         Ok(())

@@ -32,6 +32,15 @@ pub struct Settings {
     pub min_depth: u64,
     #[arg(long, env = "HERALD_SCHEDULER_MAX_DEPTH", default_value_t = 20_000)]
     pub max_depth: u64,
+    /// Seconds a job may wait for the producer to record its broker confirm
+    /// before the leader's reconciler publishes it again.
+    #[arg(long, env = "HERALD_RECONCILE_AFTER_SECS", default_value_t = 30)]
+    pub reconcile_after_secs: u64,
+    /// Seconds between checkpoints of the providers' hour and day windows
+    /// to PostgreSQL (what Redis may lose in a restart is at most this
+    /// long's sends).
+    #[arg(long, env = "HERALD_CAPACITY_CHECKPOINT_SECS", default_value_t = 5)]
+    pub checkpoint_secs: u64,
     #[command(flatten)]
     pub weights: ScoreWeights,
     #[command(flatten)]
@@ -48,6 +57,8 @@ impl Settings {
             ahead_ms: 500,
             min_depth: 256,
             max_depth: 20_000,
+            reconcile_after_secs: 30,
+            checkpoint_secs: 5,
             weights: ScoreWeights::default(),
             circuit: CircuitSettings::default(),
         }

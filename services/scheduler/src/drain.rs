@@ -138,6 +138,8 @@ enum Fate {
     Central(Placed),
     /// Published alone (a delay tier or the dead letters).
     Publish(Outbound),
+    /// Published to a delay tier to wait there: its record reads `pending`.
+    Delayed(Outbound, String),
     /// Parked in PostgreSQL.
     Park(ParkedJob),
     /// Held: nothing has room for about this long.
@@ -322,6 +324,8 @@ impl Drain {
             let mut parked: Vec<ParkedJob> = Vec::new();
             let mut out_of: Vec<usize> = Vec::new();
             let mut still = Vec::new();
+            // Records that begin to wait for capacity read `pending`.
+            let mut now_pending: Vec<uuid::Uuid> = Vec::new();
             let mut wait = Duration::MAX;
             for (slot, fate) in slots.into_iter().zip(fates) {
                 match fate {
@@ -334,17 +338,31 @@ impl Drain {
                         outbound.push(out);
                         out_of.push(slot);
                     }
+                    Fate::Delayed(out, id) => {
+                        now_pending.extend(id.parse::<uuid::Uuid>().ok());
+                        outbound.push(out);
+                        out_of.push(slot);
+                    }
                     Fate::Park(job) => {
+                        now_pending.push(job.message_id);
                         parked.push(job);
                         out_of.push(slot);
                     }
                     Fate::Wait(d, job) => {
+                        if first_round {
+                            now_pending.extend(job.message_id.parse::<uuid::Uuid>().ok());
+                        }
                         wait = wait.min(d);
                         still.push((slot, *job));
                     }
                 }
             }
             outbound.extend(self.pack_central(central));
+            // Before the publish, so that a fast worker's claim of a delayed
+            // job comes after it (a claim takes `pending` as `queued`).
+            if let Err(e) = self.store.mark_pending(&now_pending).await {
+                tracing::warn!(error = %e, "Failed to mark waiting records pending.");
+            }
             self.publisher.publish_all(&outbound).await?;
             self.store.park(&parked).await?;
             for slot in out_of {
@@ -522,9 +540,10 @@ impl Drain {
     /// so a reopening window is not hit by every parked job at once).
     fn wait_elsewhere(&self, job: v1::Job, wait: Duration) -> Fate {
         if wait <= PARK_AFTER {
-            return Fate::Publish(
+            return Fate::Delayed(
                 self.topology
                     .to_delay(delay_tier_within(wait), job.encode_to_vec()),
+                job.message_id,
             );
         }
         let jitter_cap = (wait.as_millis() as u64 / 10).clamp(1, 30_000);

@@ -10,11 +10,15 @@
 //!   reservation that places a job
 //! - [`release`]: scheduled and parked jobs held in PostgreSQL, released
 //!   on time
+//! - [`leader`]: periodic work for all schedulers, done by the one holding
+//!   the leader lock: the reconciler (jobs whose confirm was never
+//!   recorded) and idempotency key expiry
 //! - [`startup`]: [`App::build`] and [`App::run`]
 
 pub mod config;
 pub mod drain;
 pub mod fair;
+pub mod leader;
 pub mod maintenance;
 pub mod placement;
 pub mod release;

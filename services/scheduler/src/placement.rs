@@ -242,19 +242,22 @@ impl Placer {
             let candidates: Vec<Arc<ProviderView>> = {
                 let mut rng = rand::thread_rng();
                 // Providers known full are skipped, their wait noted.
-                ranking
-                    .attempts(&mut rng)
-                    .filter(|v| match self.known_full(v.id, now) {
-                        Some(wait) => {
-                            plan.provider_wait =
-                                Some(plan.provider_wait.map_or(wait, |w| w.min(wait)));
-                            false
-                        }
-                        None => true,
-                    })
-                    .take(MAX_TRIES)
-                    .cloned()
-                    .collect()
+                let open =
+                    ranking
+                        .attempts(&mut rng)
+                        .filter(|v| match self.known_full(v.id, now) {
+                            Some(wait) => {
+                                plan.provider_wait =
+                                    Some(plan.provider_wait.map_or(wait, |w| w.min(wait)));
+                                false
+                            }
+                            None => true,
+                        });
+                if job.tried_providers.is_empty() {
+                    open.take(MAX_TRIES).cloned().collect()
+                } else {
+                    prefer_untried(open.cloned().collect(), &job.tried_providers)
+                }
             };
             plan.candidates = candidates;
             plans.push(plan);
@@ -373,6 +376,23 @@ impl Plan {
             reason: "every eligible provider's quota is used up for now".into(),
         }
     }
+}
+
+/// A retry's candidates in ranking order, but the providers that refused
+/// its earlier attempts after every other: another provider takes it while
+/// any is eligible, and a refusing one only when none is. At most
+/// [`MAX_TRIES`].
+pub fn prefer_untried(
+    candidates: Vec<Arc<ProviderView>>,
+    tried: &[String],
+) -> Vec<Arc<ProviderView>> {
+    let tried: Vec<Uuid> = tried.iter().filter_map(|t| t.parse().ok()).collect();
+    let was_tried = |v: &ProviderView| tried.contains(&v.id);
+    let (mut fresh, refused): (Vec<_>, Vec<_>) =
+        candidates.into_iter().partition(|v| !was_tried(v));
+    fresh.extend(refused);
+    fresh.truncate(MAX_TRIES);
+    fresh
 }
 
 /// The wait when no provider is eligible: until the soonest send window

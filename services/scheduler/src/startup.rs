@@ -26,8 +26,30 @@ pub struct App {
     drain: Arc<Drain>,
     capacity: Capacity,
     poll: Duration,
+    periodic: crate::leader::Periodic,
     stop_trigger: Trigger,
     stop: Shutdown,
+}
+
+/// Where a provider's windows are read back from after Redis lost them.
+fn checkpoint_source(store: Store) -> herald_capacity::CheckpointSource {
+    Arc::new(move |provider| {
+        let store = store.clone();
+        Box::pin(async move {
+            let saved = store
+                .checkpoint(provider)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(saved
+                .into_iter()
+                .map(|b| herald_capacity::BucketUse {
+                    window_ms: b.window_ms.max(0) as u64,
+                    bucket: b.bucket,
+                    used: b.used,
+                })
+                .collect())
+        })
+    })
 }
 
 impl App {
@@ -40,11 +62,21 @@ impl App {
             broker,
             capacity,
         } = Connections::open("herald-scheduler", &settings.common, 8, &topology).await?;
+        let capacity = capacity.with_checkpoints(checkpoint_source(store.clone()));
         let (stop_trigger, stop) = Shutdown::new();
         let poll = Duration::from_secs(settings.poll_secs.max(1));
         let catalog = ProviderCatalog::start(store.clone(), poll, stop.watch()).await?;
         let publisher = Publisher::new(&broker).await?;
         let providers_changed = catalog.subscribe();
+        let periodic = crate::leader::Periodic {
+            store: store.clone(),
+            publisher: publisher.clone(),
+            topology: topology.clone(),
+            reconcile_after: Duration::from_secs(settings.reconcile_after_secs.max(1)),
+            capacity: capacity.clone(),
+            catalog: catalog.clone(),
+            checkpoint_every: Duration::from_secs(settings.checkpoint_secs.max(1)),
+        };
         let drain = Arc::new(Drain {
             broker,
             publisher,
@@ -67,6 +99,7 @@ impl App {
             drain,
             capacity,
             poll,
+            periodic,
             stop_trigger,
             stop,
         })
@@ -115,6 +148,7 @@ impl App {
             self.store.clone(),
             self.stop.clone(),
         ));
+        tasks.spawn(self.periodic.clone().run(self.stop.clone()));
         tasks.spawn(release_due(
             self.store.clone(),
             self.drain.publisher.clone(),

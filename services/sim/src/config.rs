@@ -248,6 +248,7 @@ impl SimArgs {
                 latency_ms: self.smtp_latency_ms,
                 fail_rate: self.smtp_fail_rate,
                 reject_rate: self.smtp_reject_rate,
+                refuse_every: 0,
             },
             wework: WeworkBehaviour {
                 latency_ms: self.wework_latency_ms,

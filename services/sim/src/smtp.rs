@@ -52,6 +52,8 @@ pub struct SmtpServer {
     state: Arc<SimState>,
     acceptor: TlsAcceptor,
     shutdown: Shutdown,
+    /// Messages whose DATA ended, for `refuse_every`.
+    finished: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SmtpServer {
@@ -60,6 +62,7 @@ impl SmtpServer {
             state,
             acceptor,
             shutdown,
+            finished: Arc::default(),
         }
     }
 
@@ -299,6 +302,16 @@ impl SmtpServer {
                 rng.gen::<f64>() < behaviour.fail_rate,
             )
         };
+        let n = self
+            .finished
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if behaviour.refuse_every > 0 && n % u64::from(behaviour.refuse_every) == 0 {
+            self.state.counters.record_rejected(SimChannel::Email);
+            return io
+                .write_all(b"421 4.3.2 simulated refusal, try another server\r\n")
+                .await;
+        }
         if reject {
             self.state.counters.record_rejected(SimChannel::Email);
             return io

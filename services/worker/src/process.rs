@@ -245,10 +245,11 @@ impl Worker {
             .iter()
             .map(|(_, j)| self.in_doubt.resends(Channel::from_proto(j.channel)))
             .collect();
+        let copies: Vec<bool> = jobs.iter().map(|(_, j)| j.republished).collect();
         let claimed = loop {
             match self
                 .store
-                .claim_for_sending(&ids, &providers, &resend, LEASE_TTL)
+                .claim_for_sending(&ids, &providers, &resend, &copies, LEASE_TTL)
                 .await
             {
                 Ok(rows) => break rows,
@@ -277,6 +278,9 @@ impl Worker {
                     self.refund(&job).await;
                     let mut job = job;
                     job.assignment = None;
+                    // Looked at again as any copy: if the send it waited
+                    // for never finishes, the record is set aside in doubt.
+                    job.republished = false;
                     let publish = self
                         .topology
                         .to_delay(LIVE_SEND_RECHECK.as_secs(), job.encode_to_vec());
@@ -427,12 +431,14 @@ impl Worker {
                 if refund {
                     self.refund(&job).await;
                 }
-                Some(self.for_next_attempt(job, attempt, wait, reason))
+                Some(self.for_next_attempt(job, attempt, wait, reason, true))
             }
             AfterSend::ResendInDoubt { wait } => {
                 metrics::counter!("herald_worker_in_doubt_total", "policy" => "resend")
                     .increment(1);
-                Some(self.for_next_attempt(job, attempt, wait, reason))
+                // Not remembered as refused: it may have sent, and only the
+                // same provider dedupes a second copy.
+                Some(self.for_next_attempt(job, attempt, wait, reason, false))
             }
             AfterSend::HoldInDoubt => {
                 metrics::counter!("herald_worker_in_doubt_total", "policy" => "hold").increment(1);
@@ -449,16 +455,23 @@ impl Worker {
     }
 
     /// The job for its next attempt, to the delay tier for `wait`: the
-    /// scheduler scores it afresh, so its assignment is dropped.
+    /// scheduler scores it afresh, so its assignment is dropped — and the
+    /// provider that refused it is remembered, for the scheduler to prefer
+    /// the others while any is eligible (when `refused`).
     fn for_next_attempt(
         &self,
         mut job: v1::Job,
         attempt: u32,
         wait: Duration,
         reason: &str,
+        refused: bool,
     ) -> Outbound {
         job.attempt = attempt;
-        job.assignment = None;
+        if let Some(a) = job.assignment.take() {
+            if refused {
+                remember_tried(&mut job.tried_providers, a.provider_id);
+            }
+        }
         job.last_error = reason.to_owned();
         self.topology
             .to_delay(wait.as_secs().max(1), job.encode_to_vec())
@@ -746,6 +759,23 @@ pub fn backoff(attempt: u32) -> Duration {
     let base = 2u64.saturating_pow(attempt.min(10)).min(900);
     let jitter = rand::thread_rng().gen_range(0.8..1.2);
     Duration::from_secs_f64(base as f64 * jitter)
+}
+
+/// How many refusing providers a job remembers (the most recent).
+pub const MAX_TRIED: usize = 8;
+
+/// Adds `provider` to the job's tried providers, most recent last, each
+/// once, at most [`MAX_TRIED`].
+pub fn remember_tried(tried: &mut Vec<String>, provider: String) {
+    if provider.is_empty() {
+        return;
+    }
+    tried.retain(|p| *p != provider);
+    tried.push(provider);
+    if tried.len() > MAX_TRIED {
+        let excess = tried.len() - MAX_TRIED;
+        tried.drain(..excess);
+    }
 }
 
 #[cfg(test)]

@@ -172,6 +172,11 @@ pub struct SmtpBehaviour {
     /// Share of messages answered `550 5.1.1` (permanent).
     #[serde(default)]
     pub reject_rate: f64,
+    /// Every n-th message is answered `421 4.3.2` (this server refuses it,
+    /// another may take it); 0 never. Counted over all sessions, so 2
+    /// refuses exactly every other message.
+    #[serde(default)]
+    pub refuse_every: u32,
 }
 
 /// Fault injection for WeWork `message/send`.
@@ -256,6 +261,8 @@ pub struct SmtpPatch {
     pub fail_rate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reject_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refuse_every: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -291,6 +298,7 @@ impl BehaviourPatch {
             next.smtp.latency_ms = smtp.latency_ms.unwrap_or(next.smtp.latency_ms);
             next.smtp.fail_rate = smtp.fail_rate.unwrap_or(next.smtp.fail_rate);
             next.smtp.reject_rate = smtp.reject_rate.unwrap_or(next.smtp.reject_rate);
+            next.smtp.refuse_every = smtp.refuse_every.unwrap_or(next.smtp.refuse_every);
         }
         if let Some(wework) = &self.wework {
             next.wework.latency_ms = wework.latency_ms.unwrap_or(next.wework.latency_ms);

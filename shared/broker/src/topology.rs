@@ -1,4 +1,6 @@
-use herald_domain::{Channel, Priority, TenantId};
+use std::collections::BTreeMap;
+
+use herald_domain::{Channel, MessageId, Priority, TenantId};
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::ExchangeKind;
@@ -322,6 +324,37 @@ impl Topology {
             priority: priority.band(),
             headers: None,
         }
+    }
+
+    /// One tenant's encoded jobs as user-queue messages, several jobs per
+    /// broker message (the broker's work is per message): grouped by
+    /// channel and priority band, each group in the given order. Every
+    /// message comes with the ids of the jobs it carries.
+    pub fn to_user_batched(
+        &self,
+        tenant: TenantId,
+        jobs: impl IntoIterator<Item = (MessageId, Channel, Priority, Vec<u8>)>,
+    ) -> Vec<(Vec<MessageId>, crate::Outbound)> {
+        type Group = (Priority, Vec<(MessageId, Vec<u8>)>);
+        let mut groups: BTreeMap<(Channel, u8), Group> = BTreeMap::new();
+        for (id, channel, priority, body) in jobs {
+            groups
+                .entry((channel, priority.band()))
+                .or_insert_with(|| (priority, Vec::new()))
+                .1
+                .push((id, body));
+        }
+        let mut out = Vec::new();
+        for ((channel, _), (priority, jobs)) in groups {
+            for run in herald_proto::jobs::split(jobs, herald_proto::jobs::MAX_JOBS, |(_, body)| {
+                body.len()
+            }) {
+                let (ids, bodies): (Vec<MessageId>, Vec<Vec<u8>>) = run.into_iter().unzip();
+                let body = herald_proto::jobs::pack(&bodies);
+                out.push((ids, self.to_user(tenant, channel, body, priority)));
+            }
+        }
+        out
     }
 
     /// A job straight back to the scheduler (its return queue).

@@ -10,6 +10,7 @@
 //! recipient's, `…:leases`, `…:stats`), so each script touches one Redis
 //! Cluster slot. Window semantics are in `docs/decisions/0002-capacity-windows.md`.
 
+pub mod checkpoint;
 pub mod health;
 pub mod lease;
 
@@ -20,6 +21,7 @@ use redis::aio::ConnectionManager;
 use redis::Script;
 use uuid::Uuid;
 
+pub use checkpoint::{BucketUse, CheckpointSource, CHECKPOINTED_FROM_MS};
 pub use health::{HealthPolicy, Observation, ProviderLoad};
 pub use lease::Lease;
 
@@ -37,6 +39,10 @@ pub enum CapacityError {
     Redis(#[from] redis::RedisError),
     #[error("unexpected reply from a capacity script: {0}")]
     Protocol(String),
+    /// A provider's windows had to be restored from their checkpoint and
+    /// the checkpoint could not be read: nothing is granted meanwhile.
+    #[error("the capacity checkpoint cannot be read: {0}")]
+    Checkpoint(String),
 }
 
 /// What one provider may take: its windows as `(window_ms, limit)` pairs,
@@ -107,6 +113,9 @@ pub struct Capacity {
     lease: Script,
     observe: Script,
     load: Script,
+    snapshot_script: Script,
+    restore_script: Script,
+    checkpoints: Option<CheckpointSource>,
 }
 
 impl Capacity {
@@ -132,6 +141,9 @@ impl Capacity {
             lease: Script::new(include_str!("lua/lease.lua")),
             observe: Script::new(include_str!("lua/observe.lua")),
             load: Script::new(include_str!("lua/load.lua")),
+            snapshot_script: Script::new(include_str!("lua/snapshot.lua")),
+            restore_script: Script::new(include_str!("lua/restore.lua")),
+            checkpoints: None,
         })
     }
 
@@ -140,7 +152,7 @@ impl Capacity {
         self.conn.clone()
     }
 
-    fn prefix(&self, provider: Uuid) -> String {
+    pub(crate) fn prefix(&self, provider: Uuid) -> String {
         format!("{}:cap:{{{}}}", self.namespace, provider)
     }
 
@@ -175,26 +187,13 @@ impl Capacity {
         if asks.is_empty() {
             return Ok(Vec::new());
         }
-        let mut invocation = self.reserve.key(self.prefix(provider));
-        invocation.arg(limits.windows.len());
-        for (window, limit) in &limits.windows {
-            invocation.arg(*window).arg(bucket_ms(*window)).arg(*limit);
+        let mut reply = self.reserve_call(provider, limits, asks).await?;
+        if reply == [-1] {
+            // Redis lost this provider's long windows: count them again
+            // from the checkpoint, then ask once more.
+            self.restore_from_source(provider, limits).await?;
+            reply = self.reserve_call(provider, limits, asks).await?;
         }
-        invocation.arg(limits.recipient_windows.len());
-        for (window, limit) in &limits.recipient_windows {
-            invocation.arg(*window).arg(bucket_ms(*window)).arg(*limit);
-        }
-        invocation.arg(asks.len());
-        for ask in asks {
-            invocation.arg(ask.cost);
-            if limits.recipient_windows.is_empty() {
-                invocation.arg(0);
-            } else {
-                let who = distinct(ask.recipients);
-                invocation.arg(who.len()).arg(who);
-            }
-        }
-        let reply: Vec<i64> = invocation.invoke_async(&mut self.conn.clone()).await?;
         if reply.len() != asks.len() * 4 {
             return Err(CapacityError::Protocol(format!(
                 "{} values for {} reservations",
@@ -232,6 +231,34 @@ impl Capacity {
                 other => Err(CapacityError::Protocol(format!("{other:?}"))),
             })
             .collect()
+    }
+
+    async fn reserve_call(
+        &self,
+        provider: Uuid,
+        limits: &Limits,
+        asks: &[Ask<'_>],
+    ) -> Result<Vec<i64>, CapacityError> {
+        let mut invocation = self.reserve.key(self.prefix(provider));
+        invocation.arg(limits.windows.len());
+        for (window, limit) in &limits.windows {
+            invocation.arg(*window).arg(bucket_ms(*window)).arg(*limit);
+        }
+        invocation.arg(limits.recipient_windows.len());
+        for (window, limit) in &limits.recipient_windows {
+            invocation.arg(*window).arg(bucket_ms(*window)).arg(*limit);
+        }
+        invocation.arg(asks.len());
+        for ask in asks {
+            invocation.arg(ask.cost);
+            if limits.recipient_windows.is_empty() {
+                invocation.arg(0);
+            } else {
+                let who = distinct(ask.recipients);
+                invocation.arg(who.len()).arg(who);
+            }
+        }
+        Ok(invocation.invoke_async(&mut self.conn.clone()).await?)
     }
 
     /// Gives back a granted reservation the provider never used.
@@ -318,6 +345,6 @@ fn distinct(recipients: &[String]) -> Vec<&str> {
     list
 }
 
-fn bucket_ms(window_ms: u64) -> u64 {
+pub(crate) fn bucket_ms(window_ms: u64) -> u64 {
     (window_ms / BUCKETS_PER_WINDOW).max(1)
 }

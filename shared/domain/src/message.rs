@@ -91,6 +91,8 @@ impl NewMessage {
             enqueued_at_ms: now.timestamp_millis(),
             batch_id: self.batch_id.map(|b| b.to_string()).unwrap_or_default(),
             last_error: String::new(),
+            republished: false,
+            tried_providers: Vec::new(),
         }
     }
 }

@@ -3,22 +3,28 @@
 //! table, and every hot-path write is one batched statement.
 
 pub mod catalog;
+mod checkpoints;
 mod db;
 pub mod decode;
 pub mod keys;
+mod leader;
 mod messages;
 pub mod metrics;
+mod outbox;
 mod parked;
 mod providers;
 mod statistics;
 mod tenants;
 
+pub use checkpoints::SavedBucket;
 pub use db::Store;
 pub use decode::RowError;
 pub use keys::ApiKeyOwner;
+pub use leader::Leadership;
 pub use messages::{
     ClaimedMessage, IdempotentHit, MessageFilter, NewRecord, Outcome, MAX_IN_DOUBT_RESENDS,
 };
+pub use outbox::{Stale, UnconfirmedJob};
 pub use parked::{DueJobs, ParkedJob, Requeued};
 pub use providers::{NewProvider, ProviderPatch, ProviderRow};
 pub use statistics::HOT_TABLES;

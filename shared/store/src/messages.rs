@@ -22,8 +22,11 @@ pub struct NewRecord {
     pub request_hash: Vec<u8>,
     pub metadata: Value,
     pub scheduled_at: Option<DateTime<Utc>>,
-    /// The encoded job, parked until `scheduled_at` (scheduled sends only).
-    pub parked_envelope: Option<Vec<u8>>,
+    /// The encoded job: parked until `scheduled_at` when that is set,
+    /// otherwise kept in the outbox (`unconfirmed_jobs`) until the producer
+    /// records the broker's confirm. `None` keeps no job (tests that
+    /// publish by hand).
+    pub envelope: Option<Vec<u8>>,
 }
 
 /// A key seen within the last 24 hours.
@@ -34,6 +37,12 @@ pub struct IdempotentHit {
     pub message_id: Uuid,
     /// The status the first response gave (`queued` or `scheduled`).
     pub status: String,
+    /// The message's job while the broker has not confirmed it (the first
+    /// request's producer died or lost the broker before the confirm was
+    /// recorded): the replay publishes it before answering.
+    pub unconfirmed: Option<Vec<u8>>,
+    /// The job's priority, with `unconfirmed`.
+    pub priority: Option<i16>,
 }
 
 /// A message row as stored; handed out only as a decoded [`MessageRecord`].
@@ -153,13 +162,15 @@ impl Store {
             // from flattening the lateral into a join): with the flat form
             // and stale statistics PostgreSQL filtered every key of the
             // tenant against the array, 24 ms per call (decision 0011).
-            "SELECT k.key, k.request_hash, k.message_id, CASE WHEN m.scheduled_at IS NOT NULL THEN 'scheduled' ELSE 'queued' END AS status
+            "SELECT k.key, k.request_hash, k.message_id, CASE WHEN m.scheduled_at IS NOT NULL THEN 'scheduled' ELSE 'queued' END AS status,
+                    u.envelope AS unconfirmed, u.priority
              FROM UNNEST($2::text[]) AS i(key)
              CROSS JOIN LATERAL (
                  SELECT key, request_hash, message_id FROM idempotency_keys
                  WHERE tenant_id = $1 AND key = i.key AND created_at > now() - interval '24 hours'
                  LIMIT 1) k
-             LEFT JOIN messages m ON m.id = k.message_id",
+             LEFT JOIN messages m ON m.id = k.message_id
+             LEFT JOIN unconfirmed_jobs u ON u.message_id = k.message_id",
         )
         .bind(tenant.as_uuid())
         .bind(keys)
@@ -167,8 +178,8 @@ impl Store {
         .await?)
     }
 
-    /// Inserts the records (and their idempotency keys and parked jobs) in
-    /// one transaction. `Err(Conflict)` when another request claimed one of
+    /// Inserts the records (and their idempotency keys, parked jobs and
+    /// unconfirmed jobs) in one transaction. `Err(Conflict)` when another request claimed one of
     /// the keys meanwhile: look the keys up again.
     pub async fn insert_messages(&self, tenant: TenantId, records: &[NewRecord]) -> Result<()> {
         if records.is_empty() {
@@ -240,33 +251,48 @@ impl Store {
             }
         }
 
-        let parked: Vec<&NewRecord> = records
-            .iter()
-            .filter(|r| r.parked_envelope.is_some())
-            .collect();
-        if !parked.is_empty() {
-            let p_ids: Vec<Uuid> = parked.iter().map(|r| r.id.as_uuid()).collect();
-            let p_channels: Vec<&str> = parked.iter().map(|r| r.channel).collect();
-            let p_due: Vec<DateTime<Utc>> = parked
+        // Scheduled jobs wait in `parked_jobs`, due ones in the outbox until
+        // their confirm is recorded; both tables take the same columns.
+        for (scheduled, insert) in [
+            (
+                true,
+                "INSERT INTO parked_jobs (message_id, tenant_id, channel, due_at, envelope)
+                 SELECT u.id, $1, u.channel, u.due, u.env
+                 FROM UNNEST($2::uuid[], $3::text[], $4::timestamptz[], $5::bytea[], $6::int2[])
+                      AS u(id, channel, due, env, priority)",
+            ),
+            (
+                false,
+                "INSERT INTO unconfirmed_jobs (message_id, tenant_id, channel, envelope, priority)
+                 SELECT u.id, $1, u.channel, u.env, u.priority
+                 FROM UNNEST($2::uuid[], $3::text[], $4::timestamptz[], $5::bytea[], $6::int2[])
+                      AS u(id, channel, due, env, priority)",
+            ),
+        ] {
+            let jobs: Vec<&NewRecord> = records
+                .iter()
+                .filter(|r| r.envelope.is_some() && r.scheduled_at.is_some() == scheduled)
+                .collect();
+            if jobs.is_empty() {
+                continue;
+            }
+            let j_ids: Vec<Uuid> = jobs.iter().map(|r| r.id.as_uuid()).collect();
+            let j_channels: Vec<&str> = jobs.iter().map(|r| r.channel).collect();
+            let j_due: Vec<DateTime<Utc>> = jobs
                 .iter()
                 .map(|r| r.scheduled_at.unwrap_or_else(Utc::now))
                 .collect();
-            let p_env: Vec<&[u8]> = parked
-                .iter()
-                .filter_map(|r| r.parked_envelope.as_deref())
-                .collect();
-            sqlx::query(
-                "INSERT INTO parked_jobs (message_id, tenant_id, channel, due_at, envelope)
-                 SELECT u.id, $1, u.channel, u.due, u.env
-                 FROM UNNEST($2::uuid[], $3::text[], $4::timestamptz[], $5::bytea[]) AS u(id, channel, due, env)",
-            )
-            .bind(tenant.as_uuid())
-            .bind(&p_ids)
-            .bind(&p_channels)
-            .bind(&p_due)
-            .bind(&p_env)
-            .execute(&mut *tx)
-            .await?;
+            let j_env: Vec<&[u8]> = jobs.iter().filter_map(|r| r.envelope.as_deref()).collect();
+            let j_priority: Vec<i16> = jobs.iter().map(|r| r.priority).collect();
+            sqlx::query(insert)
+                .bind(tenant.as_uuid())
+                .bind(&j_ids)
+                .bind(&j_channels)
+                .bind(&j_due)
+                .bind(&j_env)
+                .bind(&j_priority)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -365,11 +391,16 @@ impl Store {
     /// message was set aside as `in_doubt`. A message claimed less than
     /// `live_for` ago may still be in another worker's hands: it is left
     /// as it is and comes back as `sending_live`, to be looked at later.
+    /// So does one found `sending` by a second copy (`copies[i]`, a job
+    /// published again because its first confirm was never recorded): the
+    /// first copy may be mid-send, and if its worker died, the first copy's
+    /// redelivery sets it aside.
     pub async fn claim_for_sending(
         &self,
         ids: &[Uuid],
         providers: &[Uuid],
         resend: &[bool],
+        copies: &[bool],
         live_for: std::time::Duration,
     ) -> Result<Vec<ClaimedMessage>> {
         if ids.is_empty() {
@@ -388,13 +419,13 @@ impl Store {
             // index lookups. (An earlier form joined CTE scans of the
             // window with each other, n² to n³ comparisons: 4 s per claim of
             // 256 under load, bench `scaling`.)
-            "WITH input AS (SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bool[]) AS i(id, provider_id, resend)),
+            "WITH input AS (SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bool[], $6::bool[]) AS i(id, provider_id, resend, copy)),
              prev AS (SELECT m.id, m.status, input.provider_id,
-                             m.status = 'sending' AND NOT (input.resend AND m.in_doubt_resends < $4) AS held,
-                             m.status = 'sending' AND input.resend AND m.in_doubt_resends < $4
+                             m.status = 'sending' AND NOT input.copy AND NOT (input.resend AND m.in_doubt_resends < $4) AS held,
+                             m.status = 'sending' AND NOT input.copy AND input.resend AND m.in_doubt_resends < $4
                                  AND m.updated_at <= now() - make_interval(secs => $5) AS resent,
-                             m.status = 'sending' AND input.resend AND m.in_doubt_resends < $4
-                                 AND m.updated_at > now() - make_interval(secs => $5) AS live
+                             m.status = 'sending' AND (input.copy OR (input.resend AND m.in_doubt_resends < $4
+                                 AND m.updated_at > now() - make_interval(secs => $5))) AS live
                       FROM input JOIN messages m ON m.id = input.id
                       WHERE m.status IN ('queued', 'pending', 'sending', 'scheduled')
                       ORDER BY m.id FOR UPDATE OF m)
@@ -420,6 +451,7 @@ impl Store {
         .bind(resend)
         .bind(MAX_IN_DOUBT_RESENDS)
         .bind(live_for.as_secs_f64())
+        .bind(copies)
         .fetch_all(&self.pool)
         .await?)
     }
@@ -454,6 +486,22 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Marks records that wait for provider capacity `pending` (those
+    /// still `queued`; one statement for a round of placements).
+    pub async fn mark_pending(&self, ids: &[Uuid]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        Ok(sqlx::query(
+            "UPDATE messages SET status = 'pending', updated_at = now()
+             WHERE id = ANY($1) AND status = 'queued'",
+        )
+        .bind(ids)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     /// Counts of `tenant`'s messages by status (demo summaries, tests).
     pub async fn status_counts(&self, tenant: Option<TenantId>) -> Result<Vec<(String, i64)>> {
         Ok(sqlx::query_as(
@@ -486,6 +534,8 @@ impl Store {
                 RETURNING id
              ), freed AS (
                 DELETE FROM idempotency_keys WHERE message_id IN (SELECT id FROM refused)
+             ), dropped AS (
+                DELETE FROM unconfirmed_jobs WHERE message_id IN (SELECT id FROM refused)
              )
              SELECT count(*) FROM refused",
         )

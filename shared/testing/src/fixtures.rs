@@ -40,7 +40,7 @@ pub fn queued(channel: &'static str, recipient: &str) -> NewRecord {
         request_hash: vec![],
         metadata: json!({}),
         scheduled_at: None,
-        parked_envelope: None,
+        envelope: None,
     }
 }
 

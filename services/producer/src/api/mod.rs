@@ -39,6 +39,8 @@ pub struct AppState {
     pub capacity: herald_capacity::Capacity,
     pub weights: herald_scoring::ScoreWeights,
     pub health: herald_capacity::HealthPolicy,
+    /// Where confirmed jobs are noted, to leave the outbox.
+    pub confirms: crate::confirms::Confirms,
 }
 
 /// The API's routes. Each handler is registered with its OpenAPI

@@ -29,7 +29,8 @@
 -- caller keeps now_ms to refund the same buckets), or {0, retry_after_ms,
 -- window_index, kind} when a window is full (kind 0: the provider's, 1: a
 -- recipient's), with retry_after_ms -1 when the cost exceeds the window's
--- whole limit.
+-- whole limit. {-1} alone: the provider's long windows wait to be restored
+-- from their checkpoint (see below).
 local prefix = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -52,6 +53,16 @@ local function windows(from, count)
     list[#list + 1] = w
   end
   return list
+end
+
+-- After Redis lost its keys, a provider's hour and day windows are
+-- counted again from their checkpoint (restore.lua) before anything is
+-- granted on it: until its ready marker is back, the answer is {-1}.
+for i = 0, n - 1 do
+  if tonumber(ARGV[2 + i * 3]) >= 3600000 then
+    if redis.call('EXISTS', prefix .. ':ready') == 0 then return {-1} end
+    break
+  end
 end
 
 local provider_windows = windows(2, n)
