@@ -35,6 +35,8 @@ pub struct StackOptions {
     /// The producer reaches RabbitMQ through a [`Relay`] that can partition
     /// them (the chaos run's "publish in flight" fault).
     pub relay: bool,
+    /// Extra lines of the private RabbitMQ node's `rabbitmq.conf`.
+    pub rabbit_config: Vec<String>,
 }
 
 impl StackOptions {
@@ -46,6 +48,7 @@ impl StackOptions {
             worker_env: Vec::new(),
             scheduler_env: Vec::new(),
             relay: false,
+            rabbit_config: Vec::new(),
         }
     }
 }
@@ -104,6 +107,9 @@ impl Stack {
         std::fs::create_dir_all(&logs)?;
 
         let mut rabbit = PrivateRabbit::new(&root)?;
+        for line in &options.rabbit_config {
+            rabbit.configure(line)?;
+        }
         let mut redis = PrivateRedis::new(&root)?;
         let mut pg = PrivatePostgres::init(&root).await?;
         let (r, d, p) = tokio::join!(rabbit.start(), redis.start(), pg.start());

@@ -356,6 +356,7 @@ async fn behave(
             latency_ms: Some(latency_ms),
             fail_rate: Some(fail_rate),
             rate_limit_rate: Some(0.0),
+            rate_limit_per_sec: None,
         }),
         webhook: None,
     };

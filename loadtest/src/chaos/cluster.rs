@@ -165,6 +165,16 @@ impl PrivateRabbit {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
 
+    /// Adds a line to the node's `rabbitmq.conf` (read when it starts).
+    pub fn configure(&self, line: &str) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("rabbitmq.conf"))?;
+        writeln!(conf, "{line}")?;
+        Ok(())
+    }
+
     fn pid_file(&self) -> PathBuf {
         self.dir.join("node.pid")
     }

@@ -41,6 +41,10 @@ pub struct Settings {
     /// long's sends).
     #[arg(long, env = "HERALD_CAPACITY_CHECKPOINT_SECS", default_value_t = 5)]
     pub checkpoint_secs: u64,
+    /// Placements a job may fail (its drain errs or the scheduler dies
+    /// holding it) before it is dead-lettered as `poison`.
+    #[arg(long, env = "HERALD_SCHEDULER_MAX_DELIVERIES", default_value_t = 10)]
+    pub max_deliveries: u32,
     #[command(flatten)]
     pub weights: ScoreWeights,
     #[command(flatten)]
@@ -59,6 +63,7 @@ impl Settings {
             max_depth: 20_000,
             reconcile_after_secs: 30,
             checkpoint_secs: 5,
+            max_deliveries: 10,
             weights: ScoreWeights::default(),
             circuit: CircuitSettings::default(),
         }

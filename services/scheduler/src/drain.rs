@@ -75,6 +75,8 @@ pub struct Drain {
     pub prefetch: u16,
     /// Bumped when any provider changes (a drain paused for a window wakes).
     pub providers_changed: watch::Receiver<u64>,
+    /// Counts of redelivered jobs, to dead-letter a poison job.
+    pub tries: crate::poison::Tries,
 }
 
 /// Which queue a drain consumes.
@@ -117,6 +119,18 @@ impl Unpacked {
 
     fn len(&self) -> usize {
         self.jobs.as_ref().map_or(1, Vec::len)
+    }
+
+    /// The broker message's identity for counting failed rounds: its first
+    /// job's id (a message redelivered has the same body).
+    fn identity(&self) -> String {
+        match &self.jobs {
+            Ok(jobs) => jobs
+                .first()
+                .map(|j| j.message_id.clone())
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        }
     }
 }
 
@@ -261,12 +275,106 @@ impl Drain {
         Ok(round)
     }
 
+    /// Places `batch` ([`Drain::place_batch`]), keeping count of the
+    /// deliveries taken in rounds that failed (see [`crate::poison`]): a
+    /// delivery counted before is a suspect. The others are placed together
+    /// first; then each suspect alone — one of several jobs is split into a
+    /// message per job, a single job past the limit is dead-lettered as
+    /// `poison`. A round that ends without an error clears its counts.
+    async fn process_batch(
+        &self,
+        source: &Source,
+        batch: Vec<Unpacked>,
+        stop: &Shutdown,
+    ) -> anyhow::Result<Option<Duration>> {
+        let keys: Vec<String> = batch.iter().map(Unpacked::identity).collect();
+        let before = self.tries.counts(&keys).await;
+        let (mut fresh, mut fresh_keys, mut suspects) = (Vec::new(), Vec::new(), Vec::new());
+        for ((unpacked, key), n) in batch.into_iter().zip(keys).zip(before) {
+            if n == 0 || key.is_empty() {
+                // (An undecodable delivery is dead-lettered in the round.)
+                if !key.is_empty() {
+                    fresh_keys.push(key);
+                }
+                fresh.push(unpacked);
+            } else {
+                suspects.push((unpacked, key));
+            }
+        }
+        let mut pause: Option<Duration> = None;
+        if !fresh.is_empty() {
+            self.tries.count(&fresh_keys).await;
+            pause = self.place_batch(source, fresh, stop).await?;
+            self.tries.clear(&fresh_keys).await;
+        }
+        for (unpacked, key) in suspects {
+            let jobs = unpacked.jobs.as_ref().map(Vec::len).unwrap_or(1);
+            if jobs > 1 {
+                // Split, so that each job is counted on its own.
+                let outbound: Vec<Outbound> = unpacked
+                    .jobs
+                    .as_ref()
+                    .map(|jobs| jobs.iter().map(|j| self.back_to(source, j)).collect())
+                    .unwrap_or_default();
+                self.publisher.publish_all(&outbound).await?;
+                unpacked
+                    .delivery
+                    .acker
+                    .ack(BasicAckOptions::default())
+                    .await?;
+                self.tries.clear(std::slice::from_ref(&key)).await;
+                metrics::counter!("herald_scheduler_redeliveries_split_total").increment(1);
+                continue;
+            }
+            let n = self.tries.count(std::slice::from_ref(&key)).await[0];
+            if n > self.tries.max {
+                let reason = format!(
+                    "the scheduler failed {} times while placing this job",
+                    n - 1
+                );
+                tracing::error!(job = %key, times = n - 1, "A job fails every placement; dead-lettering it as poison.");
+                metrics::counter!("herald_scheduler_poison_total").increment(1);
+                let dead =
+                    self.topology
+                        .dead_letter(unpacked.delivery.data.clone(), "poison", &reason);
+                self.publisher.publish(&dead).await?;
+                unpacked
+                    .delivery
+                    .acker
+                    .ack(BasicAckOptions::default())
+                    .await?;
+                self.tries.clear(std::slice::from_ref(&key)).await;
+                continue;
+            }
+            let alone = self.place_batch(source, vec![unpacked], stop).await?;
+            self.tries.clear(std::slice::from_ref(&key)).await;
+            pause = match (pause, alone) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(pause)
+    }
+
+    /// A job published back to the queue it came from.
+    fn back_to(&self, source: &Source, job: &v1::Job) -> Outbound {
+        let priority = Priority::parse(i64::from(job.priority)).unwrap_or_default();
+        match source {
+            Source::User {
+                tenant, channel, ..
+            } => self
+                .topology
+                .to_user(*tenant, *channel, job.encode_to_vec(), priority),
+            Source::Return => self.topology.to_return(job.encode_to_vec()),
+        }
+    }
+
     /// Places every job of `batch`, publishes, and acks each delivery once
     /// all its jobs are out. Jobs that must wait are retried (only they)
     /// while the wait is short; a long wait returns `Some(pause)` with the
     /// untouched deliveries unacked, and the waiting rest of a delivery
     /// partly placed put back on its queue (so nothing is placed twice).
-    async fn process_batch(
+    async fn place_batch(
         &self,
         source: &Source,
         batch: Vec<Unpacked>,

@@ -8,6 +8,8 @@
 //!   return queue; waiting, pausing and parking; tenant discovery
 //! - [`placement`]: provider rankings by score (`herald-scoring`) and the
 //!   reservation that places a job
+//! - [`poison`]: redelivered jobs counted, a job that fails every
+//!   placement dead-lettered
 //! - [`release`]: scheduled and parked jobs held in PostgreSQL, released
 //!   on time
 //! - [`leader`]: periodic work for all schedulers, done by the one holding
@@ -21,6 +23,7 @@ pub mod fair;
 pub mod leader;
 pub mod maintenance;
 pub mod placement;
+pub mod poison;
 pub mod release;
 pub mod startup;
 

@@ -139,6 +139,14 @@ impl Placer {
         let loads = self.capacity.load(&ids).await?;
         let loads: HashMap<Uuid, ProviderLoad> =
             current.views.iter().map(|v| v.id).zip(loads).collect();
+        for view in current.views.iter() {
+            // The admitted rate while throttled, else the configured one.
+            let rate = loads.get(&view.id).and_then(|l| l.admitted_rate);
+            if let Some(rate) = rate.or_else(|| view.limits.configured_rate()) {
+                metrics::gauge!("herald_scheduler_provider_admitted_rate", "provider" => view.name.clone())
+                    .set(rate);
+            }
+        }
         self.install(loads, Some(&current));
         Ok(())
     }
@@ -263,6 +271,8 @@ impl Placer {
             plans.push(plan);
         }
         let costs: Vec<u32> = jobs.iter().map(job_cost).collect();
+        let snapshot = self.snapshot();
+        let loads = &snapshot.loads;
         for round in 0..MAX_TRIES {
             // Jobs still open, grouped by their candidate for this round.
             let mut groups: HashMap<Uuid, (Arc<ProviderView>, Vec<usize>)> = HashMap::new();
@@ -292,8 +302,12 @@ impl Placer {
                         recipients: &jobs[i].recipients,
                     })
                     .collect();
+                let throttled = loads.get(&p.id).is_some_and(|l| l.admitted_rate.is_some());
                 async move {
-                    let answers = self.capacity.reserve_many(p.id, &p.limits, &asks).await;
+                    let answers = self
+                        .capacity
+                        .reserve_many_on(p.id, &p.limits, &asks, throttled)
+                        .await;
                     (p, members, answers)
                 }
             });
@@ -311,7 +325,7 @@ impl Placer {
                         }
                         Reservation::Denied {
                             retry_after,
-                            full: Full::Provider { .. },
+                            full: Full::Provider { .. } | Full::Throttled,
                         } => {
                             metrics::counter!("herald_scheduler_reservations_total", "outcome" => "denied").increment(1);
                             self.mark_full(p.id, retry_after);

@@ -91,6 +91,11 @@ impl App {
             store: store.clone(),
             prefetch: settings.prefetch,
             providers_changed,
+            tries: crate::poison::Tries::new(
+                capacity.connection(),
+                &settings.common.namespace,
+                settings.max_deliveries,
+            ),
         });
         let listener = herald_runtime::bind(settings.http_addr).await?;
         Ok(App {

@@ -254,6 +254,7 @@ impl SimArgs {
                 latency_ms: self.wework_latency_ms,
                 fail_rate: self.wework_fail_rate,
                 rate_limit_rate: self.wework_rate_limit_rate,
+                rate_limit_per_sec: 0,
             },
             webhook: WebhookBehaviour {
                 latency_ms: self.webhook_latency_ms,

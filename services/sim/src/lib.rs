@@ -43,6 +43,8 @@ pub(crate) struct SimState {
     behaviour: Mutex<SimBehaviour>,
     pub(crate) tokens: wework::Tokens,
     pub(crate) webhook_secret: String,
+    /// WeWork sends accepted in the last second (`rate_limit_per_sec`).
+    pub(crate) wework_recent: Mutex<std::collections::VecDeque<std::time::Instant>>,
 }
 
 impl SimState {
@@ -157,6 +159,7 @@ impl Sim {
                 behaviour: Mutex::new(behaviour),
                 tokens: wework::Tokens::default(),
                 webhook_secret: config.webhook_secret,
+                wework_recent: Mutex::default(),
             }),
         })
     }

@@ -159,13 +159,37 @@ async fn decide(
     if fail {
         return Err(errcode(-1, "system busy"));
     }
-    if limited {
+    if limited || over_rate(state, behaviour.rate_limit_per_sec) {
         return Err(errcode(45009, "api freq out of limit"));
     }
     let message: Value =
         serde_json::from_slice(body).map_err(|_| errcode(47001, "data format error"))?;
     let users = validate(&message)?;
     Ok((users, message))
+}
+
+/// Whether a send now exceeds `limit` sends in any second (0: no limit);
+/// a send within it is counted.
+fn over_rate(state: &SimState, limit: u32) -> bool {
+    if limit == 0 {
+        return false;
+    }
+    let now = std::time::Instant::now();
+    let mut recent = state
+        .wework_recent
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    while recent
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+    {
+        recent.pop_front();
+    }
+    if recent.len() >= limit as usize {
+        return true;
+    }
+    recent.push_back(now);
+    false
 }
 
 /// Checks a message body as the real API does; returns the number of users.

@@ -670,8 +670,9 @@ async fn a_rate_above_one_is_refused_with_the_field_named() {
     let (_, config) = sim.get("/sim/config").await;
     assert_eq!(
         config,
-        json!({"smtp": {"latency_ms": 0, "fail_rate": 0.0, "reject_rate": 0.0},
-               "wework": {"latency_ms": 0, "fail_rate": 0.0, "rate_limit_rate": 0.0},
+        json!({"smtp": {"latency_ms": 0, "fail_rate": 0.0, "reject_rate": 0.0, "refuse_every": 0},
+               "wework": {"latency_ms": 0, "fail_rate": 0.0, "rate_limit_rate": 0.0,
+                          "rate_limit_per_sec": 0},
                "webhook": {"latency_ms": 0, "fail_rate": 0.0, "rate_limit_rate": 0.0,
                            "retry_after_s": 1}})
     );

@@ -27,7 +27,10 @@ const RATE_LIMIT_WORDING: &str =
     r"frequency limited|rate[- ]?limit|too many (messages|connections)|try again later|temporarily";
 /// Refuses patterns that would compile to a huge automaton.
 const MAX_PATTERN_SIZE: usize = 1 << 20;
-const ACTIONS: &str = "retry, failover, dead_letter, in_doubt, refresh_token, sent";
+const ACTIONS: &str = "retry, failover, throttle, dead_letter, in_doubt, refresh_token, sent";
+/// Wording of a 4xx SMTP reply that says the sender goes too fast (not a
+/// greylisting "try again later"): the provider is throttled.
+const SLOW_DOWN_WORDING: &str = r"rate[- ]?limit|too many (messages|connections|requests|mails)|throttl|slow down|sending rate|at a rate|frequency|exceeded";
 
 /// What a rule says to do with a refused message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +42,10 @@ pub enum Action {
     Retry { after: Duration },
     /// This provider cannot take it now: try another.
     Failover,
+    /// The provider says "too fast": lower its admitted rate (held for
+    /// `hold` when the rule or the answer says how long) and try the
+    /// message again, no attempt spent (decision 0018).
+    Throttle { hold: Option<Duration> },
     /// Permanent: dead-letter with the provider's reason.
     DeadLetter,
     /// The provider may have taken it: never resent silently.
@@ -71,6 +78,7 @@ impl Action {
                 }
             }
             Action::Failover => Disposition::Failover { code, reason },
+            Action::Throttle { hold } => Disposition::Throttled { hold, code, reason },
             Action::DeadLetter => Disposition::DeadLetter { code, reason },
             Action::InDoubt => Disposition::InDoubt { reason },
         }
@@ -202,15 +210,18 @@ impl Classifier {
             .map_or(Action::DeadLetter, |rule| rule.action)
     }
 
-    /// A non-2xx HTTP status. Unmatched: 5xx and 429 retry after
-    /// [`HTTP_RETRY_AFTER`], anything else dead-letters.
+    /// A non-2xx HTTP status. Unmatched: 429 throttles the provider (its
+    /// `Retry-After` holds it), 5xx retries after [`HTTP_RETRY_AFTER`],
+    /// anything else dead-letters.
     pub fn http(&self, status: u16) -> Action {
         self.http
             .iter()
             .find(|rule| rule.status.matches(status))
             .map_or_else(
                 || {
-                    if status / 100 == 5 || status == 429 {
+                    if status == 429 {
+                        Action::Throttle { hold: None }
+                    } else if status / 100 == 5 {
                         Action::Retry {
                             after: HTTP_RETRY_AFTER,
                         }
@@ -299,6 +310,17 @@ fn default_smtp_rules() -> Vec<SmtpRule> {
             ),
             action: retry,
         },
+        // A 4xx that says "too fast" (421 or 451 with rate wording):
+        // throttle the provider, whatever else the reply says.
+        SmtpRule {
+            code: Some(CodePattern([Some(4), None, None])),
+            enhanced: None,
+            // A constant, compiled by every test run: this cannot panic.
+            text: Some(
+                text_pattern(SLOW_DOWN_WORDING).expect("the slow-down pattern is a valid regex"),
+            ),
+            action: Action::Throttle { hold: None },
+        },
         // The server is closing the channel (often shutting down): the
         // message was not taken and another provider can take it now.
         SmtpRule {
@@ -331,15 +353,15 @@ fn default_wework_rules() -> Vec<WeworkRule> {
             errcode: -1,
             action: retry(5),
         },
-        // API frequency limit.
+        // API frequency limit: the app goes too fast.
         WeworkRule {
             errcode: 45009,
-            action: retry(60),
+            action: Action::Throttle { hold: None },
         },
         // Too many concurrent requests.
         WeworkRule {
             errcode: 45033,
-            action: retry(10),
+            action: Action::Throttle { hold: None },
         },
         // Invalid and expired access token.
         WeworkRule {
@@ -507,6 +529,7 @@ impl<'de> Deserialize<'de> for TextPattern {
 enum ActionName {
     Retry,
     Failover,
+    Throttle,
     DeadLetter,
     InDoubt,
     RefreshToken,
@@ -535,9 +558,12 @@ impl ActionName {
             (ActionName::RefreshToken, after) => Ok(Action::RefreshToken {
                 then_after: after.unwrap_or(REFRESH_TOKEN_RETRY_AFTER),
             }),
+            // after_s: how long to hold the provider when its answer does
+            // not say (an HTTP Retry-After overrides it).
+            (ActionName::Throttle, hold) => Ok(Action::Throttle { hold }),
             (_, Some(_)) => Err(RuleError::at(
                 at("after_s"),
-                "is used only with actions retry and refresh_token",
+                "is used only with actions retry, throttle and refresh_token",
             )),
             (ActionName::Failover, None) => Ok(Action::Failover),
             (ActionName::DeadLetter, None) => Ok(Action::DeadLetter),
@@ -554,6 +580,7 @@ impl TryFrom<String> for ActionName {
         Ok(match name.as_str() {
             "retry" => ActionName::Retry,
             "failover" => ActionName::Failover,
+            "throttle" => ActionName::Throttle,
             "dead_letter" => ActionName::DeadLetter,
             "in_doubt" => ActionName::InDoubt,
             "refresh_token" => ActionName::RefreshToken,
@@ -708,13 +735,56 @@ mod tests {
     }
 
     #[test]
-    fn the_wework_api_frequency_limit_retries_after_a_minute() {
-        assert_eq!(Classifier::default().wework(45009), secs(60));
+    fn the_wework_api_frequency_limit_throttles_the_app() {
+        assert_eq!(
+            Classifier::default().wework(45009),
+            Action::Throttle { hold: None }
+        );
     }
 
     #[test]
-    fn too_many_concurrent_wework_requests_retry_after_ten_seconds() {
-        assert_eq!(Classifier::default().wework(45033), secs(10));
+    fn too_many_concurrent_wework_requests_throttle_the_app() {
+        assert_eq!(
+            Classifier::default().wework(45033),
+            Action::Throttle { hold: None }
+        );
+    }
+
+    #[test]
+    fn a_4xx_that_says_too_fast_throttles_but_greylisting_does_not() {
+        let classifier = Classifier::default();
+        let throttle = Action::Throttle { hold: None };
+        for (code, text) in [
+            (421, "4.7.0 Too many messages, slow down"),
+            (451, "4.7.1 Rate limit exceeded for this sender"),
+            (450, "4.2.1 The user you are trying to contact is receiving mail at a rate that prevents additional messages"),
+        ] {
+            assert_eq!(classifier.smtp(code, text), throttle, "{code} {text}");
+        }
+        assert_eq!(
+            classifier.smtp(451, "4.7.1 Greylisted, please try again later"),
+            secs(60)
+        );
+        assert_eq!(
+            classifier.smtp(421, "4.3.2 Service shutting down"),
+            Action::Failover
+        );
+    }
+
+    #[test]
+    fn a_throttle_rule_takes_an_optional_hold() {
+        let classifier = Classifier::from_json(
+            r#"{"http": [{"status": "503", "action": "throttle", "after_s": 20}],
+                "wework": [{"errcode": 45009, "action": "throttle"}]}"#,
+        )
+        .expect("rules");
+        assert_eq!(
+            classifier.http(503),
+            Action::Throttle {
+                hold: Some(Duration::from_secs(20))
+            }
+        );
+        assert_eq!(classifier.wework(45009), Action::Throttle { hold: None });
     }
 
     #[test]
@@ -735,11 +805,12 @@ mod tests {
     // HTTP fallback.
 
     #[test]
-    fn an_http_5xx_or_429_retries_after_thirty_seconds() {
+    fn an_http_5xx_retries_after_thirty_seconds_and_a_429_throttles() {
         let classifier = Classifier::default();
-        for status in [500, 502, 503, 429] {
+        for status in [500, 502, 503] {
             assert_eq!(classifier.http(status), secs(30), "{status}");
         }
+        assert_eq!(classifier.http(429), Action::Throttle { hold: None });
     }
 
     #[test]
@@ -843,7 +914,7 @@ mod tests {
         assert_eq!(classifier.wework(45009), secs(120));
         assert_eq!(classifier.http(503), Action::Failover);
         // The defaults still answer what the user rules do not name.
-        assert_eq!(classifier.wework(45033), secs(10));
+        assert_eq!(classifier.wework(45033), Action::Throttle { hold: None });
         assert_eq!(classifier.smtp(421, "4.3.2 Bye"), Action::Failover);
         assert_eq!(classifier.http(502), secs(30));
     }
@@ -965,7 +1036,7 @@ mod tests {
         assert!(
             error.starts_with(
                 "smtp[2].action: unknown action \"retyr\"; expected one of retry, failover, \
-                 dead_letter, in_doubt, refresh_token, sent"
+                 throttle, dead_letter, in_doubt, refresh_token, sent"
             ),
             "{error}"
         );
@@ -1026,7 +1097,7 @@ mod tests {
             ),
             (
                 r#"{"http": [{"status": "404", "action": "dead_letter", "after_s": 5}]}"#,
-                "http[0].after_s: is used only with actions retry and refresh_token",
+                "http[0].after_s: is used only with actions retry, throttle and refresh_token",
             ),
             (
                 r#"{"smtp": [{"code": "530", "action": "refresh_token"}]}"#,

@@ -13,6 +13,11 @@ pub enum AfterSend {
     /// Recorded `pending` and published to the delay tier for `wait`.
     /// `refund`: the provider never saw it, so its charged capacity returns.
     Retry { wait: Duration, refund: bool },
+    /// The provider said "too fast": it is throttled, the reservation is
+    /// refunded, and the message waits `wait` (its hold, else a second)
+    /// for its next try without spending an attempt — the throttle, not
+    /// the attempt count, bounds how often it is tried.
+    Throttled { wait: Duration },
     /// In doubt on a channel whose receiver dedupes: recorded `pending` with
     /// `in_doubt_resent` and published to the delay tier for `wait`.
     ResendInDoubt { wait: Duration },
@@ -27,7 +32,9 @@ impl AfterSend {
     pub fn status(&self) -> MessageStatus {
         match self {
             AfterSend::Sent => MessageStatus::Sent,
-            AfterSend::Retry { .. } | AfterSend::ResendInDoubt { .. } => MessageStatus::Pending,
+            AfterSend::Retry { .. }
+            | AfterSend::Throttled { .. }
+            | AfterSend::ResendInDoubt { .. } => MessageStatus::Pending,
             AfterSend::HoldInDoubt => MessageStatus::InDoubt,
             AfterSend::DeadLetter { .. } => MessageStatus::Failed,
         }
@@ -47,6 +54,11 @@ pub fn after_send(
     let attempts_left = attempt < max_attempts;
     match disposition {
         Disposition::Sent { .. } => AfterSend::Sent,
+        Disposition::Throttled { hold, .. } => AfterSend::Throttled {
+            wait: hold
+                .unwrap_or(Duration::from_secs(1))
+                .clamp(Duration::from_secs(1), crate::classify::MAX_RETRY_DELAY),
+        },
         // A provider's own delay is a floor, never shortens the back-off.
         Disposition::RetryAfter { after, .. } if attempts_left => AfterSend::Retry {
             wait: backoff.max(*after),
@@ -72,7 +84,9 @@ pub fn after_send(
 pub fn provider_ok(disposition: &Disposition) -> Option<bool> {
     match disposition {
         Disposition::Sent { .. } => Some(true),
-        Disposition::DeadLetter { .. } => None,
+        // A refused recipient says nothing of the provider, nor does "too
+        // fast": the throttle answers that, not the success rate.
+        Disposition::DeadLetter { .. } | Disposition::Throttled { .. } => None,
         _ => Some(false),
     }
 }
@@ -83,6 +97,7 @@ pub fn outcome_label(disposition: &Disposition) -> &'static str {
         Disposition::Sent { .. } => "sent",
         Disposition::RetryAfter { .. } => "retry",
         Disposition::Failover { .. } => "failover",
+        Disposition::Throttled { .. } => "throttled",
         Disposition::DeadLetter { .. } => "dead_letter",
         Disposition::InDoubt { .. } => "in_doubt",
     }
@@ -100,6 +115,36 @@ mod tests {
             code: "smtp_451".into(),
             reason: "try later".into(),
         }
+    }
+
+    fn throttled(hold: Option<u64>) -> Disposition {
+        Disposition::Throttled {
+            hold: hold.map(Duration::from_secs),
+            code: "wework_45009".into(),
+            reason: "api freq out of limit".into(),
+        }
+    }
+
+    #[test]
+    fn a_rate_limit_answer_waits_its_hold_spends_no_attempt_and_is_no_failure() {
+        assert_eq!(
+            after_send(&throttled(None), 5, 5, BACKOFF, false),
+            AfterSend::Throttled {
+                wait: Duration::from_secs(1)
+            },
+            "even on the last attempt"
+        );
+        assert_eq!(
+            after_send(&throttled(Some(7)), 1, 5, BACKOFF, false),
+            AfterSend::Throttled {
+                wait: Duration::from_secs(7)
+            }
+        );
+        assert_eq!(
+            after_send(&throttled(None), 1, 5, BACKOFF, false).status(),
+            MessageStatus::Pending
+        );
+        assert_eq!(provider_ok(&throttled(None)), None);
     }
 
     fn failover() -> Disposition {

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
@@ -70,7 +70,23 @@ pub struct Worker {
     /// The worker's shutdown: a send waiting for its provider's pace gives
     /// up and goes back to the scheduler.
     pub stop: Shutdown,
+    /// Providers that answered "too fast" here lately, with the Redis time
+    /// of the cut: a job reserved before it was placed at the old rate and
+    /// goes back to be placed at the new one, unsent (decision 0018).
+    pub throttled: Arc<Mutex<HashMap<Uuid, Cut>>>,
 }
+
+/// A throttle this worker set, and when it learned of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Cut {
+    /// Redis server time of the cut, ms.
+    pub at_ms: i64,
+    pub learned: Instant,
+}
+
+/// How long a worker sends back jobs reserved before a cut: longer than
+/// any job waits between its placement and its send.
+const CUT_MEMORY: Duration = Duration::from_secs(10);
 
 /// One send's outcome as the provider's statistics see it.
 #[derive(Debug, Clone, Copy)]
@@ -358,6 +374,10 @@ impl Worker {
             .and_then(|a| a.provider_id.parse().ok())
             .unwrap_or_default();
         let entry = self.registry.get(provider_id);
+        if self.placed_before_cut(provider_id, &job) {
+            metrics::counter!("herald_worker_throttle_returned_total").increment(1);
+            return self.send_back(acker, job, id, SendBack::Throttled).await;
+        }
         // A concurrency slot first (after the pace, for a paced provider):
         // the lease outlives only a dead worker.
         let holder = format!("{id}:{attempt}");
@@ -432,6 +452,16 @@ impl Worker {
                     self.refund(&job).await;
                 }
                 Some(self.for_next_attempt(job, attempt, wait, reason, true))
+            }
+            AfterSend::Throttled { wait } => {
+                let hold = match &disposition {
+                    Disposition::Throttled { hold, .. } => *hold,
+                    _ => None,
+                };
+                self.throttle(&job, hold).await;
+                self.refund(&job).await;
+                // The attempt is not spent: the job goes back as it came.
+                Some(self.for_next_attempt(job, attempt - 1, wait, reason, false))
             }
             AfterSend::ResendInDoubt { wait } => {
                 metrics::counter!("herald_worker_in_doubt_total", "policy" => "resend")
@@ -563,6 +593,52 @@ impl Worker {
     fn dead_letter(&self, mut job: v1::Job, code: &str, reason: &str) -> Outbound {
         job.last_error = reason.to_owned();
         self.topology.dead_letter(job.encode_to_vec(), code, reason)
+    }
+
+    /// Lowers the admitted rate of the job's provider after a rate-limit
+    /// answer (decision 0018).
+    async fn throttle(&self, job: &v1::Job, hold: Option<Duration>) {
+        let Some(a) = &job.assignment else { return };
+        let Ok(provider) = a.provider_id.parse::<Uuid>() else {
+            return;
+        };
+        let Some(entry) = self.registry.get(provider) else {
+            return;
+        };
+        match self.capacity.throttle(provider, &entry.limits, hold).await {
+            Ok((rate, at_ms)) => {
+                self.throttled
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(
+                        provider,
+                        Cut {
+                            at_ms,
+                            learned: Instant::now(),
+                        },
+                    );
+                metrics::counter!("herald_worker_throttled_total").increment(1);
+                tracing::info!(provider = %provider, admitted_rate = rate, "The provider answered too fast; lowered its admitted rate.");
+            }
+            Err(e) => tracing::warn!(error = %e, "Failed to throttle a provider."),
+        }
+    }
+
+    /// Whether `job` was reserved before its provider's last cut here.
+    fn placed_before_cut(&self, provider: Uuid, job: &v1::Job) -> bool {
+        let reserved = job.assignment.as_ref().map_or(0, |a| a.reserved_at_ms);
+        let mut cuts = self
+            .throttled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match cuts.get(&provider) {
+            Some(cut) if cut.learned.elapsed() > CUT_MEMORY => {
+                cuts.remove(&provider);
+                false
+            }
+            Some(cut) => reserved <= cut.at_ms,
+            None => false,
+        }
     }
 
     async fn refund(&self, job: &v1::Job) {
@@ -710,6 +786,9 @@ enum SendBack {
     ConcurrencyBusy,
     /// The provider's pace would have kept it waiting too long.
     PacingBusy,
+    /// Placed before its provider was throttled: placed again at the
+    /// lowered rate.
+    Throttled,
     /// The worker shut down while it waited for the pace.
     Stopping,
 }
@@ -730,13 +809,17 @@ impl SendBack {
                 "worker_stopping",
                 "the worker stopped while the send waited for the provider's pace",
             ),
+            SendBack::Throttled => (
+                "provider_throttled",
+                "placed before its provider answered too fast; placed again at the lowered rate",
+            ),
         }
     }
 
     /// The `reason` label of the pacing metric, `None` if not pacing's.
     fn pacing_reason(self) -> Option<&'static str> {
         match self {
-            SendBack::ConcurrencyBusy => None,
+            SendBack::ConcurrencyBusy | SendBack::Throttled => None,
             SendBack::PacingBusy => Some("too_long"),
             SendBack::Stopping => Some("stopping"),
         }

@@ -53,6 +53,7 @@ impl App {
             in_doubt: settings.in_doubt_resend.clone(),
             health: settings.circuit.policy(),
             stop: stop.clone(),
+            throttled: Default::default(),
         });
         let listener = herald_runtime::bind(settings.http_addr).await?;
         Ok(App {

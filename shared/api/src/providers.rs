@@ -282,6 +282,11 @@ pub struct ProviderLoad {
     /// Its last minute's sends against the mean of its channel.
     pub recent_use: f64,
     pub recent_mean: f64,
+    /// Units per second the provider is admitted at after a rate-limit
+    /// answer (lowered, then recovering to its configured rate); absent
+    /// when it is not throttled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admitted_rate: Option<f64>,
 }
 
 /// `GET /v1/admin/providers/{id}/score`: the score the schedulers compute

@@ -192,6 +192,10 @@ pub struct WeworkBehaviour {
     /// Share of sends answered errcode 45009 (frequency limit).
     #[serde(default)]
     pub rate_limit_rate: f64,
+    /// A real rate limit: sends beyond this many in any second are
+    /// answered errcode 45009; 0 none.
+    #[serde(default)]
+    pub rate_limit_per_sec: u32,
 }
 
 /// Fault injection for the webhook receiver, applied after the signature
@@ -269,6 +273,8 @@ pub struct SmtpPatch {
 #[serde(deny_unknown_fields)]
 pub struct WeworkPatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_sec: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_rate: Option<f64>,
@@ -306,6 +312,9 @@ impl BehaviourPatch {
             next.wework.rate_limit_rate = wework
                 .rate_limit_rate
                 .unwrap_or(next.wework.rate_limit_rate);
+            next.wework.rate_limit_per_sec = wework
+                .rate_limit_per_sec
+                .unwrap_or(next.wework.rate_limit_per_sec);
         }
         if let Some(webhook) = &self.webhook {
             next.webhook.latency_ms = webhook.latency_ms.unwrap_or(next.webhook.latency_ms);

@@ -78,6 +78,9 @@ pub struct ProviderLoad {
     pub latency_ms: Option<f64>,
     pub consecutive_failures: u32,
     pub open_until_ms: i64,
+    /// Units per second the provider is admitted at while it is throttled
+    /// after a rate-limit answer (`throttle`); `None` when it is not.
+    pub admitted_rate: Option<f64>,
 }
 
 impl ProviderLoad {
@@ -141,7 +144,7 @@ impl Capacity {
 }
 
 fn parse_load(reply: &[Value], windows: usize) -> Result<ProviderLoad, CapacityError> {
-    if reply.len() != windows + 6 {
+    if reply.len() != windows + 7 {
         return Err(CapacityError::Protocol(format!(
             "load returned {} values",
             reply.len()
@@ -175,5 +178,6 @@ fn parse_load(reply: &[Value], windows: usize) -> Result<ProviderLoad, CapacityE
         latency_ms: float(&reply[windows + 3]),
         consecutive_failures: int(&reply[windows + 4]).max(0) as u32,
         open_until_ms: int(&reply[windows + 5]),
+        admitted_rate: float(&reply[windows + 6]),
     })
 }

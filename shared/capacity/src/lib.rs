@@ -13,6 +13,7 @@
 pub mod checkpoint;
 pub mod health;
 pub mod lease;
+pub mod throttle;
 
 use std::time::Duration;
 
@@ -89,6 +90,9 @@ pub enum Full {
     Provider { window_ms: u64 },
     /// A recipient's cap on this provider (WeWork drops the excess).
     Recipient { window_ms: u64 },
+    /// The provider answered "too fast": its admitted rate or hold
+    /// ([`throttle`]).
+    Throttled,
 }
 
 /// The answer to a reservation.
@@ -115,6 +119,7 @@ pub struct Capacity {
     load: Script,
     snapshot_script: Script,
     restore_script: Script,
+    throttle_script: Script,
     checkpoints: Option<CheckpointSource>,
 }
 
@@ -143,6 +148,7 @@ impl Capacity {
             load: Script::new(include_str!("lua/load.lua")),
             snapshot_script: Script::new(include_str!("lua/snapshot.lua")),
             restore_script: Script::new(include_str!("lua/restore.lua")),
+            throttle_script: Script::new(include_str!("lua/throttle.lua")),
             checkpoints: None,
         })
     }
@@ -181,7 +187,21 @@ impl Capacity {
         limits: &Limits,
         asks: &[Ask<'_>],
     ) -> Result<Vec<Reservation>, CapacityError> {
-        if limits.is_unlimited() {
+        self.reserve_many_on(provider, limits, asks, false).await
+    }
+
+    /// [`Capacity::reserve_many`], for a provider that may be throttled
+    /// (`throttled`: its last load showed an admitted rate): then even a
+    /// provider without windows asks Redis, so that the throttle spaces its
+    /// grants.
+    pub async fn reserve_many_on(
+        &self,
+        provider: Uuid,
+        limits: &Limits,
+        asks: &[Ask<'_>],
+        throttled: bool,
+    ) -> Result<Vec<Reservation>, CapacityError> {
+        if limits.is_unlimited() && !throttled {
             return Ok(vec![Reservation::Granted { at_ms: 0 }; asks.len()]);
         }
         if asks.is_empty() {
@@ -215,6 +235,10 @@ impl Capacity {
                 [1, at, _, _] => Ok(Reservation::Granted { at_ms: *at }),
                 [0, -1, i, kind] => Ok(Reservation::TooLarge {
                     window_ms: window(*kind, *i),
+                }),
+                [0, wait, _, 2] => Ok(Reservation::Denied {
+                    retry_after: Duration::from_millis((*wait).max(1) as u64),
+                    full: Full::Throttled,
                 }),
                 [0, wait, i, kind] => Ok(Reservation::Denied {
                     retry_after: Duration::from_millis((*wait).max(1) as u64),

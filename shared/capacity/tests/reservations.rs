@@ -184,6 +184,9 @@ proptest! {
                             assert!(job.recipients.iter().any(|u| per_recipient.get(u.as_str()).copied().unwrap_or(0) + 1 > 4),
                                 "denied for a recipient cap no recipient had reached");
                         }
+                        Reservation::Denied { full: Full::Throttled, .. } => {
+                            panic!("no provider here answered too fast, yet one was throttled");
+                        }
                     }
                 }
                 assert_eq!(caps[0].used(*id, 60_000).await.expect("used"), granted);

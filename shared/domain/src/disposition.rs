@@ -16,6 +16,15 @@ pub enum Disposition {
     /// This provider cannot take it now (throttled, unreachable before the
     /// message was handed over): try another provider.
     Failover { code: String, reason: String },
+    /// The provider answered "too fast" (a rate limit): the provider is
+    /// throttled as a whole — its admitted rate lowered, held for `hold`
+    /// when it said how long — and the message is tried again without
+    /// spending an attempt. Not a failure of the provider.
+    Throttled {
+        hold: Option<Duration>,
+        code: String,
+        reason: String,
+    },
     /// A permanent failure: dead-letter with the reason.
     DeadLetter { code: String, reason: String },
     /// The provider may or may not have taken it (a timeout after SMTP's
@@ -34,6 +43,7 @@ impl Disposition {
             Disposition::Sent { .. } => None,
             Disposition::RetryAfter { code, .. }
             | Disposition::Failover { code, .. }
+            | Disposition::Throttled { code, .. }
             | Disposition::DeadLetter { code, .. } => Some(code),
             Disposition::InDoubt { .. } => Some("in_doubt"),
         }
@@ -44,6 +54,7 @@ impl Disposition {
             Disposition::Sent { .. } => None,
             Disposition::RetryAfter { reason, .. }
             | Disposition::Failover { reason, .. }
+            | Disposition::Throttled { reason, .. }
             | Disposition::DeadLetter { reason, .. }
             | Disposition::InDoubt { reason } => Some(reason),
         }

@@ -42,6 +42,7 @@ fn providers(n: usize) -> Vec<(Arc<ProviderView>, ProviderLoad)> {
                 latency_ms: Some(rng.gen_range(20.0..400.0)),
                 consecutive_failures: 0,
                 open_until_ms: 0,
+                admitted_rate: None,
             };
             (Arc::new(view), load)
         })

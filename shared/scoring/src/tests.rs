@@ -24,6 +24,7 @@ fn load(used: Vec<u64>, leases: u64, ok: Option<f64>, lat: Option<f64>) -> Provi
         latency_ms: lat,
         consecutive_failures: 0,
         open_until_ms: 0,
+        admitted_rate: None,
     }
 }
 

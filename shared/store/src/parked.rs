@@ -113,6 +113,14 @@ impl Store {
         if jobs.is_empty() {
             return Ok(());
         }
+        // Two copies of one job in a batch (a republished copy beside the
+        // first) park once: one statement cannot update a row twice.
+        let mut seen = std::collections::HashSet::new();
+        let jobs: Vec<&ParkedJob> = jobs
+            .iter()
+            .rev()
+            .filter(|j| seen.insert(j.message_id))
+            .collect();
         let ids: Vec<Uuid> = jobs.iter().map(|j| j.message_id).collect();
         let tenants: Vec<Uuid> = jobs.iter().map(|j| j.tenant_id).collect();
         let channels: Vec<&str> = jobs.iter().map(|j| j.channel.as_str()).collect();

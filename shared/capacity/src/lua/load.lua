@@ -4,8 +4,9 @@
 -- KEYS[1]  key prefix of the provider (as in reserve.lua)
 -- ARGV[1]  n, then n pairs (window_ms, bucket_ms)
 --
--- Returns {now, used_1 .. used_n, leases, ok, lat, consec, open_until}
--- (the statistics as strings, "" when never observed). Read only: a
+-- Returns {now, used_1 .. used_n, leases, ok, lat, consec, open_until,
+-- admitted_rate} (the statistics as strings, "" when never observed; the
+-- admitted rate "" when the provider is not throttled, see throttle.lua). Read only: a
 -- running sum whose oldest buckets left the span is corrected here, and
 -- saved by the next reservation.
 local prefix = KEYS[1]
@@ -48,5 +49,17 @@ out[#out + 1] = redis.call('ZCOUNT', prefix .. ':leases', now, '+inf')
 local f = redis.call('HMGET', prefix .. ':stats', 'ok', 'lat', 'consec', 'open_until')
 for i = 1, 4 do
   out[#out + 1] = f[i] or ''
+end
+local thr = redis.call('HMGET', prefix .. ':thr', 'rate', 'at', 'step', 'ceil')
+if thr[1] then
+  local rate = tonumber(thr[1]) + tonumber(thr[3]) * math.max(now - tonumber(thr[2]), 0) / 1000
+  local ceil = tonumber(thr[4])
+  if ceil > 0 and rate >= ceil then
+    out[#out + 1] = ''
+  else
+    out[#out + 1] = string.format('%.3f', rate)
+  end
+else
+  out[#out + 1] = ''
 end
 return out

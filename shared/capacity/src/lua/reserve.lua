@@ -29,7 +29,7 @@
 -- caller keeps now_ms to refund the same buckets), or {0, retry_after_ms,
 -- window_index, kind} when a window is full (kind 0: the provider's, 1: a
 -- recipient's), with retry_after_ms -1 when the cost exceeds the window's
--- whole limit. {-1} alone: the provider's long windows wait to be restored
+-- whole limit. Kind 2: the provider is throttled (below). {-1} alone: the provider's long windows wait to be restored
 -- from their checkpoint (see below).
 local prefix = KEYS[1]
 local t = redis.call('TIME')
@@ -168,12 +168,36 @@ local function add(wins, states, amount)
   end
 end
 
+-- A provider that answered "too fast" is throttled (throttle.lua): an
+-- admitted rate in units per second that recovers by `step` units per
+-- second, and a hold until `until`. Grants are spaced by a GCRA at that
+-- rate with a burst of THROTTLE_BURST_MS; a denial has kind 2. Fully
+-- recovered (the rate back at the configured ceiling), the throttle ends.
+local THROTTLE_BURST_MS = 1000
+local throttle_key = prefix .. ':thr'
+local throttle = nil
+local thr = redis.call('HMGET', throttle_key, 'rate', 'at', 'until', 'tat', 'ceil', 'step')
+if thr[1] then
+  local rate = tonumber(thr[1]) + tonumber(thr[6]) * math.max(now - tonumber(thr[2]), 0) / 1000
+  local ceil = tonumber(thr[5])
+  if ceil > 0 and rate >= ceil then
+    redis.call('DEL', throttle_key)
+  else
+    throttle = {rate = rate, hold = tonumber(thr[3]), tat = tonumber(thr[4])}
+  end
+end
+
+-- Granted units per second, for throttle.lua's first estimate of the rate
+-- the provider was taking.
+local grants_key = prefix .. ':g'
+
 local provider_key = prefix .. ':w'
 local provider_states = {}
 if n > 0 then provider_states = read(provider_key, provider_windows) end
 local recipient_states = {}
 local touched = {}
 local granted_any = false
+local granted_units = 0
 local out = {}
 local k = tonumber(ARGV[first_item])
 local o = first_item + 1
@@ -183,7 +207,15 @@ for _ = 1, k do
   local first_r, last_r = o + 2, o + 1 + r
   o = o + 2 + r
   local full_i, wait, kind = nil, nil, 0
-  if n > 0 then
+  if throttle then
+    local start = math.max(throttle.tat, now)
+    if throttle.hold > now then
+      full_i, wait, kind = 0, throttle.hold - now, 2
+    elseif start - now > THROTTLE_BURST_MS then
+      full_i, wait, kind = 0, math.ceil(start - now - THROTTLE_BURST_MS), 2
+    end
+  end
+  if not full_i and n > 0 then
     full_i, wait = check(provider_key, provider_windows, provider_states, cost)
   end
   if not full_i and m > 0 then
@@ -209,7 +241,11 @@ for _ = 1, k do
         touched[ARGV[j]] = true
       end
     end
+    if throttle then
+      throttle.tat = math.max(throttle.tat, now) + cost * 1000 / throttle.rate
+    end
     granted_any = true
+    granted_units = granted_units + cost
     out[#out + 1] = 1
     out[#out + 1] = now
     out[#out + 1] = 0
@@ -218,6 +254,11 @@ for _ = 1, k do
 end
 
 if granted_any and n > 0 then charge(provider_key, provider_windows, provider_states) end
+if granted_any then
+  redis.call('HINCRBY', grants_key, string.format('%d', math.floor(now / 1000)), granted_units)
+  redis.call('PEXPIRE', grants_key, 10000)
+  if throttle then redis.call('HSET', throttle_key, 'tat', string.format('%.3f', throttle.tat)) end
+end
 for who, _ in pairs(touched) do
   charge(prefix .. ':r:' .. who, recipient_windows, recipient_states[who])
 end

@@ -154,6 +154,7 @@ pub async fn provider_score(
             consecutive_failures: load.map_or(0, |l| u64::from(l.consecutive_failures)),
             recent_use: herald_scoring::recent_use(&view, load),
             recent_mean: mean,
+            admitted_rate: load.and_then(|l| l.admitted_rate),
         }),
         computed_at: Some(now),
     }))

@@ -208,6 +208,11 @@ impl WebhookAdapter {
                 code,
                 reason,
             },
+            (Action::Throttle { .. }, Some(hold)) => Disposition::Throttled {
+                hold: Some(hold),
+                code,
+                reason,
+            },
             (action, _) => action.disposition(out.attempt, code, reason),
         }
     }

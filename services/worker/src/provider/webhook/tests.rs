@@ -216,7 +216,7 @@ async fn a_503_with_retry_after_retries_after_that_delay() {
 }
 
 #[tokio::test]
-async fn a_429_with_retry_after_retries_after_that_delay_whatever_the_attempt() {
+async fn a_429_with_retry_after_throttles_the_target_for_that_long() {
     let sim = start_sim().await;
     sim.behave(|b| {
         b.rate_limit_rate = 1.0;
@@ -227,27 +227,35 @@ async fn a_429_with_retry_after_retries_after_that_delay_whatever_the_attempt() 
 
     let outcome = adapter(SECRET, true, 5000).send(job.out()).await;
 
-    assert_eq!(retry_delay_of(&outcome), Duration::from_secs(3));
-    assert_eq!(outcome.code(), Some("webhook_http_429"));
+    assert_eq!(
+        outcome,
+        Disposition::Throttled {
+            hold: Some(Duration::from_secs(3)),
+            code: "webhook_http_429".into(),
+            reason: match &outcome {
+                Disposition::Throttled { reason, .. } => reason.clone(),
+                _ => String::new(),
+            },
+        }
+    );
 }
 
 #[tokio::test]
-async fn a_429_without_retry_after_retries_with_the_classifiers_backoff() {
+async fn a_429_without_retry_after_throttles_without_a_hold() {
     let sim = start_sim().await;
     sim.behave(|b| {
         b.rate_limit_rate = 1.0;
         b.retry_after_s = 0;
     });
-    let mut job = Job::to(sim.url("/webhook/x"));
-    let webhook = adapter(SECRET, true, 5000);
+    let job = Job::to(sim.url("/webhook/x"));
 
-    let first = webhook.send(job.out()).await;
-    job.attempt = 3;
-    let third = webhook.send(job.out()).await;
+    let outcome = adapter(SECRET, true, 5000).send(job.out()).await;
 
-    assert_eq!(retry_delay_of(&first), Duration::from_secs(30));
-    assert_eq!(retry_delay_of(&third), Duration::from_secs(120));
-    assert_eq!(first.code(), Some("webhook_http_429"));
+    assert!(
+        matches!(outcome, Disposition::Throttled { hold: None, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.code(), Some("webhook_http_429"));
 }
 
 #[tokio::test]

@@ -135,7 +135,7 @@ async fn a_second_token_error_in_a_row_retries_later() {
 }
 
 #[tokio::test]
-async fn the_api_frequency_limit_retries_after_a_minute() {
+async fn the_api_frequency_limit_throttles_the_app() {
     let (_fake, wework) =
         FakeWework::replying(&[json!({"errcode": 45009, "errmsg": "api freq out of limit"})])
             .start()
@@ -145,8 +145,8 @@ async fn the_api_frequency_limit_retries_after_a_minute() {
 
     assert_eq!(
         outcome,
-        Disposition::RetryAfter {
-            after: Duration::from_secs(60),
+        Disposition::Throttled {
+            hold: None,
             code: "wework_45009".to_owned(),
             reason: "api freq out of limit".to_owned(),
         }
