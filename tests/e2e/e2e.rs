@@ -61,16 +61,7 @@ async fn every_message_of_two_tenants_arrives_exactly_once_and_is_recorded_sent(
         .collect();
     let done = wait_for(Duration::from_secs(120), || {
         let (db, all) = (db.clone(), all.clone());
-        async move {
-            let sent: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM messages WHERE id = ANY($1) AND status = 'sent'",
-            )
-            .bind(&all)
-            .fetch_one(&db)
-            .await
-            .unwrap_or(0);
-            sent == 1200
-        }
+        async move { Harness::sent(&db, &all).await == 1200 }
     })
     .await;
     let counts: Vec<(String, i64)> =

@@ -42,26 +42,11 @@ async fn a_refused_message_is_retried_on_the_other_provider_never_on_the_same() 
     let messages: Vec<SendMessage> = (0..200)
         .map(|i| SendMessage::email(format!("fo{i}@example.com"), "failover", "text"))
         .collect();
-    let accepted = h
-        .app
-        .client(&key)
-        .send_batch(&messages)
-        .await
-        .expect("accepted");
-    let ids: Vec<uuid::Uuid> = accepted.ids.iter().map(|id| id.as_uuid()).collect();
+    let ids = h.send_all(&key, &messages).await;
     let db = h.db().await.expect("db");
     let done = wait_for(Duration::from_secs(120), || {
         let (db, ids) = (db.clone(), ids.clone());
-        async move {
-            let sent: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM messages WHERE id = ANY($1) AND status = 'sent'",
-            )
-            .bind(&ids)
-            .fetch_one(&db)
-            .await
-            .unwrap_or(0);
-            sent == 200
-        }
+        async move { Harness::sent(&db, &ids).await == 200 }
     })
     .await;
     let attempts: Vec<(i32, i64)> = sqlx::query_as(
@@ -89,7 +74,7 @@ async fn a_refused_message_is_retried_on_the_other_provider_never_on_the_same() 
         twice as u64, refused,
         "each refused message was retried once, elsewhere"
     );
-    for id in &accepted.ids {
+    for id in &ids {
         let id = id.to_string();
         let at_refusing = refusing_handle.count(SimChannel::Email, &id);
         let at_accepting = h.sim.count(SimChannel::Email, &id);

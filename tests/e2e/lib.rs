@@ -103,6 +103,32 @@ impl Harness {
         Ok((email.id.to_string(), wework.id.to_string()))
     }
 
+    /// Sends `messages` as one batch with `key`; the accepted ids.
+    pub async fn send_all(
+        &self,
+        key: &str,
+        messages: &[herald_api::SendMessage],
+    ) -> Vec<uuid::Uuid> {
+        self.app
+            .client(key)
+            .send_batch(messages)
+            .await
+            .expect("the batch is accepted")
+            .ids
+            .iter()
+            .map(|id| id.as_uuid())
+            .collect()
+    }
+
+    /// How many of `ids` are recorded `sent`.
+    pub async fn sent(db: &sqlx::PgPool, ids: &[uuid::Uuid]) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM messages WHERE id = ANY($1) AND status = 'sent'")
+            .bind(ids)
+            .fetch_one(db)
+            .await
+            .unwrap_or(0)
+    }
+
     /// A connection to this test's database.
     pub async fn db(&self) -> anyhow::Result<sqlx::PgPool> {
         self.app.isolation.pool().await

@@ -38,13 +38,7 @@ async fn a_provider_slower_than_configured_is_sent_to_at_its_real_rate_and_nothi
     let messages: Vec<SendMessage> = (0..MESSAGES)
         .map(|i| SendMessage::new(Channel::Wework, format!("m{i}"), format!("notice {i}")))
         .collect();
-    let accepted = h
-        .app
-        .client(&key)
-        .send_batch(&messages)
-        .await
-        .expect("accepted");
-    let ids: Vec<uuid::Uuid> = accepted.ids.iter().map(|id| id.as_uuid()).collect();
+    let ids = h.send_all(&key, &messages).await;
     let db = h.db().await.expect("db");
     // The simulator's counts every half second: refusals of the first
     // burst (sent before the first "too fast" came back) apart from those
@@ -53,13 +47,7 @@ async fn a_provider_slower_than_configured_is_sent_to_at_its_real_rate_and_nothi
     let mut samples: Vec<(f64, u64, u64)> = Vec::new();
     let mut done = false;
     while began.elapsed() < Duration::from_secs(150) {
-        let sent: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM messages WHERE id = ANY($1) AND status = 'sent'",
-        )
-        .bind(&ids)
-        .fetch_one(&db)
-        .await
-        .unwrap_or(0);
+        let sent = Harness::sent(&db, &ids).await;
         let stats = h.sim.stats().wework;
         samples.push((
             began.elapsed().as_secs_f64(),
@@ -92,7 +80,7 @@ async fn a_provider_slower_than_configured_is_sent_to_at_its_real_rate_and_nothi
     println!(
         "{MESSAGES} sent in {seconds:.1} s: {rate:.1}/s against a real limit of {REAL_RATE}/s; {refused} refusals"
     );
-    for id in &accepted.ids {
+    for id in &ids {
         assert_eq!(
             h.sim.count(SimChannel::Wework, &id.to_string()),
             1,

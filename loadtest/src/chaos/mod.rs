@@ -309,7 +309,13 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ChaosReport> {
                 }
             }
             let outage_ms = fault_began.elapsed().as_millis() as u64;
-            let recovery_ms = wait_progress(&sim_url, before, Instant::now()).await;
+            // Nothing left to send (every message final, the enqueue done):
+            // no progress to wait for.
+            let idle = enqueue.is_finished() && unfinished(&db, &accepted).await.unwrap_or(1) == 0;
+            let recovery_ms = match idle {
+                true => None,
+                false => wait_progress(&sim_url, before, Instant::now()).await,
+            };
             faults.push(Fault {
                 what: what.to_owned(),
                 at_s,

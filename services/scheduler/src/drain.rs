@@ -316,13 +316,7 @@ impl Drain {
                     .as_ref()
                     .map(|jobs| jobs.iter().map(|j| self.back_to(source, j)).collect())
                     .unwrap_or_default();
-                self.publisher.publish_all(&outbound).await?;
-                unpacked
-                    .delivery
-                    .acker
-                    .ack(BasicAckOptions::default())
-                    .await?;
-                self.tries.clear(std::slice::from_ref(&key)).await;
+                self.replace_delivery(unpacked, &outbound, &key).await?;
                 metrics::counter!("herald_scheduler_redeliveries_split_total").increment(1);
                 continue;
             }
@@ -337,13 +331,7 @@ impl Drain {
                 let dead =
                     self.topology
                         .dead_letter(unpacked.delivery.data.clone(), "poison", &reason);
-                self.publisher.publish(&dead).await?;
-                unpacked
-                    .delivery
-                    .acker
-                    .ack(BasicAckOptions::default())
-                    .await?;
-                self.tries.clear(std::slice::from_ref(&key)).await;
+                self.replace_delivery(unpacked, &[dead], &key).await?;
                 continue;
             }
             let alone = self.place_batch(source, vec![unpacked], stop).await?;
@@ -354,6 +342,24 @@ impl Drain {
             };
         }
         Ok(pause)
+    }
+
+    /// Publishes what takes a delivery's place (its jobs split, or its dead
+    /// letter) with confirms, then acks it and forgets its count.
+    async fn replace_delivery(
+        &self,
+        unpacked: Unpacked,
+        outbound: &[Outbound],
+        key: &str,
+    ) -> anyhow::Result<()> {
+        self.publisher.publish_all(outbound).await?;
+        unpacked
+            .delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await?;
+        self.tries.clear(&[key.to_owned()]).await;
+        Ok(())
     }
 
     /// A job published back to the queue it came from.

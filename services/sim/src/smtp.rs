@@ -306,7 +306,7 @@ impl SmtpServer {
             .finished
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1;
-        if behaviour.refuse_every > 0 && n % u64::from(behaviour.refuse_every) == 0 {
+        if behaviour.refuse_every > 0 && n.is_multiple_of(u64::from(behaviour.refuse_every)) {
             self.state.counters.record_rejected(SimChannel::Email);
             return io
                 .write_all(b"421 4.3.2 simulated refusal, try another server\r\n")

@@ -11,7 +11,9 @@ CREATE TABLE unconfirmed_jobs (
     envelope   bytea NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX unconfirmed_jobs_created ON unconfirmed_jobs (created_at);
+-- No index on created_at: the table holds only the jobs in flight (a few
+-- thousand at most), which the leader's reconciler scans once a second; an
+-- index would cost every send an insert and a delete.
 
 -- The last checkpoint of every provider's hour and day windows, one row per
 -- bucket with units in it, written by the leader every few seconds and
