@@ -23,6 +23,19 @@ pub const MAX_CENTRAL_JOBS: usize = 16;
 /// Bytes of encoded jobs per batch at most (a larger job travels alone).
 pub const MAX_BYTES: usize = 1024 * 1024;
 
+/// One encoded job marked as a second copy (`Job.republished`: published
+/// again because its first confirm was never recorded); unchanged if it
+/// does not decode (the worker dead-letters it).
+pub fn as_copy(envelope: &[u8]) -> Vec<u8> {
+    match v1::Job::decode(envelope) {
+        Ok(mut job) => {
+            job.republished = true;
+            job.encode_to_vec()
+        }
+        Err(_) => envelope.to_vec(),
+    }
+}
+
 /// Whether `body` is a batch rather than a single job.
 pub fn is_batch(body: &[u8]) -> bool {
     body.first() == Some(&0xFA)
@@ -100,6 +113,21 @@ pub fn split<T>(items: Vec<T>, max_jobs: usize, size: impl Fn(&T) -> usize) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_is_the_job_marked_republished_and_garbage_stays_as_it_is() {
+        let original = job(1);
+        let copy = v1::Job::decode(as_copy(&original.encode_to_vec()).as_slice()).expect("decodes");
+        assert!(copy.republished);
+        assert_eq!(
+            v1::Job {
+                republished: false,
+                ..copy
+            },
+            original
+        );
+        assert_eq!(as_copy(&[0xFF, 0xFF]), vec![0xFF, 0xFF]);
+    }
 
     fn job(i: usize) -> v1::Job {
         v1::Job {

@@ -9,7 +9,6 @@ use herald_broker::Outbound;
 use herald_domain::{
     Channel, FieldError, MessageId, MessageStatus, NewMessage, Priority, TenantId,
 };
-use herald_proto::v1;
 use herald_proto::Message as _;
 use herald_store::{NewRecord, StoreError};
 use serde_json::Value;
@@ -121,7 +120,7 @@ async fn enqueue_now(
                             MessageId(hit.message_id),
                             item.message.channel,
                             item.message.priority,
-                            republished(envelope),
+                            herald_proto::jobs::as_copy(envelope),
                         ));
                     }
                     results.push(Some(Accepted {
@@ -198,19 +197,6 @@ async fn enqueue_now(
     Err(ApiError::conflict(
         "the idempotency keys of this request are being used by a concurrent request; retry",
     ))
-}
-
-/// `envelope` (one encoded job) marked as a second copy
-/// ([`v1::Job::republished`]); unchanged if it does not decode (the worker
-/// dead-letters it).
-fn republished(envelope: &[u8]) -> Vec<u8> {
-    match v1::Job::decode(envelope) {
-        Ok(mut job) => {
-            job.republished = true;
-            job.encode_to_vec()
-        }
-        Err(_) => envelope.to_vec(),
-    }
 }
 
 /// Publishes and waits for every confirm. New messages the broker did not

@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 
 use herald_broker::{Publisher, Topology};
 use herald_capacity::{Capacity, Limits};
-use herald_proto::v1;
-use herald_proto::Message as _;
 use herald_runtime::Shutdown;
 use herald_store::catalog::ProviderCatalog;
 use herald_store::{Leadership, SavedBucket, Store};
@@ -140,13 +138,7 @@ pub async fn reconcile_once(p: &Periodic) -> anyhow::Result<usize> {
     }
     let mut by_tenant: std::collections::BTreeMap<_, Vec<_>> = Default::default();
     for job in &stale.jobs {
-        let body = match v1::Job::decode(job.envelope.as_slice()) {
-            Ok(mut decoded) => {
-                decoded.republished = true;
-                decoded.encode_to_vec()
-            }
-            Err(_) => job.envelope.clone(),
-        };
+        let body = herald_proto::jobs::as_copy(&job.envelope);
         by_tenant.entry(job.tenant_id).or_default().push((
             job.message_id,
             job.channel,
