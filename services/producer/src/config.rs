@@ -27,6 +27,9 @@ pub struct Settings {
     pub weights: ScoreWeights,
     #[command(flatten)]
     pub circuit: CircuitSettings,
+    /// How concurrent requests share commits.
+    #[command(flatten)]
+    pub group: crate::group::GroupSettings,
 }
 
 impl Settings {
@@ -40,6 +43,7 @@ impl Settings {
             db_pool: 8,
             weights: ScoreWeights::default(),
             circuit: CircuitSettings::default(),
+            group: crate::group::GroupSettings::default(),
         }
     }
 }

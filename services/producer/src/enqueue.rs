@@ -1,21 +1,29 @@
 //! From validated messages to confirmed jobs: idempotency, one batched
 //! insert of the records, then publishes that wait for broker confirms.
+//!
+//! Requests do not run this alone: the [`Committer`](crate::group::Committer)
+//! hands it a *group*, the requests of one tenant that arrived while earlier
+//! groups were in flight, so they share one lookup, one transaction and one
+//! set of batched publishes. Each request keeps its own answer: a request
+//! whose idempotency key conflicts fails alone, and one whose jobs the broker
+//! did not confirm gets 503 while the others of its group get 202.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use herald_api::{Accepted, SendMessage};
-use herald_broker::Outbound;
+use herald_broker::{Outbound, Publisher, Topology};
 use herald_domain::{
     Channel, FieldError, MessageId, MessageStatus, NewMessage, Priority, TenantId,
 };
 use herald_proto::Message as _;
-use herald_store::{NewRecord, StoreError};
+use herald_store::{IdempotentHit, NewRecord, Store, StoreError};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::api::error::ApiError;
 use crate::api::AppState;
+use crate::confirms::Confirms;
 
 /// A validated message, with the hash of the request it came from when it
 /// has an idempotency key (a repeat must be the same request).
@@ -40,33 +48,46 @@ impl Item {
     }
 }
 
+/// One request's answer: its messages in request order, or why not.
+pub type Answer = Result<Vec<Accepted>, ApiError>;
+
+/// One request waiting in a group.
+pub struct Request {
+    pub items: Vec<Item>,
+    /// The trace context of the request, carried in its jobs.
+    pub trace: BTreeMap<String, String>,
+}
+
+impl Request {
+    fn keys(&self) -> impl Iterator<Item = &String> {
+        self.items
+            .iter()
+            .filter_map(|i| i.message.idempotency_key.as_ref())
+    }
+}
+
+/// What the enqueue path needs of the producer: records, publishes and
+/// confirms.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub store: Store,
+    pub publisher: Publisher,
+    pub topology: Topology,
+    pub confirms: Confirms,
+}
+
 /// Records and publishes `items` for `tenant`, all or nothing as far as
 /// validation goes. Answers only after every new job was confirmed.
 ///
-/// The work runs in its own task, so it finishes even when the caller goes
-/// away (an HTTP client disconnects, a gRPC call is cancelled or times out):
-/// once records are inserted, their jobs are either confirmed or marked
-/// unpublished, never left queued with nothing on the broker.
-pub async fn enqueue(
-    state: &AppState,
-    tenant: TenantId,
-    items: Vec<Item>,
-) -> Result<Vec<Accepted>, ApiError> {
-    let state = state.clone();
-    tokio::spawn(async move { enqueue_now(&state, tenant, items).await })
-        .await
-        .unwrap_or_else(|e| Err(ApiError::internal("The enqueue task failed", e)))
-}
-
-async fn enqueue_now(
-    state: &AppState,
-    tenant: TenantId,
-    items: Vec<Item>,
-) -> Result<Vec<Accepted>, ApiError> {
+/// The work runs in the committer's task, so it finishes even when the
+/// caller goes away (an HTTP client disconnects, a gRPC call is cancelled or
+/// times out): once records are inserted, their jobs are either confirmed or
+/// marked unpublished, never left queued with nothing on the broker.
+pub async fn enqueue(state: &AppState, tenant: TenantId, items: Vec<Item>) -> Answer {
     let mut seen = HashSet::new();
     for (index, item) in items.iter().enumerate() {
         if let Some(key) = &item.message.idempotency_key {
-            if !seen.insert(key.clone()) {
+            if !seen.insert(key) {
                 return Err(ApiError::invalid_field(FieldError::new(
                     "idempotency_key",
                     format!("{key:?} appears more than once in this request"),
@@ -75,81 +96,139 @@ async fn enqueue_now(
             }
         }
     }
-    let keys: Vec<String> = items
-        .iter()
-        .filter_map(|i| i.message.idempotency_key.clone())
+    let trace = herald_telemetry::propagation::inject_current()
+        .into_iter()
         .collect();
+    state
+        .committer
+        .commit(tenant, Request { items, trace })
+        .await
+}
 
-    // A concurrent request may claim one of our keys between the lookup and
-    // the insert; then the insert refuses and we look again.
-    for _ in 0..3 {
-        let hits: HashMap<String, herald_store::IdempotentHit> = state
-            .store
-            .idempotent_hits(tenant, &keys)
-            .await?
-            .into_iter()
-            .map(|h| (h.key.clone(), h))
-            .collect();
-        let mut results: Vec<Option<Accepted>> = Vec::with_capacity(items.len());
-        let mut fresh: Vec<usize> = Vec::new();
-        // Jobs of earlier requests under the same keys whose confirm was
-        // never recorded: published again before this answer.
-        let mut replays: Vec<(MessageId, Channel, Priority, Vec<u8>)> = Vec::new();
-        for (index, item) in items.iter().enumerate() {
-            match item
-                .message
-                .idempotency_key
-                .as_ref()
-                .and_then(|k| hits.get(k))
-            {
-                Some(hit) if hit.request_hash != item.hash => {
-                    let mut e = ApiError::new(
-                        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                        "idempotency_conflict",
-                        "this idempotency key was used in the last 24 hours with a different request",
-                    );
-                    e.field = Some("idempotency_key".into());
-                    if items.len() > 1 {
-                        e.index = Some(index);
-                    }
-                    return Err(e);
-                }
-                Some(hit) => {
-                    if let Some(envelope) = &hit.unconfirmed {
-                        replays.push((
-                            MessageId(hit.message_id),
-                            item.message.channel,
-                            item.message.priority,
-                            herald_proto::jobs::as_copy(envelope),
-                        ));
-                    }
-                    results.push(Some(Accepted {
-                        id: MessageId(hit.message_id),
-                        status: hit.status.parse::<MessageStatus>().map_err(|e| {
-                            ApiError::internal("A stored idempotency key does not decode", e)
-                        })?,
-                    }))
-                }
-                None => {
-                    results.push(None);
-                    fresh.push(index);
-                }
+/// Commits `group` (requests of `tenant`) and answers each request, in
+/// order. Requests that reuse a key of an earlier request in the group, and
+/// every request of a group that lost a race for a key, are committed again
+/// on their own.
+pub async fn commit_group(p: &Pipeline, tenant: TenantId, group: Vec<Request>) -> Vec<Answer> {
+    // A key used by two requests of the group: the later one goes after the
+    // group, alone, and finds the earlier one's record.
+    let mut seen: HashSet<&String> = HashSet::new();
+    let mut later: Vec<usize> = Vec::new();
+    for (index, request) in group.iter().enumerate() {
+        if request.keys().any(|k| seen.contains(k)) {
+            later.push(index);
+        } else {
+            seen.extend(request.keys());
+        }
+    }
+    let first: Vec<usize> = (0..group.len()).filter(|i| !later.contains(i)).collect();
+    let mut answers: Vec<Option<Answer>> = (0..group.len()).map(|_| None).collect();
+
+    let refs: Vec<&Request> = first.iter().map(|&i| &group[i]).collect();
+    match attempt(p, tenant, &refs).await {
+        Ok(Some(done)) => {
+            for (&index, answer) in first.iter().zip(done) {
+                answers[index] = Some(answer);
             }
         }
+        // A concurrent request claimed one of the keys: each request again
+        // on its own, so the race costs only the requests it touches.
+        Ok(None) => later = (0..group.len()).collect(),
+        Err(e) => {
+            for &index in &first {
+                answers[index] = Some(Err(e.clone()));
+            }
+        }
+    }
+    for index in later {
+        answers[index] = Some(commit_alone(p, tenant, &group[index]).await);
+    }
+    answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| Err(ApiError::internal("A request was not answered", "bug"))))
+        .collect()
+}
 
-        let now = Utc::now();
-        let trace = herald_telemetry::propagation::inject_current();
-        let trace: BTreeMap<String, String> = trace.into_iter().collect();
-        let mut records = Vec::with_capacity(fresh.len());
-        let mut due = Vec::with_capacity(fresh.len());
-        for &index in &fresh {
-            let m = &items[index].message;
-            let job = m.to_job(tenant, now, trace.clone());
+/// One request: a lost race for a key is looked up and tried again.
+async fn commit_alone(p: &Pipeline, tenant: TenantId, request: &Request) -> Answer {
+    for _ in 0..3 {
+        match attempt(p, tenant, &[request]).await {
+            Ok(Some(mut done)) => {
+                return done
+                    .pop()
+                    .unwrap_or_else(|| Err(ApiError::internal("Enqueue returned nothing", "bug")))
+            }
+            Ok(None) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::conflict(
+        "the idempotency keys of this request are being used by a concurrent request; retry",
+    ))
+}
+
+/// A request's part of a group: what is already answered and what is new.
+struct Plan {
+    results: Vec<Option<Accepted>>,
+    /// Indexes of its items to record and publish.
+    fresh: Vec<usize>,
+}
+
+/// Looks the requests' keys up, records the new messages of the requests
+/// that do not conflict in one transaction, publishes, waits for every
+/// confirm. `Ok(None)`: a concurrent request claimed a key between the
+/// lookup and the insert (nothing was recorded). `Err`: the database failed,
+/// for every request alike.
+async fn attempt(
+    p: &Pipeline,
+    tenant: TenantId,
+    requests: &[&Request],
+) -> Result<Option<Vec<Answer>>, ApiError> {
+    let keys: Vec<String> = requests.iter().flat_map(|r| r.keys().cloned()).collect();
+    let hits: HashMap<String, IdempotentHit> = p
+        .store
+        .idempotent_hits(tenant, &keys)
+        .await?
+        .into_iter()
+        .map(|h| (h.key.clone(), h))
+        .collect();
+
+    let mut answers: Vec<Option<Answer>> = requests.iter().map(|_| None).collect();
+    let mut plans: Vec<Option<Plan>> = Vec::with_capacity(requests.len());
+    // Jobs of earlier requests under the same keys whose confirm was never
+    // recorded: published again before this answer.
+    let mut replays: Vec<(MessageId, Channel, Priority, Vec<u8>)> = Vec::new();
+    let mut owner: HashMap<MessageId, usize> = HashMap::new();
+    for (slot, request) in requests.iter().enumerate() {
+        match plan(request, &hits) {
+            Ok((plan, replayed)) => {
+                for r in replayed {
+                    owner.insert(r.0, slot);
+                    replays.push(r);
+                }
+                plans.push(Some(plan));
+            }
+            Err(e) => {
+                answers[slot] = Some(Err(e));
+                plans.push(None);
+            }
+        }
+    }
+
+    let now = Utc::now();
+    let mut records = Vec::new();
+    let mut due = Vec::new();
+    for (slot, (request, plan)) in requests.iter().zip(&plans).enumerate() {
+        let Some(plan) = plan else { continue };
+        for &index in &plan.fresh {
+            let item = &request.items[index];
+            let m = &item.message;
+            let job = m.to_job(tenant, now, request.trace.clone());
             let body = job.encode_to_vec();
-            let scheduled = m.scheduled_at.is_some();
-            if !scheduled {
+            if m.scheduled_at.is_none() {
                 due.push((m.id, m.channel, m.priority, body.clone()));
             }
+            owner.insert(m.id, slot);
             records.push(NewRecord {
                 id: m.id,
                 channel: m.channel.as_str(),
@@ -158,93 +237,184 @@ async fn enqueue_now(
                 priority: i16::from(m.priority.get()),
                 batch_id: m.batch_id.map(|b| b.as_uuid()),
                 idempotency_key: m.idempotency_key.clone(),
-                request_hash: items[index].hash.clone(),
+                request_hash: item.hash.clone(),
                 metadata: serde_json::to_value(&m.metadata).unwrap_or(Value::Null),
                 scheduled_at: m.scheduled_at,
                 envelope: Some(body),
             });
         }
-        let fresh_out = state.topology.to_user_batched(tenant, due);
-        let replay_out = state.topology.to_user_batched(tenant, replays);
-        match state.store.insert_messages(tenant, &records).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict(_)) => continue,
-            Err(e) => return Err(e.into()),
-        }
+    }
+    let fresh_out = p.topology.to_user_batched(tenant, due);
+    let replay_out = p.topology.to_user_batched(tenant, replays);
+    match p.store.insert_messages(tenant, &records).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
 
-        publish_confirmed(state, &fresh_out, &replay_out).await?;
-        state.confirms.confirmed(
-            fresh_out
-                .iter()
-                .chain(&replay_out)
-                .flat_map(|(ids, _)| ids.iter().map(|id| id.as_uuid()))
-                .collect(),
-        );
-        if !replay_out.is_empty() {
-            let n: usize = replay_out.iter().map(|(ids, _)| ids.len()).sum();
-            metrics::counter!("herald_producer_replays_republished_total").increment(n as u64);
+    let refused = publish_confirmed(p, &fresh_out, &replay_out).await;
+    let mut failed_slots: HashSet<usize> = HashSet::new();
+    let mut confirmed: Vec<uuid::Uuid> = Vec::new();
+    for (ids, _) in fresh_out.iter().chain(&replay_out) {
+        for id in ids {
+            if refused.ids.contains(id) {
+                failed_slots.extend(owner.get(id));
+            } else {
+                confirmed.push(id.as_uuid());
+            }
         }
+    }
+    p.confirms.confirmed(confirmed);
+    let replayed: usize = replay_out.iter().map(|(ids, _)| ids.len()).sum();
+    if replayed > 0 {
+        metrics::counter!("herald_producer_replays_republished_total").increment(replayed as u64);
+    }
 
-        for (slot, &index) in fresh.iter().enumerate() {
-            results[index] = Some(Accepted {
-                id: items[index].message.id,
-                status: records[slot].status,
+    let mut records = records.into_iter();
+    for (slot, (request, plan)) in requests.iter().zip(plans).enumerate() {
+        let Some(mut plan) = plan else { continue };
+        for &index in &plan.fresh {
+            let record = records.next().expect("one record per fresh item");
+            plan.results[index] = Some(Accepted {
+                id: request.items[index].message.id,
+                status: record.status,
             });
         }
-        metrics::counter!("herald_producer_accepted_total").increment(fresh.len() as u64);
-        return Ok(results.into_iter().flatten().collect());
+        answers[slot] = Some(if failed_slots.contains(&slot) {
+            Err(refused.error(request.items.len()))
+        } else {
+            metrics::counter!("herald_producer_accepted_total").increment(plan.fresh.len() as u64);
+            Ok(plan.results.into_iter().flatten().collect())
+        });
     }
-    Err(ApiError::conflict(
-        "the idempotency keys of this request are being used by a concurrent request; retry",
+    Ok(Some(
+        answers
+            .into_iter()
+            .map(|a| {
+                a.unwrap_or_else(|| Err(ApiError::internal("A request was not answered", "bug")))
+            })
+            .collect(),
     ))
+}
+
+type Replay = (MessageId, Channel, Priority, Vec<u8>);
+
+/// Sorts one request's items into answered by an earlier request (a key
+/// hit, replayed when its confirm was never recorded) and new; a key reused
+/// with a different request is the request's error.
+fn plan(
+    request: &Request,
+    hits: &HashMap<String, IdempotentHit>,
+) -> Result<(Plan, Vec<Replay>), ApiError> {
+    let mut results = Vec::with_capacity(request.items.len());
+    let mut fresh = Vec::new();
+    let mut replays = Vec::new();
+    for (index, item) in request.items.iter().enumerate() {
+        match item
+            .message
+            .idempotency_key
+            .as_ref()
+            .and_then(|k| hits.get(k))
+        {
+            Some(hit) if hit.request_hash != item.hash => {
+                let mut e = ApiError::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency_conflict",
+                    "this idempotency key was used in the last 24 hours with a different request",
+                );
+                e.field = Some("idempotency_key".into());
+                if request.items.len() > 1 {
+                    e.index = Some(index);
+                }
+                return Err(e);
+            }
+            Some(hit) => {
+                if let Some(envelope) = &hit.unconfirmed {
+                    replays.push((
+                        MessageId(hit.message_id),
+                        item.message.channel,
+                        item.message.priority,
+                        herald_proto::jobs::as_copy(envelope),
+                    ));
+                }
+                results.push(Some(Accepted {
+                    id: MessageId(hit.message_id),
+                    status: hit.status.parse::<MessageStatus>().map_err(|e| {
+                        ApiError::internal("A stored idempotency key does not decode", e)
+                    })?,
+                }));
+            }
+            None => {
+                results.push(None);
+                fresh.push(index);
+            }
+        }
+    }
+    Ok((Plan { results, fresh }, replays))
+}
+
+/// The jobs the broker did not confirm, and why.
+#[derive(Default)]
+struct Refused {
+    ids: HashSet<MessageId>,
+    reason: String,
+}
+
+impl Refused {
+    fn error(&self, messages: usize) -> ApiError {
+        ApiError::unavailable(
+            format!(
+                "the broker could not confirm this request's {messages} message(s) ({}); retry with idempotency keys",
+                self.reason
+            ),
+            5,
+        )
+    }
 }
 
 /// Publishes and waits for every confirm. New messages the broker did not
 /// confirm are marked failed (`unavailable`) so that nothing the caller was
 /// refused goes out later; replayed ones stay in the outbox for the
-/// reconciler (an earlier answer may have accepted them). The caller gets
-/// 503 and retries.
+/// reconciler (an earlier answer may have accepted them). The requests they
+/// belong to get 503 and retry.
 async fn publish_confirmed(
-    state: &AppState,
+    p: &Pipeline,
     fresh: &[(Vec<MessageId>, Outbound)],
     replays: &[(Vec<MessageId>, Outbound)],
-) -> Result<(), ApiError> {
+) -> Refused {
+    let mut refused = Refused::default();
     if fresh.is_empty() && replays.is_empty() {
-        return Ok(());
+        return refused;
     }
     let all: Vec<&(Vec<MessageId>, Outbound)> = fresh.iter().chain(replays).collect();
-    let results =
-        futures::future::join_all(all.iter().map(|(_, o)| state.publisher.publish(o))).await;
-    let mut reason = None;
-    let mut refused = 0;
+    let results = futures::future::join_all(all.iter().map(|(_, o)| p.publisher.publish(o))).await;
     let mut failed: Vec<uuid::Uuid> = Vec::new();
     for (slot, ((ids, _), result)) in all.iter().zip(results).enumerate() {
         if let Err(e) = result {
-            reason.get_or_insert_with(|| e.to_string());
-            refused += ids.len();
+            if refused.ids.is_empty() {
+                refused.reason = e.to_string();
+            }
+            refused.ids.extend(ids.iter().copied());
             if slot < fresh.len() {
                 failed.extend(ids.iter().map(|id| id.as_uuid()));
             }
         }
     }
-    let Some(reason) = reason else {
-        return Ok(());
-    };
+    if refused.ids.is_empty() {
+        return refused;
+    }
     if !failed.is_empty() {
-        if let Err(e) = state
+        if let Err(e) = p
             .store
             .mark_unpublished(
                 &failed,
-                &format!("the broker did not confirm the publish: {reason}"),
+                &format!("the broker did not confirm the publish: {}", refused.reason),
             )
             .await
         {
             tracing::error!(error = %e, count = failed.len(), "Failed to mark unconfirmed messages; the reconciler will publish them.");
         }
     }
-    tracing::warn!(error = %reason, count = refused, "The broker did not confirm publishes; answering 503.");
-    Err(ApiError::unavailable(
-        format!("the broker could not confirm {refused} message(s); retry with idempotency keys"),
-        5,
-    ))
+    tracing::warn!(error = %refused.reason, count = refused.ids.len(), "The broker did not confirm publishes; answering 503.");
+    refused
 }

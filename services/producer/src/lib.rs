@@ -8,12 +8,15 @@
 //! - [`api`]: the HTTP handlers, one file per resource
 //! - [`grpc`]: the gRPC enqueue API (tonic), over the same pipeline
 //! - [`enqueue`]: validation-to-publish pipeline shared by every enqueue path
+//! - [`group`]: group commit: concurrent requests share a transaction and publishes
+//! - [`confirms`]: confirmed jobs leave the outbox, batched off the request's path
 //! - [`replay`]: dead letters back to the scheduler, by filter
 
 pub mod api;
 pub mod config;
 pub mod confirms;
 pub mod enqueue;
+pub mod group;
 pub mod grpc;
 pub mod replay;
 pub mod startup;

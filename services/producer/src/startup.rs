@@ -46,8 +46,19 @@ impl App {
         let grpc_listener = TcpListener::bind(settings.grpc_addr)
             .await
             .with_context(|| format!("Failed to bind {} (gRPC)", settings.grpc_addr))?;
+        let confirms = crate::confirms::Confirms::start(store.clone());
+        let committer = crate::group::Committer::start(
+            crate::enqueue::Pipeline {
+                store: store.clone(),
+                publisher: publisher.clone(),
+                topology: topology.clone(),
+                confirms: confirms.clone(),
+            },
+            settings.group,
+        );
         let state = AppState {
-            confirms: crate::confirms::Confirms::start(store.clone()),
+            confirms,
+            committer,
             store,
             publisher,
             topology,

@@ -37,11 +37,21 @@ impl TestApp {
 
     /// A producer in `isolation` (which [`TestApp::stop`] tears down).
     pub async fn start(isolation: Isolation, admin_token: &str) -> anyhow::Result<TestApp> {
-        let settings = herald_producer::Settings::for_tests(
+        TestApp::start_with(isolation, admin_token, |_| {}).await
+    }
+
+    /// [`TestApp::start`] with the test's own settings.
+    pub async fn start_with(
+        isolation: Isolation,
+        admin_token: &str,
+        tweak: impl FnOnce(&mut herald_producer::Settings),
+    ) -> anyhow::Result<TestApp> {
+        let mut settings = herald_producer::Settings::for_tests(
             &isolation.namespace,
             &isolation.database,
             admin_token,
         );
+        tweak(&mut settings);
         let app = herald_producer::App::build(settings).await?;
         let url = format!("http://127.0.0.1:{}", app.port());
         let grpc_url = format!("http://127.0.0.1:{}", app.grpc_port());

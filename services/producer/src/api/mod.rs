@@ -41,6 +41,8 @@ pub struct AppState {
     pub health: herald_capacity::HealthPolicy,
     /// Where confirmed jobs are noted, to leave the outbox.
     pub confirms: crate::confirms::Confirms,
+    /// Where sends are committed, in groups (`crate::group`).
+    pub committer: crate::group::Committer,
 }
 
 /// The API's routes. Each handler is registered with its OpenAPI
