@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use futures::{stream, StreamExt};
 use herald_api::{Client, SendMessage};
 use herald_domain::Channel;
+use herald_proto::grpc::EnqueueClient;
+use herald_proto::v1;
 use uuid::Uuid;
 
 /// `message` with its idempotency key and tagged with the run id.
@@ -93,22 +95,133 @@ impl EnqueueOutcome {
     }
 }
 
-/// Posts one batch, retrying overload and lost answers (every message has
-/// an idempotency key, so a repeat sends nothing twice); the ids in order.
+/// Posts one request (`POST /v1/messages` for one message, the batch
+/// endpoint for more), retrying overload and lost answers (every message
+/// has an idempotency key, so a repeat sends nothing twice); the ids in
+/// order.
 pub async fn send_chunk(client: &Client, chunk: &[SendMessage]) -> anyhow::Result<Vec<Uuid>> {
     let n = chunk.len();
-    let answer = client.with_retries().send_batch(chunk).await?;
-    let ids: Vec<Uuid> = answer.ids.iter().map(|id| id.as_uuid()).collect();
+    let client = client.with_retries();
+    let ids: Vec<Uuid> = match chunk {
+        [one] => vec![client.send(one).await?.id.as_uuid()],
+        _ => client
+            .send_batch(chunk)
+            .await?
+            .ids
+            .iter()
+            .map(|id| id.as_uuid())
+            .collect(),
+    };
     if ids.len() != n {
         return Err(anyhow!("sent {n} messages, got {} ids back", ids.len()));
     }
     Ok(ids)
 }
 
+/// The gRPC API's request for `m`.
+pub fn send_request(m: &SendMessage) -> v1::SendRequest {
+    let text = |s: &Option<String>| s.clone().unwrap_or_default();
+    v1::SendRequest {
+        channel: m.channel.to_proto() as i32,
+        to: m.to.clone(),
+        from: text(&m.from),
+        subject: text(&m.subject),
+        text: text(&m.text),
+        html: text(&m.html),
+        template_id: text(&m.template_id),
+        variables: m
+            .variables
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        priority: m
+            .priority
+            .map_or(0, |p| p.clamp(0, i64::from(u32::MAX)) as u32),
+        scheduled_at: text(&m.scheduled_at),
+        batch_id: text(&m.batch_id),
+        idempotency_key: text(&m.idempotency_key),
+        metadata: m.metadata.clone().unwrap_or_default().into_iter().collect(),
+    }
+}
+
+/// Sends one message by the gRPC API's unary `Send`, retrying what the
+/// producer calls passing (`UNAVAILABLE`, `RESOURCE_EXHAUSTED`) with the
+/// same idempotency key.
+pub async fn send_grpc(client: &EnqueueClient, message: &SendMessage) -> anyhow::Result<Uuid> {
+    let request = send_request(message);
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1.. {
+        match client.clone().send(request.clone()).await {
+            Ok(answer) => {
+                return answer
+                    .into_inner()
+                    .id
+                    .parse()
+                    .context("the answer's id is not a UUID")
+            }
+            Err(status)
+                if attempt < 8
+                    && matches!(
+                        status.code(),
+                        tonic::Code::Unavailable | tonic::Code::ResourceExhausted
+                    ) =>
+            {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(status) => return Err(anyhow!("gRPC Send: {status}")),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// How a burst's requests travel.
+#[derive(Clone)]
+pub enum Route {
+    /// The HTTP API: `POST /v1/messages` for one, the batch endpoint for more.
+    Http(Client),
+    /// The gRPC API's unary `Send`, one message per call.
+    Grpc(EnqueueClient),
+}
+
+impl Route {
+    async fn send(&self, chunk: &[SendMessage]) -> anyhow::Result<Vec<Uuid>> {
+        match self {
+            Route::Http(client) => send_chunk(client, chunk).await,
+            Route::Grpc(client) => {
+                let mut ids = Vec::with_capacity(chunk.len());
+                for m in chunk {
+                    ids.push(send_grpc(client, m).await?);
+                }
+                Ok(ids)
+            }
+        }
+    }
+}
+
 /// Posts `messages` in chunks of `chunk_size` with `concurrency` requests in
 /// flight. `progress` is called with (accepted so far, total).
 pub async fn enqueue_all(
     client: &Client,
+    messages: Vec<SendMessage>,
+    chunk_size: usize,
+    concurrency: usize,
+    progress: impl FnMut(usize, usize),
+) -> anyhow::Result<EnqueueOutcome> {
+    enqueue_by(
+        &Route::Http(client.clone()),
+        messages,
+        chunk_size,
+        concurrency,
+        progress,
+    )
+    .await
+}
+
+/// [`enqueue_all`] by `route`.
+pub async fn enqueue_by(
+    route: &Route,
     messages: Vec<SendMessage>,
     chunk_size: usize,
     concurrency: usize,
@@ -124,10 +237,10 @@ pub async fn enqueue_all(
     let started_at = Utc::now();
     let clock = Instant::now();
     let mut results = stream::iter(chunks.into_iter().map(|chunk| {
-        let client = client.clone();
+        let route = route.clone();
         async move {
             let n = chunk.len();
-            (n, send_chunk(&client, &chunk).await)
+            (n, route.send(&chunk).await)
         }
     }))
     .buffered(concurrency.max(1));
@@ -139,6 +252,7 @@ pub async fn enqueue_all(
         started_at,
         elapsed: Duration::ZERO,
     };
+    let mut shown = 0;
     while let Some((n, result)) = results.next().await {
         match result {
             Ok(ids) => outcome.ids.extend(ids),
@@ -149,7 +263,11 @@ pub async fn enqueue_all(
                     .push(format!("{n} messages not accepted: {e:#}"));
             }
         }
-        progress(outcome.ids.len(), total);
+        // Not per answer: a burst of single messages has tens of thousands.
+        if outcome.ids.len() >= shown + 500 || outcome.ids.len() == total {
+            shown = outcome.ids.len();
+            progress(shown, total);
+        }
     }
     outcome.elapsed = clock.elapsed();
     if outcome.ids.is_empty() && total > 0 {

@@ -67,10 +67,14 @@ pub struct Stack {
     pub workers: Vec<Process>,
     pub sim_url: String,
     pub producer_url: String,
+    /// The producer's gRPC API, `http://127.0.0.1:port`.
+    pub grpc_url: String,
     pub database_url: String,
     pub namespace: String,
     /// The tenant's client (its API key).
     pub client: Client,
+    /// The tenant's API key (for the gRPC API).
+    pub api_key: String,
     /// The operator's client (the admin token).
     pub admin: Client,
     pub tenant_id: String,
@@ -137,6 +141,7 @@ impl Stack {
         };
         let (sim_http, sim_smtp, sim_smtps) = (free_port()?, free_port()?, free_port()?);
         let producer_port = free_port()?;
+        let grpc_port = free_port()?;
         let cert_dir = root.join("sim-certs");
         let any_port = "127.0.0.1:0".to_owned();
         let mut sim = Process::new(
@@ -156,7 +161,7 @@ impl Stack {
         };
         let mut producer_env = vec![
             ("HERALD_HTTP_ADDR", format!("127.0.0.1:{producer_port}")),
-            ("HERALD_GRPC_ADDR", any_port.clone()),
+            ("HERALD_GRPC_ADDR", format!("127.0.0.1:{grpc_port}")),
         ];
         if let Some(relay) = &relay {
             producer_env.push(("HERALD_AMQP_URL", relay.amqp_url()));
@@ -212,9 +217,11 @@ impl Stack {
             workers: Vec::new(),
             sim_url,
             producer_url,
+            grpc_url: format!("http://127.0.0.1:{grpc_port}"),
             database_url,
             namespace,
             client: admin.with_token(&key),
+            api_key: key,
             admin,
             tenant_id: tenant.id,
             db,
@@ -244,6 +251,17 @@ impl Stack {
             self.workers.push(w);
         }
         Ok(())
+    }
+
+    /// Restarts the producer (SIGTERM, then start) with `env` set on top
+    /// of its environment, and waits until it is ready again.
+    pub async fn restart_producer_with(&mut self, env: &[(&str, &str)]) -> anyhow::Result<()> {
+        self.producer.terminate().await;
+        for (key, value) in env {
+            self.producer.set_env(key, value);
+        }
+        self.producer.start()?;
+        wait_ready(&self.producer_url, Duration::from_secs(90)).await
     }
 
     /// Sets a variable for workers started from now on.

@@ -12,7 +12,11 @@
 //! - `scaling`: 1 → 2 → 4 workers at 200 ms provider latency and a fixed
 //!   concurrency per worker;
 //! - `failures`: a share of transient failures (retried) and of permanent
-//!   rejections (dead-lettered).
+//!   rejections (dead-lettered);
+//! - `shapes`: the request shapes clients use, each a closed-loop burst of
+//!   emails: one message per `POST /v1/messages` and per gRPC `Send`, 10
+//!   and 500 per batch request, and one per request again with group
+//!   commit switched off (`HERALD_PRODUCER_GROUP_MAX=1`), for the ratio.
 //!
 //! Each step reports throughput, enqueue→send p50/p90/p99/p99.9 (HDR), lost
 //! and duplicates (from the simulator's counts) and the producer's and
@@ -34,7 +38,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::enqueue::{demo_messages, enqueue_all};
+use crate::enqueue::{demo_messages, enqueue_by, Route};
 use crate::report::LatencyStats;
 use crate::sim;
 use crate::stack::{Stack, StackOptions};
@@ -49,6 +53,7 @@ pub enum Scenario {
     Latency,
     Scaling,
     Failures,
+    Shapes,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -96,6 +101,14 @@ pub struct BenchArgs {
     /// `failures`: the share of emails rejected permanently.
     #[arg(long, default_value_t = 0.01)]
     pub reject_rate: f64,
+    /// `shapes`: requests in flight for the single-message and 10-message
+    /// shapes (the 500-message shape keeps 8, like `max`).
+    #[arg(long, default_value_t = 32)]
+    pub shape_concurrency: usize,
+    /// Extra environment for the producer, `KEY=VALUE` (repeatable), e.g.
+    /// `HERALD_PRODUCER_COMMITS_IN_FLIGHT=2` to compare settings.
+    #[arg(long = "producer-env", value_name = "KEY=VALUE")]
+    pub producer_env: Vec<String>,
     /// The ceiling's message size, in bytes (about a job's envelope).
     #[arg(long, default_value_t = 600)]
     pub size: usize,
@@ -202,7 +215,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         began,
         timeout_secs: args.timeout_secs,
     };
-    let result = run_steps(&args, &mut stack, clock).await;
+    let result = async {
+        if !args.producer_env.is_empty() {
+            let env = args
+                .producer_env
+                .iter()
+                .map(|kv| {
+                    kv.split_once('=')
+                        .with_context(|| format!("--producer-env {kv:?} is not KEY=VALUE"))
+                })
+                .collect::<anyhow::Result<Vec<(&str, &str)>>>()?;
+            stack.restart_producer_with(&env).await?;
+        }
+        run_steps(&args, &mut stack, clock).await
+    }
+    .await;
     stack.stop(args.keep).await;
     let (ceiling_per_s, steps) = result?;
     Ok(BenchReport {
@@ -324,6 +351,10 @@ async fn run_steps(
                 steps.push(closed_loop(stack, &label, &name, *scenario, messages, 0, clock).await?);
                 behave(stack, 0, 0.0, 0.0).await?;
             }
+            Scenario::Shapes => {
+                behave(stack, 0, 0.0, 0.0).await?;
+                steps.extend(shapes(args, stack, &label, clock).await?);
+            }
         }
     }
     if let Some(c) = ceiling {
@@ -332,6 +363,81 @@ async fn run_steps(
         }
     }
     Ok((ceiling, steps))
+}
+
+/// The `shapes` steps (see the module's documentation).
+async fn shapes(
+    args: &BenchArgs,
+    stack: &mut Stack,
+    label: &str,
+    clock: Clock,
+) -> anyhow::Result<Vec<Step>> {
+    let n = args.messages.max(1);
+    let c = args.shape_concurrency.max(1);
+    let http = Route::Http(stack.client.clone());
+    let grpc = Route::Grpc(
+        herald_proto::grpc::connect(&stack.grpc_url, &stack.api_key)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let mut steps = Vec::new();
+    let plan: [(&str, &Route, usize, usize); 4] = [
+        ("http", &http, 1, c),
+        ("grpc", &grpc, 1, c),
+        ("http", &http, 10, c),
+        ("http", &http, 500, 8),
+    ];
+    for (api, route, per_request, concurrency) in plan {
+        let messages = demo_messages(&run_id("shape"), n, 0);
+        let name = format!("{api} {per_request}/req ×{concurrency}");
+        let shape = Shape {
+            route,
+            per_request,
+            concurrency,
+        };
+        steps.push(
+            closed_loop_as(
+                stack,
+                label,
+                &name,
+                Scenario::Shapes,
+                messages,
+                0,
+                clock,
+                shape,
+            )
+            .await?,
+        );
+    }
+    // The same single-message shape with every request committed alone.
+    let ungrouped = [
+        ("HERALD_PRODUCER_GROUP_MAX", "1"),
+        ("HERALD_PRODUCER_COMMITS_IN_FLIGHT", "256"),
+    ];
+    stack.restart_producer_with(&ungrouped).await?;
+    let messages = demo_messages(&run_id("shape"), n, 0);
+    let shape = Shape {
+        route: &http,
+        per_request: 1,
+        concurrency: c,
+    };
+    let name = format!("http 1/req ×{c}, ungrouped");
+    let step = closed_loop_as(
+        stack,
+        label,
+        &name,
+        Scenario::Shapes,
+        messages,
+        0,
+        clock,
+        shape,
+    )
+    .await;
+    stack
+        .restart_producer_with(&ungrouped.map(|(k, _)| (k, "")))
+        .await?;
+    steps.push(step?);
+    Ok(steps)
 }
 
 fn run_id(what: &str) -> String {
@@ -374,12 +480,48 @@ async fn closed_loop(
     latency_ms: u64,
     clock: Clock,
 ) -> anyhow::Result<Step> {
+    let route = Route::Http(stack.client.clone());
+    let shape = Shape {
+        route: &route,
+        per_request: 500,
+        concurrency: 8,
+    };
+    closed_loop_as(
+        stack, label, name, scenario, messages, latency_ms, clock, shape,
+    )
+    .await
+}
+
+/// How a closed loop's requests go out.
+#[derive(Clone, Copy)]
+struct Shape<'a> {
+    route: &'a Route,
+    per_request: usize,
+    concurrency: usize,
+}
+
+/// A burst in `shape`.
+#[allow(clippy::too_many_arguments)]
+async fn closed_loop_as(
+    stack: &mut Stack,
+    label: &str,
+    name: &str,
+    scenario: Scenario,
+    messages: Vec<SendMessage>,
+    latency_ms: u64,
+    clock: Clock,
+    shape: Shape<'_>,
+) -> anyhow::Result<Step> {
     let before = Before::take(stack).await?;
     let total = messages.len();
     let mut bar = Bar::new(format!("{label} {name}"));
-    let outcome = enqueue_all(&stack.client, messages, 500, 8, |done, total| {
-        bar.show("enqueued", done as u64, total as u64)
-    })
+    let outcome = enqueue_by(
+        shape.route,
+        messages,
+        shape.per_request,
+        shape.concurrency,
+        |done, total| bar.show("enqueued", done as u64, total as u64),
+    )
     .await?;
     anyhow::ensure!(
         outcome.ids.len() == total,
@@ -626,6 +768,19 @@ fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"))
 }
 
+/// CPU seconds of Herald's own three services during `step`.
+fn herald_cpu_s(step: &Step) -> f64 {
+    ["producer", "scheduler", "workers"]
+        .iter()
+        .filter_map(|c| step.cpu_s.get(*c))
+        .sum()
+}
+
+/// `cpu_s` per message sent in `step`, in µs.
+fn per_send_us(step: &Step, cpu_s: f64) -> f64 {
+    cpu_s * 1e6 / step.sent.max(1) as f64
+}
+
 /// The report as an aligned table.
 pub fn table(report: &BenchReport) -> String {
     let mut out = String::new();
@@ -694,6 +849,22 @@ pub fn table(report: &BenchReport) -> String {
             }
             out.push('\n');
         }
+        out.push_str(&format!("\nCPU µs per send\n{:<32}", "STEP"));
+        for c in &components {
+            out.push_str(&format!(" {:>9}", c));
+        }
+        out.push_str(&format!(" {:>9}\n", "herald"));
+        for s in &report.steps {
+            out.push_str(&format!("{:<32}", s.name));
+            for c in &components {
+                out.push_str(&format!(
+                    " {:>9.0}",
+                    per_send_us(s, s.cpu_s.get(*c).copied().unwrap_or(0.0))
+                ));
+            }
+            out.push_str(&format!(" {:>9.0}\n", per_send_us(s, herald_cpu_s(s))));
+        }
+        out.push_str("herald: producer + scheduler + workers\n");
     }
     out
 }

@@ -492,6 +492,14 @@ impl Process {
         }
     }
 
+    /// Sets `key` for the next [`Process::start`]; an empty value removes it.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        if !value.is_empty() {
+            self.env.push((key.to_owned(), value.to_owned()));
+        }
+    }
+
     pub fn start(&mut self) -> anyhow::Result<()> {
         let (out, err) = log_file(&self.dir, &self.name)?;
         let child = Command::new(&self.binary)

@@ -83,8 +83,12 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .max_concurrent_streams(Some(256))
         .add_service(service)
+        // The builder's tcp_nodelay applies only to listeners it binds
+        // itself: without it here, Nagle held every answer's trailers until
+        // the client's delayed ACK, 40 ms a call (measured: 652 unary calls/s
+        // at 32 in flight).
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
         .await

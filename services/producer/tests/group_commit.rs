@@ -129,7 +129,7 @@ async fn concurrent_requests_share_commits_and_each_gets_its_own_answer() {
         assert_eq!(*status, StatusCode::ACCEPTED, "{kind}: {body}");
         let entry = ids.entry(kind).or_default();
         match body["ids"].as_array() {
-            Some(batch) => entry.extend(batch.iter().map(|i| i.as_str().unwrap().to_owned())),
+            Some(batch) => entry.extend(batch.iter().map(|i| i.as_str().expect("an id").to_owned())),
             None => entry.push(body["id"].as_str().expect("an id").to_owned()),
         }
     }
@@ -142,7 +142,7 @@ async fn concurrent_requests_share_commits_and_each_gets_its_own_answer() {
     // A's records: the first, 40, the key shared twice, the batch.
     let mut want_a: BTreeSet<String> = ids["a"].iter().chain(&ids["batch"]).cloned().collect();
     want_a.extend(dup.iter().map(|s| (*s).clone()));
-    want_a.insert(first["id"].as_str().unwrap().to_owned());
+    want_a.insert(first["id"].as_str().expect("an id").to_owned());
     let want_b: BTreeSet<String> = ids["b"].iter().cloned().collect();
     let store = app.isolation.store(2).await;
     for (tenant, want) in [(a.id, &want_a), (b.id, &want_b)] {
