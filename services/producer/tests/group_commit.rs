@@ -129,7 +129,9 @@ async fn concurrent_requests_share_commits_and_each_gets_its_own_answer() {
         assert_eq!(*status, StatusCode::ACCEPTED, "{kind}: {body}");
         let entry = ids.entry(kind).or_default();
         match body["ids"].as_array() {
-            Some(batch) => entry.extend(batch.iter().map(|i| i.as_str().expect("an id").to_owned())),
+            Some(batch) => {
+                entry.extend(batch.iter().map(|i| i.as_str().expect("an id").to_owned()))
+            }
             None => entry.push(body["id"].as_str().expect("an id").to_owned()),
         }
     }

@@ -15,7 +15,28 @@ const HERALD_MESSAGE_ID: HeaderName = HeaderName::new_from_ascii_str("X-Herald-M
 /// A message ready for the wire.
 pub(super) struct Email {
     pub(super) envelope: Envelope,
-    pub(super) bytes: Vec<u8>,
+    /// The message as DATA carries it: dot-stuffed (RFC 5321 §4.5.2) and
+    /// ended by `<CRLF>.<CRLF>`, so that it goes out in one write.
+    pub(super) data: String,
+}
+
+/// `message` dot-stuffed and terminated for DATA: a line that begins with
+/// `.` gets a second one, and `\r\n.\r\n` ends it. `None` unless the
+/// message is UTF-8 (lettre encodes bodies as 7bit, quoted-printable or
+/// base64 and headers per RFC 2047, so a formatted message is ASCII).
+pub(super) fn data_section(message: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
+    let (mut line_start, mut cr) = (true, false);
+    for &b in message {
+        if line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        line_start = cr && b == b'\n';
+        cr = b == b'\r';
+    }
+    out.extend_from_slice(b"\r\n.\r\n");
+    String::from_utf8(out).ok()
 }
 
 impl SmtpAdapter {
@@ -81,9 +102,11 @@ impl SmtpAdapter {
             _ => builder.singlepart(SinglePart::plain(content.text.clone())),
         }
         .map_err(|e| dead_letter("invalid_message", format!("the email cannot be built: {e}")))?;
+        let data = data_section(&message.formatted())
+            .ok_or_else(|| dead_letter("invalid_message", "the formatted email is not ASCII"))?;
         Ok(Email {
             envelope: message.envelope().clone(),
-            bytes: message.formatted(),
+            data,
         })
     }
 }

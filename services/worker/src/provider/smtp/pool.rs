@@ -3,8 +3,7 @@
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
-use lettre::transport::smtp::client::AsyncSmtpConnection;
-
+use super::session::Session;
 use super::SmtpAdapter;
 
 /// Idle connections older than this are closed rather than reused: servers
@@ -12,19 +11,19 @@ use super::SmtpAdapter;
 const MAX_IDLE: Duration = Duration::from_secs(60);
 
 pub(super) struct IdleConnection {
-    conn: AsyncSmtpConnection,
+    conn: Session,
     since: Instant,
 }
 
 impl SmtpAdapter {
-    pub(super) fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+    pub(super) fn take_idle(&self) -> Option<Session> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        idle.retain(|c| c.since.elapsed() < MAX_IDLE && !c.conn.has_broken());
+        idle.retain(|c| c.since.elapsed() < MAX_IDLE && !c.conn.conn.has_broken());
         idle.pop().map(|c| c.conn)
     }
 
-    pub(super) fn put_idle(&self, conn: AsyncSmtpConnection) {
-        if conn.has_broken() {
+    pub(super) fn put_idle(&self, conn: Session) {
+        if conn.conn.has_broken() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);

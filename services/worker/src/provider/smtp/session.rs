@@ -1,5 +1,7 @@
 //! Opening a session (TCP, TLS, EHLO, AUTH) and one mail transaction on it,
-//! stage by stage.
+//! stage by stage. Where the server offers PIPELINING (RFC 2920), MAIL, RCPT
+//! and DATA go out in one write and their replies are read in order: two
+//! round trips per message instead of four.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,7 +9,7 @@ use std::net::SocketAddr;
 use herald_domain::Disposition;
 use lettre::transport::smtp::authentication::Mechanism;
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailParameter};
 use lettre::transport::smtp::response::Response;
 use tokio::net::TcpStream;
@@ -18,13 +20,34 @@ use super::outcome::{failover, Failed, Stage, StageError};
 use super::tls::{TlsTransport, GREETING_AFTER_STARTTLS};
 use super::{SmtpAdapter, CONNECTIONS_OPENED};
 
+/// An open SMTP session and what its server offers beyond lettre's view.
+pub(super) struct Session {
+    pub(super) conn: AsyncSmtpConnection,
+    /// The server's EHLO listed PIPELINING.
+    pub(super) pipelining: bool,
+}
+
+/// Text written as it is: commands already formatted with their CRLFs, or
+/// a DATA section.
+struct Raw<'a>(&'a str);
+
+impl std::fmt::Display for Raw<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
 impl SmtpAdapter {
-    /// One mail transaction on an open session, stage by stage.
+    /// One mail transaction on an open session, stage by stage. Every
+    /// failure drops the session (the caller does), so replies a failed
+    /// pipelined group left unread never confuse a later transaction.
     pub(super) async fn transact(
         &self,
-        conn: &mut AsyncSmtpConnection,
+        session: &mut Session,
         email: &Email,
     ) -> Result<Response, Failed> {
+        let pipelining = session.pipelining;
+        let conn = &mut session.conn;
         let mut parameters = Vec::new();
         let non_ascii = email
             .envelope
@@ -47,17 +70,36 @@ impl SmtpAdapter {
         // lettre encodes bodies as 7bit, quoted-printable or base64 and
         // headers per RFC 2047, so the content itself is always ASCII.
         let sender = email.envelope.from().cloned();
-        self.stage(Stage::Mail, conn.command(Mail::new(sender, parameters)))
-            .await?;
-        for recipient in email.envelope.to() {
-            self.stage(
-                Stage::Rcpt,
-                conn.command(Rcpt::new(recipient.clone(), Vec::new())),
-            )
-            .await?;
+        let mail = Mail::new(sender, parameters);
+        let recipients = email.envelope.to();
+        if pipelining {
+            // One write: MAIL, every RCPT and DATA (the last command of a
+            // group, RFC 2920 §3.1); then each reply in order. The first
+            // reply comes back with the write.
+            let mut group = mail.to_string();
+            for recipient in recipients {
+                group.push_str(&Rcpt::new(recipient.clone(), Vec::new()).to_string());
+            }
+            group.push_str(&Data.to_string());
+            self.stage(Stage::Mail, conn.command(Raw(&group))).await?;
+            for _ in recipients {
+                self.stage(Stage::Rcpt, conn.read_response()).await?;
+            }
+            self.stage(Stage::Data, conn.read_response()).await?;
+        } else {
+            self.stage(Stage::Mail, conn.command(mail)).await?;
+            for recipient in recipients {
+                self.stage(
+                    Stage::Rcpt,
+                    conn.command(Rcpt::new(recipient.clone(), Vec::new())),
+                )
+                .await?;
+            }
+            self.stage(Stage::Data, conn.command(Data)).await?;
         }
-        self.stage(Stage::Data, conn.command(Data)).await?;
-        self.stage(Stage::Body, conn.message(&email.bytes)).await
+        // The body and its final dot in one write, one TLS record.
+        self.stage(Stage::Body, conn.command(Raw(&email.data)))
+            .await
     }
 
     pub(super) async fn stage(
@@ -80,7 +122,7 @@ impl SmtpAdapter {
 
     /// Opens a session: TCP, TLS as configured, greeting, EHLO, AUTH. Every
     /// failure here fails over: the server never saw the message.
-    pub(super) async fn connect(&self) -> Result<AsyncSmtpConnection, Disposition> {
+    pub(super) async fn connect(&self) -> Result<Session, Disposition> {
         match tokio::time::timeout(self.timeout, self.open()).await {
             Ok(result) => result,
             Err(_elapsed) => Err(failover(
@@ -94,7 +136,7 @@ impl SmtpAdapter {
         }
     }
 
-    pub(super) async fn open(&self) -> Result<AsyncSmtpConnection, Disposition> {
+    pub(super) async fn open(&self) -> Result<Session, Disposition> {
         let mut tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| {
@@ -142,6 +184,20 @@ impl SmtpAdapter {
                     format!("the SMTP session with {} did not open: {e}", self.server),
                 )
             })?;
+        // lettre keeps only the EHLO keywords it uses; a second EHLO (RFC
+        // 5321 §4.1.4 allows it, and it resets nothing yet) says whether the
+        // server pipelines. Once per session, which carries many messages.
+        let ehlo = conn.command(Ehlo::new(hello.clone())).await.map_err(|e| {
+            failover(
+                "smtp_connect",
+                format!("{} refused a second EHLO: {e}", self.server),
+            )
+        })?;
+        let pipelining = ehlo.message().skip(1).any(|line| {
+            line.split_whitespace()
+                .next()
+                .is_some_and(|keyword| keyword.eq_ignore_ascii_case("PIPELINING"))
+        });
         if let Some(credentials) = &self.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
                 .await
@@ -153,8 +209,8 @@ impl SmtpAdapter {
                 })?;
         }
         metrics::counter!(CONNECTIONS_OPENED, "server" => self.server.clone()).increment(1);
-        tracing::debug!(server = %self.server, "Opened an SMTP session.");
-        Ok(conn)
+        tracing::debug!(server = %self.server, pipelining, "Opened an SMTP session.");
+        Ok(Session { conn, pipelining })
     }
 }
 

@@ -25,6 +25,10 @@ pub(super) struct Script {
     /// Wait this long before replying after the final dot.
     pub(super) delay_after_body: Duration,
     pub(super) tls: ServerTls,
+    /// Offer PIPELINING, and hold the replies to MAIL and RCPT until DATA
+    /// arrives (RFC 2920 lets a server answer a group at once): a client
+    /// that waits for each reply before its next command never gets one.
+    pub(super) pipelining: bool,
 }
 
 #[derive(Clone)]
@@ -43,6 +47,7 @@ impl Default for Script {
             close_after_message: false,
             delay_after_body: Duration::ZERO,
             tls: ServerTls::Plain,
+            pipelining: false,
         }
     }
 }
@@ -160,6 +165,8 @@ async fn converse<S: AsyncBufRead + AsyncWrite + Unpin>(
     if greet {
         stream.write_all(b"220 fake.test ESMTP\r\n").await?;
     }
+    // Replies held back until the group's DATA (`Script::pipelining`).
+    let mut held = String::new();
     while let Some(command) = next_line(&mut stream).await? {
         log.lock().expect("log").commands.push(command.clone());
         let verb = command
@@ -167,8 +174,27 @@ async fn converse<S: AsyncBufRead + AsyncWrite + Unpin>(
             .next()
             .unwrap_or_default()
             .to_ascii_uppercase();
+        if script.pipelining && matches!(verb.as_str(), "MAIL" | "RCPT") {
+            let reply = if verb == "MAIL" {
+                script.mail
+            } else {
+                script.rcpt
+            };
+            held.push_str(&format!("{reply}\r\n"));
+            continue;
+        }
+        if !held.is_empty() {
+            stream
+                .write_all(std::mem::take(&mut held).as_bytes())
+                .await?;
+        }
+        let ehlo = if script.pipelining {
+            "250-fake.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 AUTH PLAIN LOGIN"
+        } else {
+            "250-fake.test\r\n250-8BITMIME\r\n250 AUTH PLAIN LOGIN"
+        };
         let reply = match verb.as_str() {
-            "EHLO" => "250-fake.test\r\n250-8BITMIME\r\n250 AUTH PLAIN LOGIN",
+            "EHLO" => ehlo,
             "AUTH" => "235 2.7.0 Authentication successful",
             "MAIL" => script.mail,
             "RCPT" => script.rcpt,

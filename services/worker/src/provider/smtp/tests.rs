@@ -301,8 +301,10 @@ async fn starttls_upgrades_the_session_trusting_the_configured_ca_file() {
     assert!(outcome.is_sent(), "{outcome:?}");
     let commands = server.commands();
     assert!(commands.contains(&"STARTTLS".to_owned()), "{commands:?}");
-    // EHLO before and after the upgrade.
-    assert_eq!(commands.iter().filter(|c| c.starts_with("EHLO")).count(), 2);
+    // EHLO before the upgrade; after it lettre's, and the one whose
+    // keywords say whether the server pipelines.
+    assert_eq!(commands.iter().filter(|c| c.starts_with("EHLO")).count(), 3);
+    assert_eq!(commands.iter().position(|c| c == "STARTTLS"), Some(1));
 }
 
 #[tokio::test]
@@ -425,4 +427,86 @@ fn the_queue_id_is_taken_from_the_reply_text() {
         Some("2.0.0 <id-7> accepted")
     );
     assert_eq!(provider_message_id(&reply("")), None);
+}
+
+#[tokio::test]
+async fn a_server_that_pipelines_gets_mail_rcpt_and_data_in_one_group() {
+    // The server answers MAIL and RCPT only once DATA has arrived: a client
+    // waiting for each reply would time out here.
+    let server = FakeSmtp::start(Script {
+        pipelining: true,
+        ..Script::default()
+    })
+    .await;
+    let smtp = adapter(server.config());
+    let mut job = Job::new();
+    job.recipients.push("bob@example.com".to_owned());
+
+    for _ in 0..2 {
+        let outcome = smtp.send(job.out()).await;
+        assert_eq!(
+            outcome,
+            Disposition::Sent {
+                provider_message_id: Some("4F2Xy1".to_owned())
+            }
+        );
+    }
+    assert_eq!(server.connections(), 1, "the session is reused");
+    assert_eq!(server.messages().len(), 2);
+    let transaction: Vec<String> = server
+        .commands()
+        .into_iter()
+        .skip_while(|c| !c.starts_with("MAIL"))
+        .take(4)
+        .collect();
+    assert_eq!(
+        transaction,
+        vec![
+            "MAIL FROM:<news@shop.example>",
+            "RCPT TO:<alice@example.com>",
+            "RCPT TO:<bob@example.com>",
+            "DATA"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_refused_recipient_in_a_pipelined_group_ends_as_without_pipelining() {
+    for pipelining in [false, true] {
+        let server = FakeSmtp::start(Script {
+            rcpt: "550 5.1.1 No such user",
+            pipelining,
+            ..Script::default()
+        })
+        .await;
+        let smtp = adapter(server.config());
+
+        let outcome = smtp.send(Job::new().out()).await;
+        assert_eq!(
+            outcome.code(),
+            Some("smtp_550"),
+            "pipelining {pipelining}: {outcome:?}"
+        );
+        assert!(
+            matches!(outcome, Disposition::DeadLetter { .. }),
+            "{outcome:?}"
+        );
+        assert!(server.messages().is_empty(), "no body was sent");
+        // The session whose replies were left unread is not reused.
+        let _ = smtp.send(Job::new().out()).await;
+        assert_eq!(server.connections(), 2, "pipelining {pipelining}");
+    }
+}
+
+#[test]
+fn the_data_section_is_dot_stuffed_and_terminated() {
+    use super::compose::data_section;
+    assert_eq!(
+        data_section(b"a\r\n.b\r\n..c\r\nd.e").as_deref(),
+        Some("a\r\n..b\r\n...c\r\nd.e\r\n.\r\n")
+    );
+    assert_eq!(data_section(b".first").as_deref(), Some("..first\r\n.\r\n"));
+    // Only CRLF ends a line, as in lettre's codec.
+    assert_eq!(data_section(b"a\n.b").as_deref(), Some("a\n.b\r\n.\r\n"));
+    assert_eq!(data_section(&[0xff, b'a']), None);
 }
