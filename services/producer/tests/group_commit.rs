@@ -117,7 +117,28 @@ async fn concurrent_requests_share_commits_and_each_gets_its_own_answer() {
         ),
     ));
     let (kinds, futures): (Vec<&str>, Vec<_>) = calls.into_iter().unzip();
-    let answers = join_all(futures).await;
+    // B's gRPC unary sends at the same time, through the same committer.
+    let grpc = herald_proto::grpc::connect(&app.grpc_url, &key_b)
+        .await
+        .expect("gRPC client");
+    let unary = (0..10).map(|n| {
+        let mut client = grpc.clone();
+        async move {
+            let request = herald_proto::v1::SendRequest {
+                channel: herald_proto::v1::Channel::Email as i32,
+                to: format!("g{n}@example.com"),
+                subject: "s".into(),
+                text: "t".into(),
+                ..Default::default()
+            };
+            client.send(request).await.map(|r| r.into_inner().id)
+        }
+    });
+    let (answers, unary) = tokio::join!(join_all(futures), join_all(unary));
+    let unary: Vec<String> = unary
+        .into_iter()
+        .map(|r| r.expect("a gRPC send is accepted"))
+        .collect();
 
     let mut ids: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (kind, (status, body)) in kinds.iter().zip(&answers) {
@@ -145,7 +166,12 @@ async fn concurrent_requests_share_commits_and_each_gets_its_own_answer() {
     let mut want_a: BTreeSet<String> = ids["a"].iter().chain(&ids["batch"]).cloned().collect();
     want_a.extend(dup.iter().map(|s| (*s).clone()));
     want_a.insert(first["id"].as_str().expect("an id").to_owned());
-    let want_b: BTreeSet<String> = ids["b"].iter().cloned().collect();
+    let want_b: BTreeSet<String> = ids["b"].iter().chain(&unary).cloned().collect();
+    assert_eq!(
+        want_b.len(),
+        30,
+        "every HTTP and gRPC send of B has its own id"
+    );
     let store = app.isolation.store(2).await;
     for (tenant, want) in [(a.id, &want_a), (b.id, &want_b)] {
         let stored: BTreeSet<String> =
@@ -178,7 +204,11 @@ async fn concurrent_requests_share_commits_and_each_gets_its_own_answer() {
     let metrics = herald_telemetry::render_metrics();
     let requests = metric(&metrics, "herald_producer_group_requests_sum").expect("sum");
     let groups = metric(&metrics, "herald_producer_group_requests_count").expect("count");
-    assert_eq!(requests, 1.0 + answers.len() as f64, "{metrics}");
+    assert_eq!(
+        requests,
+        1.0 + (answers.len() + unary.len()) as f64,
+        "{metrics}"
+    );
     assert!(
         groups < requests,
         "{requests} requests in {groups} groups: concurrent requests were grouped"
