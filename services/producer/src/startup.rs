@@ -6,7 +6,7 @@ use herald_broker::{Publisher, Topology};
 use herald_runtime::Connections;
 use tokio::net::TcpListener;
 
-use crate::api::{self, auth::KeyCache, AppState};
+use crate::api::{self, auth::KeyCache, AppState, Shared};
 use crate::Settings;
 
 /// A built producer: connected, topology declared, port bound.
@@ -56,7 +56,7 @@ impl App {
             },
             settings.group,
         );
-        let state = AppState {
+        let state = AppState::new(Shared {
             confirms,
             committer,
             store,
@@ -68,7 +68,7 @@ impl App {
             capacity,
             weights: settings.weights.clone(),
             health: settings.circuit.policy(),
-        };
+        });
         Ok(App {
             listener,
             grpc_listener,

@@ -15,6 +15,7 @@ pub mod health;
 pub mod lease;
 pub mod throttle;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use herald_domain::{Channel, Quota};
@@ -112,14 +113,17 @@ pub enum Reservation {
 pub struct Capacity {
     conn: ConnectionManager,
     namespace: String,
-    reserve: Script,
-    refund: Script,
-    lease: Script,
-    observe: Script,
-    load: Script,
-    snapshot_script: Script,
-    restore_script: Script,
-    throttle_script: Script,
+    // Shared, not copied: a clone of a Script copies its Lua source, and
+    // a Capacity is cloned wherever a task needs it (the producer cloned
+    // all eight sources for every request, decision 0023).
+    reserve: Arc<Script>,
+    refund: Arc<Script>,
+    lease: Arc<Script>,
+    observe: Arc<Script>,
+    load: Arc<Script>,
+    snapshot_script: Arc<Script>,
+    restore_script: Arc<Script>,
+    throttle_script: Arc<Script>,
     checkpoints: Option<CheckpointSource>,
 }
 
@@ -141,14 +145,14 @@ impl Capacity {
         Ok(Capacity {
             conn,
             namespace: namespace.to_owned(),
-            reserve: Script::new(include_str!("lua/reserve.lua")),
-            refund: Script::new(include_str!("lua/refund.lua")),
-            lease: Script::new(include_str!("lua/lease.lua")),
-            observe: Script::new(include_str!("lua/observe.lua")),
-            load: Script::new(include_str!("lua/load.lua")),
-            snapshot_script: Script::new(include_str!("lua/snapshot.lua")),
-            restore_script: Script::new(include_str!("lua/restore.lua")),
-            throttle_script: Script::new(include_str!("lua/throttle.lua")),
+            reserve: Arc::new(Script::new(include_str!("lua/reserve.lua"))),
+            refund: Arc::new(Script::new(include_str!("lua/refund.lua"))),
+            lease: Arc::new(Script::new(include_str!("lua/lease.lua"))),
+            observe: Arc::new(Script::new(include_str!("lua/observe.lua"))),
+            load: Arc::new(Script::new(include_str!("lua/load.lua"))),
+            snapshot_script: Arc::new(Script::new(include_str!("lua/snapshot.lua"))),
+            restore_script: Arc::new(Script::new(include_str!("lua/restore.lua"))),
+            throttle_script: Arc::new(Script::new(include_str!("lua/throttle.lua"))),
             checkpoints: None,
         })
     }

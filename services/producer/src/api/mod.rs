@@ -25,8 +25,29 @@ use utoipa_axum::routes;
 use self::auth::KeyCache;
 use self::error::ApiError;
 
+/// What every handler shares. Cloned for every request (axum clones the
+/// handler's state), so it is one `Arc`: cloning the fields themselves,
+/// strings among them, was 8.7 % of the producer's CPU with single-message
+/// requests (`perf record --call-graph dwarf`).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The producer's connections and settings, behind [`AppState`].
+pub struct Shared {
     pub store: Store,
     pub publisher: Publisher,
     pub topology: Topology,
