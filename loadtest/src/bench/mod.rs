@@ -365,6 +365,20 @@ async fn run_steps(
     Ok((ceiling, steps))
 }
 
+/// One `shapes` step: a burst of `n` fresh emails in `shape`.
+async fn shape_step(
+    stack: &mut Stack,
+    label: &str,
+    clock: Clock,
+    n: usize,
+    name: &str,
+    shape: Shape<'_>,
+) -> anyhow::Result<Step> {
+    let messages = demo_messages(&run_id("shape"), n, 0);
+    let scenario = Scenario::Shapes;
+    closed_loop_as(stack, label, name, scenario, messages, 0, clock, shape).await
+}
+
 /// The `shapes` steps (see the module's documentation).
 async fn shapes(
     args: &BenchArgs,
@@ -388,26 +402,13 @@ async fn shapes(
         ("http", &http, 500, 8),
     ];
     for (api, route, per_request, concurrency) in plan {
-        let messages = demo_messages(&run_id("shape"), n, 0);
         let name = format!("{api} {per_request}/req ×{concurrency}");
         let shape = Shape {
             route,
             per_request,
             concurrency,
         };
-        steps.push(
-            closed_loop_as(
-                stack,
-                label,
-                &name,
-                Scenario::Shapes,
-                messages,
-                0,
-                clock,
-                shape,
-            )
-            .await?,
-        );
+        steps.push(shape_step(stack, label, clock, n, &name, shape).await?);
     }
     // The same single-message shape with every request committed alone.
     let ungrouped = [
@@ -415,28 +416,17 @@ async fn shapes(
         ("HERALD_PRODUCER_COMMITS_IN_FLIGHT", "256"),
     ];
     stack.restart_producer_with(&ungrouped).await?;
-    let messages = demo_messages(&run_id("shape"), n, 0);
     let shape = Shape {
         route: &http,
         per_request: 1,
         concurrency: c,
     };
     let name = format!("http 1/req ×{c}, ungrouped");
-    let step = closed_loop_as(
-        stack,
-        label,
-        &name,
-        Scenario::Shapes,
-        messages,
-        0,
-        clock,
-        shape,
-    )
-    .await;
+    let alone = shape_step(stack, label, clock, n, &name, shape).await;
     stack
         .restart_producer_with(&ungrouped.map(|(k, _)| (k, "")))
         .await?;
-    steps.push(step?);
+    steps.push(alone?);
     Ok(steps)
 }
 

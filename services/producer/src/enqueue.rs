@@ -113,15 +113,15 @@ pub async fn commit_group(p: &Pipeline, tenant: TenantId, group: Vec<Request>) -
     // A key used by two requests of the group: the later one goes after the
     // group, alone, and finds the earlier one's record.
     let mut seen: HashSet<&String> = HashSet::new();
-    let mut later: Vec<usize> = Vec::new();
+    let (mut first, mut later) = (Vec::new(), Vec::new());
     for (index, request) in group.iter().enumerate() {
         if request.keys().any(|k| seen.contains(k)) {
             later.push(index);
         } else {
             seen.extend(request.keys());
+            first.push(index);
         }
     }
-    let first: Vec<usize> = (0..group.len()).filter(|i| !later.contains(i)).collect();
     let mut answers: Vec<Option<Answer>> = (0..group.len()).map(|_| None).collect();
 
     let refs: Vec<&Request> = first.iter().map(|&i| &group[i]).collect();
