@@ -28,6 +28,9 @@ pub struct FairnessSummary {
     /// when its last message was sent.
     pub backlog_unsent_at_start: u64,
     pub backlog_unsent_at_end: u64,
+    /// The big tenant's messages sent per second between those two
+    /// readings: the drain rate while the small tenant was served.
+    pub backlog_drain_rate: f64,
     pub small_sent: u64,
     pub small_total: usize,
     pub small_latency: Option<LatencyStats>,
@@ -134,6 +137,7 @@ pub async fn run(args: FairnessArgs) -> anyhow::Result<ExitCode> {
 
     // (b) the small tenant, at a steady pace
     let at_start = unsent(&pool, &big).await?;
+    let small_clock = Instant::now();
     eprintln!(
         "the small tenant sends {} messages, one every {} ms, with {at_start} of the backlog unsent",
         args.small, args.small_every_ms
@@ -164,6 +168,7 @@ pub async fn run(args: FairnessArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let at_end = unsent(&pool, &big).await?;
+    let drain_secs = small_clock.elapsed().as_secs_f64();
     let records = wait::records(&pool, &ids).await?;
     pool.close().await;
     let summary = FairnessSummary {
@@ -173,6 +178,7 @@ pub async fn run(args: FairnessArgs) -> anyhow::Result<ExitCode> {
         backlog_enqueue_rate: crate::report::per_second(accepted as u64, enqueue_secs),
         backlog_unsent_at_start: at_start,
         backlog_unsent_at_end: at_end,
+        backlog_drain_rate: crate::report::per_second(at_start.saturating_sub(at_end), drain_secs),
         small_sent: waited.counts.sent(),
         small_total: args.small,
         small_latency: LatencyStats::from_records(&records),
@@ -184,12 +190,13 @@ pub async fn run(args: FairnessArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!("fairness run {run}");
         println!(
-            "  backlog: {} accepted in {:.1} s ({:.0} msg/s); unsent: {} when the small tenant started, {} when it finished",
+            "  backlog: {} accepted in {:.1} s ({:.0} msg/s); unsent: {} when the small tenant started, {} when it finished (drained at {:.0} msg/s meanwhile)",
             summary.backlog_accepted,
             summary.backlog_enqueue_secs,
             summary.backlog_enqueue_rate,
             summary.backlog_unsent_at_start,
-            summary.backlog_unsent_at_end
+            summary.backlog_unsent_at_end,
+            summary.backlog_drain_rate
         );
         match &summary.small_latency {
             Some(l) => println!(

@@ -240,33 +240,34 @@ impl Drain {
             }
             // Highest priority first: those are the ones the gate lets in.
             carry.sort_by_key(|u| std::cmp::Reverse(u.delivery.properties.priority().unwrap_or(0)));
-            let batch: Vec<Unpacked> = match source {
+            let (batch, express): (Vec<Unpacked>, bool) = match source {
                 Source::User {
                     tenant,
                     channel,
                     weight,
                 } => {
                     let want = jobs_in(&carry);
-                    let granted = tokio::select! {
+                    let admission = tokio::select! {
                         _ = stop.wait() => break Round::Stopped,
-                        n = self.gate.admit(*tenant, *channel, weight.load(Ordering::Relaxed), want) => n,
+                        a = self.gate.admit(*tenant, *channel, weight.load(Ordering::Relaxed), want) => a,
                     };
                     // Whole deliveries, in order, until the grant is used;
                     // the last one may overdraw it (charged to the lane).
-                    let (mut take, mut taken) = (0, 0);
+                    let (granted, mut take, mut taken) = (admission.jobs, 0, 0);
                     while take < carry.len() && taken < granted {
                         taken += carry[take].len();
                         take += 1;
                     }
                     if taken > granted {
-                        self.gate.charge(*channel, taken - granted);
+                        self.gate
+                            .charge(*channel, taken - granted, admission.express);
                     }
                     let rest = carry.split_off(take);
-                    std::mem::replace(&mut carry, rest)
+                    (std::mem::replace(&mut carry, rest), admission.express)
                 }
-                Source::Return => std::mem::take(&mut carry),
+                Source::Return => (std::mem::take(&mut carry), false),
             };
-            if let Some(pause) = self.process_batch(source, batch, stop).await? {
+            if let Some(pause) = self.process_batch(source, batch, express, stop).await? {
                 break Round::Pause(pause);
             }
         };
@@ -281,10 +282,12 @@ impl Drain {
     /// first; then each suspect alone — one of several jobs is split into a
     /// message per job, a single job past the limit is dead-lettered as
     /// `poison`. A round that ends without an error clears its counts.
+    /// `express`: the gate admitted the batch into the express queues.
     async fn process_batch(
         &self,
         source: &Source,
         batch: Vec<Unpacked>,
+        express: bool,
         stop: &Shutdown,
     ) -> anyhow::Result<Option<Duration>> {
         let keys: Vec<String> = batch.iter().map(Unpacked::identity).collect();
@@ -304,7 +307,7 @@ impl Drain {
         let mut pause: Option<Duration> = None;
         if !fresh.is_empty() {
             self.tries.count(&fresh_keys).await;
-            pause = self.place_batch(source, fresh, stop).await?;
+            pause = self.place_batch(source, fresh, express, stop).await?;
             self.tries.clear(&fresh_keys).await;
         }
         for (unpacked, key) in suspects {
@@ -334,7 +337,9 @@ impl Drain {
                 self.replace_delivery(unpacked, &[dead], &key).await?;
                 continue;
             }
-            let alone = self.place_batch(source, vec![unpacked], stop).await?;
+            let alone = self
+                .place_batch(source, vec![unpacked], express, stop)
+                .await?;
             self.tries.clear(std::slice::from_ref(&key)).await;
             pause = match (pause, alone) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -380,10 +385,13 @@ impl Drain {
     /// while the wait is short; a long wait returns `Some(pause)` with the
     /// untouched deliveries unacked, and the waiting rest of a delivery
     /// partly placed put back on its queue (so nothing is placed twice).
+    /// `express`: placed jobs go to the express queues, and the gate's
+    /// express budget is charged.
     async fn place_batch(
         &self,
         source: &Source,
         batch: Vec<Unpacked>,
+        express: bool,
         stop: &Shutdown,
     ) -> anyhow::Result<Option<Duration>> {
         let lane_channel = match source {
@@ -471,7 +479,7 @@ impl Drain {
                     }
                 }
             }
-            outbound.extend(self.pack_central(central));
+            outbound.extend(self.pack_central(central, express));
             // Before the publish, so that a fast worker's claim of a delayed
             // job comes after it (a claim takes `pending` as `queued`).
             if let Err(e) = self.store.mark_pending(&now_pending).await {
@@ -493,8 +501,8 @@ impl Drain {
             metrics::counter!("herald_scheduler_placed_total").increment(placed as u64);
             for entry in gate_entries(lane_channel, first_round, still.len(), &placed_by_channel) {
                 match entry {
-                    GateEntry::Unused(ch, n) => self.gate.unused(ch, n),
-                    GateEntry::Charge(ch, n) => self.gate.charge(ch, n),
+                    GateEntry::Unused(ch, n) => self.gate.unused(ch, n, express),
+                    GateEntry::Charge(ch, n) => self.gate.charge(ch, n, express),
                 }
             }
             first_round = false;
@@ -564,8 +572,9 @@ impl Drain {
     }
 
     /// One message per (central queue, priority band) for the placed jobs,
-    /// in batches of at most [`herald_proto::jobs::MAX_CENTRAL_JOBS`].
-    fn pack_central(&self, placed: Vec<Placed>) -> Vec<Outbound> {
+    /// in batches of at most [`herald_proto::jobs::MAX_CENTRAL_JOBS`]; to
+    /// the express queues when `express`.
+    fn pack_central(&self, placed: Vec<Placed>, express: bool) -> Vec<Outbound> {
         let mut by_queue: HashMap<(Channel, u8), Vec<Placed>> = HashMap::new();
         for p in placed {
             by_queue
@@ -581,9 +590,13 @@ impl Drain {
             let max = herald_proto::jobs::MAX_CENTRAL_JOBS;
             for run in herald_proto::jobs::split(bodies, max, Vec::len) {
                 let body = herald_proto::jobs::pack(&run);
-                out.push(self.topology.to_central(channel, body, priority));
+                out.push(if express {
+                    self.topology.to_express(channel, body, priority)
+                } else {
+                    self.topology.to_central(channel, body, priority)
+                });
             }
-            self.gate.packed(channel, jobs, out.len() - before);
+            self.gate.packed(channel, jobs, out.len() - before, express);
         }
         out
     }
@@ -694,18 +707,24 @@ impl Drain {
                         passive: true,
                         ..Default::default()
                     };
-                    match channel
-                        .queue_declare(
-                            self.topology.central_queue(ch).into(),
-                            passive,
-                            FieldTable::default(),
-                        )
-                        .await
-                    {
-                        Ok(q) => self.gate.observe_depth(ch, u64::from(q.message_count())),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "Failed to read a central queue's depth.");
-                            continue 'reconnect;
+                    for express in [false, true] {
+                        let queue = if express {
+                            self.topology.express_queue(ch)
+                        } else {
+                            self.topology.central_queue(ch)
+                        };
+                        match channel
+                            .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+                            .await
+                        {
+                            Ok(q) if express => self
+                                .gate
+                                .observe_express_depth(ch, u64::from(q.message_count())),
+                            Ok(q) => self.gate.observe_depth(ch, u64::from(q.message_count())),
+                            Err(e) => {
+                                tracing::warn!(error = %e, queue = %queue, "Failed to read a central queue's depth.");
+                                continue 'reconnect;
+                            }
                         }
                     }
                 }

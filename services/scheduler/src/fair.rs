@@ -8,6 +8,13 @@
 //! stays short and a small tenant's job enters it within one round, behind
 //! at most `ahead` seconds of other work — however much a big tenant has
 //! queued.
+//!
+//! Beside it, an express lane (decision 0024): a lane that was idle, whose
+//! request fits in its small token bucket, is granted at once into the
+//! channel's express queue, which the gate keeps a few hundred jobs deep
+//! and workers consume beside the central queue. A newly arrived job of a
+//! quiet tenant so overtakes both the central queue's backlog and the
+//! gate's round; a busy lane empties its bucket and is served by the round.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -27,6 +34,7 @@ pub struct GateSettings {
     /// Target depth bounds.
     pub min_depth: u64,
     pub max_depth: u64,
+    pub express: ExpressSettings,
 }
 
 impl Default for GateSettings {
@@ -35,8 +43,39 @@ impl Default for GateSettings {
             ahead: Duration::from_millis(500),
             min_depth: 256,
             max_depth: 20_000,
+            express: ExpressSettings::default(),
         }
     }
+}
+
+/// Who may use the express lane, and how much it holds.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpressSettings {
+    /// Jobs the express queue of a channel may hold (0: no express lane).
+    pub depth: u64,
+    /// Jobs per second a lane of weight 1 may send express.
+    pub rate: f64,
+    /// Seconds of `rate` a lane that was idle may send at once.
+    pub burst: f64,
+}
+
+impl Default for ExpressSettings {
+    fn default() -> Self {
+        ExpressSettings {
+            depth: 256,
+            rate: 32.0,
+            burst: 2.0,
+        }
+    }
+}
+
+/// What a lane was granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// Jobs that may enter (at least one).
+    pub jobs: usize,
+    /// Into the express queue rather than the central queue.
+    pub express: bool,
 }
 
 type LaneKey = (TenantId, Channel);
@@ -51,6 +90,48 @@ struct Lane {
     weight: f64,
     deficit: f64,
     waiting: VecDeque<Waiter>,
+    /// The express bucket: jobs this lane may still send express, and when
+    /// it was last refilled (`None`: never used, full).
+    tokens: f64,
+    refilled: Option<Instant>,
+    /// When the round last granted this lane jobs.
+    served: Option<Instant>,
+}
+
+impl Lane {
+    /// Takes `want` jobs from the express bucket if the lane was idle and
+    /// they fit. A lane the round served less than a burst's time ago is
+    /// busy, not idle. A request that does not fit empties the bucket (the
+    /// round serves it).
+    fn take_express(&mut self, want: usize, settings: &ExpressSettings, now: Instant) -> bool {
+        let busy = self
+            .served
+            .is_some_and(|at| now.saturating_duration_since(at).as_secs_f64() < settings.burst);
+        let burst = settings.rate * settings.burst * self.weight;
+        self.tokens = match self.refilled {
+            None => burst,
+            Some(at) => {
+                let refill = now.duration_since(at).as_secs_f64() * settings.rate * self.weight;
+                (self.tokens + refill).min(burst)
+            }
+        };
+        self.refilled = Some(now);
+        if !busy && want as f64 <= self.tokens {
+            self.tokens -= want as f64;
+            true
+        } else {
+            self.tokens = self.tokens.min(0.0);
+            false
+        }
+    }
+}
+
+/// A channel's express queue, seen from the gate.
+struct ExpressQueue {
+    /// Jobs that may still enter before the next poll.
+    budget: i64,
+    /// Jobs per express queue message (EWMA).
+    packing: f64,
 }
 
 struct ChannelGate {
@@ -70,11 +151,16 @@ struct ChannelGate {
     packing: f64,
     ring: VecDeque<LaneKey>,
     lanes: HashMap<LaneKey, Lane>,
+    express: ExpressQueue,
 }
 
 impl ChannelGate {
     fn new(settings: &GateSettings) -> ChannelGate {
         ChannelGate {
+            express: ExpressQueue {
+                budget: settings.express.depth as i64,
+                packing: 1.0,
+            },
             budget: settings.min_depth as i64,
             target: settings.min_depth as f64,
             rate: 0.0,
@@ -116,6 +202,7 @@ impl ChannelGate {
                     break;
                 };
                 if w.tx.send(grant as usize).is_ok() {
+                    lane.served = Some(Instant::now());
                     lane.deficit -= grant as f64;
                     self.budget -= grant;
                     self.entered += grant as u64;
@@ -162,40 +249,71 @@ impl Gate {
     }
 
     /// Waits for this lane's turn and room in the central queue; returns
-    /// how many of `want` jobs may enter now (at least one).
+    /// how many of `want` jobs may enter now (at least one), and whether
+    /// they go express: at once, when the lane was idle and the express
+    /// queue has room for all of them.
     pub async fn admit(
         &self,
         tenant: TenantId,
         channel: Channel,
         weight: u32,
         want: usize,
-    ) -> usize {
+    ) -> Admission {
         if want == 0 {
-            return 0;
+            return Admission {
+                jobs: 0,
+                express: false,
+            };
         }
+        let express = self.settings.express;
         let rx = self.with(channel, |g| {
-            let (tx, rx) = oneshot::channel();
             let key = (tenant, channel);
             let lane = g.lanes.entry(key).or_default();
             lane.weight = f64::from(weight.max(1));
             let fresh = lane.waiting.is_empty();
+            if fresh
+                && express.depth > 0
+                && g.express.budget >= want as i64
+                && lane.take_express(want, &express, Instant::now())
+            {
+                g.express.budget -= want as i64;
+                return Err(want);
+            }
+            let (tx, rx) = oneshot::channel();
             lane.waiting.push_back(Waiter { want, tx });
             if fresh && !g.ring.contains(&key) {
                 g.ring.push_back(key);
             }
             g.dispatch();
-            rx
+            Ok(rx)
         });
-        rx.await.unwrap_or(want)
+        match rx {
+            Err(jobs) => {
+                metrics::counter!("herald_scheduler_express_jobs_total", "channel" => channel.as_str())
+                    .increment(jobs as u64);
+                Admission {
+                    jobs,
+                    express: true,
+                }
+            }
+            Ok(rx) => Admission {
+                jobs: rx.await.unwrap_or(want),
+                express: false,
+            },
+        }
     }
 
     /// Gives back granted room a batch did not use (its jobs wait for
     /// provider capacity instead).
-    pub fn unused(&self, channel: Channel, n: usize) {
+    pub fn unused(&self, channel: Channel, n: usize, express: bool) {
         if n == 0 {
             return;
         }
         self.with(channel, |g| {
+            if express {
+                g.express.budget += n as i64;
+                return;
+            }
             g.budget += n as i64;
             g.entered = g.entered.saturating_sub(n as u64);
             g.dispatch();
@@ -203,12 +321,29 @@ impl Gate {
     }
 
     /// Charges jobs that enter without waiting (retries from the return
-    /// queue, held jobs placed at last).
-    pub fn charge(&self, channel: Channel, n: usize) {
+    /// queue, held jobs placed at last, a grant's overdraw).
+    pub fn charge(&self, channel: Channel, n: usize, express: bool) {
         self.with(channel, |g| {
+            if express {
+                g.express.budget -= n as i64;
+                return;
+            }
             g.budget -= n as i64;
             g.entered += n as u64;
         });
+    }
+
+    /// Feeds a fresh reading of the express queue's ready depth (in
+    /// messages): what it may still take before the next reading.
+    pub fn observe_express_depth(&self, channel: Channel, messages: u64) {
+        let depth = self.settings.express.depth as i64;
+        let jobs = self.with(channel, |g| {
+            let jobs = (messages as f64 * g.express.packing).round() as i64;
+            g.express.budget = depth - jobs;
+            jobs
+        });
+        metrics::gauge!("herald_scheduler_express_depth", "channel" => channel.as_str())
+            .set(jobs as f64);
     }
 
     /// Feeds a fresh reading of the central queue's ready depth: learns the
@@ -256,15 +391,21 @@ impl Gate {
         metrics::gauge!("herald_scheduler_worker_rate", "channel" => channel.as_str()).set(rate);
     }
 
-    /// Notes that `jobs` jobs went to `channel`'s central queue in
-    /// `messages` messages, so that depths read in messages convert to jobs.
-    pub fn packed(&self, channel: Channel, jobs: usize, messages: usize) {
+    /// Notes that `jobs` jobs went to `channel`'s central (or express)
+    /// queue in `messages` messages, so that depths read in messages
+    /// convert to jobs.
+    pub fn packed(&self, channel: Channel, jobs: usize, messages: usize, express: bool) {
         if messages == 0 {
             return;
         }
         self.with(channel, |g| {
             let per = jobs as f64 / messages as f64;
-            g.packing = 0.9 * g.packing + 0.1 * per;
+            let packing = if express {
+                &mut g.express.packing
+            } else {
+                &mut g.packing
+            };
+            *packing = 0.9 * *packing + 0.1 * per;
         });
     }
 
@@ -318,14 +459,14 @@ mod tests {
         // Batches of 16: 20 messages are 320 jobs, over the 256 target.
         let batched = Gate::new(GateSettings::default());
         for _ in 0..100 {
-            batched.packed(Channel::Email, 16, 1);
+            batched.packed(Channel::Email, 16, 1, false);
         }
         batched.observe_depth(Channel::Email, 20);
         let budget = batched.with(Channel::Email, |g| g.budget);
         assert!((-70..=-60).contains(&budget), "budget {budget}");
         // Single jobs: 20 messages are 20 jobs.
         let single = Gate::new(GateSettings::default());
-        single.packed(Channel::Email, 5, 5);
+        single.packed(Channel::Email, 5, 5, false);
         single.observe_depth(Channel::Email, 20);
         assert_eq!(single.with(Channel::Email, |g| g.budget), 236);
         // Another channel keeps its own packing.
@@ -333,10 +474,18 @@ mod tests {
         assert_eq!(batched.with(Channel::Wework, |g| g.budget), 236);
     }
 
+    fn no_express() -> ExpressSettings {
+        ExpressSettings {
+            depth: 0,
+            ..ExpressSettings::default()
+        }
+    }
+
     #[tokio::test]
     async fn a_small_lane_is_served_in_the_next_round() {
         let gate = Arc::new(Gate::new(GateSettings {
             min_depth: 1,
+            express: no_express(),
             ..GateSettings::default()
         }));
         gate.observe_depth(Channel::Email, 1);
@@ -355,12 +504,18 @@ mod tests {
         let small_task = tokio::spawn(async move { g2.admit(small, Channel::Email, 1, 3).await });
         tokio::task::yield_now().await;
         // Two quanta of room: the big lane takes one, the small lane the next.
-        gate.unused(Channel::Email, 2 * QUANTUM as usize);
+        gate.unused(Channel::Email, 2 * QUANTUM as usize, false);
         let granted = tokio::time::timeout(Duration::from_secs(1), small_task)
             .await
             .expect("the small lane waited behind the big backlog")
             .expect("task");
-        assert_eq!(granted, 3);
+        assert_eq!(
+            granted,
+            Admission {
+                jobs: 3,
+                express: false
+            }
+        );
         for b in bigs {
             b.abort();
         }
@@ -372,6 +527,7 @@ mod tests {
             ahead: Duration::from_secs(1),
             min_depth: 10,
             max_depth: 100_000,
+            express: no_express(),
         });
         gate.observe_depth(Channel::Email, 5_000);
         std::thread::sleep(Duration::from_millis(100));
@@ -388,6 +544,7 @@ mod tests {
             ahead: Duration::from_millis(1),
             min_depth: 100,
             max_depth: 10_000,
+            express: no_express(),
         };
         let gate = Gate::new(settings);
         // The scheduler lags (nothing waits at the gate): no growth.
@@ -411,5 +568,190 @@ mod tests {
         });
         gate.observe_depth(Channel::Email, 0);
         assert!(gate.target(Channel::Email).0 > 100.0);
+    }
+
+    /// Admits a new lane's request, failing the test if it has to wait.
+    async fn admit_now(gate: &Gate, tenant: TenantId, weight: u32, want: usize) -> Admission {
+        tokio::time::timeout(
+            Duration::from_millis(200),
+            gate.admit(tenant, Channel::Email, weight, want),
+        )
+        .await
+        .expect("the request waited: the central queue is full and it did not go express")
+    }
+
+    /// A gate whose central queue is full: nothing enters by the round.
+    fn full_gate() -> Arc<Gate> {
+        let gate = Arc::new(Gate::new(GateSettings::default()));
+        gate.observe_depth(Channel::Email, 100_000);
+        gate
+    }
+
+    #[tokio::test]
+    async fn a_quiet_lane_goes_express_while_the_central_queue_is_full() {
+        let gate = full_gate();
+        let small = tenant();
+        let got = admit_now(&gate, small, 1, 5).await;
+        assert_eq!(
+            got,
+            Admission {
+                jobs: 5,
+                express: true
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_larger_than_the_bucket_waits_for_its_turn() {
+        let gate = full_gate();
+        let big = tenant();
+        // 64 jobs fit the bucket of a lane of weight 1 (32/s × 2 s) ...
+        let first = admit_now(&gate, big, 1, 64).await;
+        assert!(first.express, "{first:?}");
+        // ... the next 256 do not: they wait in the round (the queue is full).
+        let waited = tokio::time::timeout(
+            Duration::from_millis(50),
+            gate.admit(big, Channel::Email, 1, 256),
+        )
+        .await;
+        assert!(waited.is_err(), "a busy lane's request went express");
+        // A lane of weight 8 has a bucket 8 times larger: 128 fit (and the
+        // express queue has room for 192 more).
+        let heavy = admit_now(&gate, tenant(), 8, 128).await;
+        assert!(heavy.express, "{heavy:?}");
+    }
+
+    #[tokio::test]
+    async fn a_lane_waiting_for_its_turn_earns_no_express_jobs() {
+        let gate = full_gate();
+        let big = tenant();
+        assert!(admit_now(&gate, big, 1, 64).await.express);
+        // The busy lane waits in the round for a second (the queue is full),
+        // then the workers make room and the round serves it.
+        let g = gate.clone();
+        let waiting = tokio::spawn(async move { g.admit(big, Channel::Email, 1, 32).await });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        gate.observe_depth(Channel::Email, 0);
+        let served = tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("the round served the lane")
+            .expect("task");
+        assert!(!served.express);
+        // A second of waiting would have refilled 32, but the lane was
+        // served by the round just now: it is busy.
+        gate.observe_depth(Channel::Email, 100_000);
+        let next = tokio::time::timeout(
+            Duration::from_millis(50),
+            gate.admit(big, Channel::Email, 1, 32),
+        )
+        .await;
+        assert!(next.is_err(), "the busy lane went express after its turn");
+    }
+
+    #[tokio::test]
+    async fn the_express_queue_holds_no_more_than_its_depth() {
+        let gate = full_gate();
+        // 256 jobs of room: eight quiet lanes of 32 fill it.
+        for _ in 0..8 {
+            assert!(admit_now(&gate, tenant(), 1, 32).await.express);
+        }
+        let ninth = tokio::time::timeout(
+            Duration::from_millis(50),
+            gate.admit(tenant(), Channel::Email, 1, 1),
+        )
+        .await;
+        assert!(ninth.is_err(), "the express queue took more than its depth");
+        // Workers took half of it: room again. Jobs that did not enter
+        // give their room back too.
+        gate.observe_express_depth(Channel::Email, 128);
+        assert!(admit_now(&gate, tenant(), 1, 32).await.express);
+        gate.unused(Channel::Email, 32, true);
+        assert!(admit_now(&gate, tenant(), 1, 32).await.express);
+    }
+
+    #[tokio::test]
+    async fn without_an_express_depth_every_lane_takes_its_turn() {
+        let gate = Arc::new(Gate::new(GateSettings {
+            express: no_express(),
+            ..GateSettings::default()
+        }));
+        // (Its central queue is empty, so the round grants at once.)
+        let got = admit_now(&gate, tenant(), 1, 5).await;
+        assert_eq!(
+            got,
+            Admission {
+                jobs: 5,
+                express: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_bucket_refills_at_its_rate_up_to_its_burst() {
+        let settings = ExpressSettings::default();
+        let mut lane = Lane {
+            weight: 1.0,
+            ..Lane::default()
+        };
+        let t0 = Instant::now();
+        assert!(lane.take_express(64, &settings, t0));
+        assert!(!lane.take_express(1, &settings, t0));
+        // Half a second refills 16 jobs.
+        let t1 = t0 + Duration::from_millis(500);
+        assert!(!lane.take_express(17, &settings, t1));
+        // A refused request empties the bucket: 16 more after another half.
+        let t2 = t1 + Duration::from_millis(500);
+        assert!(lane.take_express(16, &settings, t2));
+        // A long idle time refills no more than the burst.
+        let t3 = t2 + Duration::from_secs(3600);
+        assert!(!lane.take_express(65, &settings, t3));
+    }
+
+    #[test]
+    fn a_lane_the_round_served_is_busy_for_a_bursts_time() {
+        let settings = ExpressSettings::default();
+        let t0 = Instant::now();
+        let mut lane = Lane {
+            weight: 1.0,
+            served: Some(t0),
+            ..Lane::default()
+        };
+        assert!(!lane.take_express(1, &settings, t0 + Duration::from_millis(1_900)));
+        assert!(lane.take_express(1, &settings, t0 + Duration::from_millis(2_100)));
+    }
+
+    proptest::proptest! {
+        /// However a lane asks, what it sends express in any stretch of
+        /// time is at most its burst plus its rate over that stretch.
+        #[test]
+        fn a_lane_never_sends_more_express_than_its_bucket_allows(
+            steps in proptest::collection::vec((0u64..400, 1usize..80), 1..200),
+            weight in 1u32..5,
+        ) {
+            let settings = ExpressSettings::default();
+            let mut lane = Lane { weight: f64::from(weight), ..Lane::default() };
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut taken: Vec<(Instant, usize)> = Vec::new();
+            for (gap_ms, want) in steps {
+                now += Duration::from_millis(gap_ms);
+                if lane.take_express(want, &settings, now) {
+                    taken.push((now, want));
+                }
+            }
+            let w = f64::from(weight);
+            let burst = settings.rate * settings.burst * w;
+            for (i, (from, _)) in taken.iter().enumerate() {
+                let mut sum = 0usize;
+                for (at, n) in &taken[i..] {
+                    sum += n;
+                    let span = at.duration_since(*from).as_secs_f64();
+                    proptest::prop_assert!(
+                        sum as f64 <= burst + settings.rate * w * span + 1e-6,
+                        "{sum} jobs in {span} s"
+                    );
+                }
+            }
+        }
     }
 }

@@ -54,7 +54,7 @@ fn checkpoint_source(store: Store) -> herald_capacity::CheckpointSource {
 
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
-        settings.common.validate()?;
+        settings.validate()?;
         let topology = Topology::new(&settings.common.namespace)
             .with_user_queue_max_length(settings.common.user_queue_max_length);
         let Connections {

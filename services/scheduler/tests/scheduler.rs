@@ -38,10 +38,17 @@ struct Harness {
 }
 
 impl Harness {
+    /// Without the express lane, so that every placed job is on the
+    /// central queue these tests read.
     async fn new() -> Harness {
+        Harness::with(|s| s.express_depth = 0).await
+    }
+
+    async fn with(adjust: impl FnOnce(&mut herald_scheduler::Settings)) -> Harness {
         let isolation = Isolation::new("sch");
-        let settings =
+        let mut settings =
             herald_scheduler::Settings::for_tests(&isolation.namespace, &isolation.database);
+        adjust(&mut settings);
         // Build one scheduler first: it creates and migrates the database.
         let first = herald_scheduler::App::build(settings.clone())
             .await
@@ -187,6 +194,21 @@ impl Harness {
             .await
             .expect("queue exists")
             .message_count()
+    }
+
+    async fn consumers(&self, queue: &str) -> u32 {
+        self.ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("queue exists")
+            .consumer_count()
     }
 
     /// The queue's depth once it holds `at_least` (or when `timeout` passes).
@@ -420,6 +442,56 @@ async fn a_small_tenant_is_served_while_a_big_backlog_drains() {
     h.teardown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_tenant_overtakes_a_full_central_queue_by_the_express_queue() {
+    // The default express lane: 256 jobs deep, 32 a second per tenant with
+    // a burst of 64.
+    let mut h = Harness::with(|_| {}).await;
+    let big = h.tenant(1).await;
+    let small = h.tenant(1).await;
+    h.provider("email", json!({}), None).await;
+    let central = h.topology.central_queue(Channel::Email);
+    let express = h.topology.express_queue(Channel::Email);
+
+    let backlog: Vec<v1::Job> = (0..20_000)
+        .map(|i| Harness::job(big, Channel::Email, &format!("b{i}@example.com"), 5))
+        .collect();
+    h.enqueue(big, Channel::Email, &backlog).await;
+    // Nobody consumes: the gate fills the central queue to its target and
+    // holds the rest of the backlog back.
+    h.wait_depth(&central, 1, Duration::from_secs(10)).await;
+    let few: Vec<v1::Job> = (0..10)
+        .map(|i| Harness::job(small, Channel::Email, &format!("s{i}@example.com"), 5))
+        .collect();
+    h.enqueue(small, Channel::Email, &few).await;
+    let jobs = h.take(&express, 200, Duration::from_secs(5)).await;
+    let smalls = jobs
+        .iter()
+        .filter(|j| j.recipients[0].starts_with('s'))
+        .count();
+    let bigs = jobs.len() - smalls;
+    assert_eq!(
+        smalls, 10,
+        "each of the quiet tenant's jobs goes express while the central queue is full"
+    );
+    assert!(
+        jobs.iter().all(|j| j.assignment.is_some()),
+        "express jobs are placed like any other"
+    );
+    // The big tenant's lane was idle once too, so its first burst may
+    // have gone express; after that it waits its turn in the gate.
+    assert!(
+        bigs <= 64,
+        "{bigs} of the busy tenant's jobs went express: more than its burst"
+    );
+    let held = h.depth(&central).await;
+    assert!(
+        held > 0,
+        "the backlog is on the central queue, behind which the quiet jobs did not wait"
+    );
+    h.teardown().await;
+}
+
 /// A window that opened `hours_ago` and closes in `closes_in_min`
 /// minutes (UTC, every day), or one that opens later.
 fn window(start: chrono::DateTime<Utc>, end: chrono::DateTime<Utc>) -> Value {
@@ -440,21 +512,28 @@ async fn a_job_waits_for_a_closed_window_and_is_placed_when_it_opens() {
     let jobs: Vec<v1::Job> = (0..3)
         .map(|i| Harness::job(tenant, Channel::Email, &format!("w{i}@example.com"), 5))
         .collect();
+    let user = h.topology.user_queue(tenant, Channel::Email);
+    // The tenant's drain consumes before the jobs arrive, so that it can
+    // only stop consuming by pausing.
+    let draining = wait_for(Duration::from_secs(15), || async {
+        h.consumers(&user).await == 1
+    })
+    .await;
+    assert!(
+        draining,
+        "the scheduler did not start the new tenant's drain"
+    );
     h.enqueue(tenant, Channel::Email, &jobs).await;
     // Once the paused drain has handed its jobs back, the scheduler knows
     // the provider's window (before that, a job would only wait 30 s for a
     // provider it has not heard of yet).
-    let user = h.topology.user_queue(tenant, Channel::Email);
-    // First until the drain took them (or 5 s passed: it may have taken
-    // and handed them back before the first look), then until back.
-    wait_for(Duration::from_secs(5), || async {
-        h.depth(&user).await != 3
+    // Until the drain has handed them back and paused: all three ready
+    // and nobody consuming (a paused drain closes its channel).
+    let paused = wait_for(Duration::from_secs(20), || async {
+        h.depth(&user).await == 3 && h.consumers(&user).await == 0
     })
     .await;
-    wait_for(Duration::from_secs(15), || async {
-        h.depth(&user).await == 3
-    })
-    .await;
+    assert!(paused, "the drain did not pause with the jobs handed back");
     // A retry coming back while the window is closed is parked in PostgreSQL.
     let retry = Harness::job(tenant, Channel::Email, "retry@example.com", 5);
     h.publisher

@@ -25,6 +25,15 @@ pub struct Settings {
     /// Sends in flight at once per channel.
     #[arg(long, env = "HERALD_WORKER_CONCURRENCY", default_value_t = 256)]
     pub concurrency: usize,
+    /// Unacked messages held per express queue (the jobs of quiet tenants
+    /// that overtake the central queue's backlog, decision 0024); 0 does
+    /// not consume it.
+    #[arg(long, env = "HERALD_WORKER_EXPRESS_PREFETCH", default_value_t = 8)]
+    pub express_prefetch: u16,
+    /// Sends in flight at once per express queue, beside the channel's
+    /// `HERALD_WORKER_CONCURRENCY`.
+    #[arg(long, env = "HERALD_WORKER_EXPRESS_CONCURRENCY", default_value_t = 32)]
+    pub express_concurrency: usize,
     /// Attempts before a transient failure is dead-lettered.
     #[arg(long, env = "HERALD_WORKER_MAX_ATTEMPTS", default_value_t = 5)]
     pub max_attempts: u32,
@@ -82,6 +91,8 @@ impl Settings {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             prefetch: 32,
             concurrency: 256,
+            express_prefetch: 8,
+            express_concurrency: 32,
             max_attempts: 5,
             classifier_file: None,
             in_doubt_resend: InDoubtPolicy::resend(&[Channel::Wework]),

@@ -148,18 +148,19 @@ impl Finished {
 }
 
 impl Worker {
-    /// Runs the pipeline on `channel`'s central queue until `stop` fires,
-    /// then finishes and acks what it holds.
-    pub async fn run_channel(
+    /// Runs the pipeline on `queue` (a channel's central or express queue)
+    /// until `stop` fires, then finishes and acks what it holds. Each queue
+    /// has its own prefetch and send slots, so that the express queue's
+    /// jobs do not wait behind what the central queue's consumer holds.
+    pub async fn run_queue(
         self: Arc<Self>,
-        channel: Channel,
+        queue: String,
         prefetch: u16,
         concurrency: usize,
         stop: Shutdown,
     ) -> anyhow::Result<()> {
         let amqp = self.broker.channel().await?;
         amqp.basic_qos(prefetch, BasicQosOptions::default()).await?;
-        let queue = self.topology.central_queue(channel);
         let mut consumer = amqp
             .basic_consume(
                 queue.as_str().into(),
@@ -180,7 +181,7 @@ impl Worker {
                 _ = stop.wait() => break,
                 next = consumer.next() => match next {
                     Some(Ok(d)) => d,
-                    Some(Err(e)) => { tracing::warn!(error = %e, "The central queue consumer failed."); break }
+                    Some(Err(e)) => { tracing::warn!(error = %e, queue = %queue, "A central queue's consumer failed."); break }
                     None => break,
                 },
             };

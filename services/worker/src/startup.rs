@@ -78,15 +78,31 @@ impl App {
         tracing::info!(addr = %self.listener.local_addr()?, "herald-worker is running.");
         let ops = OpsServer::spawn(self.listener, self.worker.broker.clone());
         let mut tasks = JoinSet::new();
+        let s = &self.settings;
         for channel in Channel::ALL {
-            let worker = self.worker.clone();
-            let stop = self.stop.clone();
-            let (prefetch, concurrency) = (self.settings.prefetch, self.settings.concurrency);
-            tasks.spawn(async move {
-                if let Err(e) = worker.run_channel(channel, prefetch, concurrency, stop).await {
-                    tracing::error!(channel = %channel, error = %e, "A channel's pipeline stopped.");
+            let topology = &self.worker.topology;
+            for (queue, prefetch, concurrency) in [
+                (topology.central_queue(channel), s.prefetch, s.concurrency),
+                (
+                    topology.express_queue(channel),
+                    s.express_prefetch,
+                    s.express_concurrency,
+                ),
+            ] {
+                if prefetch == 0 || concurrency == 0 {
+                    continue;
                 }
-            });
+                let worker = self.worker.clone();
+                let stop = self.stop.clone();
+                tasks.spawn(async move {
+                    if let Err(e) = worker
+                        .run_queue(queue.clone(), prefetch, concurrency, stop)
+                        .await
+                    {
+                        tracing::error!(queue = %queue, error = %e, "A queue's pipeline stopped.");
+                    }
+                });
+            }
         }
         let broker = self.worker.broker.clone();
         let lost = async move { broker.lost().await };

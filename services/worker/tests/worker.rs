@@ -44,9 +44,18 @@ struct Ctx {
 
 impl Ctx {
     async fn start(quota: serde_json::Value, sim_latency_ms: u64) -> Ctx {
+        Ctx::start_with(quota, sim_latency_ms, |_| {}).await
+    }
+
+    async fn start_with(
+        quota: serde_json::Value,
+        sim_latency_ms: u64,
+        adjust: impl FnOnce(&mut herald_worker::Settings),
+    ) -> Ctx {
         let isolation = Isolation::new("wrk");
-        let settings =
+        let mut settings =
             herald_worker::Settings::for_tests(&isolation.namespace, &isolation.database);
+        adjust(&mut settings);
 
         let mut config = SimConfig::ephemeral();
         config.wework.latency_ms = sim_latency_ms;
@@ -113,6 +122,17 @@ impl Ctx {
     /// queue.
     async fn publish(&self, id: MessageId, recipient: &str) {
         let out = self.topology.to_central(
+            Channel::Wework,
+            self.job(id, recipient).encode_to_vec(),
+            Priority::DEFAULT,
+        );
+        self.publisher.publish(&out).await.expect("publish");
+    }
+
+    /// Puts the message's job on the express queue, as the scheduler does
+    /// for a tenant that was idle.
+    async fn publish_express(&self, id: MessageId, recipient: &str) {
+        let out = self.topology.to_express(
             Channel::Wework,
             self.job(id, recipient).encode_to_vec(),
             Priority::DEFAULT,
@@ -255,6 +275,34 @@ async fn a_claimed_job_is_sent_once_and_a_duplicate_delivery_is_never_sent_again
         "a duplicate delivery was sent"
     );
     assert_eq!(status_of(&ctx.store, ctx.tenant, id).await, "sent");
+    ctx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_express_job_is_sent_while_the_central_queues_sends_hold_every_slot() {
+    // One central send at a time, each taking 800 ms at the provider.
+    let ctx = Ctx::start_with(json!({}), 800, |s| s.concurrency = 1).await;
+    let mut central = Vec::new();
+    for i in 0..4 {
+        central.push(ctx.send(&format!("c{i}")).await);
+    }
+    let quiet = ctx.record("quiet").await;
+    ctx.publish_express(quiet, "quiet").await;
+    assert_eq!(ctx.wait_sent(quiet).await, "sent");
+    let mut unsent = 0;
+    for id in &central {
+        if status_of(&ctx.store, ctx.tenant, *id).await != "sent" {
+            unsent += 1;
+        }
+    }
+    assert!(
+        unsent >= 2,
+        "the express job waited behind the central queue's jobs ({unsent} of 4 unsent when it was sent)"
+    );
+    for id in &central {
+        assert_eq!(ctx.wait_sent(*id).await, "sent");
+    }
+    assert_eq!(ctx.sim.count(SimChannel::Wework, &quiet.to_string()), 1);
     ctx.stop().await;
 }
 

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct QueueDepth {
     pub name: String,
-    /// user, central, return, delay, dead_letter, callbacks.
+    /// user, central, express, return, delay, dead_letter, callbacks.
     pub kind: String,
     pub tenant_id: Option<TenantId>,
     pub channel: Option<Channel>,

@@ -91,6 +91,18 @@ impl Topology {
         format!("{}.central.{}", self.ns, channel)
     }
 
+    /// The express lane of a channel's central queue: jobs of tenants that
+    /// were idle, kept shallow by the scheduler and consumed by workers
+    /// beside the central queue, so that they overtake its backlog
+    /// (decision 0024).
+    pub fn express_queue(&self, channel: Channel) -> String {
+        format!("{}.central.{}.express", self.ns, channel)
+    }
+
+    fn express_routing_key(channel: Channel) -> String {
+        format!("{channel}.express")
+    }
+
     /// Jobs coming back to the scheduler (retries after their delay); served
     /// before the user queues.
     pub fn return_queue(&self) -> String {
@@ -149,17 +161,24 @@ impl Topology {
             .await?;
         }
         for channel in Channel::ALL {
-            let q = self.central_queue(channel);
-            ch.queue_declare(q.as_str().into(), DURABLE, Self::priority_args())
+            for (q, key) in [
+                (self.central_queue(channel), channel.as_str().to_owned()),
+                (
+                    self.express_queue(channel),
+                    Self::express_routing_key(channel),
+                ),
+            ] {
+                ch.queue_declare(q.as_str().into(), DURABLE, Self::priority_args())
+                    .await?;
+                ch.queue_bind(
+                    q.as_str().into(),
+                    self.central_exchange().into(),
+                    key.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
                 .await?;
-            ch.queue_bind(
-                q.as_str().into(),
-                self.central_exchange().into(),
-                channel.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+            }
         }
         ch.queue_declare(
             self.return_queue().into(),
@@ -309,6 +328,22 @@ impl Topology {
         }
     }
 
+    /// A job for its channel's express lane ([`Topology::express_queue`]).
+    pub fn to_express(
+        &self,
+        channel: Channel,
+        body: Vec<u8>,
+        priority: Priority,
+    ) -> crate::Outbound {
+        crate::Outbound {
+            exchange: self.central_exchange(),
+            routing_key: Self::express_routing_key(channel),
+            body,
+            priority: priority.band(),
+            headers: None,
+        }
+    }
+
     /// A job for a tenant's user queue.
     pub fn to_user(
         &self,
@@ -393,7 +428,7 @@ impl Topology {
         use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
         let mut queues: Vec<String> = Channel::ALL
             .iter()
-            .map(|c| self.central_queue(*c))
+            .flat_map(|c| [self.central_queue(*c), self.express_queue(*c)])
             .collect();
         queues.push(self.return_queue());
         queues.push(self.dead_letter_queue());
@@ -435,5 +470,9 @@ mod tests {
             format!("test_ns.user.{tenant}.email")
         );
         assert_eq!(t.central_queue(Channel::Wework), "test_ns.central.wework");
+        assert_eq!(
+            t.express_queue(Channel::Wework),
+            "test_ns.central.wework.express"
+        );
     }
 }

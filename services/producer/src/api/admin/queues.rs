@@ -54,6 +54,11 @@ async fn deployment_queues(state: &AppState) -> Result<Vec<QueueRef>, ApiError> 
             .iter()
             .map(|c| core(t.central_queue(*c), "central", Some(*c))),
     );
+    queues.extend(
+        Channel::ALL
+            .iter()
+            .map(|c| core(t.express_queue(*c), "express", Some(*c))),
+    );
     queues.push(core(t.return_queue(), "return", None));
     queues.extend(
         herald_broker::DELAY_TIERS
