@@ -451,6 +451,7 @@ async fn queues_shows_every_queue_with_its_depth_and_missing_ones_as_absent() {
     let by_kind = |kind: &str| items.iter().filter(|q| q["kind"] == kind).count();
     assert_eq!(by_kind("user"), 6);
     assert_eq!(by_kind("central"), 3);
+    assert_eq!(by_kind("express"), 3);
     assert_eq!(by_kind("delay"), herald_broker::DELAY_TIERS.len());
     assert_eq!(by_kind("return"), 1);
     let shop_email = &items[0];
