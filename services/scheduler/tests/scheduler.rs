@@ -478,11 +478,12 @@ async fn a_quiet_tenant_overtakes_a_full_central_queue_by_the_express_queue() {
         jobs.iter().all(|j| j.assignment.is_some()),
         "express jobs are placed like any other"
     );
-    // The big tenant's lane was idle once too, so its first burst may
-    // have gone express; after that it waits its turn in the gate.
+    // The big tenant's lane was idle once too, so its first burst (64) may
+    // have gone express, with what its bucket refilled (32 a second) until
+    // the round first served it; after that it is busy and waits its turn.
     assert!(
-        bigs <= 64,
-        "{bigs} of the busy tenant's jobs went express: more than its burst"
+        bigs <= 128,
+        "{bigs} of the busy tenant's 20,000 jobs went express: a busy lane must wait its turn"
     );
     let held = h.depth(&central).await;
     assert!(
