@@ -181,7 +181,7 @@ impl Harness {
         self.publisher.publish(&out).await.expect("publish");
     }
 
-    async fn depth(&self, queue: &str) -> u32 {
+    async fn inspect(&self, queue: &str) -> herald_broker::lapin::Queue {
         self.ch
             .queue_declare(
                 queue.into(),
@@ -193,22 +193,14 @@ impl Harness {
             )
             .await
             .expect("queue exists")
-            .message_count()
+    }
+
+    async fn depth(&self, queue: &str) -> u32 {
+        self.inspect(queue).await.message_count()
     }
 
     async fn consumers(&self, queue: &str) -> u32 {
-        self.ch
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("queue exists")
-            .consumer_count()
+        self.inspect(queue).await.consumer_count()
     }
 
     /// The queue's depth once it holds `at_least` (or when `timeout` passes).

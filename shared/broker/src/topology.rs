@@ -319,9 +319,18 @@ impl Topology {
         body: Vec<u8>,
         priority: Priority,
     ) -> crate::Outbound {
+        self.by_central_exchange(channel.as_str().to_owned(), body, priority)
+    }
+
+    fn by_central_exchange(
+        &self,
+        routing_key: String,
+        body: Vec<u8>,
+        priority: Priority,
+    ) -> crate::Outbound {
         crate::Outbound {
             exchange: self.central_exchange(),
-            routing_key: channel.as_str().to_owned(),
+            routing_key,
             body,
             priority: priority.band(),
             headers: None,
@@ -335,13 +344,7 @@ impl Topology {
         body: Vec<u8>,
         priority: Priority,
     ) -> crate::Outbound {
-        crate::Outbound {
-            exchange: self.central_exchange(),
-            routing_key: Self::express_routing_key(channel),
-            body,
-            priority: priority.band(),
-            headers: None,
-        }
+        self.by_central_exchange(Self::express_routing_key(channel), body, priority)
     }
 
     /// A job for a tenant's user queue.
