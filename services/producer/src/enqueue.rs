@@ -246,13 +246,19 @@ async fn attempt(
     }
     let fresh_out = p.topology.to_user_batched(tenant, due);
     let replay_out = p.topology.to_user_batched(tenant, replays);
+    let began = std::time::Instant::now();
     match p.store.insert_messages(tenant, &records).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     }
+    let recorded = std::time::Instant::now();
+    metrics::histogram!("herald_producer_commit_seconds", "step" => "record")
+        .record(recorded.duration_since(began).as_secs_f64());
 
     let refused = publish_confirmed(p, &fresh_out, &replay_out).await;
+    metrics::histogram!("herald_producer_commit_seconds", "step" => "publish")
+        .record(recorded.elapsed().as_secs_f64());
     let mut failed_slots: HashSet<usize> = HashSet::new();
     let mut confirmed: Vec<uuid::Uuid> = Vec::new();
     for (ids, _) in fresh_out.iter().chain(&replay_out) {

@@ -589,6 +589,8 @@ impl Drain {
             let (jobs, before) = (bodies.len(), out.len());
             let max = herald_proto::jobs::MAX_CENTRAL_JOBS;
             for run in herald_proto::jobs::split(bodies, max, Vec::len) {
+                metrics::histogram!("herald_scheduler_central_message_jobs")
+                    .record(run.len() as f64);
                 let body = herald_proto::jobs::pack(&run);
                 out.push(if express {
                     self.topology.to_express(channel, body, priority)

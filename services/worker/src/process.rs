@@ -245,6 +245,7 @@ impl Worker {
                 }
             }
         }
+        metrics::histogram!("herald_worker_claim_jobs").record(jobs.len() as f64);
         let ids: Vec<Uuid> = jobs
             .iter()
             .map(|(_, j)| j.message_id.parse().unwrap_or_default())
@@ -682,6 +683,7 @@ impl Worker {
                     _ => break,
                 }
             }
+            metrics::histogram!("herald_worker_record_jobs").record(batch.len() as f64);
             self.record(batch, &deliveries).await;
         }
     }

@@ -3,7 +3,8 @@
 //! with one atomic Lua script, so any number of schedulers together never
 //! overbook a provider; a send the provider never saw is refunded. A worker
 //! holds a concurrency lease while it sends ([`lease`]); outcomes feed the
-//! provider's statistics and circuit breaker ([`health`]).
+//! provider's statistics and circuit breaker ([`health`]). A tenant's own
+//! limits at enqueue are here too ([`tenant`]).
 //!
 //! Every key of a provider shares the hash tag `{<provider>}`
 //! (`<ns>:cap:{<provider>}:w` for its windows, `…:r:<recipient>` for each
@@ -13,6 +14,7 @@
 pub mod checkpoint;
 pub mod health;
 pub mod lease;
+pub mod tenant;
 pub mod throttle;
 
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use uuid::Uuid;
 pub use checkpoint::{BucketUse, CheckpointSource, CHECKPOINTED_FROM_MS};
 pub use health::{HealthPolicy, Observation, ProviderLoad};
 pub use lease::Lease;
+pub use tenant::{Admission, Admitted, TenantLimits};
 
 /// Buckets per window: a window is counted in sixths (10 s buckets for a
 /// minute, 10 min for an hour, 4 h for a day).
@@ -124,6 +127,7 @@ pub struct Capacity {
     snapshot_script: Arc<Script>,
     restore_script: Arc<Script>,
     throttle_script: Arc<Script>,
+    tenant_scripts: tenant::Scripts,
     checkpoints: Option<CheckpointSource>,
 }
 
@@ -153,6 +157,7 @@ impl Capacity {
             snapshot_script: Arc::new(Script::new(include_str!("lua/snapshot.lua"))),
             restore_script: Arc::new(Script::new(include_str!("lua/restore.lua"))),
             throttle_script: Arc::new(Script::new(include_str!("lua/throttle.lua"))),
+            tenant_scripts: tenant::Scripts::new(),
             checkpoints: None,
         })
     }
