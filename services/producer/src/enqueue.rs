@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use herald_api::{Accepted, SendMessage};
 use herald_broker::{Outbound, Publisher, Topology};
+use herald_capacity::{Admission, Capacity, TenantLimits};
 use herald_domain::{
     Channel, FieldError, MessageId, MessageStatus, NewMessage, Priority, TenantId,
 };
@@ -21,6 +22,7 @@ use herald_store::{IdempotentHit, NewRecord, Store, StoreError};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::api::auth::Caller;
 use crate::api::error::ApiError;
 use crate::api::AppState;
 use crate::confirms::Confirms;
@@ -56,6 +58,8 @@ pub struct Request {
     pub items: Vec<Item>,
     /// The trace context of the request, carried in its jobs.
     pub trace: BTreeMap<String, String>,
+    /// The tenant's limits as its key's lookup found them.
+    pub limits: TenantLimits,
 }
 
 impl Request {
@@ -74,6 +78,8 @@ pub struct Pipeline {
     pub publisher: Publisher,
     pub topology: Topology,
     pub confirms: Confirms,
+    /// Where the tenants' limits are counted (Redis).
+    pub capacity: Capacity,
 }
 
 /// Records and publishes `items` for `tenant`, all or nothing as far as
@@ -83,7 +89,7 @@ pub struct Pipeline {
 /// caller goes away (an HTTP client disconnects, a gRPC call is cancelled or
 /// times out): once records are inserted, their jobs are either confirmed or
 /// marked unpublished, never left queued with nothing on the broker.
-pub async fn enqueue(state: &AppState, tenant: TenantId, items: Vec<Item>) -> Answer {
+pub async fn enqueue(state: &AppState, caller: Caller, items: Vec<Item>) -> Answer {
     let mut seen = HashSet::new();
     for (index, item) in items.iter().enumerate() {
         if let Some(key) = &item.message.idempotency_key {
@@ -99,10 +105,12 @@ pub async fn enqueue(state: &AppState, tenant: TenantId, items: Vec<Item>) -> An
     let trace = herald_telemetry::propagation::inject_current()
         .into_iter()
         .collect();
-    state
-        .committer
-        .commit(tenant, Request { items, trace })
-        .await
+    let request = Request {
+        items,
+        trace,
+        limits: caller.limits,
+    };
+    state.committer.commit(caller.tenant, request).await
 }
 
 /// Commits `group` (requests of `tenant`) and answers each request, in
@@ -215,6 +223,11 @@ async fn attempt(
         }
     }
 
+    // The tenant's limits, for the new messages only (a repeat of an
+    // accepted request is answered as before, whatever the limits say).
+    let limits = requests.last().map(|r| r.limits).unwrap_or_default();
+    let charge = admit(p, tenant, limits, requests, &mut plans, &mut answers).await?;
+
     let now = Utc::now();
     let mut records = Vec::new();
     let mut due = Vec::new();
@@ -249,8 +262,15 @@ async fn attempt(
     let began = std::time::Instant::now();
     match p.store.insert_messages(tenant, &records).await {
         Ok(()) => {}
-        Err(StoreError::Conflict(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            // Nothing was recorded: what was charged is given back (a lost
+            // race is charged again when its requests are tried again).
+            charge.give_back(p, tenant, records.len() as u64).await;
+            return match e {
+                StoreError::Conflict(_) => Ok(None),
+                e => Err(e.into()),
+            };
+        }
     }
     let recorded = std::time::Instant::now();
     metrics::histogram!("herald_producer_commit_seconds", "step" => "record")
@@ -275,6 +295,15 @@ async fn attempt(
     if replayed > 0 {
         metrics::counter!("herald_producer_replays_republished_total").increment(replayed as u64);
     }
+
+    // New messages the broker did not confirm were marked failed, not
+    // accepted: they do not count against the limits.
+    let unconfirmed = fresh_out
+        .iter()
+        .flat_map(|(ids, _)| ids)
+        .filter(|id| refused.ids.contains(id))
+        .count();
+    charge.give_back(p, tenant, unconfirmed as u64).await;
 
     let mut records = records.into_iter();
     for (slot, (request, plan)) in requests.iter().zip(plans).enumerate() {
@@ -304,6 +333,131 @@ async fn attempt(
 }
 
 type Replay = (MessageId, Channel, Priority, Vec<u8>);
+
+/// What [`admit`] charged, to give back what was not accepted after all.
+struct Charge {
+    limits: TenantLimits,
+    day: i64,
+}
+
+impl Charge {
+    async fn give_back(&self, p: &Pipeline, tenant: TenantId, messages: u64) {
+        if messages == 0 || self.limits.is_unlimited() {
+            return;
+        }
+        if let Err(e) = p
+            .capacity
+            .unadmit(tenant.as_uuid(), self.limits, messages, self.day)
+            .await
+        {
+            // Errs on the side of fewer: the tenant may send that many
+            // fewer today.
+            tracing::warn!(tenant_id = %tenant, messages, error = %e, "Failed to give back a tenant-limit charge.");
+        }
+    }
+}
+
+/// Charges each planned request's new messages against the tenant's
+/// limits, all or nothing per request, in one Redis call for the group. A
+/// request over a limit is answered 429 (422 when it is larger than the
+/// rate limit admits at once) and dropped from the group. Redis
+/// unreachable refuses the whole group with 503: a limit is never left
+/// unchecked.
+async fn admit(
+    p: &Pipeline,
+    tenant: TenantId,
+    limits: TenantLimits,
+    requests: &[&Request],
+    plans: &mut [Option<Plan>],
+    answers: &mut [Option<Answer>],
+) -> Result<Charge, ApiError> {
+    let charge = Charge { limits, day: 0 };
+    if limits.is_unlimited() {
+        return Ok(charge);
+    }
+    let slots: Vec<usize> = (0..plans.len())
+        .filter(|&slot| {
+            plans[slot]
+                .as_ref()
+                .is_some_and(|plan| !plan.fresh.is_empty())
+        })
+        .collect();
+    let sizes: Vec<u64> = slots
+        .iter()
+        .filter_map(|&slot| plans[slot].as_ref().map(|plan| plan.fresh.len() as u64))
+        .collect();
+    if sizes.is_empty() {
+        return Ok(charge);
+    }
+    let store = p.store.clone();
+    let admitted = p
+        .capacity
+        .admit(tenant.as_uuid(), limits, &sizes, move |since_ms| async move {
+            store
+                .messages_since(tenant, herald_capacity::tenant::first_id_at(since_ms))
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| {
+            tracing::warn!(tenant_id = %tenant, error = %e, "Cannot check a tenant's limits; refusing its requests.");
+            ApiError::unavailable(
+                "the tenant's rate limit and daily quota cannot be checked at the moment; retry",
+                1,
+            )
+        })?;
+    for ((&slot, &size), answer) in slots.iter().zip(&sizes).zip(admitted.answers) {
+        let refusal = match answer {
+            Admission::Admitted => continue,
+            other => refusal(other, limits, size, requests[slot].items.len() > 1),
+        };
+        metrics::counter!("herald_producer_refused_total", "code" => refusal.code).increment(size);
+        answers[slot] = Some(Err(refusal));
+        plans[slot] = None;
+    }
+    Ok(Charge {
+        limits,
+        day: admitted.day,
+    })
+}
+
+/// The answer to a request over a limit; `size` is its new messages.
+fn refusal(answer: Admission, limits: TenantLimits, size: u64, batch: bool) -> ApiError {
+    let rate = limits.rate_per_sec.unwrap_or(0);
+    let quota = limits.daily_quota.unwrap_or(0);
+    let has = if batch {
+        format!("; this request has {size} new messages")
+    } else {
+        String::new()
+    };
+    match answer {
+        Admission::RateLimited { retry_after } => ApiError::too_many(
+            "rate_limited",
+            format!(
+                "over this tenant's rate limit of {rate} messages per second{has}; retry after {} ms",
+                retry_after.as_millis()
+            ),
+            retry_after.as_secs_f64().ceil() as u64,
+        ),
+        Admission::QuotaExceeded {
+            remaining,
+            retry_after,
+        } => ApiError::too_many(
+            "quota_exceeded",
+            format!(
+                "over this tenant's daily quota of {quota} messages: {remaining} remain today{has}; the quota renews at 00:00 UTC"
+            ),
+            retry_after.as_secs_f64().ceil() as u64,
+        ),
+        Admission::OverBurst { burst } => ApiError::invalid_field(FieldError::new(
+            "messages",
+            format!(
+                "this request has {size} new messages, more than this tenant's rate limit of {burst} per second admits at once; send at most {burst} per request"
+            ),
+        )),
+        Admission::Admitted => ApiError::internal("An admitted request was refused", "bug"),
+    }
+}
 
 /// Sorts one request's items into answered by an earlier request (a key
 /// hit, replayed when its confirm was never recorded) and new; a key reused

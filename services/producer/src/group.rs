@@ -201,6 +201,7 @@ mod tests {
                 request: Request {
                     items,
                     trace: Default::default(),
+                    limits: Default::default(),
                 },
                 reply,
             },

@@ -14,14 +14,14 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use chrono::Utc;
 use herald_api::{MessageRecord, SendMessage, MAX_BATCH_ITEMS};
-use herald_domain::{Channel, FieldError, TenantId};
+use herald_domain::{Channel, FieldError};
 use herald_proto::grpc::status_with_detail;
 use herald_proto::v1::{self, enqueue_server::Enqueue};
 use herald_proto::Message as _;
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::api::auth::tenant_for_key;
+use crate::api::auth::{tenant_for_key, Caller};
 use crate::api::error::ApiError;
 use crate::api::extract::{MAX_BATCH_BODY, MAX_BODY};
 use crate::api::{views, AppState};
@@ -46,7 +46,7 @@ impl EnqueueService {
         &self,
         metadata: &tonic::metadata::MetadataMap,
         accepted: usize,
-    ) -> Result<TenantId, Status> {
+    ) -> Result<Caller, Status> {
         let key = metadata
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -100,11 +100,11 @@ impl Enqueue for EnqueueService {
         &self,
         request: Request<v1::SendRequest>,
     ) -> Result<Response<v1::SendResponse>, Status> {
-        let tenant = self.tenant(request.metadata(), 0).await?;
+        let caller = self.tenant(request.metadata(), 0).await?;
         let item = send_message(request.into_inner())
             .and_then(|m| Item::new(m, Utc::now()))
             .map_err(|e| field_status(e, None, 0))?;
-        let accepted = enqueue(&self.state, tenant, vec![item])
+        let accepted = enqueue(&self.state, caller, vec![item])
             .await
             .map_err(|e| to_status(e, 0))?;
         let first = accepted.into_iter().next().ok_or_else(|| {
@@ -123,9 +123,10 @@ impl Enqueue for EnqueueService {
         &self,
         request: Request<Streaming<v1::SendRequest>>,
     ) -> Result<Response<v1::SendBatchResponse>, Status> {
-        let tenant = self.tenant(request.metadata(), 0).await?;
+        self.tenant(request.metadata(), 0).await?;
         // The key is checked again before each chunk, so a revoked key or a
-        // disabled tenant stops a long stream too.
+        // disabled tenant stops a long stream too, and changed limits apply
+        // from the next chunk on.
         let key_check = request.metadata().clone();
         let mut stream = request.into_inner();
         let mut ids: Vec<String> = Vec::new();
@@ -188,8 +189,8 @@ impl Enqueue for EnqueueService {
                 .map_err(|e| field_status(e, Some(index), ids.len()))?;
             chunk.push(item);
             if chunk.len() == MAX_BATCH_ITEMS {
-                self.tenant(&key_check, ids.len()).await?;
-                self.accept_chunk(tenant, &mut chunk, chunk_start, &mut ids)
+                let caller = self.tenant(&key_check, ids.len()).await?;
+                self.accept_chunk(caller, &mut chunk, chunk_start, &mut ids)
                     .await?;
                 chunk_start = position;
                 chunk_bytes = 0;
@@ -203,8 +204,8 @@ impl Enqueue for EnqueueService {
             ));
         }
         if !chunk.is_empty() {
-            self.tenant(&key_check, ids.len()).await?;
-            self.accept_chunk(tenant, &mut chunk, chunk_start, &mut ids)
+            let caller = self.tenant(&key_check, ids.len()).await?;
+            self.accept_chunk(caller, &mut chunk, chunk_start, &mut ids)
                 .await?;
         }
         Ok(Response::new(v1::SendBatchResponse { ids }))
@@ -214,7 +215,7 @@ impl Enqueue for EnqueueService {
         &self,
         request: Request<v1::GetMessageRequest>,
     ) -> Result<Response<v1::MessageRecord>, Status> {
-        let tenant = self.tenant(request.metadata(), 0).await?;
+        let tenant = self.tenant(request.metadata(), 0).await?.tenant;
         let not_found = || to_status(ApiError::not_found("no such message"), 0);
         let id = request.get_ref().id.parse().map_err(|_| not_found())?;
         let row = self
@@ -233,14 +234,14 @@ impl EnqueueService {
     /// Enqueues one chunk all or nothing and appends its ids.
     async fn accept_chunk(
         &self,
-        tenant: TenantId,
+        caller: Caller,
         chunk: &mut Vec<Item>,
         chunk_start: usize,
         ids: &mut Vec<String>,
     ) -> Result<(), Status> {
         let items = std::mem::replace(chunk, Vec::with_capacity(MAX_BATCH_ITEMS));
         let single = items.len() == 1;
-        match enqueue(&self.state, tenant, items).await {
+        match enqueue(&self.state, caller, items).await {
             Ok(accepted) => {
                 ids.extend(accepted.into_iter().map(|a| a.id.to_string()));
                 Ok(())

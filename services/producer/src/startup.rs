@@ -53,6 +53,7 @@ impl App {
                 publisher: publisher.clone(),
                 topology: topology.clone(),
                 confirms: confirms.clone(),
+                capacity: capacity.clone(),
             },
             settings.group,
         );
@@ -122,12 +123,17 @@ impl App {
                 }
             }
         });
+        let changes = tokio::spawn(api::auth::listen_for_changes(
+            self.state.store.clone(),
+            self.state.keys.clone(),
+        ));
         let grpc = crate::grpc::serve(self.grpc_listener, self.state.clone(), shutdown.clone());
         let http = herald_runtime::serve(self.listener, router, shutdown);
         let (http, grpc) = tokio::join!(http, grpc);
         http?;
         grpc.context("The gRPC server failed")?;
         keepalive.abort();
+        changes.abort();
         self.state.confirms.flush().await;
         self.broker.close().await;
         tracing::info!("herald-producer stopped.");

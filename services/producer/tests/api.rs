@@ -695,6 +695,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/admin/tenants"),
     ("get", "/v1/admin/tenants"),
     ("get", "/v1/admin/tenants/{id}"),
+    ("patch", "/v1/admin/tenants/{id}"),
     ("post", "/v1/admin/tenants/{id}/disable"),
     ("post", "/v1/admin/tenants/{id}/enable"),
     ("post", "/v1/admin/tenants/{id}/keys"),

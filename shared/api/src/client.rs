@@ -13,7 +13,7 @@ use crate::page::MAX_PAGE;
 use crate::{
     Accepted, AdminMessageRecord, BatchAccepted, Cancelled, ErrorDetail, Key, MessageRecord,
     NewProvider, NewTenant, Page, Provider, ProviderPatch, ProviderScore, QueueDepth, ReplayReport,
-    ReplayRequest, RevokedKey, SendBatch, SendMessage, Tenant,
+    ReplayRequest, RevokedKey, SendBatch, SendMessage, Tenant, TenantPatch,
 };
 
 /// How often a retryable answer (429, 503, a retryable 409) is retried by
@@ -223,6 +223,19 @@ impl Client {
 
     pub async fn tenant(&self, id: impl std::fmt::Display) -> Result<Tenant> {
         self.get(&format!("/v1/admin/tenants/{id}")).await
+    }
+
+    pub async fn update_tenant(
+        &self,
+        id: impl std::fmt::Display,
+        patch: &TenantPatch,
+    ) -> Result<Tenant> {
+        self.call(
+            Method::PATCH,
+            &format!("/v1/admin/tenants/{id}"),
+            Some(patch),
+        )
+        .await
     }
 
     pub async fn disable_tenant(&self, id: impl std::fmt::Display) -> Result<Tenant> {

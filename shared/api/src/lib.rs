@@ -38,7 +38,7 @@ pub use providers::{
     NewProvider, Provider, ProviderLoad, ProviderPatch, ProviderScore, ScoreParts, WindowUse,
 };
 pub use queues::QueueDepth;
-pub use tenants::{Key, NewTenant, RevokedKey, Tenant};
+pub use tenants::{Key, NewTenant, RevokedKey, Tenant, TenantPatch};
 
 #[cfg(feature = "client")]
 pub use client::{Client, ClientError};

@@ -101,6 +101,96 @@ impl TryFrom<NewTenant> for TenantDraft {
     }
 }
 
+/// `PATCH /v1/admin/tenants/{id}`: any subset of the fields; `null`
+/// removes a limit (unlimited) or the webhook. Applied live: producers
+/// admit by the new limits from the next request on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\x00]*$")]
+    pub name: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "herald_domain::json_int::opt"
+    )]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub weight: Option<i64>,
+    /// Messages per UTC day; `null` is unlimited.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "herald_domain::json_int::present"
+    )]
+    #[schema(value_type = Option<i64>, minimum = 1)]
+    pub daily_quota: Option<Option<i64>>,
+    /// Messages per second; `null` is unlimited.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "herald_domain::json_int::present"
+    )]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
+    pub rate_limit_per_sec: Option<Option<i64>>,
+    /// `null` removes it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::object::present"
+    )]
+    #[schema(value_type = Option<String>)]
+    pub webhook_url: Option<Option<String>>,
+}
+
+/// A [`TenantPatch`] that passed every check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantChange {
+    pub name: Option<String>,
+    pub weight: Option<u32>,
+    pub daily_quota: Option<Option<u64>>,
+    pub rate_limit_per_sec: Option<Option<u32>>,
+    pub webhook_url: Option<Option<WebhookUrl>>,
+}
+
+impl TryFrom<TenantPatch> for TenantChange {
+    type Error = FieldError;
+
+    fn try_from(p: TenantPatch) -> Result<Self, FieldError> {
+        Ok(TenantChange {
+            name: p.name.map(|n| display_name("name", &n, 200)).transpose()?,
+            weight: p
+                .weight
+                .map(|w| in_range("weight", w, 1, 1000).map(|w| w as u32))
+                .transpose()?,
+            daily_quota: p
+                .daily_quota
+                .map(|q| {
+                    q.map(|q| in_range("daily_quota", q, 1, i64::MAX).map(|q| q as u64))
+                        .transpose()
+                })
+                .transpose()?,
+            rate_limit_per_sec: p
+                .rate_limit_per_sec
+                .map(|r| {
+                    r.map(|r| in_range("rate_limit_per_sec", r, 1, 1_000_000).map(|r| r as u32))
+                        .transpose()
+                })
+                .transpose()?,
+            webhook_url: p
+                .webhook_url
+                .map(|u| {
+                    u.map(|u| {
+                        herald_domain::check_text("webhook_url", &u)?;
+                        WebhookUrl::parse("webhook_url", &u)
+                    })
+                    .transpose()
+                })
+                .transpose()?,
+        })
+    }
+}
+
 /// A tenant, as the store hands it out and the admin API shows it.
 pub use herald_domain::Tenant;
 
@@ -132,6 +222,33 @@ mod tests {
             Err(ParseError::Field(e)) => Err(e),
             Err(e) => panic!("{e}"),
         }
+    }
+
+    #[test]
+    fn a_patch_sets_clears_or_leaves_each_field_and_names_a_bad_one() {
+        let change = |body: &str| -> Result<TenantChange, FieldError> {
+            match parse_body::<TenantPatch>(body.as_bytes()) {
+                Ok(p) => p.try_into(),
+                Err(ParseError::Field(e)) => Err(e),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let c = change(r#"{"daily_quota": 20, "rate_limit_per_sec": null}"#).expect("valid");
+        assert_eq!(c.daily_quota, Some(Some(20)));
+        assert_eq!(c.rate_limit_per_sec, Some(None));
+        assert_eq!((c.name, c.weight, c.webhook_url), (None, None, None));
+        let c = change(r#"{"webhook_url": null, "weight": 3.0}"#).expect("valid");
+        assert_eq!((c.webhook_url, c.weight), (Some(None), Some(3)));
+        for (body, field) in [
+            (r#"{"daily_quota": 0}"#, "daily_quota"),
+            (r#"{"rate_limit_per_sec": 1000001}"#, "rate_limit_per_sec"),
+            (r#"{"weight": 0}"#, "weight"),
+            (r#"{"name": ""}"#, "name"),
+            (r#"{"webhook_url": "ftp://x"}"#, "webhook_url"),
+        ] {
+            assert_eq!(change(body).expect_err(body).field, field, "{body}");
+        }
+        assert!(parse_body::<TenantPatch>(br#"{"code": "x"}"#).is_err());
     }
 
     #[test]

@@ -44,12 +44,19 @@ impl TenantLimits {
 pub enum Admission {
     Admitted,
     /// Over `rate_limit_per_sec`: it would fit after `retry_after`.
-    RateLimited { retry_after: Duration },
+    RateLimited {
+        retry_after: Duration,
+    },
     /// Over `daily_quota`: `remaining` messages are left today; the next
     /// UTC day begins after `retry_after`.
-    QuotaExceeded { remaining: u64, retry_after: Duration },
+    QuotaExceeded {
+        remaining: u64,
+        retry_after: Duration,
+    },
     /// More messages than the rate limit admits at once: it never fits.
-    OverBurst { burst: u32 },
+    OverBurst {
+        burst: u32,
+    },
 }
 
 /// The answers to a group of requests, and the day they were charged to
@@ -248,12 +255,20 @@ mod tests {
         let ms = 1_764_806_400_123i64;
         let first = first_id_at(ms);
         assert_eq!(first.get_version_num(), 7);
-        let ts = uuid::Timestamp::from_unix(uuid::NoContext, (ms / 1000) as u64, (ms % 1000) as u32 * 1_000_000);
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            (ms / 1000) as u64,
+            (ms % 1000) as u32 * 1_000_000,
+        );
         for _ in 0..100 {
             let id = Uuid::new_v7(ts);
             assert!(id >= first, "{id} < {first}");
         }
-        let before = uuid::Timestamp::from_unix(uuid::NoContext, ((ms - 1) / 1000) as u64, ((ms - 1) % 1000) as u32 * 1_000_000);
+        let before = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            ((ms - 1) / 1000) as u64,
+            ((ms - 1) % 1000) as u32 * 1_000_000,
+        );
         assert!(Uuid::new_v7(before) < first);
         assert_eq!(day_start_ms(20_426), 20_426 * 86_400_000);
     }

@@ -98,10 +98,7 @@ fn kind(a: Admission) -> Admission {
 }
 
 fn limits() -> impl Strategy<Value = TenantLimits> {
-    (
-        prop::option::of(1u32..40),
-        prop::option::of(1u64..120),
-    )
+    (prop::option::of(1u32..40), prop::option::of(1u64..120))
         .prop_filter("some limit", |(r, q)| r.is_some() || q.is_some())
         .prop_map(|(rate_per_sec, daily_quota)| TenantLimits {
             rate_per_sec,

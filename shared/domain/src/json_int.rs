@@ -103,6 +103,12 @@ pub fn opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     d.deserialize_option(Optional)
 }
 
+/// An integer field that may be present as `null` (then `Some(None)`);
+/// with `#[serde(default)]`, absent is `None`.
+pub fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    opt(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;

@@ -52,6 +52,14 @@ impl Store {
         &self.pool
     }
 
+    /// A listener for notifications on `channel` (e.g.
+    /// [`TENANTS_CHANNEL`](crate::TENANTS_CHANNEL)), on its own connection.
+    pub async fn listen(&self, channel: &str) -> Result<sqlx::postgres::PgListener> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(channel).await?;
+        Ok(listener)
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()

@@ -28,7 +28,7 @@ pub use outbox::{Stale, UnconfirmedJob};
 pub use parked::{DueJobs, ParkedJob, Requeued};
 pub use providers::{NewProvider, ProviderPatch, ProviderRow};
 pub use statistics::HOT_TABLES;
-pub use tenants::NewTenant;
+pub use tenants::{NewTenant, TenantChange};
 
 /// The channel on which tenant changes are announced (`LISTEN`/`NOTIFY`).
 pub const TENANTS_CHANNEL: &str = "herald_tenants";

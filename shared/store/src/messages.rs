@@ -181,6 +181,20 @@ impl Store {
     /// Inserts the records (and their idempotency keys, parked jobs and
     /// unconfirmed jobs) in one transaction. `Err(Conflict)` when another request claimed one of
     /// the keys meanwhile: look the keys up again.
+    /// How many messages `tenant` has recorded with an id at or after
+    /// `first` (ids are UUIDv7: since the moment `first` was made). One
+    /// range of the `(tenant_id, id)` index; the producer asks only when
+    /// Redis lost the day's count of a tenant with a daily quota.
+    pub async fn messages_since(&self, tenant: TenantId, first: Uuid) -> Result<u64> {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM messages WHERE tenant_id = $1 AND id >= $2")
+                .bind(tenant.as_uuid())
+                .bind(first)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(n.max(0) as u64)
+    }
+
     pub async fn insert_messages(&self, tenant: TenantId, records: &[NewRecord]) -> Result<()> {
         if records.is_empty() {
             return Ok(());

@@ -78,6 +78,17 @@ pub struct NewTenant {
     pub webhook_url: Option<String>,
 }
 
+/// `PATCH /v1/admin/tenants/{id}`, checked: `None` leaves a field as it
+/// is; `Some(None)` clears a limit or the webhook.
+#[derive(Debug, Clone, Default)]
+pub struct TenantChange {
+    pub name: Option<String>,
+    pub weight: Option<i32>,
+    pub daily_quota: Option<Option<i64>>,
+    pub rate_limit_per_sec: Option<Option<i32>>,
+    pub webhook_url: Option<Option<String>>,
+}
+
 const COLUMNS: &str = "id, code, name, status, weight, daily_quota, rate_limit_per_sec, webhook_url, created_at, updated_at";
 
 impl Store {
@@ -139,6 +150,42 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(decode_all(rows, Tenant::try_from).0)
+    }
+
+    /// Changes a tenant and announces it (producers apply new limits, the
+    /// schedulers a new weight); `None` if there is no such tenant.
+    pub async fn update_tenant(&self, id: TenantId, c: &TenantChange) -> Result<Option<Tenant>> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<TenantRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE tenants SET
+                name = COALESCE($2, name),
+                weight = COALESCE($3, weight),
+                daily_quota = CASE WHEN $4 THEN $5 ELSE daily_quota END,
+                rate_limit_per_sec = CASE WHEN $6 THEN $7 ELSE rate_limit_per_sec END,
+                webhook_url = CASE WHEN $8 THEN $9 ELSE webhook_url END,
+                updated_at = now()
+             WHERE id = $1 RETURNING {COLUMNS}"
+        )))
+        .bind(id.as_uuid())
+        .bind(&c.name)
+        .bind(c.weight)
+        .bind(c.daily_quota.is_some())
+        .bind(c.daily_quota.flatten())
+        .bind(c.rate_limit_per_sec.is_some())
+        .bind(c.rate_limit_per_sec.flatten())
+        .bind(c.webhook_url.is_some())
+        .bind(c.webhook_url.clone().flatten())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if row.is_some() {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(TENANTS_CHANNEL)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        row.map(decode_tenant).transpose()
     }
 
     /// Enables or disables a tenant and announces the change.

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
+use herald_capacity::TenantLimits;
 use herald_domain::TenantId;
 use herald_store::ApiKeyOwner;
 
@@ -44,8 +45,15 @@ fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// Who a request acts for: the tenant and its limits at enqueue.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub tenant: TenantId,
+    pub limits: TenantLimits,
+}
+
 /// The tenant a request acts for, from its `Authorization: Bearer <key>`.
-pub struct Tenant(pub TenantId);
+pub struct Tenant(pub Caller);
 
 impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
@@ -61,8 +69,11 @@ impl FromRequestParts<AppState> for Tenant {
     }
 }
 
-/// The active tenant that owns API `key` (HTTP and gRPC share this).
-pub async fn tenant_for_key(state: &AppState, key: &str) -> Result<TenantId, ApiError> {
+/// The active tenant that owns API `key`, with its limits (HTTP and gRPC
+/// share this). A changed tenant is seen at once by this producer (the
+/// admin call forgets the cache) and by the others when they hear the
+/// change announced ([`listen_for_changes`]), at worst after `KEY_TTL`.
+pub async fn tenant_for_key(state: &AppState, key: &str) -> Result<Caller, ApiError> {
     let hash = herald_store::keys::hash_key(key);
     let cached = state.keys.inner.read().ok().and_then(|m| {
         m.get(&hash)
@@ -98,13 +109,44 @@ pub async fn tenant_for_key(state: &AppState, key: &str) -> Result<TenantId, Api
     owner_to_tenant(owner)
 }
 
-fn owner_to_tenant(owner: Option<ApiKeyOwner>) -> Result<TenantId, ApiError> {
+fn owner_to_tenant(owner: Option<ApiKeyOwner>) -> Result<Caller, ApiError> {
     match owner {
         None => Err(ApiError::unauthorized("the API key is not valid")),
         Some(o) if !o.tenant_active => Err(ApiError::forbidden(
             "the tenant of this API key is disabled",
         )),
-        Some(o) => Ok(o.tenant_id),
+        Some(o) => Ok(Caller {
+            tenant: o.tenant_id,
+            limits: TenantLimits {
+                rate_per_sec: o.rate_limit_per_sec,
+                daily_quota: o.daily_quota,
+            },
+        }),
+    }
+}
+
+/// Forgets the key cache whenever a tenant changes anywhere (another
+/// producer's admin call announces it on PostgreSQL's tenants channel),
+/// so new limits and a disabled tenant apply at once on every producer.
+/// While the listener is away the cache's TTL bounds how stale it gets.
+pub async fn listen_for_changes(store: herald_store::Store, keys: KeyCache) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match store.listen(herald_store::TENANTS_CHANNEL).await {
+            Ok(mut listener) => {
+                delay = Duration::from_secs(1);
+                // Whatever changed while nobody listened.
+                keys.forget_all();
+                // `None`: the connection was lost (and is made again on the
+                // next call); what was announced meanwhile is missed.
+                while let Ok(_change_or_lost) = listener.try_recv().await {
+                    keys.forget_all();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "Cannot listen for tenant changes; retrying."),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
     }
 }
 

@@ -68,6 +68,13 @@ impl ApiError {
         )
     }
 
+    /// 429 `rate_limited` or `quota_exceeded` (`code`), with Retry-After.
+    pub fn too_many(code: &'static str, message: impl Into<String>, retry_after: u64) -> Self {
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message);
+        e.retry_after = Some(retry_after.max(1));
+        e
+    }
+
     pub fn unavailable(message: impl Into<String>, retry_after: u64) -> Self {
         let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
         e.retry_after = Some(retry_after);

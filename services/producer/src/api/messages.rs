@@ -11,7 +11,7 @@ use herald_api::{
 use herald_domain::{FieldError, MessageId, MessageStatus};
 use herald_store::MessageFilter;
 
-use super::auth::Tenant;
+use super::auth::{Caller, Tenant};
 use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams, MAX_BATCH_BODY};
 use super::refusals::TenantAuthErrors;
@@ -32,13 +32,14 @@ use crate::enqueue::{enqueue, Item};
         (status = 413, description = "The body is over 1 MiB", body = ErrorBody),
         (status = 415, description = "The body is not application/json", body = ErrorBody),
         (status = 422, description = "A field is invalid (named in `field`), or the idempotency key was used with another body", body = ErrorBody),
+        (status = 429, description = "Over the tenant's rate limit (`rate_limited`) or daily quota (`quota_exceeded`); retry after `Retry-After` seconds", body = ErrorBody),
         (status = 503, description = "The broker or database could not confirm; retry after `Retry-After` seconds", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
 pub async fn send(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Tenant(caller): Tenant,
     headers: HeaderMap,
     JsonBody(mut request): JsonBody<SendMessage>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
@@ -58,7 +59,7 @@ pub async fn send(
         }
     }
     let item = Item::new(request, Utc::now()).map_err(ApiError::invalid_field)?;
-    let accepted = enqueue(&state, tenant, vec![item]).await?;
+    let accepted = enqueue(&state, caller, vec![item]).await?;
     let first = accepted
         .into_iter()
         .next()
@@ -78,14 +79,15 @@ pub async fn send(
         TenantAuthErrors,
         (status = 413, description = "The body is over 16 MiB", body = ErrorBody),
         (status = 415, description = "The body is not application/json", body = ErrorBody),
-        (status = 422, description = "An item is invalid (`index` and `field` name it); nothing was sent", body = ErrorBody),
+        (status = 422, description = "An item is invalid (`index` and `field` name it), or the batch is larger than the tenant's rate limit admits at once (`field`: `messages`); nothing was sent", body = ErrorBody),
+        (status = 429, description = "The batch would go over the tenant's rate limit (`rate_limited`) or daily quota (`quota_exceeded`, with what remains today); nothing was sent; retry after `Retry-After` seconds", body = ErrorBody),
         (status = 503, description = "The broker or database could not confirm; retry after `Retry-After` seconds", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
 pub async fn send_batch(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Tenant(caller): Tenant,
     JsonBody(batch): JsonBody<SendBatch, MAX_BATCH_BODY>,
 ) -> Result<(StatusCode, Json<BatchAccepted>), ApiError> {
     let messages = batch.messages;
@@ -112,7 +114,7 @@ pub async fn send_batch(
             Item::new(request, now).map_err(|e| ApiError::invalid_field(e).at(index))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let accepted = enqueue(&state, tenant, items).await?;
+    let accepted = enqueue(&state, caller, items).await?;
     let ids = accepted.into_iter().map(|a| a.id).collect();
     Ok((StatusCode::ACCEPTED, Json(BatchAccepted { ids })))
 }
@@ -137,7 +139,7 @@ fn parse_id(raw: &str) -> Result<MessageId, ApiError> {
 )]
 pub async fn get(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Tenant(Caller { tenant, .. }): Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<MessageRecord>, ApiError> {
     let id = parse_id(&id)?;
@@ -164,7 +166,7 @@ pub async fn get(
 )]
 pub async fn list(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Tenant(Caller { tenant, .. }): Tenant,
     QueryParams(q): QueryParams<ListMessages>,
 ) -> Result<Json<Page<MessageRecord>>, ApiError> {
     let q = q.parse().map_err(ApiError::invalid_field)?;
@@ -198,7 +200,7 @@ pub async fn list(
 )]
 pub async fn cancel(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Tenant(Caller { tenant, .. }): Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<Cancelled>, ApiError> {
     let id = parse_id(&id)?;

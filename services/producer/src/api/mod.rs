@@ -81,7 +81,10 @@ pub fn router(state: AppState) -> Router {
             admin::tenants::create_tenant,
             admin::tenants::list_tenants
         ))
-        .routes(routes!(admin::tenants::get_tenant))
+        .routes(routes!(
+            admin::tenants::get_tenant,
+            admin::tenants::update_tenant
+        ))
         .routes(routes!(admin::tenants::disable_tenant))
         .routes(routes!(admin::tenants::enable_tenant))
         .routes(routes!(admin::keys::create_key))

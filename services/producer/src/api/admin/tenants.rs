@@ -1,10 +1,10 @@
-//! `/v1/admin/tenants`: create, list, read, disable and enable tenants.
+//! `/v1/admin/tenants`: create, list, read, change, disable and enable tenants.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use herald_api::tenants::TenantDraft;
-use herald_api::{ErrorBody, NewTenant, Page, PageQuery, Tenant};
+use herald_api::tenants::{TenantChange, TenantDraft};
+use herald_api::{ErrorBody, NewTenant, Page, PageQuery, Tenant, TenantPatch};
 use herald_domain::{TenantId, TenantStatus};
 
 use super::path_id;
@@ -120,6 +120,53 @@ pub async fn get_tenant(
         .tenant(id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such tenant"))?;
+    Ok(Json(row))
+}
+
+/// `PATCH /v1/admin/tenants/{id}` → 200 with the tenant. New limits apply
+/// from the next request on, on every producer (the change is announced);
+/// what was counted so far today still counts.
+#[utoipa::path(
+    patch, path = "/v1/admin/tenants/{id}", tag = "admin", operation_id = "update_tenant",
+    summary = "Change a tenant's name, weight, limits or webhook",
+    params(("id" = String, Path, description = "The tenant's id")),
+    request_body = TenantPatch,
+    responses(
+        (status = 200, description = "The tenant, changed", body = Tenant),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        AdminAuthErrors,
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 413, description = "The body is over 1 MiB", body = ErrorBody),
+        (status = 415, description = "The body is not application/json", body = ErrorBody),
+        (status = 422, description = "A field is invalid (named in `field`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; retry after `Retry-After` seconds", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
+pub async fn update_tenant(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+    JsonBody(patch): JsonBody<TenantPatch>,
+) -> Result<Json<Tenant>, ApiError> {
+    let id: TenantId = path_id(&id, "tenant")?;
+    let change = TenantChange::try_from(patch).map_err(ApiError::invalid_field)?;
+    let change = herald_store::TenantChange {
+        name: change.name,
+        weight: change.weight.map(|w| w as i32),
+        daily_quota: change
+            .daily_quota
+            .map(|q| q.map(|q| q.min(i64::MAX as u64) as i64)),
+        rate_limit_per_sec: change.rate_limit_per_sec.map(|r| r.map(|r| r as i32)),
+        webhook_url: change.webhook_url.map(|u| u.map(|u| u.as_str().to_owned())),
+    };
+    let row = state
+        .store
+        .update_tenant(id, &change)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such tenant"))?;
+    state.keys.forget_all();
+    tracing::info!(tenant_id = %row.id, daily_quota = ?row.daily_quota, rate_limit_per_sec = ?row.rate_limit_per_sec, weight = row.weight, "Changed a tenant.");
     Ok(Json(row))
 }
 
