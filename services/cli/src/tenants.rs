@@ -1,9 +1,9 @@
-//! `herald tenants create|list|disable|enable`.
+//! `herald tenants create|list|update|disable|enable`.
 
 use std::io::Write;
 
 use clap::{Args, Subcommand};
-use herald_api::{NewTenant, Page, Tenant};
+use herald_api::{NewTenant, Page, Tenant, TenantPatch};
 use uuid::Uuid;
 
 use crate::client::Explain;
@@ -16,6 +16,9 @@ pub enum Tenants {
     Create(CreateArgs),
     /// Every tenant.
     List,
+    /// Change a tenant's name, weight, limits or webhook; producers apply
+    /// new limits from the next request on.
+    Update(UpdateArgs),
     /// Refuse the tenant's API keys (403) until it is enabled again.
     Disable {
         /// The tenant's id.
@@ -48,6 +51,44 @@ pub struct CreateArgs {
     /// Where the tenant's status webhooks go (https).
     #[arg(long)]
     pub webhook_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The tenant's id.
+    pub id: Uuid,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Share of the scheduler's attention (1 to 1000).
+    #[arg(long)]
+    pub weight: Option<u32>,
+    /// Messages per UTC day at most.
+    #[arg(long, conflicts_with = "no_daily_quota")]
+    pub daily_quota: Option<u64>,
+    /// Remove the daily quota (unlimited).
+    #[arg(long)]
+    pub no_daily_quota: bool,
+    /// Messages per second at most (bursts of as many).
+    #[arg(long, conflicts_with = "no_rate_limit")]
+    pub rate_limit_per_sec: Option<u32>,
+    /// Remove the rate limit (unlimited).
+    #[arg(long)]
+    pub no_rate_limit: bool,
+    /// Where the tenant's status webhooks go (https).
+    #[arg(long, conflicts_with = "no_webhook_url")]
+    pub webhook_url: Option<String>,
+    /// Remove the webhook.
+    #[arg(long)]
+    pub no_webhook_url: bool,
+}
+
+/// `Some(None)` when `clear`, `Some(v)` when set, `None` to leave it.
+fn change<T>(value: Option<T>, clear: bool) -> Option<Option<T>> {
+    if clear {
+        Some(None)
+    } else {
+        value.map(Some)
+    }
 }
 
 /// The tenants as a table, in the API's order.
@@ -113,6 +154,31 @@ pub async fn run(cx: &Context, cmd: Tenants, out: &mut impl Write) -> anyhow::Re
                 table(&list.items).write(out)?;
             }
         }
+        Tenants::Update(args) => {
+            let patch = TenantPatch {
+                name: args.name,
+                weight: args.weight.map(i64::from),
+                daily_quota: change(
+                    args.daily_quota
+                        .map(|q| i64::try_from(q).unwrap_or(i64::MAX)),
+                    args.no_daily_quota,
+                ),
+                rate_limit_per_sec: change(
+                    args.rate_limit_per_sec.map(i64::from),
+                    args.no_rate_limit,
+                ),
+                webhook_url: change(args.webhook_url, args.no_webhook_url),
+            };
+            let tenant = cx
+                .admin
+                .api
+                .update_tenant(args.id, &patch)
+                .await
+                .explained(&cx.admin)?;
+            if !cx.json(out, &tenant)? {
+                table(std::slice::from_ref(&tenant)).write(out)?;
+            }
+        }
         Tenants::Disable { id } => set_status(cx, id, false, out).await?,
         Tenants::Enable { id } => set_status(cx, id, true, out).await?,
     }
@@ -136,7 +202,7 @@ async fn set_status(
         if !enable {
             writeln!(
                 out,
-                "Its API keys are refused within 10 s (producers cache key lookups that long)."
+                "Its API keys are refused at once by every producer that hears the change (within 10 s by one that lost its database connection meanwhile)."
             )?;
         }
     }

@@ -172,6 +172,32 @@ async fn tenants_print_as_an_aligned_table_or_the_apis_json() {
     assert_eq!(items[0]["rate_limit_per_sec"], 50);
     assert_eq!(items[1]["status"], "disabled");
 
+    let shop_id = items[0]["id"].as_str().expect("id").to_owned();
+    let updated = p
+        .json(&[
+            "tenants",
+            "update",
+            &shop_id,
+            "--daily-quota",
+            "500",
+            "--no-rate-limit",
+            "--weight",
+            "7",
+        ])
+        .await;
+    assert_eq!(updated["daily_quota"], 500);
+    assert_eq!(updated["rate_limit_per_sec"], Value::Null);
+    assert_eq!(updated["weight"], 7);
+    assert_eq!(updated["webhook_url"], "https://hooks.example.com/herald");
+    let bad = p
+        .herald(&["tenants", "update", &shop_id, "--daily-quota", "0"])
+        .await
+        .expect_err("a quota of 0");
+    assert!(
+        bad.contains("invalid_field") && bad.contains("field `daily_quota`"),
+        "{bad}"
+    );
+
     let enabled = p.ok(&["tenants", "enable", &bank_id]).await;
     assert_eq!(enabled, format!("Tenant bank ({bank_id}) is active.\n"));
 
