@@ -5,12 +5,13 @@
 use std::sync::OnceLock;
 
 use anyhow::Context;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use opentelemetry::trace::TracerProvider as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+pub mod catalog;
 pub mod propagation;
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -90,11 +91,31 @@ pub fn init(service: &'static str) -> anyhow::Result<TelemetryGuard> {
 /// Installs the process-wide Prometheus recorder once.
 pub fn install_metrics() -> &'static PrometheusHandle {
     PROMETHEUS.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        let mut builder = PrometheusBuilder::new();
+        for m in catalog::METRICS {
+            let (name, buckets) = match *m {
+                catalog::Metric::Seconds(name, _) => (name, catalog::SECONDS_BUCKETS),
+                catalog::Metric::Count(name, _) => (name, catalog::COUNT_BUCKETS),
+                _ => continue,
+            };
+            builder = builder
+                .set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)
+                .expect("non-empty buckets");
+        }
+        // The worker's pacing wait is seconds too.
+        builder = builder
+            .set_buckets_for_metric(
+                Matcher::Full("herald_worker_pacing_wait_seconds".to_owned()),
+                catalog::SECONDS_BUCKETS,
+            )
+            .expect("non-empty buckets");
+        let recorder = builder.build_recorder();
         let handle = recorder.handle();
         // Another recorder may already be installed (a test harness); then
         // this handle renders an empty registry, which is harmless.
-        let _ = metrics::set_global_recorder(recorder);
+        if metrics::set_global_recorder(recorder).is_ok() {
+            catalog::describe();
+        }
         handle
     })
 }
