@@ -225,8 +225,13 @@ pub fn refine(doc: &mut Value) {
             );
         }
     }
-    if let Some(tenant) = schemas.pointer_mut("/NewTenant/properties/webhook_url") {
-        *tenant = json!({"anyOf": [webhook_url(), {"type": "null"}]});
+    for pointer in [
+        "/NewTenant/properties/webhook_url",
+        "/TenantPatch/properties/webhook_url",
+    ] {
+        if let Some(url) = schemas.pointer_mut(pointer) {
+            *url = json!({"anyOf": [webhook_url(), {"type": "null"}]});
+        }
     }
     if let Some(tz) = schemas.pointer_mut("/SendWindow/properties/tz") {
         let zones: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()).collect();
