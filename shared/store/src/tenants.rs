@@ -109,11 +109,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| conflict_or(e, &format!("a tenant with code {:?}", t.code)))?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(TENANTS_CHANNEL)
-            .bind(row.id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        announce(&mut tx, row.id).await?;
         tx.commit().await?;
         decode_tenant(row)
     }
@@ -178,11 +174,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         if row.is_some() {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(TENANTS_CHANNEL)
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?;
+            announce(&mut tx, id.as_uuid()).await?;
         }
         tx.commit().await?;
         row.map(decode_tenant).transpose()
@@ -202,12 +194,19 @@ impl Store {
         .bind(status.as_str())
         .fetch_optional(&mut *tx)
         .await?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(TENANTS_CHANNEL)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        announce(&mut tx, id.as_uuid()).await?;
         tx.commit().await?;
         row.map(decode_tenant).transpose()
     }
+}
+
+/// Tells the schedulers and producers that tenant `id` changed (sent when
+/// the transaction commits).
+async fn announce(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(TENANTS_CHANNEL)
+        .bind(id.to_string())
+        .execute(tx)
+        .await?;
+    Ok(())
 }
