@@ -142,6 +142,9 @@ pub fn send_request(m: &SendMessage) -> v1::SendRequest {
         batch_id: text(&m.batch_id),
         idempotency_key: text(&m.idempotency_key),
         metadata: m.metadata.clone().unwrap_or_default().into_iter().collect(),
+        template_version: m
+            .template_version
+            .map_or(0, |v| v.clamp(0, i64::from(u32::MAX)) as u32),
     }
 }
 

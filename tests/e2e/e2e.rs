@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use herald_api::{NewProvider, SendMessage};
-use herald_domain::{Channel, MessageStatus, ProviderKind};
+use herald_api::SendMessage;
+use herald_domain::{Channel, MessageStatus};
 use herald_e2e::Harness;
 use herald_sim::SimChannel;
 use herald_testing::{unique, wait_for, wait_for_value};
@@ -166,23 +166,7 @@ async fn a_scheduled_message_is_not_sent_before_its_time_and_a_cancelled_one_nev
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_webhook_message_is_delivered_once_with_a_signature_the_receiver_verifies() {
     let h = Harness::start(1).await.expect("herald starts");
-    let provider = h
-        .app
-        .admin
-        .create_provider(&NewProvider {
-            name: unique("sim-webhook"),
-            channel: None,
-            kind: ProviderKind::Webhook,
-            config: json!({"signing_secret": herald_sim::config::DEFAULT_WEBHOOK_SECRET,
-                           "allow_private_addresses": true, "timeout_ms": 5000}),
-            quota: None,
-            send_window: None,
-            weight: None,
-            enabled: None,
-            tenant_id: None,
-        })
-        .await
-        .expect("provider");
+    let provider = h.sim_webhook().await.expect("provider");
     assert_eq!(provider.channel, Channel::Webhook);
     let (_t, key) = h.tenant(&unique("hooks")).await.expect("tenant");
     let to = format!("http://127.0.0.1:{}/webhook/orders", h.sim_http_port);

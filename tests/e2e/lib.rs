@@ -103,6 +103,30 @@ impl Harness {
         Ok((email.id.to_string(), wework.id.to_string()))
     }
 
+    /// Registers a webhook provider whose secret the simulator's receiver
+    /// verifies.
+    pub async fn sim_webhook(&self) -> anyhow::Result<herald_api::Provider> {
+        self.app
+            .admin
+            .create_provider(&herald_api::NewProvider {
+                name: unique("sim-webhook"),
+                channel: None,
+                kind: herald_domain::ProviderKind::Webhook,
+                config: serde_json::json!({
+                    "signing_secret": herald_sim::config::DEFAULT_WEBHOOK_SECRET,
+                    "allow_private_addresses": true,
+                    "timeout_ms": 5000,
+                }),
+                quota: None,
+                send_window: None,
+                weight: None,
+                enabled: None,
+                tenant_id: None,
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("webhook provider: {e}"))
+    }
+
     /// Sends `messages` as one batch with `key`; the accepted ids.
     pub async fn send_all(
         &self,

@@ -10,6 +10,15 @@ use reqwest::StatusCode;
 pub struct Admin {
     pub api: Client,
     base: String,
+    /// Which credential the calls carry, for the refusals' advice.
+    credential: Credential,
+}
+
+/// The admin token, or a tenant's API key (`herald templates`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Credential {
+    AdminToken,
+    ApiKey,
 }
 
 impl Admin {
@@ -17,6 +26,18 @@ impl Admin {
         let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
             anyhow!("no admin token: pass --admin-token or set HERALD_ADMIN_TOKEN (the producer's admin token)")
         })?;
+        Admin::with(base, token, Credential::AdminToken)
+    }
+
+    /// The tenant API, with a tenant's key.
+    pub fn for_tenant(base: &str, key: Option<&str>) -> anyhow::Result<Admin> {
+        let key = key.filter(|t| !t.is_empty()).ok_or_else(|| {
+            anyhow!("no API key: pass --api-key or set HERALD_API_KEY (the tenant's key, from `herald keys create`)")
+        })?;
+        Admin::with(base, key, Credential::ApiKey)
+    }
+
+    fn with(base: &str, token: &str, credential: Credential) -> anyhow::Result<Admin> {
         let base = base.trim_end_matches('/').to_owned();
         anyhow::ensure!(
             base.starts_with("http://") || base.starts_with("https://"),
@@ -24,7 +45,11 @@ impl Admin {
         );
         let api = Client::new(&base, token)
             .map_err(|e| anyhow!("Failed to build the HTTP client: {e}"))?;
-        Ok(Admin { api, base })
+        Ok(Admin {
+            api,
+            base,
+            credential,
+        })
     }
 
     /// A failed call as a sentence that says what to do.
@@ -65,7 +90,13 @@ impl Admin {
                 text,
                 retry_after,
                 ..
-            } => refusal(status, error.as_ref(), &text, retry_after.map(|d| d.as_secs())),
+            } => match (self.credential, status) {
+                (Credential::ApiKey, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                    let said = error.map(|e| e.message).unwrap_or(text);
+                    anyhow!("the producer refused the API key ({}: {said}): check --api-key or HERALD_API_KEY, and that the tenant is enabled", status.as_u16())
+                }
+                _ => refusal(status, error.as_ref(), &text, retry_after.map(|d| d.as_secs())),
+            },
         }
     }
 }

@@ -9,7 +9,8 @@
 //! - the commands, one file each: [`tenants`] (create, list, disable,
 //!   enable), [`keys`] (create, revoke), [`providers`] (add, list, show with
 //!   its score, enable, disable), [`messages`] (status of any tenant's
-//!   message), [`queues`] (depths) and [`dead_letters`] (replay).
+//!   message), [`queues`] (depths) and [`dead_letters`] (replay); and
+//!   [`templates`], a tenant's templates, with that tenant's API key.
 //!
 //! [`run`] executes one parsed command and writes to any `Write`, so tests
 //! capture what an operator would see.
@@ -21,6 +22,7 @@ pub mod messages;
 pub mod providers;
 pub mod queues;
 pub mod table;
+pub mod templates;
 pub mod tenants;
 
 use std::io::Write;
@@ -48,6 +50,10 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
+    /// A tenant's API key, for `herald templates` (templates belong to a
+    /// tenant).
+    #[arg(long, global = true, env = "HERALD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
     /// Print the API's JSON (pretty) instead of a table or summary.
     #[arg(long, global = true)]
     pub json: bool,
@@ -74,6 +80,9 @@ pub enum Command {
     /// The dead-letter queue.
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(dead_letters::DeadLetters),
+    /// A tenant's message templates (with the tenant's API key).
+    #[command(subcommand)]
+    Templates(templates::Templates),
 }
 
 /// What every command needs: the API and how to print.
@@ -99,6 +108,16 @@ impl Context {
 
 /// Runs one command, writing its output to `out`.
 pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
+    if let Command::Templates(cmd) = cli.command {
+        return templates::run(
+            &cli.producer_url,
+            cli.api_key.as_deref(),
+            cli.json,
+            cmd,
+            out,
+        )
+        .await;
+    }
     let cx = Context {
         admin: Admin::new(&cli.producer_url, cli.admin_token.as_deref())?,
         json: cli.json,
@@ -110,5 +129,6 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
         Command::Messages(cmd) => messages::run(&cx, cmd, out).await,
         Command::Queues => queues::run(&cx, out).await,
         Command::DeadLetters(cmd) => dead_letters::run(&cx, cmd, out).await,
+        Command::Templates(_) => unreachable!("handled above"),
     }
 }

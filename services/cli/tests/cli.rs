@@ -578,3 +578,111 @@ async fn dead_letters_replay_prints_a_summary_or_json_and_names_what_is_wrong() 
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn templates_are_managed_with_the_tenants_key_and_files_are_read_with_at() {
+    let p = spawn_producer().await;
+    let (_, key) = p
+        .tenant_with_key(&herald_testing::unique("tplcli"))
+        .await
+        .expect("tenant");
+    let dir = std::env::temp_dir().join(herald_testing::unique("tplcli"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let html = dir.join("welcome.html");
+    std::fs::write(&html, "<p>Hello {{ first_name }}</p>\n").expect("file");
+    let html_arg = format!("@{}", html.display());
+    let run = |args: Vec<&str>| {
+        let mut argv = vec!["--producer-url", p.url.as_str(), "--api-key", key.as_str()];
+        argv.extend(args);
+        let argv: Vec<String> = argv.into_iter().map(str::to_owned).collect();
+        async move {
+            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+            herald(&argv).await
+        }
+    };
+
+    let created = run(vec![
+        "templates",
+        "create",
+        "--name",
+        "welcome",
+        "--channel",
+        "email",
+        "--subject",
+        "Hi {{ first_name }}",
+        "--html",
+        &html_arg,
+    ])
+    .await
+    .expect("created");
+    assert_eq!(field(&created, "VERSION"), "1 of 1");
+    assert_eq!(field(&created, "VARIABLES"), "first_name");
+    assert_eq!(field(&created, "HTML"), "<p>Hello {{ first_name }}</p>");
+    let id = field(&created, "ID").to_owned();
+
+    let updated = run(vec![
+        "templates",
+        "update",
+        &id,
+        "--subject",
+        "Welcome {{ first_name }}",
+        "--text",
+        "Hello {{ first_name }} {{ last_name }}",
+    ])
+    .await
+    .expect("updated");
+    assert_eq!(field(&updated, "VERSION"), "2 of 2");
+    assert_eq!(field(&updated, "VARIABLES"), "first_name last_name");
+    let v1 = run(vec!["--json", "templates", "show", &id, "--version", "1"])
+        .await
+        .expect("v1");
+    let v1: Value = serde_json::from_str(&v1).expect("json");
+    assert_eq!(v1["subject"], "Hi {{ first_name }}");
+    let list = run(vec!["templates", "list"]).await.expect("list");
+    assert!(list.starts_with("ID"), "{list}");
+    assert!(list.contains("welcome") && list.contains("email"), "{list}");
+
+    let bad = run(vec![
+        "templates",
+        "create",
+        "--name",
+        "bad",
+        "--channel",
+        "email",
+        "--subject",
+        "s",
+        "--text",
+        "{% if x %}",
+    ])
+    .await
+    .expect_err("a syntax error");
+    assert!(
+        bad.contains("422") && bad.contains("field `text`") && bad.contains("line 1"),
+        "{bad}"
+    );
+    let no_key = herald(&["--producer-url", &p.url, "templates", "list"]).await;
+    if std::env::var_os("HERALD_API_KEY").is_none() {
+        let e = no_key.expect_err("no key");
+        assert!(e.contains("HERALD_API_KEY"), "{e}");
+    }
+    let wrong = herald(&[
+        "--producer-url",
+        &p.url,
+        "--api-key",
+        "hk_wrong",
+        "templates",
+        "list",
+    ])
+    .await
+    .expect_err("a wrong key");
+    assert!(wrong.contains("--api-key"), "{wrong}");
+
+    let deleted = run(vec!["templates", "delete", &id])
+        .await
+        .expect("deleted");
+    assert!(deleted.starts_with("Deleted template"), "{deleted}");
+    let gone = run(vec!["templates", "show", &id]).await.expect_err("gone");
+    assert!(gone.contains("404"), "{gone}");
+    let _ = std::fs::remove_dir_all(&dir);
+    p.stop().await;
+}

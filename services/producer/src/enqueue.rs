@@ -89,7 +89,11 @@ pub struct Pipeline {
 /// caller goes away (an HTTP client disconnects, a gRPC call is cancelled or
 /// times out): once records are inserted, their jobs are either confirmed or
 /// marked unpublished, never left queued with nothing on the broker.
-pub async fn enqueue(state: &AppState, caller: Caller, items: Vec<Item>) -> Answer {
+pub async fn enqueue(state: &AppState, caller: Caller, mut items: Vec<Item>) -> Answer {
+    state
+        .templates
+        .pin(&state.store, caller.tenant, &mut items)
+        .await?;
     let mut seen = HashSet::new();
     for (index, item) in items.iter().enumerate() {
         if let Some(key) = &item.message.idempotency_key {

@@ -106,7 +106,7 @@ impl Enqueue for EnqueueService {
             .map_err(|e| field_status(e, None, 0))?;
         let accepted = enqueue(&self.state, caller, vec![item])
             .await
-            .map_err(|e| to_status(e, 0))?;
+            .map_err(|e| to_status(ApiError::unindexed(e), 0))?;
         let first = accepted.into_iter().next().ok_or_else(|| {
             to_status(
                 ApiError::internal("Enqueue returned nothing", "empty result"),
@@ -289,6 +289,7 @@ pub fn send_message(r: v1::SendRequest) -> Result<SendMessage, FieldError> {
         text: given(r.text),
         html: given(r.html),
         template_id: given(r.template_id),
+        template_version: (r.template_version != 0).then_some(i64::from(r.template_version)),
         variables: map(r.variables),
         priority: (r.priority != 0).then_some(i64::from(r.priority)),
         scheduled_at: given(r.scheduled_at),

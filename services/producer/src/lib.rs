@@ -20,6 +20,7 @@ pub mod group;
 pub mod grpc;
 pub mod replay;
 pub mod startup;
+pub mod templates;
 
 pub use config::Settings;
 pub use startup::App;

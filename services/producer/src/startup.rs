@@ -60,6 +60,7 @@ impl App {
         let state = AppState::new(Shared {
             confirms,
             committer,
+            templates: Default::default(),
             store,
             publisher,
             topology,

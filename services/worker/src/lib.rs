@@ -23,6 +23,7 @@ pub mod process;
 pub mod provider;
 pub mod registry;
 pub mod startup;
+pub mod templates;
 
 pub use config::Settings;
 pub use startup::App;

@@ -74,6 +74,8 @@ pub struct Worker {
     /// of the cut: a job reserved before it was placed at the old rate and
     /// goes back to be placed at the new one, unsent (decision 0018).
     pub throttled: Arc<Mutex<HashMap<Uuid, Cut>>>,
+    /// Compiled template versions, for jobs that name a template.
+    pub templates: Arc<crate::templates::Renderer>,
 }
 
 /// A throttle this worker set, and when it learned of it.
@@ -390,6 +392,9 @@ impl Worker {
             }
         }
         let started = Instant::now();
+        // A job whose template cannot be rendered says nothing of its
+        // provider's health.
+        let mut unrendered = false;
         let disposition = match &entry {
             None => Disposition::Failover {
                 code: "provider_unknown".into(),
@@ -400,17 +405,22 @@ impl Worker {
                     code: "provider_config".into(),
                     reason: e.clone(),
                 },
-                Ok(adapter) => {
-                    let content = job.content.clone().unwrap_or_default();
-                    let out = Outgoing {
-                        message_id: MessageId(id),
-                        recipients: &job.recipients,
-                        content: &content,
-                        metadata: &job.metadata,
-                        attempt,
-                    };
-                    adapter.send(out).await
-                }
+                Ok(adapter) => match self.templates.content(&self.store, &job).await {
+                    Ok(content) => {
+                        let out = Outgoing {
+                            message_id: MessageId(id),
+                            recipients: &job.recipients,
+                            content: &content,
+                            metadata: &job.metadata,
+                            attempt,
+                        };
+                        adapter.send(out).await
+                    }
+                    Err(refused) => {
+                        unrendered = true;
+                        refused
+                    }
+                },
             },
         };
         let elapsed = started.elapsed();
@@ -424,7 +434,7 @@ impl Worker {
             .increment(1);
         metrics::histogram!("herald_worker_send_seconds", "channel" => channel)
             .record(elapsed.as_secs_f64());
-        let observed = entry.is_some().then_some(Observed {
+        let observed = (entry.is_some() && !unrendered).then_some(Observed {
             provider: provider_id,
             ok: provider_ok(&disposition),
             latency_ms: elapsed.as_millis() as u64,

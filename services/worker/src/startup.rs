@@ -54,6 +54,7 @@ impl App {
             health: settings.circuit.policy(),
             stop: stop.clone(),
             throttled: Default::default(),
+            templates: Default::default(),
         });
         let listener = herald_runtime::bind(settings.http_addr).await?;
         Ok(App {

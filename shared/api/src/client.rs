@@ -12,8 +12,9 @@ use serde::Serialize;
 use crate::page::MAX_PAGE;
 use crate::{
     Accepted, AdminMessageRecord, BatchAccepted, Cancelled, ErrorDetail, Key, MessageRecord,
-    NewProvider, NewTenant, Page, Provider, ProviderPatch, ProviderScore, QueueDepth, ReplayReport,
-    ReplayRequest, RevokedKey, SendBatch, SendMessage, Tenant, TenantPatch,
+    NewProvider, NewTemplate, NewTenant, Page, Provider, ProviderPatch, ProviderScore, QueueDepth,
+    ReplayReport, ReplayRequest, RevokedKey, SendBatch, SendMessage, Template, TemplateVersion,
+    Tenant, TenantPatch,
 };
 
 /// How often a retryable answer (429, 503, a retryable 409) is retried by
@@ -324,6 +325,44 @@ impl Client {
 
     pub async fn replay_dead_letters(&self, filter: &ReplayRequest) -> Result<ReplayReport> {
         self.call(Method::POST, "/v1/admin/dead-letters/replay", Some(filter))
+            .await
+    }
+
+    // ---- templates (tenant key) ----
+
+    pub async fn create_template(&self, template: &NewTemplate) -> Result<Template> {
+        self.call(Method::POST, "/v1/templates", Some(template))
+            .await
+    }
+
+    pub async fn templates(&self) -> Result<Vec<Template>> {
+        self.list_all("/v1/templates").await
+    }
+
+    /// The current version, or `version`.
+    pub async fn template(
+        &self,
+        id: impl std::fmt::Display,
+        version: Option<u32>,
+    ) -> Result<Template> {
+        match version {
+            Some(v) => self.get(&format!("/v1/templates/{id}?version={v}")).await,
+            None => self.get(&format!("/v1/templates/{id}")).await,
+        }
+    }
+
+    /// Writes the next version.
+    pub async fn put_template(
+        &self,
+        id: impl std::fmt::Display,
+        version: &TemplateVersion,
+    ) -> Result<Template> {
+        self.call(Method::PUT, &format!("/v1/templates/{id}"), Some(version))
+            .await
+    }
+
+    pub async fn delete_template(&self, id: impl std::fmt::Display) -> Result<()> {
+        self.call_empty(Method::DELETE, &format!("/v1/templates/{id}"))
             .await
     }
 

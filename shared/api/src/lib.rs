@@ -19,6 +19,7 @@ pub mod providers;
 pub mod queues;
 pub mod schema;
 pub mod sim;
+pub mod templates;
 pub mod tenants;
 
 #[cfg(feature = "client")]
@@ -38,6 +39,9 @@ pub use providers::{
     NewProvider, Provider, ProviderLoad, ProviderPatch, ProviderScore, ScoreParts, WindowUse,
 };
 pub use queues::QueueDepth;
+pub use templates::{
+    DeletedTemplate, NewTemplate, Template, TemplateBody, TemplateQuery, TemplateVersion,
+};
 pub use tenants::{Key, NewTenant, RevokedKey, Tenant, TenantPatch};
 
 #[cfg(feature = "client")]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use herald_domain::{
     check_text, BatchId, Channel, Content, EmailAddress, FieldError, MessageId, MessageStatus,
-    NewMessage, Priority, ProviderId, Recipients, TenantId, MAX_CONTENT_BYTES,
+    NewMessage, Priority, ProviderId, Recipients, TemplateId, TenantId, MAX_CONTENT_BYTES,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -37,10 +37,23 @@ pub struct SendMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = "^[^\\x00]*$")]
     pub html: Option<String>,
-    /// Instead of text/html.
+    /// A template of the tenant (`/v1/templates`), instead of
+    /// subject/text/html; the worker renders the version current at
+    /// enqueue (or `template_version`) with `variables`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(pattern = "^[^\\x00]*$")]
+    #[schema(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub template_id: Option<String>,
+    /// With `template_id`: render this version, not the current one.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "herald_domain::json_int::opt"
+    )]
+    #[schema(minimum = 1, maximum = 2147483647)]
+    pub template_version: Option<i64>,
+    /// The template's variables; every one it prints must be given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variables: Option<BTreeMap<String, String>>,
     /// 1 (lowest) to 10 (highest); 5 when absent.
@@ -81,6 +94,7 @@ impl SendMessage {
             text: Some(text.into()),
             html: None,
             template_id: None,
+            template_version: None,
             variables: None,
             priority: None,
             scheduled_at: None,
@@ -124,14 +138,37 @@ impl SendMessage {
         }
         text("text", &self.text)?;
         text("html", &self.html)?;
-        text("template_id", &self.template_id)?;
+        let template_id = self
+            .template_id
+            .map(|raw| {
+                check_text("template_id", &raw)?;
+                raw.parse::<TemplateId>().map_err(|_| {
+                    FieldError::new("template_id", format!("{raw:?} is not a template id"))
+                })
+            })
+            .transpose()?;
+        let template_version = match (self.template_version, template_id) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(FieldError::new(
+                    "template_version",
+                    "applies only with template_id",
+                ))
+            }
+            (Some(v), Some(_)) => {
+                Some(
+                    crate::tenants::in_range("template_version", v, 1, i64::from(i32::MAX))? as u32,
+                )
+            }
+        };
         let variables = string_map("variables", self.variables)?;
         let content = Content {
             from,
             subject: self.subject,
             text: self.text,
             html: self.html,
-            template_id: self.template_id,
+            template_id,
+            template_version,
             variables,
         };
         let has_body = content.text.is_some() || content.html.is_some();
@@ -149,6 +186,12 @@ impl SendMessage {
                 ))
             }
             _ => {}
+        }
+        if content.template_id.is_some() && content.subject.is_some() {
+            return Err(FieldError::new(
+                "subject",
+                "comes from the template; give either template_id or subject",
+            ));
         }
         if channel == Channel::Email && content.template_id.is_none() && content.subject.is_none() {
             return Err(FieldError::new(

@@ -67,7 +67,7 @@ fn content() -> Value {
                 "properties": {"template_id": string, "text": {"type": "null"}, "html": {"type": "null"}},
             },
             {
-                "properties": {"template_id": {"type": "null"}},
+                "properties": {"template_id": {"type": "null"}, "template_version": {"type": "null"}},
                 "anyOf": [
                     {"required": ["text"], "properties": {"text": string}},
                     {"required": ["html"], "properties": {"html": string}},
@@ -87,15 +87,15 @@ fn send_message_rules() -> Value {
             "to": email_address(),
             "from": {"anyOf": [email_address(), absent]},
         },
-        // A template may supply the subject; a body needs one.
+        // A template supplies the subject; a body needs one.
         "oneOf": [
             {
                 "required": ["template_id"],
-                "properties": {"template_id": string, "text": absent, "html": absent},
+                "properties": {"template_id": string, "subject": absent, "text": absent, "html": absent},
             },
             {
                 "required": ["subject"],
-                "properties": {"template_id": absent, "subject": string},
+                "properties": {"template_id": absent, "template_version": absent, "subject": string},
                 "anyOf": [
                     {"required": ["text"], "properties": {"text": string}},
                     {"required": ["html"], "properties": {"html": string}},

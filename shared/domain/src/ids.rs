@@ -71,3 +71,7 @@ id_type!(
     /// An API key's id (the key itself is only stored hashed).
     ApiKeyId
 );
+id_type!(
+    /// A tenant's template (its versions are numbered from 1).
+    TemplateId
+);

@@ -12,17 +12,19 @@ pub mod provider_config;
 mod recipient;
 mod record;
 mod status;
+mod template;
 mod tenant;
 
 pub use channel::Channel;
 pub use disposition::Disposition;
-pub use ids::{ApiKeyId, BatchId, MessageId, ProviderId, TenantId};
+pub use ids::{ApiKeyId, BatchId, MessageId, ProviderId, TemplateId, TenantId};
 pub use message::{Content, NewMessage, MAX_CONTENT_BYTES};
 pub use priority::Priority;
 pub use provider::{Provider, ProviderKind, Quota, SendWindow};
 pub use recipient::{EmailAddress, Recipients, WebhookUrl, WeworkUserIds};
 pub use record::MessageRecord;
 pub use status::MessageStatus;
+pub use template::{TemplateParts, Textcard};
 pub use tenant::{display_name, Tenant, TenantCode, TenantStatus};
 
 /// A caller's input that does not parse: names the field and says why.

@@ -2,7 +2,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::{BatchId, Channel, EmailAddress, MessageId, Priority, Recipients, TenantId};
+use crate::{
+    BatchId, Channel, EmailAddress, MessageId, Priority, Recipients, TemplateId, TenantId,
+};
 
 /// A message's content is at most 256 KiB after rendering.
 pub const MAX_CONTENT_BYTES: usize = 256 * 1024;
@@ -13,7 +15,11 @@ pub struct Content {
     pub subject: Option<String>,
     pub text: Option<String>,
     pub html: Option<String>,
-    pub template_id: Option<String>,
+    /// Rendered by the worker from this template instead of the bodies.
+    pub template_id: Option<TemplateId>,
+    /// The version to render: the caller's pin, or (once the producer
+    /// resolved it) the version current at enqueue.
+    pub template_version: Option<u32>,
     pub variables: BTreeMap<String, String>,
 }
 
@@ -78,9 +84,14 @@ impl NewMessage {
                 subject: self.content.subject.clone().unwrap_or_default(),
                 text: self.content.text.clone().unwrap_or_default(),
                 html: self.content.html.clone().unwrap_or_default(),
-                template_id: self.content.template_id.clone().unwrap_or_default(),
-                template_version: 0,
+                template_id: self
+                    .content
+                    .template_id
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+                template_version: self.content.template_version.unwrap_or(0),
                 variables: self.content.variables.clone().into_iter().collect(),
+                textcard: None,
             }),
             priority: u32::from(self.priority.get()),
             scheduled_at_ms: self.scheduled_at.map_or(0, |t| t.timestamp_millis()),

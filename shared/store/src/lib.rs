@@ -14,6 +14,7 @@ mod outbox;
 mod parked;
 mod providers;
 mod statistics;
+mod templates;
 mod tenants;
 
 pub use checkpoints::SavedBucket;
@@ -28,6 +29,7 @@ pub use outbox::{Stale, UnconfirmedJob};
 pub use parked::{DueJobs, ParkedJob, Requeued};
 pub use providers::{NewProvider, ProviderPatch, ProviderRow};
 pub use statistics::HOT_TABLES;
+pub use templates::StoredTemplate;
 pub use tenants::{NewTenant, TenantChange};
 
 /// The channel on which tenant changes are announced (`LISTEN`/`NOTIFY`).

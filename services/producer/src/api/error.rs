@@ -44,6 +44,12 @@ impl ApiError {
         self
     }
 
+    /// The refusal of a single-message request: its field without an index.
+    pub fn unindexed(mut self) -> Self {
+        self.index = None;
+        self
+    }
+
     pub fn unauthorized(message: &str) -> Self {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }

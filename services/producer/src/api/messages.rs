@@ -59,7 +59,10 @@ pub async fn send(
         }
     }
     let item = Item::new(request, Utc::now()).map_err(ApiError::invalid_field)?;
-    let accepted = enqueue(&state, caller, vec![item]).await?;
+    // A single message's refusal names its field, not an index.
+    let accepted = enqueue(&state, caller, vec![item])
+        .await
+        .map_err(ApiError::unindexed)?;
     let first = accepted
         .into_iter()
         .next()

@@ -7,6 +7,7 @@ pub mod extract;
 pub mod messages;
 pub mod openapi;
 pub mod refusals;
+pub mod templates;
 pub mod views;
 
 use std::sync::Arc;
@@ -64,6 +65,8 @@ pub struct Shared {
     pub confirms: crate::confirms::Confirms,
     /// Where sends are committed, in groups (`crate::group`).
     pub committer: crate::group::Committer,
+    /// Compiled template versions, for pinning at enqueue.
+    pub templates: crate::templates::Templates,
 }
 
 /// The API's routes. Each handler is registered with its OpenAPI
@@ -77,6 +80,15 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(messages::send_batch))
         .routes(routes!(messages::get))
         .routes(routes!(messages::cancel))
+        .routes(routes!(
+            templates::create_template,
+            templates::list_templates
+        ))
+        .routes(routes!(
+            templates::get_template,
+            templates::put_template,
+            templates::delete_template
+        ))
         .routes(routes!(
             admin::tenants::create_tenant,
             admin::tenants::list_tenants

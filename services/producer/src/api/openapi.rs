@@ -24,6 +24,7 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerSchemes),
     tags(
         (name = "messages", description = "Sending, reading and cancelling messages (tenant API key)"),
+        (name = "templates", description = "A tenant's versioned message templates (tenant API key)"),
         (name = "admin", description = "Tenants, keys, providers, queues and dead letters (admin token)"),
         (name = "ops", description = "Health, readiness, metrics and this document"),
     )

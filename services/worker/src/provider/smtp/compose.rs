@@ -44,15 +44,6 @@ impl SmtpAdapter {
     /// message and its duplicates, and the envelope from its addresses.
     pub(super) fn compose(&self, out: &Outgoing<'_>) -> Result<Email, Disposition> {
         let content = out.content;
-        if !content.template_id.is_empty() {
-            return Err(dead_letter(
-                "template_unsupported",
-                format!(
-                    "template {} cannot be rendered: templates are not supported yet",
-                    content.template_id
-                ),
-            ));
-        }
         let from = if content.from.is_empty() {
             self.default_from.clone().ok_or_else(|| {
                 dead_letter(

@@ -396,19 +396,6 @@ async fn a_message_without_a_sender_is_dead_lettered() {
     assert_eq!(server.connections(), 0);
 }
 
-#[tokio::test]
-async fn a_template_message_is_dead_lettered_until_templates_exist() {
-    let server = FakeSmtp::start(Script::default()).await;
-    let smtp = adapter(server.config());
-    let mut job = Job::new();
-    job.content.template_id = "welcome".to_owned();
-
-    let outcome = smtp.send(job.out()).await;
-
-    assert_eq!(outcome.code(), Some("template_unsupported"), "{outcome:?}");
-    assert!(matches!(outcome, Disposition::DeadLetter { .. }));
-}
-
 #[test]
 fn the_queue_id_is_taken_from_the_reply_text() {
     use lettre::transport::smtp::response::{Category, Code, Detail, Severity};

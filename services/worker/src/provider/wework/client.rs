@@ -28,22 +28,23 @@ pub(super) struct SendReply {
 impl WeworkAdapter {
     pub(super) fn request_body(&self, out: &Outgoing<'_>) -> Result<Value, Disposition> {
         let content = out.content;
-        if !content.template_id.is_empty() {
-            return Err(dead_letter(
-                "template_unsupported",
-                format!(
-                    "template {} cannot be rendered: templates are not supported yet",
-                    content.template_id
-                ),
-            ));
-        }
         if out.recipients.is_empty() {
             return Err(dead_letter("no_recipient", "the message has no recipient"));
         }
-        let (msgtype, text) = if !content.text.is_empty() {
-            ("text", &content.text)
+        let (msgtype, body) = if let Some(card) = &content.textcard {
+            let mut body = json!({
+                "title": card.title,
+                "description": card.description,
+                "url": card.url,
+            });
+            if !card.btntxt.is_empty() {
+                body["btntxt"] = json!(card.btntxt);
+            }
+            ("textcard", body)
+        } else if !content.text.is_empty() {
+            ("text", json!({"content": content.text}))
         } else if !content.html.is_empty() {
-            ("markdown", &content.html)
+            ("markdown", json!({"content": content.html}))
         } else {
             return Err(dead_letter(
                 "empty_content",
@@ -54,7 +55,7 @@ impl WeworkAdapter {
             "touser": out.recipients.join("|"),
             "msgtype": msgtype,
             "agentid": self.agent_id,
-            msgtype: {"content": text},
+            msgtype: body,
             "enable_duplicate_check": 1,
             "duplicate_check_interval": self.duplicate_check_interval,
         }))

@@ -289,15 +289,23 @@ async fn an_unreachable_api_fails_over_without_revealing_the_secret() {
 }
 
 #[tokio::test]
-async fn a_template_message_is_dead_lettered_until_templates_exist() {
+async fn a_text_card_is_sent_as_one() {
     let (fake, wework) = FakeWework::default().start().await;
     let mut job = Job::new();
-    job.content.template_id = "shipped".to_owned();
+    job.content.text.clear();
+    job.content.textcard = Some(herald_proto::v1::Textcard {
+        title: "Order 7 shipped".into(),
+        description: "Arrives Friday".into(),
+        url: "https://shop.example/o/7".into(),
+        btntxt: String::new(),
+    });
 
-    let outcome = wework.send(job.out()).await;
-
-    assert_eq!(outcome.code(), Some("template_unsupported"), "{outcome:?}");
-    assert_eq!(fake.token_calls(), 0);
+    assert!(wework.send(job.out()).await.is_sent());
+    let sends = fake.sends();
+    assert_eq!(sends[0].body["msgtype"], "textcard");
+    assert_eq!(sends[0].body["textcard"]["title"], "Order 7 shipped");
+    assert_eq!(sends[0].body["textcard"]["url"], "https://shop.example/o/7");
+    assert!(sends[0].body["textcard"].get("btntxt").is_none());
 }
 
 #[test]

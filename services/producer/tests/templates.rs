@@ -1,0 +1,318 @@
+//! `/v1/templates` and templates at enqueue, against the real PostgreSQL
+//! and RabbitMQ: every refusal names its field (a syntax error its line, a
+//! missing variable its name), versions are kept and readable, and another
+//! tenant's template is absent on every route.
+
+use herald_testing::TestApp;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const ADMIN: &str = "templates-test-admin";
+
+struct Caller<'a> {
+    app: &'a TestApp,
+    key: String,
+}
+
+impl Caller<'_> {
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self
+            .app
+            .http
+            .request(method, format!("{}{path}", self.app.url))
+            .bearer_auth(&self.key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+}
+
+async fn caller(app: &TestApp) -> Caller<'_> {
+    let (_, key) = app
+        .tenant_with_key(&herald_testing::unique("tpl"))
+        .await
+        .expect("a tenant and its key");
+    Caller { app, key }
+}
+
+/// The refusal's field, index and message.
+fn refusal(body: &Value) -> (Option<&str>, Option<u64>, &str) {
+    let e = &body["error"];
+    (
+        e["field"].as_str(),
+        e["index"].as_u64(),
+        e["message"].as_str().unwrap_or_default(),
+    )
+}
+
+fn welcome() -> Value {
+    json!({
+        "name": "welcome",
+        "channel": "email",
+        "subject": "Hello {{ first_name }}",
+        "text": "Hi {{ first_name }},{% if coupon %} use {{ coupon }}.{% endif %}",
+        "html": "<p>Hi {{ first_name }}</p>",
+    })
+}
+
+#[tokio::test]
+async fn templates_are_checked_versioned_and_read_back() {
+    let app = TestApp::spawn("tpl-crud", ADMIN).await;
+    let t = caller(&app).await;
+
+    let (status, created) = t.post("/v1/templates", welcome()).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["version"], 1);
+    assert_eq!(created["variables"], json!(["coupon", "first_name"]));
+    let id = created["id"].as_str().expect("an id").to_owned();
+
+    // Each bad template names its part; a syntax error its line.
+    for (body, field, says) in [
+        (
+            json!({"name": "bad", "channel": "email", "subject": "s", "html": "<p>\n{% for x in y %}\n</p>"}),
+            "html",
+            "line",
+        ),
+        (
+            json!({"name": "bad", "channel": "email", "text": "no subject"}),
+            "subject",
+            "required",
+        ),
+        (
+            json!({"name": "bad", "channel": "wework", "text": "a", "markdown": "b"}),
+            "text",
+            "exactly one",
+        ),
+        (
+            json!({"name": "bad", "channel": "webhook", "textcard": {"title": "t", "description": "d", "url": "u"}}),
+            "textcard",
+            "webhook",
+        ),
+        (
+            json!({"name": "", "channel": "email", "subject": "s", "text": "t"}),
+            "name",
+            "characters",
+        ),
+    ] {
+        let (status, answer) = t.post("/v1/templates", body.clone()).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body} → {answer}"
+        );
+        let (f, _, message) = refusal(&answer);
+        assert_eq!(f, Some(field), "{body} → {answer}");
+        assert!(message.contains(says), "{body} → {answer}");
+    }
+    let (status, answer) = t.post("/v1/templates", welcome()).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a second template named welcome: {answer}"
+    );
+
+    // A PUT writes version 2; version 1 stays readable.
+    let (status, v2) = t
+        .call(
+            Method::PUT,
+            &format!("/v1/templates/{id}"),
+            Some(json!({"subject": "Welcome back {{ first_name }}", "text": "Hi again"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v2}");
+    assert_eq!(
+        (v2["version"].as_u64(), v2["current_version"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let (_, v1) = t
+        .call(Method::GET, &format!("/v1/templates/{id}?version=1"), None)
+        .await;
+    assert_eq!(v1["subject"], "Hello {{ first_name }}");
+    assert_eq!(
+        (v1["version"].as_u64(), v1["current_version"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let (status, _) = t
+        .call(Method::GET, &format!("/v1/templates/{id}?version=9"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, answer) = t
+        .call(Method::GET, &format!("/v1/templates/{id}?version=x"), None)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(refusal(&answer).0, Some("version"));
+    let (status, answer) = t
+        .call(
+            Method::PUT,
+            &format!("/v1/templates/{id}"),
+            Some(json!({"markdown": "WeWork only"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(refusal(&answer).0, Some("markdown"));
+
+    let (_, list) = t.call(Method::GET, "/v1/templates", None).await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list["items"][0]["version"], 2);
+
+    // Another tenant sees none of it.
+    let other = caller(&app).await;
+    for (method, body) in [
+        (Method::GET, None),
+        (Method::PUT, Some(json!({"subject": "x", "text": "y"}))),
+        (Method::DELETE, None),
+    ] {
+        let (status, answer) = other
+            .call(method.clone(), &format!("/v1/templates/{id}"), body)
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "{method} by another tenant: {answer}"
+        );
+    }
+    let (_, list) = other.call(Method::GET, "/v1/templates", None).await;
+    assert_eq!(list["items"], json!([]));
+    let (status, answer) = other
+        .post(
+            "/v1/messages",
+            json!({"channel": "email", "to": "a@example.com", "template_id": id,
+                   "variables": {"first_name": "A"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(refusal(&answer).0, Some("template_id"));
+
+    // Deleted: gone for reads and new messages.
+    let (status, _) = t
+        .call(Method::DELETE, &format!("/v1/templates/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = t
+        .call(Method::GET, &format!("/v1/templates/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = t
+        .call(Method::DELETE, &format!("/v1/templates/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_that_cannot_render_is_refused_at_enqueue() {
+    let app = TestApp::spawn("tpl-send", ADMIN).await;
+    let t = caller(&app).await;
+    let (_, created) = t.post("/v1/templates", welcome()).await;
+    let id = created["id"].as_str().expect("an id").to_owned();
+    let (_, card) = t
+        .post(
+            "/v1/templates",
+            json!({"name": "card", "channel": "wework",
+                   "textcard": {"title": "Order {{ n }}", "description": "shipped", "url": "{{ link }}"}}),
+        )
+        .await;
+    let card = card["id"].as_str().expect("an id").to_owned();
+    let send = |body: Value| t.post("/v1/messages", body);
+
+    // Accepted: the printed variable given, the tested one absent.
+    let (status, answer) = send(json!({"channel": "email", "to": "a@example.com",
+        "template_id": id, "variables": {"first_name": "Ada"}}))
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+
+    for (body, field, says) in [
+        (
+            json!({"channel": "email", "to": "a@example.com", "template_id": id, "variables": {"coupon": "X"}}),
+            "variables",
+            "\"first_name\"",
+        ),
+        (
+            json!({"channel": "email", "to": "a@example.com", "template_id": id, "template_version": 2,
+                   "variables": {"first_name": "A"}}),
+            "template_version",
+            "1 to 1",
+        ),
+        (
+            json!({"channel": "wework", "to": "u1", "template_id": id, "variables": {"first_name": "A"}}),
+            "template_id",
+            "email template",
+        ),
+        (
+            json!({"channel": "email", "to": "a@example.com", "template_id": id, "subject": "s",
+                   "variables": {"first_name": "A"}}),
+            "subject",
+            "template",
+        ),
+        (
+            json!({"channel": "email", "to": "a@example.com", "subject": "s", "text": "t", "template_version": 1}),
+            "template_version",
+            "template_id",
+        ),
+        (
+            json!({"channel": "email", "to": "a@example.com", "template_id": "welcome"}),
+            "template_id",
+            "not a template id",
+        ),
+        (
+            json!({"channel": "email", "to": "a@example.com", "template_id": uuid::Uuid::now_v7(),
+                   "variables": {"first_name": "A"}}),
+            "template_id",
+            "no template",
+        ),
+        (
+            json!({"channel": "wework", "to": "u1", "template_id": card,
+                   "variables": {"n": "7", "link": "javascript:alert(1)"}}),
+            "variables",
+            "textcard.url",
+        ),
+        (
+            json!({"channel": "email", "to": "a@example.com", "template_id": id,
+                   "variables": {"first_name": "A\r\nBcc: x@example.com"}}),
+            "variables",
+            "line break",
+        ),
+    ] {
+        let (status, answer) = send(body.clone()).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body} → {answer}"
+        );
+        let (f, index, message) = refusal(&answer);
+        assert_eq!(f, Some(field), "{body} → {answer}");
+        assert_eq!(
+            index, None,
+            "a single message's refusal has no index: {answer}"
+        );
+        assert!(message.contains(says), "{body} → {answer}");
+    }
+
+    // In a batch, the item that cannot render is named and nothing is sent.
+    let (status, answer) = t
+        .post(
+            "/v1/messages/batch",
+            json!({"messages": [
+                {"channel": "email", "to": "a@example.com", "template_id": id, "variables": {"first_name": "A"}},
+                {"channel": "email", "to": "b@example.com", "template_id": id, "variables": {}},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(refusal(&answer).0, Some("variables"));
+    assert_eq!(refusal(&answer).1, Some(1));
+    let (_, listed) = t.call(Method::GET, "/v1/messages", None).await;
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(1),
+        "only the first single send was recorded: {listed}"
+    );
+    app.stop().await;
+}
