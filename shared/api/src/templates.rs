@@ -167,7 +167,7 @@ mod tests {
                 version: Some("0".into())
             }
             .parse()
-            .unwrap_err()
+            .expect_err("refused")
             .field,
             "version"
         );

@@ -74,7 +74,9 @@ fn a_missing_printed_variable_is_named() {
         ),
     )
     .expect("compiles");
-    let e = t.render(&vars(&[("greeting", "Hello")])).unwrap_err();
+    let e = t
+        .render(&vars(&[("greeting", "Hello")]))
+        .expect_err("refused");
     assert_eq!(e.field, "variables");
     assert!(e.message.contains("\"first_name\""), "{}", e.message);
     assert!(e.message.contains("subject"), "{}", e.message);
@@ -114,10 +116,11 @@ fn a_syntax_error_names_the_part_and_line() {
             None,
         ),
     )
-    .unwrap_err();
+    .expect_err("refused");
     assert_eq!(e.field, "text");
     assert!(e.message.contains("line 3"), "{}", e.message);
-    let e = compile(Channel::Email, &email("Hi", None, Some("<p>{{ name </p>"))).unwrap_err();
+    let e =
+        compile(Channel::Email, &email("Hi", None, Some("<p>{{ name </p>"))).expect_err("refused");
     assert_eq!(e.field, "html");
     assert!(e.message.contains("line 1"), "{}", e.message);
 }
@@ -131,9 +134,9 @@ fn each_channel_has_its_parts() {
             ..Default::default()
         },
     )
-    .unwrap_err();
+    .expect_err("refused");
     assert_eq!(e.field, "subject");
-    let e = compile(Channel::Email, &email("a\nb", Some("x"), None)).unwrap_err();
+    let e = compile(Channel::Email, &email("a\nb", Some("x"), None)).expect_err("refused");
     assert_eq!(e.field, "subject");
     let e = compile(
         Channel::Wework,
@@ -143,7 +146,7 @@ fn each_channel_has_its_parts() {
             ..Default::default()
         },
     )
-    .unwrap_err();
+    .expect_err("refused");
     assert_eq!(e.field, "text");
     let e = compile(
         Channel::Wework,
@@ -152,9 +155,9 @@ fn each_channel_has_its_parts() {
             ..Default::default()
         },
     )
-    .unwrap_err();
+    .expect_err("refused");
     assert_eq!(e.field, "html");
-    let e = compile(Channel::Webhook, &email("s", Some("t"), None)).unwrap_err();
+    let e = compile(Channel::Webhook, &email("s", Some("t"), None)).expect_err("refused");
     assert_eq!(e.field, "subject");
     compile(
         Channel::Webhook,
@@ -204,7 +207,9 @@ fn wework_markdown_travels_as_html_and_a_textcard_as_itself() {
     assert_eq!(c.title, "Order 7");
     assert_eq!(c.url, "https://shop.example/o/7");
     assert_eq!(c.btntxt, "查看");
-    let e = card.render(&vars(&[("order", "7 x")])).unwrap_err();
+    let e = card
+        .render(&vars(&[("order", "7 x")]))
+        .expect_err("refused");
     assert!(e.message.contains("textcard.url"), "{}", e.message);
 }
 
@@ -213,7 +218,7 @@ fn a_rendered_subject_stays_one_line() {
     let t = compile(Channel::Email, &email("Hi {{ name }}", Some("x"), None)).expect("compiles");
     let e = t
         .render(&vars(&[("name", "Ada\r\nBcc: victim@example.com")]))
-        .unwrap_err();
+        .expect_err("refused");
     assert!(e.message.contains("line break"), "{}", e.message);
 }
 
@@ -228,7 +233,7 @@ fn an_endless_template_runs_out_of_fuel() {
         ),
     )
     .expect("compiles");
-    let e = t.render(&BTreeMap::new()).unwrap_err();
+    let e = t.render(&BTreeMap::new()).expect_err("refused");
     assert_eq!(e.field, "variables");
     assert!(e.message.contains("text"), "{}", e.message);
 }
@@ -241,7 +246,7 @@ fn the_rendered_size_is_capped() {
     )
     .expect("compiles");
     let big = "a".repeat(60 * 1024);
-    let e = t.render(&vars(&[("v", &big)])).unwrap_err();
+    let e = t.render(&vars(&[("v", &big)])).expect_err("refused");
     assert!(e.message.contains("at most"), "{}", e.message);
 }
 
