@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The HTTP API against its own OpenAPI document: schemathesis (PyPI) with
-# every check, once with a tenant's API key (the messages routes) and once
-# with the admin token (the admin routes), against a producer of this build
+# every check, with a tenant's API key (the messages and templates routes)
+# and with the admin token (the admin routes), against a producer of this build
 # (target/debug/herald-producer) on free ports, a fresh database and a random
 # HERALD_NAMESPACE. Exits non-zero on any finding: an undocumented status, a
 # schema-valid request refused, a schema-violating one accepted, a response
@@ -88,6 +88,12 @@ admin() { curl -fsS -H "Authorization: Bearer $TOKEN" -H 'content-type: applicat
 json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)[\"$1\"])"; }
 TENANT_ID="$(admin -d '{"code":"apicheck","name":"API check"}' "$BASE/v1/admin/tenants" | json_field id)"
 KEY="$(admin -X POST "$BASE/v1/admin/tenants/$TENANT_ID/keys" | json_field key)"
+# A template per channel that prints no variable, for messages that name a
+# template_id (the hooks put the one of the message's channel in its place).
+template() { curl -fsS -H "Authorization: Bearer $KEY" -H 'content-type: application/json' -d "$1" "$BASE/v1/templates" | json_field id; }
+TEMPLATE_EMAIL="$(template '{"name":"check-email","channel":"email","subject":"API check","text":"Hello{% if name %} {{ name }}{% endif %}"}')"
+TEMPLATE_WEWORK="$(template '{"name":"check-wework","channel":"wework","text":"API check"}')"
+TEMPLATE_WEBHOOK="$(template '{"name":"check-webhook","channel":"webhook","text":"API check"}')"
 
 status=0
 # A run that crashes inside schemathesis (its own "Test Execution Error",
@@ -101,7 +107,9 @@ run() {
         seed=$((20261202 + attempt))
         log "schemathesis, every check, $tag routes ($EXAMPLES examples per operation, seed $seed)"
         # From a scratch directory: schemathesis keeps a cache where it runs.
-        if (cd "$SCRATCH" && HERALD_CHECK_TENANT_ID="$TENANT_ID" PYTHONPATH="${HERALD_API_CHECK_HOOKS_DIR:-$ROOT/deploy/local/api-check}" \
+        if (cd "$SCRATCH" && HERALD_CHECK_TENANT_ID="$TENANT_ID" \
+            HERALD_CHECK_TEMPLATE_EMAIL="$TEMPLATE_EMAIL" HERALD_CHECK_TEMPLATE_WEWORK="$TEMPLATE_WEWORK" \
+            HERALD_CHECK_TEMPLATE_WEBHOOK="$TEMPLATE_WEBHOOK" PYTHONPATH="${HERALD_API_CHECK_HOOKS_DIR:-$ROOT/deploy/local/api-check}" \
             SCHEMATHESIS_HOOKS="${HERALD_API_CHECK_HOOKS:-hooks}" "$TOOLS_DIR/bin/schemathesis" run "$BASE/openapi.json" \
             --checks all --include-tag "$tag" --max-examples "$EXAMPLES" --seed "$seed" \
             --exclude-operation-id update_provider \
@@ -120,6 +128,7 @@ run() {
     status=1
 }
 run messages "$KEY"
+run templates "$KEY"
 run admin "$TOKEN"
 if [ "$status" -ne 0 ]; then
     die "schemathesis found the API and /openapi.json disagreeing (findings above)"

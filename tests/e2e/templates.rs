@@ -87,6 +87,7 @@ async fn the_worker_renders_the_version_pinned_at_enqueue_on_every_channel() {
             welcome.id,
             &TemplateVersion {
                 name: None,
+                channel: Channel::Email,
                 parts: TemplateBody {
                     subject: Some("Welcome back, {{ name }}!".into()),
                     text: Some("Hi again {{ name }}.".into()),

@@ -41,6 +41,9 @@ pub enum Templates {
         /// A new name.
         #[arg(long)]
         name: Option<String>,
+        /// The new version's channel; the current one's when absent.
+        #[arg(long)]
+        channel: Option<Channel>,
         #[command(flatten)]
         parts: PartArgs,
     },
@@ -173,13 +176,23 @@ pub async fn run(
             let t = admin.api.template(id, version).await.explained(admin)?;
             show(&cx, &t, out)
         }
-        Templates::Update { id, name, parts } => {
+        Templates::Update {
+            id,
+            name,
+            channel,
+            parts,
+        } => {
+            let channel = match channel {
+                Some(c) => c,
+                None => admin.api.template(id, None).await.explained(admin)?.channel,
+            };
             let t = admin
                 .api
                 .put_template(
                     id,
                     &TemplateVersion {
                         name,
+                        channel,
                         parts: parts.body()?,
                     },
                 )

@@ -123,7 +123,7 @@ async fn templates_are_checked_versioned_and_read_back() {
         .call(
             Method::PUT,
             &format!("/v1/templates/{id}"),
-            Some(json!({"subject": "Welcome back {{ first_name }}", "text": "Hi again"})),
+            Some(json!({"channel": "email", "subject": "Welcome back {{ first_name }}", "text": "Hi again"})),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{v2}");
@@ -152,7 +152,7 @@ async fn templates_are_checked_versioned_and_read_back() {
         .call(
             Method::PUT,
             &format!("/v1/templates/{id}"),
-            Some(json!({"markdown": "WeWork only"})),
+            Some(json!({"channel": "email", "subject": "s", "markdown": "WeWork only"})),
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
@@ -166,7 +166,10 @@ async fn templates_are_checked_versioned_and_read_back() {
     let other = caller(&app).await;
     for (method, body) in [
         (Method::GET, None),
-        (Method::PUT, Some(json!({"subject": "x", "text": "y"}))),
+        (
+            Method::PUT,
+            Some(json!({"channel": "email", "subject": "x", "text": "y"})),
+        ),
         (Method::DELETE, None),
     ] {
         let (status, answer) = other

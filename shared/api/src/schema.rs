@@ -210,11 +210,94 @@ pub fn provider_configs() -> [(&'static str, &'static str, Value); 3] {
     ]
 }
 
+/// The per-channel parts of `NewTemplate` (herald_templates' shape check):
+/// email a one-line subject and a text and/or HTML body; WeWork exactly one
+/// of text, markdown or a text card; a webhook a text and/or HTML body.
+fn new_template_rules() -> Value {
+    let string = json!({"type": "string", "pattern": TEXT});
+    let absent = json!({"type": "null"});
+    let card = json!({"type": "object"});
+    let body = json!([
+        {"required": ["text"], "properties": {"text": string}},
+        {"required": ["html"], "properties": {"html": string}},
+    ]);
+    json!([
+        {
+            "required": ["subject"],
+            "properties": {
+                "channel": {"const": "email"},
+                "subject": {"type": "string", "pattern": "^[^\\x00\\r\\n]*$"},
+                "markdown": absent,
+                "textcard": absent,
+            },
+            "anyOf": body,
+        },
+        {
+            "properties": {"channel": {"const": "wework"}, "subject": absent, "html": absent},
+            "oneOf": [
+                {"required": ["text"], "properties": {"text": string, "markdown": absent, "textcard": absent}},
+                {"required": ["markdown"], "properties": {"markdown": string, "text": absent, "textcard": absent}},
+                {"required": ["textcard"], "properties": {"textcard": card, "text": absent, "markdown": absent}},
+            ],
+        },
+        {
+            "properties": {
+                "channel": {"const": "webhook"},
+                "subject": absent,
+                "markdown": absent,
+                "textcard": absent,
+            },
+            "anyOf": body,
+        },
+    ])
+}
+
+/// A request body with a `#[serde(flatten)]` part is generated as an
+/// `allOf` that says nothing of unknown fields, which the parser refuses:
+/// it becomes one object of all the parts' properties, closed.
+fn merge_flattened(schemas: &mut Value, name: &str) {
+    let Some(all) = schemas.pointer(&format!("/{name}/allOf")).cloned() else {
+        return;
+    };
+    let mut properties = serde_json::Map::new();
+    let mut required = Vec::new();
+    for part in all.as_array().into_iter().flatten() {
+        let part = match part["$ref"].as_str() {
+            Some(r) => r
+                .strip_prefix("#/components/schemas/")
+                .and_then(|n| schemas.get(n))
+                .cloned()
+                .unwrap_or_default(),
+            None => part.clone(),
+        };
+        if let Some(p) = part["properties"].as_object() {
+            properties.extend(p.clone());
+        }
+        if let Some(r) = part["required"].as_array() {
+            required.extend(r.iter().cloned());
+        }
+    }
+    let description = schemas[name]["description"].clone();
+    schemas[name] = json!({
+        "type": "object",
+        "description": description,
+        "additionalProperties": false,
+        "properties": properties,
+        "required": required,
+    });
+}
+
 /// Adds the rules above to the document's schemas.
 pub fn refine(doc: &mut Value) {
     let Some(schemas) = doc.pointer_mut("/components/schemas") else {
         return;
     };
+    for name in ["NewTemplate", "TemplateVersion"] {
+        merge_flattened(schemas, name);
+        if let Some(t) = schemas.get_mut(name) {
+            t["oneOf"] = new_template_rules();
+        }
+    }
     if let Some(send) = schemas.get_mut("SendMessage") {
         send["oneOf"] = send_message_rules();
         if let Some(props) = send["properties"].as_object_mut() {

@@ -73,13 +73,15 @@ impl From<TemplateParts> for TemplateBody {
 }
 
 /// `PUT /v1/templates/{id}`: the next version, whole (parts not given are
-/// absent from it); `name` renames the template. The channel stays.
+/// absent from it), with its channel (a version may change it: messages
+/// pinned to earlier versions keep theirs); `name` renames the template.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateVersion {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(min_length = 1, max_length = 200, pattern = "^[^\\x00]*$")]
     pub name: Option<String>,
+    pub channel: Channel,
     #[serde(flatten)]
     pub parts: TemplateBody,
 }
@@ -94,6 +96,7 @@ pub fn template_name(raw: &str) -> Result<String, FieldError> {
 pub struct Template {
     pub id: TemplateId,
     pub name: String,
+    /// This version's channel.
     pub channel: Channel,
     /// The version shown (the current one unless `?version=` asked).
     pub version: u32,
@@ -161,7 +164,7 @@ mod tests {
             parse_body::<NewTemplate>(br#"{"name": "w", "channel": "email", "body": "x"}"#)
                 .is_err()
         );
-        assert!(parse_body::<TemplateVersion>(br#"{"channel": "email"}"#).is_err());
+        assert!(parse_body::<TemplateVersion>(br#"{"text": "x"}"#).is_err());
         assert_eq!(
             TemplateQuery {
                 version: Some("0".into())

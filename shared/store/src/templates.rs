@@ -111,9 +111,10 @@ impl Store {
         .await
         .map_err(|e| conflict_or(e, &format!("a template named {name:?}")))?;
         sqlx::query(
-            "INSERT INTO template_versions (template_id, version, parts) VALUES ($1, 1, $2)",
+            "INSERT INTO template_versions (template_id, version, channel, parts) VALUES ($1, 1, $2, $3)",
         )
         .bind(id.as_uuid())
+        .bind(channel.as_str())
         .bind(&parts)
         .execute(&mut *tx)
         .await?;
@@ -123,25 +124,29 @@ impl Store {
             .ok_or_else(|| StoreError::Database(sqlx::Error::RowNotFound))
     }
 
-    /// Writes `parts` as the template's next version (and renames it when
-    /// `name` is given). `None`: no such template of this tenant.
+    /// Writes `parts` as the template's next version, of `channel` (and
+    /// renames it when `name` is given). `None`: no such template of this
+    /// tenant.
     pub async fn put_template(
         &self,
         tenant: TenantId,
         id: TemplateId,
         name: Option<&str>,
+        channel: Channel,
         parts: &TemplateParts,
     ) -> Result<Option<StoredTemplate>> {
         let parts = parts_json(parts)?;
         let mut tx = self.pool.begin().await?;
         let version: Option<i32> = sqlx::query_scalar(
-            "UPDATE templates SET version = version + 1, name = COALESCE($3, name), updated_at = now()
+            "UPDATE templates SET version = version + 1, name = COALESCE($3, name), channel = $4,
+                    updated_at = now()
               WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL
              RETURNING version",
         )
         .bind(id.as_uuid())
         .bind(tenant.as_uuid())
         .bind(name)
+        .bind(channel.as_str())
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| conflict_or(e, &format!("a template named {:?}", name.unwrap_or(""))))?;
@@ -149,10 +154,11 @@ impl Store {
             return Ok(None);
         };
         sqlx::query(
-            "INSERT INTO template_versions (template_id, version, parts) VALUES ($1, $2, $3)",
+            "INSERT INTO template_versions (template_id, version, channel, parts) VALUES ($1, $2, $3, $4)",
         )
         .bind(id.as_uuid())
         .bind(version)
+        .bind(channel.as_str())
         .bind(&parts)
         .execute(&mut *tx)
         .await?;

@@ -173,15 +173,10 @@ pub async fn put_template(
         .map(herald_api::templates::template_name)
         .transpose()
         .map_err(ApiError::invalid_field)?;
-    let (channel, _) = state
-        .store
-        .current_template(tenant, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such template"))?;
-    let parts = checked(channel, body.parts.into())?;
+    let parts = checked(body.channel, body.parts.into())?;
     let stored = state
         .store
-        .put_template(tenant, id, name.as_deref(), &parts)
+        .put_template(tenant, id, name.as_deref(), body.channel, &parts)
         .await?
         .ok_or_else(|| ApiError::not_found("no such template"))?;
     tracing::info!(tenant_id = %tenant, template_id = %id, version = stored.version, "Wrote a template version.");
