@@ -16,7 +16,10 @@
 //! - `shapes`: the request shapes clients use, each a closed-loop burst of
 //!   emails: one message per `POST /v1/messages` and per gRPC `Send`, 10
 //!   and 500 per batch request, and one per request again with group
-//!   commit switched off (`HERALD_PRODUCER_GROUP_MAX=1`), for the ratio.
+//!   commit switched off (`HERALD_PRODUCER_GROUP_MAX=1`), for the ratio;
+//! - `templates`: the same emails with their subject and bodies inline and
+//!   from a template (pinned and rendered at enqueue, rendered again by the
+//!   worker), one per request and 500 per request, side by side.
 //!
 //! Each step reports throughput, enqueue→send p50/p90/p99/p99.9 (HDR), lost
 //! and duplicates (from the simulator's counts) and the producer's and
@@ -54,6 +57,7 @@ pub enum Scenario {
     Scaling,
     Failures,
     Shapes,
+    Templates,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -355,6 +359,10 @@ async fn run_steps(
                 behave(stack, 0, 0.0, 0.0).await?;
                 steps.extend(shapes(args, stack, &label, clock).await?);
             }
+            Scenario::Templates => {
+                behave(stack, 0, 0.0, 0.0).await?;
+                steps.extend(templates(args, stack, &label, clock).await?);
+            }
         }
     }
     if let Some(c) = ceiling {
@@ -427,6 +435,80 @@ async fn shapes(
         .restart_producer_with(&ungrouped.map(|(k, _)| (k, "")))
         .await?;
     steps.push(alone?);
+    Ok(steps)
+}
+
+/// The `templates` steps: inline bodies, then the same content (subject and
+/// text, as the demo's emails have) from a template, for each of two
+/// request shapes.
+async fn templates(
+    args: &BenchArgs,
+    stack: &mut Stack,
+    label: &str,
+    clock: Clock,
+) -> anyhow::Result<Vec<Step>> {
+    let n = args.messages.max(1);
+    let http = Route::Http(stack.client.clone());
+    let template = stack
+        .client
+        .create_template(&herald_api::NewTemplate {
+            name: run_id("template"),
+            channel: herald_domain::Channel::Email,
+            parts: herald_api::TemplateBody {
+                subject: Some("Herald demo {{ run }} #{{ n }}".into()),
+                text: Some(
+                    "Hello {{ user }}, this is message {{ n }} of Herald demo run {{ run }}."
+                        .into(),
+                ),
+                ..Default::default()
+            },
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the bench's template: {e}"))?;
+    let mut steps = Vec::new();
+    for (per_request, concurrency) in [(1, args.shape_concurrency.max(1)), (500, 8)] {
+        let shape = || Shape {
+            route: &http,
+            per_request,
+            concurrency,
+        };
+        let name = format!("http {per_request}/req ×{concurrency}, inline");
+        steps.push(shape_step(stack, label, clock, n, &name, shape()).await?);
+        let run = run_id("template");
+        let messages = demo_messages(&run, n, 0)
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| SendMessage {
+                subject: None,
+                text: None,
+                html: None,
+                template_id: Some(template.id.to_string()),
+                variables: Some(
+                    [
+                        ("run".to_owned(), run.clone()),
+                        ("n".to_owned(), (i + 1).to_string()),
+                        ("user".to_owned(), format!("user{}", i + 1)),
+                    ]
+                    .into(),
+                ),
+                ..m
+            })
+            .collect();
+        let name = format!("http {per_request}/req ×{concurrency}, template");
+        steps.push(
+            closed_loop_as(
+                stack,
+                label,
+                &name,
+                Scenario::Templates,
+                messages,
+                0,
+                clock,
+                shape(),
+            )
+            .await?,
+        );
+    }
     Ok(steps)
 }
 

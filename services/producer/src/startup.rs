@@ -128,6 +128,9 @@ impl App {
             self.state.store.clone(),
             self.state.keys.clone(),
         ));
+        let state = self.state.clone();
+        let template_writes =
+            tokio::spawn(async move { state.templates.listen(state.store.clone()).await });
         let grpc = crate::grpc::serve(self.grpc_listener, self.state.clone(), shutdown.clone());
         let http = herald_runtime::serve(self.listener, router, shutdown);
         let (http, grpc) = tokio::join!(http, grpc);
@@ -135,6 +138,7 @@ impl App {
         grpc.context("The gRPC server failed")?;
         keepalive.abort();
         changes.abort();
+        template_writes.abort();
         self.state.confirms.flush().await;
         self.broker.close().await;
         tracing::info!("herald-producer stopped.");

@@ -319,3 +319,99 @@ async fn a_message_that_cannot_render_is_refused_at_enqueue() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn grpc_sends_pin_templates_and_name_a_missing_variable() {
+    let app = TestApp::spawn("tpl-grpc", ADMIN).await;
+    let t = caller(&app).await;
+    let (_, created) = t.post("/v1/templates", welcome()).await;
+    let id = created["id"].as_str().expect("an id").to_owned();
+    let mut client = herald_proto::grpc::connect(&app.grpc_url, &t.key)
+        .await
+        .expect("grpc");
+    let request = |variables: &[(&str, &str)], version: u32| herald_proto::v1::SendRequest {
+        channel: herald_proto::v1::Channel::Email as i32,
+        to: "a@example.com".into(),
+        template_id: id.clone(),
+        template_version: version,
+        variables: variables
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        ..Default::default()
+    };
+    client
+        .send(request(&[("first_name", "Ada")], 0))
+        .await
+        .expect("the current version");
+    client
+        .send(request(&[("first_name", "Ada")], 1))
+        .await
+        .expect("version 1, pinned by the caller");
+    let status = client
+        .send(request(&[], 0))
+        .await
+        .expect_err("a missing variable");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let detail = herald_proto::grpc::error_detail(&status).expect("a detail");
+    assert_eq!(detail.field, "variables");
+    assert!(detail.message.contains("first_name"), "{detail:?}");
+    let status = client
+        .send(request(&[("first_name", "Ada")], 2))
+        .await
+        .expect_err("no version 2");
+    assert_eq!(
+        herald_proto::grpc::error_detail(&status).map(|d| d.field),
+        Some("template_version".to_owned())
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_version_is_pinned_at_once_here_and_soon_on_another_producer() {
+    let isolation = herald_testing::Isolation::new("tpl-two");
+    let one = TestApp::start(isolation.clone(), ADMIN)
+        .await
+        .expect("producer 1");
+    let two = TestApp::start(isolation.clone(), ADMIN)
+        .await
+        .expect("producer 2");
+    let a = caller(&one).await;
+    let b = Caller {
+        app: &two,
+        key: a.key.clone(),
+    };
+    let (_, created) = a.post("/v1/templates", welcome()).await;
+    let id = created["id"].as_str().expect("an id").to_owned();
+    let message = json!({"channel": "email", "to": "a@example.com", "template_id": id,
+                         "variables": {"first_name": "Ada"}});
+    // Both producers have version 1 as current now (remembered).
+    for caller in [&a, &b] {
+        let (status, answer) = caller.post("/v1/messages", message.clone()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    }
+    // Version 2 prints a variable the message does not give: a producer
+    // that pins it refuses the message.
+    let (status, _) = a
+        .call(
+            Method::PUT,
+            &format!("/v1/templates/{id}"),
+            Some(json!({"channel": "email", "subject": "Hi {{ first_name }} {{ last_name }}", "text": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, answer) = a.post("/v1/messages", message.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the producer that wrote version 2 pinned version 1: {answer}"
+    );
+    assert!(refusal(&answer).2.contains("last_name"), "{answer}");
+    let heard = herald_testing::wait_for(std::time::Duration::from_secs(5), || async {
+        b.post("/v1/messages", message.clone()).await.0 == StatusCode::UNPROCESSABLE_ENTITY
+    })
+    .await;
+    assert!(heard, "the other producer still pins version 1 after 5 s");
+    one.stop().await;
+    two.stop().await;
+}

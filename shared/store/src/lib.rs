@@ -34,6 +34,8 @@ pub use tenants::{NewTenant, TenantChange};
 
 /// The channel on which tenant changes are announced (`LISTEN`/`NOTIFY`).
 pub const TENANTS_CHANNEL: &str = "herald_tenants";
+/// The channel on which template writes are announced (`<tenant>/<id>`).
+pub const TEMPLATES_CHANNEL: &str = "herald_templates";
 /// The channel on which provider changes are announced.
 pub const PROVIDERS_CHANNEL: &str = "herald_providers";
 

@@ -7,7 +7,7 @@ use herald_domain::{Channel, TemplateId, TemplateParts, TenantId};
 use uuid::Uuid;
 
 use crate::decode::{decode_all, RowError};
-use crate::{conflict_or, Result, Store, StoreError};
+use crate::{conflict_or, Result, Store, StoreError, TEMPLATES_CHANNEL};
 
 /// One version of a template, with the template's current version beside it.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +83,17 @@ const SELECT: &str =
         v.parts, t.created_at, v.created_at AS updated_at
    FROM templates t JOIN template_versions v ON v.template_id = t.id";
 
+/// Tells every producer that the template's current version changed (at
+/// commit), so none pins a message to the one before.
+async fn announce(tx: &mut sqlx::PgConnection, tenant: TenantId, id: TemplateId) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(TEMPLATES_CHANNEL)
+        .bind(format!("{tenant}/{id}"))
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
 fn parts_json(parts: &TemplateParts) -> Result<serde_json::Value> {
     serde_json::to_value(parts).map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))
 }
@@ -118,6 +129,7 @@ impl Store {
         .bind(&parts)
         .execute(&mut *tx)
         .await?;
+        announce(&mut tx, tenant, id).await?;
         tx.commit().await?;
         self.template(tenant, id, None)
             .await?
@@ -162,6 +174,7 @@ impl Store {
         .bind(&parts)
         .execute(&mut *tx)
         .await?;
+        announce(&mut tx, tenant, id).await?;
         tx.commit().await?;
         self.template(tenant, id, None).await
     }
@@ -258,14 +271,20 @@ impl Store {
     /// Deletes the template for new messages; its versions stay for those
     /// already queued. `false`: no such template of this tenant.
     pub async fn delete_template(&self, tenant: TenantId, id: TemplateId) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE templates SET deleted_at = now(), updated_at = now()
               WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL",
         )
         .bind(id.as_uuid())
         .bind(tenant.as_uuid())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        announce(&mut tx, tenant, id).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

@@ -179,6 +179,9 @@ pub async fn put_template(
         .put_template(tenant, id, name.as_deref(), body.channel, &parts)
         .await?
         .ok_or_else(|| ApiError::not_found("no such template"))?;
+    // This producer pins the next message to the new version at once;
+    // the others when the write's notification reaches them.
+    state.templates.forget(tenant, id);
     tracing::info!(tenant_id = %tenant, template_id = %id, version = stored.version, "Wrote a template version.");
     Ok(Json(view(stored)?))
 }
@@ -204,6 +207,7 @@ pub async fn delete_template(
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
     if state.store.delete_template(tenant, id).await? {
+        state.templates.forget(tenant, id);
         tracing::info!(tenant_id = %tenant, template_id = %id, "Deleted a template.");
         Ok(StatusCode::NO_CONTENT)
     } else {
