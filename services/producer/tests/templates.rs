@@ -415,3 +415,49 @@ async fn a_new_version_is_pinned_at_once_here_and_soon_on_another_producer() {
     one.stop().await;
     two.stop().await;
 }
+
+#[tokio::test]
+async fn current_versions_are_remembered_between_writes() {
+    let app = TestApp::spawn("tpl-cache", ADMIN).await;
+    let t = caller(&app).await;
+    let (_, created) = t.post("/v1/templates", welcome()).await;
+    let id = created["id"].as_str().expect("an id").to_owned();
+    let db = app.isolation.pool().await.expect("db");
+    let reads = || async {
+        // PostgreSQL's own count of index scans of `templates` (flushed
+        // to the statistics at each transaction's end, read after a
+        // snapshot clear).
+        sqlx::query("SELECT pg_stat_clear_snapshot()")
+            .execute(&db)
+            .await
+            .expect("clear");
+        sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT idx_scan FROM pg_stat_user_tables WHERE relname = 'templates'",
+        )
+        .fetch_one(&db)
+        .await
+        .expect("stats")
+        .unwrap_or(0)
+    };
+    let message = json!({"channel": "email", "to": "a@example.com", "template_id": id,
+                         "variables": {"first_name": "Ada"}});
+    // The listener is up once a write is heard: wait for the first send to
+    // be remembered, then count.
+    t.post("/v1/messages", message.clone()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let before = reads().await;
+    for _ in 0..50 {
+        let (status, answer) = t.post("/v1/messages", message.clone()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let after = reads().await;
+    // Read every time, it would be 50 or more.
+    assert!(
+        after - before < 10,
+        "50 sends read the templates table {} times",
+        after - before
+    );
+    db.close().await;
+    app.stop().await;
+}
