@@ -12,11 +12,16 @@
 //! - Every provider's hour and day windows are checkpointed to PostgreSQL
 //!   (`HERALD_CAPACITY_CHECKPOINT_SECS`), to be counted again from there
 //!   when Redis loses its keys (docs/decisions/0017).
+//! - Every queue's depth is read and exported as `herald_queue_depth`
+//!   (summed by kind and channel: one series per kind, never per tenant).
 
 use std::time::{Duration, Instant};
 
-use herald_broker::{Publisher, Topology};
+use herald_broker::lapin::options::QueueDeclareOptions;
+use herald_broker::lapin::types::FieldTable;
+use herald_broker::{Broker, Publisher, Topology};
 use herald_capacity::{Capacity, Limits};
+use herald_domain::Channel;
 use herald_runtime::Shutdown;
 use herald_store::catalog::ProviderCatalog;
 use herald_store::{Leadership, SavedBucket, Store};
@@ -31,10 +36,14 @@ const EXPIRE_EVERY: Duration = Duration::from_secs(60);
 const RECONCILE_BATCH: i64 = 500;
 /// Keys deleted per statement.
 const EXPIRE_BATCH: i64 = 5_000;
+/// How often queue depths are read.
+const DEPTHS_EVERY: Duration = Duration::from_secs(15);
 
 /// What the leader needs.
 #[derive(Clone)]
 pub struct Periodic {
+    /// For reading queue depths.
+    pub broker: Broker,
     pub store: Store,
     pub publisher: Publisher,
     pub topology: Topology,
@@ -79,6 +88,7 @@ impl Periodic {
     async fn lead(&self, mut lease: Leadership, stop: &Shutdown) {
         let mut last_expiry: Option<Instant> = None;
         let mut last_checkpoint: Option<Instant> = None;
+        let mut last_depths: Option<Instant> = None;
         loop {
             if stop.is_triggered() {
                 lease.resign().await;
@@ -113,6 +123,12 @@ impl Periodic {
                     tracing::warn!(error = %e, "Failed to checkpoint provider windows.");
                 }
             }
+            if last_depths.is_none_or(|t| t.elapsed() >= DEPTHS_EVERY) {
+                last_depths = Some(Instant::now());
+                if let Err(e) = export_depths(self).await {
+                    tracing::warn!(error = %e, "Failed to read queue depths.");
+                }
+            }
             if last_expiry.is_none_or(|t| t.elapsed() >= EXPIRE_EVERY) {
                 last_expiry = Some(Instant::now());
                 expire_keys(&self.store).await;
@@ -123,6 +139,64 @@ impl Periodic {
             }
         }
     }
+}
+
+/// Every queue of the deployment as (kind, channel, name): the active
+/// tenants' user queues, the central and express queues, the return queue,
+/// the delay tiers, the dead letters and the callbacks.
+async fn deployment_queues(
+    p: &Periodic,
+) -> anyhow::Result<Vec<(&'static str, &'static str, String)>> {
+    let t = &p.topology;
+    let mut queues = Vec::new();
+    for tenant in p.store.active_tenants().await? {
+        for c in Channel::ALL {
+            queues.push(("user", c.as_str(), t.user_queue(tenant.id, c)));
+        }
+    }
+    for c in Channel::ALL {
+        queues.push(("central", c.as_str(), t.central_queue(c)));
+        queues.push(("express", c.as_str(), t.express_queue(c)));
+    }
+    queues.push(("return", "", t.return_queue()));
+    for s in herald_broker::DELAY_TIERS {
+        queues.push(("delay", "", t.delay_queue(s)));
+    }
+    queues.push(("dead_letter", "", t.dead_letter_queue()));
+    queues.push(("callbacks", "", t.callbacks_queue()));
+    Ok(queues)
+}
+
+/// Reads every queue's ready depth (a passive declare each) and sets
+/// `herald_queue_depth{kind, channel}` to the sums. A queue that does not
+/// exist counts 0.
+pub async fn export_depths(p: &Periodic) -> anyhow::Result<()> {
+    let queues = deployment_queues(p).await?;
+    let mut sums: std::collections::BTreeMap<(&str, &str), u64> = Default::default();
+    let mut channel = p.broker.channel().await?;
+    for (kind, ch, name) in queues {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let depth = match channel
+            .queue_declare(name.as_str().into(), passive, FieldTable::default())
+            .await
+        {
+            Ok(q) => u64::from(q.message_count()),
+            // A missing queue closes the channel: open another.
+            Err(_) => {
+                channel = p.broker.channel().await?;
+                0
+            }
+        };
+        *sums.entry((kind, ch)).or_default() += depth;
+    }
+    let _ = channel.close(200, "depths read".into()).await;
+    for ((kind, ch), depth) in sums {
+        metrics::gauge!("herald_queue_depth", "kind" => kind, "channel" => ch).set(depth as f64);
+    }
+    Ok(())
 }
 
 /// One round of the reconciler: lock what waited too long for its confirm,

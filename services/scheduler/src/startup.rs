@@ -69,6 +69,7 @@ impl App {
         let publisher = Publisher::new(&broker).await?;
         let providers_changed = catalog.subscribe();
         let periodic = crate::leader::Periodic {
+            broker: broker.clone(),
             store: store.clone(),
             publisher: publisher.clone(),
             topology: topology.clone(),

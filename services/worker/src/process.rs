@@ -434,6 +434,11 @@ impl Worker {
             .increment(1);
         metrics::histogram!("herald_worker_send_seconds", "channel" => channel)
             .record(elapsed.as_secs_f64());
+        if disposition.is_sent() && job.enqueued_at_ms > 0 {
+            let waited = chrono::Utc::now().timestamp_millis() - job.enqueued_at_ms;
+            metrics::histogram!("herald_worker_enqueue_to_send_seconds", "channel" => channel)
+                .record(waited.max(0) as f64 / 1000.0);
+        }
         let observed = (entry.is_some() && !unrendered).then_some(Observed {
             provider: provider_id,
             ok: provider_ok(&disposition),

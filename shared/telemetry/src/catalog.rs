@@ -57,6 +57,7 @@ pub const METRICS: &[Metric] = &[
     Counter("herald_scheduler_checkpoints_total", "Capacity checkpoints written to PostgreSQL by the leader."),
     Counter("herald_scheduler_analyze_total", "ANALYZE runs on the hot tables to keep their statistics fresh."),
     Counter("herald_scheduler_idempotency_keys_expired_total", "Idempotency keys older than 24 hours deleted."),
+    Gauge("herald_queue_depth", "Messages ready in the deployment's queues, summed by kind (user, central, express, return, delay, dead_letter, callbacks) and channel (empty for queues of every channel), read by the leader every 15 s."),
     Gauge("herald_scheduler_central_depth", "Jobs ready in the central queue, by channel, as the gate last saw it."),
     Gauge("herald_scheduler_central_target", "Jobs the fair gate keeps ready in the central queue, by channel."),
     Gauge("herald_scheduler_express_depth", "Jobs ready in the express queue, by channel."),
@@ -76,6 +77,7 @@ pub const METRICS: &[Metric] = &[
     Counter("herald_worker_returned_unacked_total", "Finished jobs whose delivery could not be acked (the channel closed); recorded so their redelivery is handled."),
     Counter("herald_smtp_connections_opened_total", "SMTP sessions opened, by server (host:port)."),
     Seconds("herald_worker_send_seconds", "Seconds a send took at the provider, by channel."),
+    Seconds("herald_worker_enqueue_to_send_seconds", "Seconds from a message's enqueue (its producer's clock) to the provider's acceptance (this worker's clock), by channel; sent messages only."),
     Count("herald_worker_claim_jobs", "Jobs claimed together in one statement."),
     Count("herald_worker_record_jobs", "Outcomes written together in one statement."),
 ];
