@@ -187,16 +187,7 @@ impl Store {
         id: TemplateId,
         version: Option<u32>,
     ) -> Result<Option<StoredTemplate>> {
-        let row: Option<TemplateRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE t.id = $1 AND t.tenant_id = $2 AND t.deleted_at IS NULL
-                AND v.version = COALESCE($3, t.version)"
-        )))
-        .bind(id.as_uuid())
-        .bind(tenant.as_uuid())
-        .bind(version.map(|v| v as i32))
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(decode).transpose()
+        self.read_version(tenant, id, version, false).await
     }
 
     /// A version as written, whether or not the template was deleted since:
@@ -207,12 +198,26 @@ impl Store {
         id: TemplateId,
         version: u32,
     ) -> Result<Option<StoredTemplate>> {
+        self.read_version(tenant, id, Some(version), true).await
+    }
+
+    /// `version` (the current one when `None`) of the tenant's template;
+    /// of a deleted template only when `deleted` says so.
+    async fn read_version(
+        &self,
+        tenant: TenantId,
+        id: TemplateId,
+        version: Option<u32>,
+        deleted: bool,
+    ) -> Result<Option<StoredTemplate>> {
         let row: Option<TemplateRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE t.id = $1 AND t.tenant_id = $2 AND v.version = $3"
+            "{SELECT} WHERE t.id = $1 AND t.tenant_id = $2 AND ($4 OR t.deleted_at IS NULL)
+                AND v.version = COALESCE($3, t.version)"
         )))
         .bind(id.as_uuid())
         .bind(tenant.as_uuid())
-        .bind(version as i32)
+        .bind(version.map(|v| v as i32))
+        .bind(deleted)
         .fetch_optional(&self.pool)
         .await?;
         row.map(decode).transpose()
