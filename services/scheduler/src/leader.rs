@@ -13,7 +13,11 @@
 //!   (`HERALD_CAPACITY_CHECKPOINT_SECS`), to be counted again from there
 //!   when Redis loses its keys (docs/decisions/0017).
 //! - Every queue's depth is read and exported as `herald_queue_depth`
-//!   (summed by kind and channel: one series per kind, never per tenant).
+//!   (summed by kind and channel: one series per kind, never per tenant),
+//!   and every enabled provider's score, its parts and its windows' use as
+//!   `herald_provider_score{provider, part}` and
+//!   `herald_provider_window_used_ratio{provider, window}` (one series set
+//!   per provider: bounded by the providers an operator configured).
 
 use std::time::{Duration, Instant};
 
@@ -54,6 +58,9 @@ pub struct Periodic {
     pub catalog: ProviderCatalog,
     /// How often provider windows are checkpointed.
     pub checkpoint_every: Duration,
+    /// The placer's weights and health policy, for the score gauges.
+    pub weights: herald_scoring::ScoreWeights,
+    pub health: herald_capacity::HealthPolicy,
 }
 
 impl Periodic {
@@ -128,6 +135,9 @@ impl Periodic {
                 if let Err(e) = export_depths(self).await {
                     tracing::warn!(error = %e, "Failed to read queue depths.");
                 }
+                if let Err(e) = export_scores(self).await {
+                    tracing::warn!(error = %e, "Failed to read provider loads for the score gauges.");
+                }
             }
             if last_expiry.is_none_or(|t| t.elapsed() >= EXPIRE_EVERY) {
                 last_expiry = Some(Instant::now());
@@ -195,6 +205,59 @@ pub async fn export_depths(p: &Periodic) -> anyhow::Result<()> {
     let _ = channel.close(200, "depths read".into()).await;
     for ((kind, ch), depth) in sums {
         metrics::gauge!("herald_queue_depth", "kind" => kind, "channel" => ch).set(depth as f64);
+    }
+    Ok(())
+}
+
+/// Sets every enabled provider's score gauges from the same state and
+/// weights the placer scores by (what `GET /v1/admin/providers/{id}/score`
+/// explains for one).
+pub async fn export_scores(p: &Periodic) -> anyhow::Result<()> {
+    let providers = p.catalog.snapshot();
+    let views: Vec<herald_scoring::ProviderView> = providers
+        .iter()
+        .filter_map(herald_scoring::ProviderView::of)
+        .collect();
+    let pairs: Vec<(uuid::Uuid, &Limits)> = views.iter().map(|v| (v.id, &v.limits)).collect();
+    let loads = p.capacity.load(&pairs).await?;
+    let now = chrono::Utc::now();
+    for ch in Channel::ALL {
+        let of_channel = || {
+            views
+                .iter()
+                .zip(loads.iter())
+                .filter(move |(v, _)| v.channel == ch)
+        };
+        let mean = herald_scoring::recent_mean(of_channel().map(|(v, l)| (v, Some(l))));
+        for (view, load) in of_channel() {
+            let s = herald_scoring::score(view, Some(load), mean, &p.weights, &p.health, now);
+            let provider = view.name.clone();
+            for (part, value) in [
+                ("total", s.total),
+                ("quota", s.parts.quota),
+                ("headroom", s.parts.headroom),
+                ("success", s.parts.success),
+                ("latency", s.parts.latency),
+                ("recent", s.parts.recent),
+            ] {
+                metrics::gauge!("herald_provider_score", "provider" => provider.clone(), "part" => part)
+                    .set(value);
+            }
+            metrics::gauge!("herald_provider_eligible", "provider" => provider.clone())
+                .set(if s.state.is_eligible() { 1.0 } else { 0.0 });
+            for (i, (ms, limit)) in view.limits.windows.iter().enumerate() {
+                if *limit >= herald_scoring::UNLIMITED {
+                    continue;
+                }
+                let used = load.used.get(i).copied().unwrap_or(0);
+                metrics::gauge!(
+                    "herald_provider_window_used_ratio",
+                    "provider" => provider.clone(),
+                    "window" => format!("{}s", ms / 1000)
+                )
+                .set(used as f64 / (*limit).max(1) as f64);
+            }
+        }
     }
     Ok(())
 }

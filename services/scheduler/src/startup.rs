@@ -77,6 +77,8 @@ impl App {
             capacity: capacity.clone(),
             catalog: catalog.clone(),
             checkpoint_every: Duration::from_secs(settings.checkpoint_secs.max(1)),
+            weights: settings.weights.clone(),
+            health: settings.circuit.policy(),
         };
         let drain = Arc::new(Drain {
             broker,

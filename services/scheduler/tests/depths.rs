@@ -1,6 +1,7 @@
 //! The leader exports every queue's depth as `herald_queue_depth`, summed
-//! by kind and channel. Alone in its test binary: the metrics recorder is
-//! one per process, and the series carry no namespace.
+//! by kind and channel, and each provider's score gauges. Alone in its test
+//! binary: the metrics recorder is one per process, and the series carry no
+//! namespace.
 
 use std::time::Duration;
 
@@ -31,6 +32,25 @@ async fn the_leader_exports_queue_depths_by_kind() {
             .await
             .expect("publish");
     }
+    // A provider with a 60-a-minute quota (nothing used yet).
+    let store = isolation.store(2).await;
+    let provider = herald_domain::ProviderId::new();
+    let name = format!("depth-{}", &provider.to_string()[..8]);
+    store
+        .create_provider(&herald_store::NewProvider {
+            id: provider,
+            tenant_id: None,
+            name: name.clone(),
+            channel: "email".into(),
+            kind: "smtp".into(),
+            config: serde_json::json!({"host": "127.0.0.1", "port": 2525, "from": "a@example.com"}),
+            quota: serde_json::json!({"per_minute": 60}),
+            send_window: None,
+            weight: 100,
+            enabled: true,
+        })
+        .await
+        .expect("provider");
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(app.run(async move {
         let _ = rx.await;
@@ -47,8 +67,22 @@ async fn the_leader_exports_queue_depths_by_kind() {
         text.contains("herald_queue_depth{kind=\"central\",channel=\"email\"} 0"),
         "{text}"
     );
+    let total = format!("herald_provider_score{{provider=\"{name}\",part=\"total\"}}");
+    let window =
+        format!("herald_provider_window_used_ratio{{provider=\"{name}\",window=\"60s\"}} 0");
+    let eligible = format!("herald_provider_eligible{{provider=\"{name}\"}} 1");
+    let text = wait_for_value(
+        Duration::from_secs(30),
+        || async { handle.render() },
+        |t: &String| t.contains(&total),
+    )
+    .await;
+    for want in [&total, &window, &eligible] {
+        assert!(text.contains(want.as_str()), "{want} not in:\n{text}");
+    }
     let _ = stop.send(());
     let _ = task.await;
     broker.close().await;
+    store.pool().close().await;
     isolation.teardown().await;
 }
