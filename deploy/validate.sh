@@ -13,9 +13,12 @@
 # 4. KEDA's ScaledObject and TriggerAuthentication against a schema built
 #    from KEDA's CRDs (cloudcoil-models-keda), strictly: unknown fields fail.
 # 5. shellcheck on every shell script of the repository.
+# 6. The Prometheus alerting rules (deploy/prometheus/herald-alerts.yaml):
+#    `promtool check rules`, then `promtool test rules` on their unit tests.
 #
-# What it needs it installs, quietly and only once: shellcheck and python3's
-# venv from Debian's packages (apt, as root or through sudo), the Python tools
+# What it needs it installs, quietly and only once: shellcheck, python3's
+# venv and promtool (Debian's prometheus package, installed without starting
+# its server) from Debian's packages (apt, as root or through sudo), the Python tools
 # from PyPI into a virtualenv of their own (HERALD_TOOLS_DIR, default
 # ~/.cache/herald/validate). No check is skipped: a tool that cannot be
 # installed fails the run. Needs no terminal; exits non-zero on any finding.
@@ -64,6 +67,21 @@ command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-venv)
 if [ "${#need[@]}" -gt 0 ]; then
     apt_install "${need[@]}"
+fi
+if ! command -v promtool >/dev/null 2>&1; then
+    # Debian's prometheus package has promtool; its server must not start
+    # here, so service starts are refused while it installs (unless a
+    # policy is already in place, which is then left as it is).
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$policy" >/dev/null
+        "${SUDO[@]}" chmod +x "$policy"
+        own_policy=1
+    fi
+    apt_install prometheus || true
+    [ "$own_policy" -eq 1 ] && "${SUDO[@]}" rm -f "$policy"
+    command -v promtool >/dev/null 2>&1 || die "promtool could not be installed (apt: prometheus)"
 fi
 
 PY="$TOOLS_DIR/bin/python"
@@ -315,6 +333,17 @@ if shellcheck --external-sources "${scripts[@]}"; then
     log "shellcheck: ${#scripts[@]} scripts OK"
 else
     log "shellcheck: findings above"
+    fail
+fi
+
+# ---- 6. Prometheus rules ----
+
+if (cd "$DEPLOY/prometheus" && promtool check rules herald-alerts.yaml >/dev/null &&
+    promtool test rules herald-alerts.test.yaml >/dev/null); then
+    log "prometheus rules: herald-alerts.yaml checked, its unit tests pass"
+else
+    (cd "$DEPLOY/prometheus" && promtool check rules herald-alerts.yaml; promtool test rules herald-alerts.test.yaml) || true
+    log "prometheus rules: findings above"
     fail
 fi
 
