@@ -41,9 +41,7 @@ pub async fn run(cx: &Context, cmd: Messages, out: &mut impl Write) -> anyhow::R
     } else {
         json(&r.metadata)
     };
-    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
-        opt(t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)))
-    };
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| opt(t.map(crate::table::time));
     pairs(
         out,
         &[

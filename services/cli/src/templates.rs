@@ -12,7 +12,7 @@ use herald_domain::{Channel, Textcard};
 use uuid::Uuid;
 
 use crate::client::{Admin, Explain};
-use crate::table::{opt, pairs, Table};
+use crate::table::{opt, pairs, time, Table};
 
 #[derive(Debug, Subcommand)]
 pub enum Templates {
@@ -165,8 +165,7 @@ pub async fn run(
                     t.channel.to_string(),
                     t.version.to_string(),
                     t.variables.join(" "),
-                    t.updated_at
-                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    time(t.updated_at),
                 ]);
             }
             table.write(out)?;
@@ -239,11 +238,7 @@ fn show(cx: &crate::Context, t: &Template, out: &mut impl Write) -> anyhow::Resu
                 "CARD",
                 opt(card.map(|c| format!("{} | {} | {}", c.title, c.description, c.url))),
             ),
-            (
-                "UPDATED",
-                t.updated_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            ),
+            ("UPDATED", time(t.updated_at)),
         ],
     )?;
     Ok(())

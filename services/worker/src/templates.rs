@@ -76,17 +76,13 @@ impl Renderer {
                 self.cache.insert(key, compiled)
             }
         };
-        let variables = content
-            .variables
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let rendered = compiled
-            .render(&variables)
-            .map_err(|e| Disposition::DeadLetter {
-                code: "template_render".into(),
-                reason: format!("template {id} v{version}: {}", e.message),
-            })?;
-        Ok(rendered.into_content(&content))
+        let rendered =
+            compiled
+                .render(&content.variables)
+                .map_err(|e| Disposition::DeadLetter {
+                    code: "template_render".into(),
+                    reason: format!("template {id} v{version}: {}", e.message),
+                })?;
+        Ok(herald_templates::into_content(rendered, content))
     }
 }

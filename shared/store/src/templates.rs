@@ -94,6 +94,28 @@ async fn announce(tx: &mut sqlx::PgConnection, tenant: TenantId, id: TemplateId)
     Ok(())
 }
 
+/// Writes version `version` of the template and announces it (both at the
+/// transaction's commit).
+async fn write_version(
+    tx: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    id: TemplateId,
+    version: i32,
+    channel: Channel,
+    parts: &serde_json::Value,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO template_versions (template_id, version, channel, parts) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id.as_uuid())
+    .bind(version)
+    .bind(channel.as_str())
+    .bind(parts)
+    .execute(&mut *tx)
+    .await?;
+    announce(tx, tenant, id).await
+}
+
 fn parts_json(parts: &TemplateParts) -> Result<serde_json::Value> {
     serde_json::to_value(parts).map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))
 }
@@ -121,15 +143,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict_or(e, &format!("a template named {name:?}")))?;
-        sqlx::query(
-            "INSERT INTO template_versions (template_id, version, channel, parts) VALUES ($1, 1, $2, $3)",
-        )
-        .bind(id.as_uuid())
-        .bind(channel.as_str())
-        .bind(&parts)
-        .execute(&mut *tx)
-        .await?;
-        announce(&mut tx, tenant, id).await?;
+        write_version(&mut tx, tenant, id, 1, channel, &parts).await?;
         tx.commit().await?;
         self.template(tenant, id, None)
             .await?
@@ -165,16 +179,7 @@ impl Store {
         let Some(version) = version else {
             return Ok(None);
         };
-        sqlx::query(
-            "INSERT INTO template_versions (template_id, version, channel, parts) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id.as_uuid())
-        .bind(version)
-        .bind(channel.as_str())
-        .bind(&parts)
-        .execute(&mut *tx)
-        .await?;
-        announce(&mut tx, tenant, id).await?;
+        write_version(&mut tx, tenant, id, version, channel, &parts).await?;
         tx.commit().await?;
         self.template(tenant, id, None).await
     }

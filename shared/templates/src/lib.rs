@@ -14,7 +14,7 @@
 
 mod cache;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use herald_domain::{check_text, Channel, FieldError, TemplateParts, Textcard, MAX_CONTENT_BYTES};
 use herald_proto::v1;
@@ -51,46 +51,25 @@ impl std::fmt::Debug for Compiled {
     }
 }
 
-/// What a template renders to.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Rendered {
-    pub subject: Option<String>,
-    pub text: Option<String>,
-    pub html: Option<String>,
-    pub markdown: Option<String>,
-    pub textcard: Option<Textcard>,
-}
+/// What a template renders to: the same parts, rendered (their
+/// [`TemplateParts::size`] is what the 256 KiB cap counts).
+pub type Rendered = TemplateParts;
 
-impl Rendered {
-    /// Bytes of everything rendered: what the 256 KiB cap counts.
-    pub fn size(&self) -> usize {
-        TemplateParts {
-            subject: self.subject.clone(),
-            text: self.text.clone(),
-            html: self.html.clone(),
-            markdown: self.markdown.clone(),
-            textcard: self.textcard.clone(),
-        }
-        .size()
-    }
-
-    /// The job's content with the rendered parts in place of the template's
-    /// (WeWork markdown travels as `html`, as for a message sent without a
-    /// template). The template's id, version and variables stay, for the
-    /// record and the webhook payload.
-    pub fn into_content(self, job: &v1::Content) -> v1::Content {
-        let mut content = job.clone();
-        content.subject = self.subject.unwrap_or_default();
-        content.text = self.text.unwrap_or_default();
-        content.html = self.markdown.or(self.html).unwrap_or_default();
-        content.textcard = self.textcard.map(|c| v1::Textcard {
-            title: c.title,
-            description: c.description,
-            url: c.url,
-            btntxt: c.btntxt.unwrap_or_default(),
-        });
-        content
-    }
+/// The job's content with the rendered parts in place of the template's
+/// (WeWork markdown travels as `html`, as for a message sent without a
+/// template). The template's id, version and variables stay, for the record
+/// and the webhook payload.
+pub fn into_content(rendered: Rendered, mut content: v1::Content) -> v1::Content {
+    content.subject = rendered.subject.unwrap_or_default();
+    content.text = rendered.text.unwrap_or_default();
+    content.html = rendered.markdown.or(rendered.html).unwrap_or_default();
+    content.textcard = rendered.textcard.map(|c| v1::Textcard {
+        title: c.title,
+        description: c.description,
+        url: c.url,
+        btntxt: c.btntxt.unwrap_or_default(),
+    });
+    content
 }
 
 /// Checks `parts` against what a template of `channel` holds and compiles
@@ -218,13 +197,17 @@ impl Compiled {
         &self.variables
     }
 
-    /// Renders every part with `variables`. A refusal's field is
-    /// `variables` and its message names the missing variable, or the part
-    /// and line that failed.
-    pub fn render(&self, variables: &BTreeMap<String, String>) -> Result<Rendered, FieldError> {
+    /// Renders every part with `variables` (any map of strings, borrowed:
+    /// the producer's `BTreeMap`, the job envelope's `HashMap`). A refusal's
+    /// field is `variables` and its message names the missing variable, or
+    /// the part and line that failed.
+    pub fn render<'a, V>(&self, variables: V) -> Result<Rendered, FieldError>
+    where
+        V: IntoIterator<Item = (&'a String, &'a String)> + Copy,
+    {
         let context = Value::from_iter(
             variables
-                .iter()
+                .into_iter()
                 .map(|(k, v)| (k.as_str(), Value::from(v.as_str()))),
         );
         let mut out = Rendered::default();
@@ -267,12 +250,15 @@ impl Compiled {
         Ok(out)
     }
 
-    fn render_part(
+    fn render_part<'a, V>(
         &self,
         name: &str,
         context: &Value,
-        variables: &BTreeMap<String, String>,
-    ) -> Result<String, FieldError> {
+        variables: V,
+    ) -> Result<String, FieldError>
+    where
+        V: IntoIterator<Item = (&'a String, &'a String)> + Copy,
+    {
         let template = self
             .env
             .get_template(name)
@@ -285,7 +271,7 @@ impl Compiled {
             let missing: Vec<String> = template
                 .undeclared_variables(false)
                 .into_iter()
-                .filter(|v| !variables.contains_key(v))
+                .filter(|v| !variables.into_iter().any(|(k, _)| k == v))
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .map(|v| format!("{v:?}"))

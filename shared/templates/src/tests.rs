@@ -179,10 +179,10 @@ fn wework_markdown_travels_as_html_and_a_textcard_as_itself() {
         },
     )
     .expect("compiles");
-    let content = md
-        .render(&vars(&[("who", "<Ada>")]))
-        .expect("renders")
-        .into_content(&Default::default());
+    let content = into_content(
+        md.render(&vars(&[("who", "<Ada>")])).expect("renders"),
+        Default::default(),
+    );
     assert_eq!(content.html, "**<Ada>**");
     assert!(content.text.is_empty());
 
@@ -199,10 +199,10 @@ fn wework_markdown_travels_as_html_and_a_textcard_as_itself() {
         },
     )
     .expect("compiles");
-    let content = card
-        .render(&vars(&[("order", "7")]))
-        .expect("renders")
-        .into_content(&Default::default());
+    let content = into_content(
+        card.render(&vars(&[("order", "7")])).expect("renders"),
+        Default::default(),
+    );
     let c = content.textcard.expect("a card");
     assert_eq!(c.title, "Order 7");
     assert_eq!(c.url, "https://shop.example/o/7");

@@ -22,27 +22,34 @@ fn parse_id(raw: &str) -> Result<TemplateId, ApiError> {
 }
 
 /// The parts, checked and compiled for `channel`: a syntax error is 422
-/// naming the part and the line.
-fn checked(channel: Channel, parts: TemplateParts) -> Result<TemplateParts, ApiError> {
-    herald_templates::compile(channel, &parts).map_err(ApiError::invalid_field)?;
-    Ok(parts)
+/// naming the part and the line. The variables they refer to come back,
+/// for the answer.
+fn checked(channel: Channel, parts: &TemplateParts) -> Result<Vec<String>, ApiError> {
+    let compiled = herald_templates::compile(channel, parts).map_err(ApiError::invalid_field)?;
+    Ok(compiled.variables().iter().cloned().collect())
 }
 
-/// A stored version as the API shows it.
+/// A stored version as the API shows it (compiled again for its variables).
 fn view(t: StoredTemplate) -> Result<Template, ApiError> {
     let compiled = herald_templates::compile(t.channel, &t.parts)
         .map_err(|e| ApiError::internal("A stored template version does not compile", e))?;
-    Ok(Template {
+    let variables = compiled.variables().iter().cloned().collect();
+    Ok(view_with(t, variables))
+}
+
+/// A version just written, with the variables its check found.
+fn view_with(t: StoredTemplate, variables: Vec<String>) -> Template {
+    Template {
         id: t.id,
         name: t.name,
         channel: t.channel,
         version: t.version,
         current_version: t.current_version,
-        variables: compiled.variables().iter().cloned().collect(),
+        variables,
         parts: t.parts.into(),
         created_at: t.created_at,
         updated_at: t.updated_at,
-    })
+    }
 }
 
 /// `POST /v1/templates` → 201, version 1.
@@ -68,13 +75,14 @@ pub async fn create_template(
     JsonBody(body): JsonBody<NewTemplate>,
 ) -> Result<(StatusCode, Json<Template>), ApiError> {
     let name = herald_api::templates::template_name(&body.name).map_err(ApiError::invalid_field)?;
-    let parts = checked(body.channel, body.parts.into())?;
+    let parts: TemplateParts = body.parts.into();
+    let variables = checked(body.channel, &parts)?;
     let stored = state
         .store
         .create_template(tenant, TemplateId::new(), &name, body.channel, &parts)
         .await?;
     tracing::info!(tenant_id = %tenant, template_id = %stored.id, "Created a template.");
-    Ok((StatusCode::CREATED, Json(view(stored)?)))
+    Ok((StatusCode::CREATED, Json(view_with(stored, variables))))
 }
 
 /// `GET /v1/templates?cursor=&limit=`.
@@ -173,7 +181,8 @@ pub async fn put_template(
         .map(herald_api::templates::template_name)
         .transpose()
         .map_err(ApiError::invalid_field)?;
-    let parts = checked(body.channel, body.parts.into())?;
+    let parts: TemplateParts = body.parts.into();
+    let variables = checked(body.channel, &parts)?;
     let stored = state
         .store
         .put_template(tenant, id, name.as_deref(), body.channel, &parts)
@@ -183,7 +192,7 @@ pub async fn put_template(
     // the others when the write's notification reaches them.
     state.templates.forget(tenant, id);
     tracing::info!(tenant_id = %tenant, template_id = %id, version = stored.version, "Wrote a template version.");
-    Ok(Json(view(stored)?))
+    Ok(Json(view_with(stored, variables)))
 }
 
 /// `DELETE /v1/templates/{id}` → 204: new messages can no longer name it;
