@@ -11,6 +11,7 @@ use crate::Settings;
 
 /// A built producer: connected, topology declared, port bound.
 pub struct App {
+    _catalog_stop: herald_runtime::Trigger,
     listener: TcpListener,
     grpc_listener: TcpListener,
     state: AppState,
@@ -57,7 +58,16 @@ impl App {
             },
             settings.group,
         );
+        // The catalog's refresh task stops when the App (its trigger) is dropped.
+        let (catalog_stop, stop_catalog) = herald_runtime::Shutdown::new();
+        let catalog = herald_store::catalog::ProviderCatalog::start(
+            store.clone(),
+            Duration::from_secs(10),
+            stop_catalog.watch(),
+        )
+        .await?;
         let state = AppState::new(Shared {
+            catalog,
             confirms,
             committer,
             templates: Default::default(),
@@ -72,6 +82,7 @@ impl App {
             health: settings.circuit.policy(),
         });
         Ok(App {
+            _catalog_stop: catalog_stop,
             listener,
             grpc_listener,
             state,

@@ -12,8 +12,11 @@
 //! - [`decision`]: what happens to a message after its send, as pure functions
 //! - [`process`]: the pipeline — claim a window of deliveries in one
 //!   statement, send concurrently, record outcomes in one statement, ack
+//! - [`callbacks`]: provider callbacks from the callbacks queue, stored
+//!   and applied to their messages in batches
 //! - [`startup`]: [`App::build`] and [`App::run`]
 
+pub mod callbacks;
 pub mod classify;
 pub mod config;
 pub mod decision;

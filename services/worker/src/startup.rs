@@ -105,6 +105,16 @@ impl App {
                 });
             }
         }
+        if s.callback_prefetch > 0 {
+            let worker = self.worker.clone();
+            let stop = self.stop.clone();
+            let prefetch = s.callback_prefetch;
+            tasks.spawn(async move {
+                if let Err(e) = worker.run_callbacks(prefetch, stop).await {
+                    tracing::error!(error = %e, "The callbacks pipeline stopped.");
+                }
+            });
+        }
         let broker = self.worker.broker.clone();
         let lost = async move { broker.lost().await };
         let mut result = Ok(());

@@ -9,6 +9,7 @@
 //! them, and `/openapi.json` is generated from them; `docs/API.md` is the
 //! guide.
 
+pub mod callbacks;
 pub mod dead_letters;
 pub mod error;
 pub mod messages;
@@ -25,6 +26,7 @@ pub mod tenants;
 #[cfg(feature = "client")]
 pub mod client;
 
+pub use callbacks::{CallbackAccepted, ProviderCallback, WeworkQuery};
 pub use dead_letters::{ReplayReport, ReplayRequest};
 pub use error::{ErrorBody, ErrorDetail};
 /// What [`ParseError::Field`] carries: the field's dotted path and a sentence.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use herald_domain::{
-    check_text, BatchId, Channel, Content, EmailAddress, FieldError, MessageId, MessageStatus,
+    check_text, BatchId, EventKind, Channel, Content, EmailAddress, FieldError, MessageId, MessageStatus,
     NewMessage, Priority, ProviderId, Recipients, TemplateId, TenantId, MAX_CONTENT_BYTES,
 };
 use serde::{Deserialize, Serialize};
@@ -312,9 +312,13 @@ pub struct BatchAccepted {
 /// Something that happened to a message after it was sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MessageEvent {
-    /// delivered, read, clicked, replied, bounced, complained.
-    pub event: String,
+    pub event: EventKind,
+    /// When it happened, by the provider's account.
     pub at: DateTime<Utc>,
+    /// What the provider said beyond the event (a bounce's diagnostic, a
+    /// click's URL, a WeWork member's reply).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub detail: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A message's record.
@@ -337,6 +341,8 @@ pub struct MessageRecord {
     pub created_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
     pub delivered_at: Option<DateTime<Utc>>,
+    /// The provider's reports, oldest first: in `GET /v1/messages/{id}`
+    /// (empty in lists).
     pub events: Vec<MessageEvent>,
 }
 

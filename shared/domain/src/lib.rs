@@ -3,6 +3,7 @@
 
 mod channel;
 mod disposition;
+mod event;
 mod ids;
 pub mod json_int;
 mod message;
@@ -17,6 +18,7 @@ mod tenant;
 
 pub use channel::Channel;
 pub use disposition::Disposition;
+pub use event::{status_rank, EventKind};
 pub use ids::{ApiKeyId, BatchId, MessageId, ProviderId, TemplateId, TenantId};
 pub use message::{Content, NewMessage, MAX_CONTENT_BYTES};
 pub use priority::Priority;

@@ -113,6 +113,16 @@ pub const SECRET_FIELDS: &[&str] = &[
 ];
 
 impl ProviderConfig {
+    /// The secret that signs this provider's generic callbacks, if set.
+    pub fn callback_secret(&self) -> Option<&str> {
+        match self {
+            ProviderConfig::Smtp(c) => c.callback_secret.as_deref(),
+            ProviderConfig::Wework(c) => c.callback_secret.as_deref(),
+            ProviderConfig::Webhook(c) => c.callback_secret.as_deref(),
+        }
+        .filter(|s| !s.is_empty())
+    }
+
     pub fn parse(kind: ProviderKind, value: &Value) -> Result<Self, FieldError> {
         fn de<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, FieldError> {
             serde_path_to_error::deserialize(value.clone()).map_err(|e| {

@@ -2,6 +2,7 @@
 //! is missing and runs the migrations; each module holds the queries of one
 //! table, and every hot-path write is one batched statement.
 
+mod callbacks;
 pub mod catalog;
 mod checkpoints;
 mod db;
@@ -17,6 +18,7 @@ mod statistics;
 mod templates;
 mod tenants;
 
+pub use callbacks::{Applied, NewCallback, StoredEvent, WAIT_LIMIT_DAYS};
 pub use checkpoints::SavedBucket;
 pub use db::Store;
 pub use decode::RowError;

@@ -151,7 +151,8 @@ pub async fn get(
         .message(tenant, id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such message"))?;
-    Ok(Json(views::record(record)?))
+    let events = state.store.message_events(id).await?;
+    Ok(Json(views::record_with_events(record, events)?))
 }
 
 /// `GET /v1/messages?status=&batch_id=&cursor=&limit=` → `{items, next_cursor}`.

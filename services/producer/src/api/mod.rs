@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod callbacks;
 pub mod error;
 pub mod extract;
 pub mod messages;
@@ -67,6 +68,8 @@ pub struct Shared {
     pub committer: crate::group::Committer,
     /// Compiled template versions, for pinning at enqueue.
     pub templates: crate::templates::Templates,
+    /// The providers, live: callbacks are checked against their secrets.
+    pub catalog: herald_store::catalog::ProviderCatalog,
 }
 
 /// The API's routes. Each handler is registered with its OpenAPI
@@ -80,6 +83,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(messages::send_batch))
         .routes(routes!(messages::get))
         .routes(routes!(messages::cancel))
+        .routes(routes!(callbacks::generic))
+        .routes(routes!(callbacks::wework_verify, callbacks::wework_event))
         .routes(routes!(
             templates::create_template,
             templates::list_templates

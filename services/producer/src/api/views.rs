@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use herald_api::{MessageRecord, Provider};
+use herald_api::{MessageEvent, MessageRecord, Provider};
 use herald_domain::provider_config::ProviderConfig;
 use herald_store::ProviderRow;
 
@@ -54,4 +54,24 @@ pub fn record(m: herald_domain::MessageRecord) -> Result<MessageRecord, ApiError
         delivered_at: m.delivered_at,
         events: Vec::new(),
     })
+}
+
+/// A record with its events (`GET` of one message).
+pub fn record_with_events(
+    m: herald_domain::MessageRecord,
+    events: Vec<herald_store::StoredEvent>,
+) -> Result<MessageRecord, ApiError> {
+    let mut record = record(m)?;
+    record.events = events
+        .into_iter()
+        .map(|e| MessageEvent {
+            event: e.event,
+            at: e.at,
+            detail: match e.detail {
+                serde_json::Value::Object(map) => map,
+                _ => serde_json::Map::new(),
+            },
+        })
+        .collect();
+    Ok(record)
 }

@@ -37,8 +37,9 @@ pub async fn get_message(
         .await?
         .ok_or_else(|| ApiError::not_found("no such message"))?;
     let tenant_id = row.tenant_id;
+    let events = state.store.message_events(id).await?;
     Ok(Json(AdminMessageRecord {
         tenant_id,
-        record: views::record(row)?,
+        record: views::record_with_events(row, events)?,
     }))
 }

@@ -1,0 +1,18 @@
+//! What providers tell Herald after a send, checked before anything is
+//! believed:
+//!
+//! - [`wework`]: the WeWork callback protocol — the `msg_signature` (SHA-1
+//!   of the sorted token, timestamp, nonce and ciphertext), the AES-256-CBC
+//!   envelope (key from the 43-character EncodingAESKey, IV its first 16
+//!   bytes, PKCS#7 to 32-byte blocks, the receive id checked) and the XML
+//!   events inside it; both directions, so the simulator speaks it too.
+//! - [`signed`]: Herald's generic callbacks, `X-Herald-Signature:
+//!   sha256=<hex HMAC-SHA256 of the body>` with the provider's
+//!   `callback_secret`, compared in constant time.
+//! - [`EventKind`]: what a callback says happened, and its rank: a
+//!   message's status only ever moves to a higher rank.
+
+pub mod signed;
+pub mod wework;
+
+pub use herald_domain::EventKind;
