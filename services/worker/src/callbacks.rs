@@ -45,7 +45,8 @@ pub fn decode(data: &[u8]) -> Result<NewCallback, String> {
         _ => return Err(format!("event kind {} is not an event", e.kind)),
     };
     let time = |ms: i64, what: &str| {
-        DateTime::<Utc>::from_timestamp_millis(ms).ok_or_else(|| format!("{what} {ms} is out of range"))
+        DateTime::<Utc>::from_timestamp_millis(ms)
+            .ok_or_else(|| format!("{what} {ms} is out of range"))
     };
     let detail = if e.detail.is_empty() {
         serde_json::Value::Object(Default::default())
@@ -115,7 +116,11 @@ async fn store_batch(store: &Store, events: &[NewCallback], stop: &Shutdown) -> 
 
 impl Worker {
     /// Consumes the callbacks queue until `stop` fires.
-    pub async fn run_callbacks(self: Arc<Self>, prefetch: u16, stop: Shutdown) -> anyhow::Result<()> {
+    pub async fn run_callbacks(
+        self: Arc<Self>,
+        prefetch: u16,
+        stop: Shutdown,
+    ) -> anyhow::Result<()> {
         let queue = self.topology.callbacks_queue();
         let amqp = self.broker.channel().await?;
         amqp.basic_qos(prefetch, BasicQosOptions::default()).await?;

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use herald_domain::{
-    check_text, BatchId, EventKind, Channel, Content, EmailAddress, FieldError, MessageId, MessageStatus,
-    NewMessage, Priority, ProviderId, Recipients, TemplateId, TenantId, MAX_CONTENT_BYTES,
+    check_text, BatchId, Channel, Content, EmailAddress, EventKind, FieldError, MessageId,
+    MessageStatus, NewMessage, Priority, ProviderId, Recipients, TemplateId, TenantId,
+    MAX_CONTENT_BYTES,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};

@@ -15,7 +15,8 @@
 //! XML is read with `roxmltree`, which refuses DTDs: no entity expansion.
 
 use aes::cipher::{block_padding::NoPadding, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
-use base64::engine::general_purpose::STANDARD;
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::Engine;
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
@@ -24,6 +25,14 @@ use herald_domain::EventKind;
 
 type Decryptor = cbc::Decryptor<aes::Aes256>;
 type Encryptor = cbc::Encryptor<aes::Aes256>;
+
+/// The EncodingAESKey's decoder: 43 characters encode 256 bits plus 2
+/// spare bits, which WeWork's keys do not keep at zero (its SDKs decode
+/// leniently).
+const KEY_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+);
 
 /// WeWork pads to 32-byte blocks, not AES's 16.
 const PAD_BLOCK: usize = 32;
@@ -74,7 +83,7 @@ impl WeworkCrypto {
         if encoding_aes_key.len() != 43 {
             return Err(WeworkError::BadKey);
         }
-        let bytes = STANDARD
+        let bytes = KEY_BASE64
             .decode(format!("{encoding_aes_key}="))
             .map_err(|_| WeworkError::BadKey)?;
         let key: [u8; 32] = bytes.try_into().map_err(|_| WeworkError::BadKey)?;
@@ -409,7 +418,10 @@ mod tests {
             encrypted_part("<xml><ToUserName>x</ToUserName></xml>"),
             Err(WeworkError::Xml(m)) if m.contains("Encrypt")
         ));
-        assert!(matches!(encrypted_part("<xml><Encrypt>"), Err(WeworkError::Xml(_))));
+        assert!(matches!(
+            encrypted_part("<xml><Encrypt>"),
+            Err(WeworkError::Xml(_))
+        ));
         // No DTDs, so no entity expansion.
         let bomb = r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">]><xml><Encrypt>&lol;</Encrypt></xml>"#;
         assert!(matches!(encrypted_part(bomb), Err(WeworkError::Xml(_))));
@@ -427,7 +439,10 @@ mod tests {
             content: None,
         };
         assert_eq!(event("text", None).kind(), Ok(EventKind::Replied));
-        assert_eq!(event("event", Some("enter_agent")).kind(), Ok(EventKind::Read));
+        assert_eq!(
+            event("event", Some("enter_agent")).kind(),
+            Ok(EventKind::Read)
+        );
         assert_eq!(
             event("event", Some("template_card_event")).kind(),
             Ok(EventKind::Clicked)

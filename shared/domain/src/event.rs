@@ -7,7 +7,19 @@ use std::str::FromStr;
 use crate::MessageStatus;
 
 /// What a provider reports about a sent message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     Delivered,
@@ -136,7 +148,9 @@ mod tests {
         assert_eq!(status_rank(MessageStatus::Sent), Some(1));
         assert_eq!(status_rank(MessageStatus::Sending), None);
         assert_eq!(status_rank(MessageStatus::Failed), None);
-        assert!("opened".parse::<EventKind>().unwrap_err().contains("opened"));
+        assert!("opened"
+            .parse::<EventKind>()
+            .unwrap_err()
+            .contains("opened"));
     }
 }
-

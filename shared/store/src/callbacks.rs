@@ -360,9 +360,7 @@ fn judge(
         }
         return Verdict::Ignored(format!("the message ended {current}"));
     }
-    let (status, delivered) = moves
-        .entry(t.id)
-        .or_insert((current, t.delivered_at));
+    let (status, delivered) = moves.entry(t.id).or_insert((current, t.delivered_at));
     if status_rank(kind.status()) > status_rank(*status) {
         *status = kind.status();
     }

@@ -39,18 +39,25 @@ fn counted(source: &'static str, outcome: &'static str) {
         .increment(1);
 }
 
-/// The provider the path names; a malformed or unknown id is 404.
-fn provider(state: &AppState, raw: &str) -> Result<Provider, ApiError> {
+/// The provider the path names; a malformed or unknown id is 404. The live
+/// catalog answers; a provider it does not know yet (created a moment ago,
+/// its announcement still on the way) is read from the database.
+async fn provider(state: &AppState, raw: &str) -> Result<Provider, ApiError> {
     let id: ProviderId = raw
         .parse()
         .map_err(|_| ApiError::not_found("no such provider"))?;
-    state
-        .catalog
-        .snapshot()
-        .iter()
-        .find(|p| p.id == id)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found("no such provider"))
+    if let Some(p) = state.catalog.snapshot().iter().find(|p| p.id == id) {
+        return Ok(p.clone());
+    }
+    let row = state
+        .store
+        .provider(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such provider"))?;
+    row.decode().map_err(|e| {
+        tracing::error!(error = %e, "A provider's row does not decode; its callbacks are refused.");
+        ApiError::not_found("no such provider")
+    })
 }
 
 async fn read_body(body: Body) -> Result<axum::body::Bytes, ApiError> {
@@ -90,7 +97,10 @@ async fn queue(state: &AppState, event: &v1::CallbackEvent) -> Result<(), ApiErr
         headers: None,
     };
     state.publisher.publish(&msg).await.map_err(|e| {
-        ApiError::internal("The callback could not be queued (RabbitMQ did not confirm)", e)
+        ApiError::internal(
+            "The callback could not be queued (RabbitMQ did not confirm)",
+            e,
+        )
     })
 }
 
@@ -148,9 +158,11 @@ async fn generic_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<CallbackAccepted, ApiError> {
-    let provider = provider(state, provider_id)?;
+    let provider = provider(state, provider_id).await?;
     let secret = provider.config.callback_secret().ok_or_else(|| {
-        ApiError::unauthorized("this provider has no callback_secret: its callbacks cannot be verified")
+        ApiError::unauthorized(
+            "this provider has no callback_secret: its callbacks cannot be verified",
+        )
     })?;
     let bytes = read_body(body).await?;
     let header = headers
@@ -230,8 +242,8 @@ pub async fn wework_verify(
     Path(provider_id): Path<String>,
     QueryParams(q): QueryParams<WeworkQuery>,
 ) -> Response {
-    let result = (|| {
-        let provider = provider(&state, &provider_id)?;
+    let result = async {
+        let provider = provider(&state, &provider_id).await?;
         let crypto = wework_crypto(&provider)?;
         let (signature, timestamp, nonce) = signed_query(&q)?;
         let echostr = q
@@ -245,7 +257,8 @@ pub async fn wework_verify(
         crypto
             .decrypt(echostr)
             .map_err(|e| bad_request(&e.to_string()))
-    })();
+    }
+    .await;
     match result {
         Ok(echo) => {
             counted("wework", "verified");
@@ -311,7 +324,7 @@ async fn wework_event_inner(
     q: &WeworkQuery,
     body: Body,
 ) -> Result<bool, ApiError> {
-    let provider = provider(state, provider_id)?;
+    let provider = provider(state, provider_id).await?;
     let crypto = wework_crypto(&provider)?;
     let (signature, timestamp, nonce) = signed_query(q)?;
     let bytes = read_body(body).await?;
@@ -325,7 +338,9 @@ async fn wework_event_inner(
         .parse::<i64>()
         .ok()
         .and_then(|t| DateTime::from_timestamp(t, 0))
-        .ok_or_else(|| ApiError::unauthorized("the timestamp query parameter is not a Unix time"))?;
+        .ok_or_else(|| {
+            ApiError::unauthorized("the timestamp query parameter is not a Unix time")
+        })?;
     in_window(sent_at, now)?;
     let plain_xml = crypto
         .decrypt(&encrypted)

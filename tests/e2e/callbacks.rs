@@ -1,0 +1,452 @@
+//! Provider callbacks through the whole pipeline (decision 0027): the
+//! producer checks and queues them, a worker stores and applies them, and a
+//! message's status only moves forward by rank. Forged, replayed, stale and
+//! malformed callbacks change nothing.
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use herald_api::SendMessage;
+use herald_callbacks::signed;
+use herald_callbacks::wework::WeworkCrypto;
+use herald_domain::{Channel, EventKind, MessageStatus};
+use herald_e2e::Harness;
+use herald_testing::{fixtures, unique, wait_for_value};
+use serde_json::{json, Value};
+
+const SECRET: &str = "e2e-callback-secret";
+const WEWORK_TOKEN: &str = "e2eToken";
+const WEWORK_AES_KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
+const WEWORK_CORP: &str = "corp";
+
+/// Registers the simulator's email (with a callback secret) and WeWork
+/// (with callback settings) providers: `(email id, wework id)`.
+async fn providers(h: &Harness) -> (String, String) {
+    let mut email = fixtures::sim_smtp(&unique("cb-email"), h.sim_smtp_port, &h.ca_file);
+    email.config["callback_secret"] = json!(SECRET);
+    let email = h.app.admin.create_provider(&email).await.expect("email");
+    let mut wework = fixtures::sim_wework(&unique("cb-wework"), h.sim_http_port);
+    wework.config["token"] = json!(WEWORK_TOKEN);
+    wework.config["encoding_aes_key"] = json!(WEWORK_AES_KEY);
+    wework.config["corp_id"] = json!(WEWORK_CORP);
+    let wework = h.app.admin.create_provider(&wework).await.expect("wework");
+    (email.id.to_string(), wework.id.to_string())
+}
+
+/// POSTs `body` to the generic route, signed with `secret` (unsigned
+/// without one): the status and the answer.
+async fn post(h: &Harness, provider: &str, body: &str, secret: Option<&str>) -> (u16, Value) {
+    let mut req = h
+        .app
+        .http
+        .post(format!("{}/v1/callbacks/{provider}", h.producer_url))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(s) = secret {
+        req = req.header(signed::HEADER, signed::sign(s.as_bytes(), body.as_bytes()));
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn event(message: &str, event: &str, at: chrono::DateTime<Utc>) -> String {
+    json!({"message_id": message, "event": event, "at": at.to_rfc3339(),
+           "detail": {"by": "e2e"}})
+    .to_string()
+}
+
+async fn record(h: &Harness, key: &str, id: &str) -> herald_api::MessageRecord {
+    h.app.client(key).message(id).await.expect("the record")
+}
+
+/// Waits until `id`'s record satisfies `done`; the last record read.
+async fn record_until(
+    h: &Harness,
+    key: &str,
+    id: &str,
+    done: impl Fn(&herald_api::MessageRecord) -> bool,
+) -> herald_api::MessageRecord {
+    let last = wait_for_value(
+        Duration::from_secs(30),
+        || {
+            let client = h.app.client(key);
+            let id = id.to_owned();
+            async move { client.message(&id).await.ok() }
+        },
+        |r| r.as_ref().is_some_and(&done),
+    )
+    .await;
+    match last {
+        Some(r) if done(&r) => r,
+        other => panic!("{id} never got there; last seen {other:?}"),
+    }
+}
+
+async fn stored_events(db: &sqlx::PgPool) -> Vec<(String, i64)> {
+    sqlx::query_as("SELECT state, count(*) FROM callback_events GROUP BY state ORDER BY state")
+        .fetch_all(db)
+        .await
+        .expect("counts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn generic_callbacks_move_a_message_forward_and_refusals_change_nothing() {
+    let h = Harness::start(1).await.expect("herald starts");
+    let (email, _) = providers(&h).await;
+    let (_t, key) = h.tenant(&unique("cb")).await.expect("tenant");
+    let mut message = SendMessage::new(Channel::Email, "ada@example.com", "hello");
+    message.subject = Some("Hi".into());
+    let id = h
+        .app
+        .client(&key)
+        .send(&message)
+        .await
+        .expect("accepted")
+        .id
+        .to_string();
+    let sent = record_until(&h, &key, &id, |r| r.status == MessageStatus::Sent).await;
+    assert!(sent.events.is_empty() && sent.delivered_at.is_none());
+
+    let t0 = Utc::now() - TimeDelta::seconds(30);
+    let delivered = event(&id, "delivered", t0);
+    let (status, body) = post(&h, &email, &delivered, Some(SECRET)).await;
+    assert_eq!(status, 202, "{body}");
+    assert!(body["id"].as_str().is_some(), "{body}");
+    let r = record_until(&h, &key, &id, |r| r.status == MessageStatus::Delivered).await;
+    assert_eq!(
+        r.delivered_at.map(|d| d.timestamp()),
+        Some(t0.timestamp()),
+        "delivered_at is the provider's time"
+    );
+
+    let read = event(&id, "read", t0 + TimeDelta::seconds(5));
+    assert_eq!(post(&h, &email, &read, Some(SECRET)).await.0, 202);
+    record_until(&h, &key, &id, |r| r.status == MessageStatus::Read).await;
+
+    // A late delivery report (another body) is kept but does not move the
+    // status back; the exact replay of one already taken is stored once.
+    let late = event(&id, "delivered", t0 + TimeDelta::seconds(1));
+    assert_eq!(post(&h, &email, &late, Some(SECRET)).await.0, 202);
+    assert_eq!(post(&h, &email, &delivered, Some(SECRET)).await.0, 202);
+    let r = record_until(&h, &key, &id, |r| r.events.len() >= 3).await;
+    let kinds: Vec<EventKind> = r.events.iter().map(|e| e.event).collect();
+    assert_eq!(
+        kinds,
+        [EventKind::Delivered, EventKind::Delivered, EventKind::Read],
+        "oldest first, the replay stored once"
+    );
+    assert_eq!(r.events[0].detail["by"], "e2e");
+    assert_eq!(r.status, MessageStatus::Read, "never backwards");
+
+    // Refusals: each says why, and nothing changes.
+    let bounced = event(&id, "bounced", Utc::now());
+    let (status, body) = post(&h, &email, &bounced, None).await;
+    assert_eq!(status, 401);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("missing"),
+        "{body}"
+    );
+    let (status, body) = post(&h, &email, &bounced, Some("not-the-secret")).await;
+    assert_eq!(status, 401);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("does not match"),
+        "{body}"
+    );
+    let stale = event(&id, "bounced", Utc::now() - TimeDelta::hours(25));
+    let (status, body) = post(&h, &email, &stale, Some(SECRET)).await;
+    assert_eq!(status, 401);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("replay window"),
+        "{body}"
+    );
+    let future = event(&id, "bounced", Utc::now() + TimeDelta::hours(1));
+    assert_eq!(post(&h, &email, &future, Some(SECRET)).await.0, 401);
+    let (status, body) = post(&h, &email, "{not json", Some(SECRET)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_json"))
+    );
+    let opened = event(&id, "opened", Utc::now());
+    let (status, body) = post(&h, &email, &opened, Some(SECRET)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "event");
+    let unknown_provider = uuid::Uuid::now_v7().to_string();
+    assert_eq!(
+        post(&h, &unknown_provider, &bounced, Some(SECRET)).await.0,
+        404
+    );
+    assert_eq!(post(&h, "not-an-id", &bounced, Some(SECRET)).await.0, 404);
+
+    // A provider without a callback secret cannot be believed.
+    let plain = h
+        .app
+        .admin
+        .create_provider(&fixtures::sim_smtp(
+            &unique("no-secret"),
+            h.sim_smtp_port,
+            &h.ca_file,
+        ))
+        .await
+        .expect("provider");
+    let (status, body) = post(&h, &plain.id.to_string(), &bounced, Some(SECRET)).await;
+    assert_eq!(status, 401);
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("callback_secret"));
+
+    // Another provider's valid callback about this message is kept, ignored.
+    let mut other = fixtures::sim_smtp(&unique("other"), h.sim_smtp_port, &h.ca_file);
+    other.config["callback_secret"] = json!("other-secret");
+    let other = h.app.admin.create_provider(&other).await.expect("provider");
+    assert_eq!(
+        post(&h, &other.id.to_string(), &bounced, Some("other-secret"))
+            .await
+            .0,
+        202
+    );
+    // And a callback about a message Herald never had.
+    let ghost = event(&uuid::Uuid::now_v7().to_string(), "delivered", Utc::now());
+    assert_eq!(post(&h, &email, &ghost, Some(SECRET)).await.0, 202);
+    let db = h.db().await.expect("db");
+    let counts = wait_for_value(
+        Duration::from_secs(20),
+        || stored_events(&db),
+        |c| c.iter().any(|(s, n)| s == "ignored" && *n == 2),
+    )
+    .await;
+    assert_eq!(
+        counts,
+        vec![("ignored".into(), 2), ("processed".into(), 3)],
+        "three applied, two ignored, the replay stored once"
+    );
+    let reasons: Vec<String> = sqlx::query_scalar(
+        "SELECT reason FROM callback_events WHERE state = 'ignored' ORDER BY reason",
+    )
+    .fetch_all(&db)
+    .await
+    .expect("reasons");
+    assert!(reasons[0].starts_with("no message"), "{reasons:?}");
+    assert!(reasons[1].contains("not sent through"), "{reasons:?}");
+    let r = record(&h, &key, &id).await;
+    assert_eq!((r.status, r.events.len()), (MessageStatus::Read, 3));
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_callback_that_overtakes_the_record_of_its_send_waits_for_it() {
+    let h = Harness::start(1).await.expect("herald starts");
+    let (email, _) = providers(&h).await;
+    let (_t, key) = h.tenant(&unique("early")).await.expect("tenant");
+    // Scheduled an hour out, so no worker touches it: the test plays the
+    // worker that is mid-send.
+    let mut message = SendMessage::new(Channel::Email, "bob@example.com", "hello");
+    message.subject = Some("Hi".into());
+    message.scheduled_at = Some((Utc::now() + TimeDelta::hours(1)).to_rfc3339());
+    let id = h
+        .app
+        .client(&key)
+        .send(&message)
+        .await
+        .expect("accepted")
+        .id;
+    let db = h.db().await.expect("db");
+    sqlx::query("UPDATE messages SET status = 'sending', provider_id = $2 WHERE id = $1")
+        .bind(id.as_uuid())
+        .bind(email.parse::<uuid::Uuid>().expect("uuid"))
+        .execute(&db)
+        .await
+        .expect("sending");
+
+    let body = event(&id.to_string(), "delivered", Utc::now());
+    assert_eq!(post(&h, &email, &body, Some(SECRET)).await.0, 202);
+    let waiting = wait_for_value(
+        Duration::from_secs(20),
+        || stored_events(&db),
+        |c| !c.is_empty(),
+    )
+    .await;
+    assert_eq!(waiting, vec![("received".into(), 1)], "stored, waiting");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = record(&h, &key, &id.to_string()).await;
+    assert_eq!(
+        r.status,
+        MessageStatus::Sending,
+        "a send in flight is not overtaken"
+    );
+
+    // The worker records the send; the waiting event then applies.
+    h.app
+        .isolation
+        .store(2)
+        .await
+        .record_outcomes(&[herald_store::Outcome {
+            id: id.as_uuid(),
+            status: MessageStatus::Sent,
+            error_code: None,
+            error_message: None,
+        }])
+        .await
+        .expect("sent");
+    let r = record_until(&h, &key, &id.to_string(), |r| {
+        r.status == MessageStatus::Delivered
+    })
+    .await;
+    assert!(r.sent_at.is_some() && r.delivered_at.is_some());
+    assert_eq!(stored_events(&db).await, vec![("processed".into(), 1)]);
+    h.stop().await.expect("clean stop");
+}
+
+/// A WeWork request as the platform sends it: the query and the body.
+fn wework_post(crypto: &WeworkCrypto, xml: &str, nonce: &str) -> (String, String) {
+    let body = crypto.envelope(xml, *b"0123456789abcdef", 1000002);
+    let encrypted = herald_callbacks::wework::encrypted_part(&body).expect("envelope");
+    let ts = Utc::now().timestamp().to_string();
+    let sig = crypto.signature(&ts, nonce, &encrypted);
+    (
+        format!("msg_signature={sig}&timestamp={ts}&nonce={nonce}"),
+        body,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wework_verifies_its_url_and_a_members_reply_is_linked_to_their_message() {
+    let h = Harness::start(1).await.expect("herald starts");
+    let (_, wework) = providers(&h).await;
+    let (_t, key) = h.tenant(&unique("ww")).await.expect("tenant");
+    let id = h
+        .app
+        .client(&key)
+        .send(&SendMessage::new(Channel::Wework, "u1|u2", "hello"))
+        .await
+        .expect("accepted")
+        .id
+        .to_string();
+    record_until(&h, &key, &id, |r| r.status == MessageStatus::Sent).await;
+    let crypto = WeworkCrypto::new(WEWORK_TOKEN, WEWORK_AES_KEY, WEWORK_CORP).expect("crypto");
+    let url = format!("{}/v1/callbacks/wework/{wework}", h.producer_url);
+
+    // URL verification: the decrypted echostr, and nothing else.
+    let echostr = crypto.encrypt("8431967519262517", *b"fedcba9876543210");
+    let ts = Utc::now().timestamp().to_string();
+    let sig = crypto.signature(&ts, "42", &echostr);
+    let resp = h
+        .app
+        .http
+        .get(&url)
+        .query(&[
+            ("msg_signature", sig.as_str()),
+            ("timestamp", &ts),
+            ("nonce", "42"),
+            ("echostr", &echostr),
+        ])
+        .send()
+        .await
+        .expect("verify");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.text().await.expect("body"), "8431967519262517");
+    let resp = h
+        .app
+        .http
+        .get(&url)
+        .query(&[
+            ("msg_signature", "0000"),
+            ("timestamp", ts.as_str()),
+            ("nonce", "42"),
+            ("echostr", &echostr),
+        ])
+        .send()
+        .await
+        .expect("verify");
+    assert_eq!(resp.status().as_u16(), 401);
+
+    // u2 replies: linked to the message sent to u1|u2; WeWork's retry of
+    // the same MsgId is stored once.
+    let reply = format!(
+        "<xml><ToUserName><![CDATA[{WEWORK_CORP}]]></ToUserName><FromUserName><![CDATA[u2]]></FromUserName><CreateTime>{}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[yes please]]></Content><MsgId>7741</MsgId><AgentID>1000002</AgentID></xml>",
+        Utc::now().timestamp()
+    );
+    for nonce in ["1", "2"] {
+        let (query, body) = wework_post(&crypto, &reply, nonce);
+        let resp = h
+            .app
+            .http
+            .post(format!("{url}?{query}"))
+            .header("content-type", "text/xml")
+            .body(body)
+            .send()
+            .await
+            .expect("event");
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(resp.text().await.expect("body"), "");
+    }
+    let r = record_until(&h, &key, &id, |r| r.status == MessageStatus::Replied).await;
+    assert_eq!(r.events.len(), 1, "{:?}", r.events);
+    assert_eq!(r.events[0].detail["content"], "yes please");
+    assert_eq!(r.events[0].detail["member"], "u2");
+    assert!(
+        r.delivered_at.is_some(),
+        "a reply shows the message arrived"
+    );
+
+    // An event about no message is answered and dropped; a tampered body
+    // or a wrong signature is refused.
+    let contact = format!(
+        "<xml><ToUserName>{WEWORK_CORP}</ToUserName><FromUserName>sys</FromUserName><CreateTime>{}</CreateTime><MsgType>event</MsgType><Event>change_contact</Event></xml>",
+        Utc::now().timestamp()
+    );
+    let (query, body) = wework_post(&crypto, &contact, "3");
+    let resp = h
+        .app
+        .http
+        .post(format!("{url}?{query}"))
+        .body(body)
+        .send()
+        .await
+        .expect("event");
+    assert_eq!(resp.status().as_u16(), 200);
+    let (query, body) = wework_post(&crypto, &reply, "4");
+    let tampered = body.replacen("<Encrypt><![CDATA[", "<Encrypt><![CDATA[A", 1);
+    let resp = h
+        .app
+        .http
+        .post(format!("{url}?{query}"))
+        .body(tampered)
+        .send()
+        .await
+        .expect("event");
+    assert_eq!(resp.status().as_u16(), 401);
+    let resp = h
+        .app
+        .http
+        .post(format!("{url}?timestamp=1&nonce=2"))
+        .body("<xml/>")
+        .send()
+        .await
+        .expect("event");
+    assert_eq!(resp.status().as_u16(), 401);
+    let (query, _) = wework_post(&crypto, &reply, "5");
+    let resp = h
+        .app
+        .http
+        .post(format!("{url}?{query}"))
+        .body("<xml><Encrypt>")
+        .send()
+        .await
+        .expect("event");
+    assert_eq!(resp.status().as_u16(), 400);
+    let db = h.db().await.expect("db");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stored_events(&db).await, vec![("processed".into(), 1)]);
+    h.stop().await.expect("clean stop");
+}
