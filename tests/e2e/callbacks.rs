@@ -450,3 +450,146 @@ async fn wework_verifies_its_url_and_a_members_reply_is_linked_to_their_message(
     assert_eq!(stored_events(&db).await, vec![("processed".into(), 1)]);
     h.stop().await.expect("clean stop");
 }
+
+/// The statuses of `ids` once every one satisfies `done` (or time runs out).
+async fn statuses_until(
+    h: &Harness,
+    key: &str,
+    ids: &[String],
+    done: impl Fn(MessageStatus) -> bool,
+) -> Vec<MessageStatus> {
+    wait_for_value(
+        Duration::from_secs(40),
+        || async {
+            let client = h.app.client(key);
+            let mut out = Vec::new();
+            for id in ids {
+                out.push(client.message(id).await.map(|r| r.status).unwrap_or(MessageStatus::Queued));
+            }
+            out
+        },
+        |s: &Vec<MessageStatus>| s.iter().all(|s| done(*s)),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_simulator_reports_back_on_every_channel_and_herald_follows() {
+    use herald_api::sim::{CallbackRates, GenericTarget, SimCallbacks, WeworkTarget};
+    let h = Harness::start(1).await.expect("herald starts");
+    let (email, wework) = providers(&h).await;
+    let webhook = h
+        .app
+        .admin
+        .create_provider(&herald_api::NewProvider {
+            name: unique("cb-webhook"),
+            channel: None,
+            kind: herald_domain::ProviderKind::Webhook,
+            config: json!({"signing_secret": herald_sim::config::DEFAULT_WEBHOOK_SECRET,
+                           "allow_private_addresses": true, "callback_secret": SECRET}),
+            quota: None,
+            send_window: None,
+            weight: None,
+            enabled: None,
+            tenant_id: None,
+        })
+        .await
+        .expect("webhook provider");
+    let configure = |rates: CallbackRates| SimCallbacks {
+        herald_url: Some(h.producer_url.clone()),
+        email: Some(GenericTarget { provider_id: email.clone(), callback_secret: SECRET.into() }),
+        webhook: Some(GenericTarget {
+            provider_id: webhook.id.to_string(),
+            callback_secret: SECRET.into(),
+        }),
+        wework: Some(WeworkTarget {
+            provider_id: wework.clone(),
+            token: WEWORK_TOKEN.into(),
+            encoding_aes_key: WEWORK_AES_KEY.into(),
+            corp_id: WEWORK_CORP.into(),
+            agent_id: 1000002,
+        }),
+        rates,
+        delay_ms: 0,
+    };
+    let all = CallbackRates {
+        delivered: 1.0,
+        bounced: 0.0,
+        read: 1.0,
+        clicked: 1.0,
+        replied: 1.0,
+        complained: 0.0,
+    };
+    h.sim.set_callbacks(configure(all)).expect("callbacks on");
+    let (_t, key) = h.tenant(&unique("simcb")).await.expect("tenant");
+    let email_msg = |to: &str| {
+        let mut m = SendMessage::new(Channel::Email, to, "hello");
+        m.subject = Some("Hi".into());
+        m
+    };
+    let sent = |msgs: Vec<SendMessage>| {
+        let h = &h;
+        let key = key.clone();
+        async move {
+            h.send_all(&key, &msgs)
+                .await
+                .into_iter()
+                .map(|id| id.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let emails = sent((0..5).map(|i| email_msg(&format!("r{i}@example.com"))).collect()).await;
+    let weworks = sent(vec![
+        SendMessage::new(Channel::Wework, "m1|m2", "hi"),
+        SendMessage::new(Channel::Wework, "m3", "hi"),
+    ])
+    .await;
+    let hooks = sent(vec![SendMessage::new(
+        Channel::Webhook,
+        format!("http://127.0.0.1:{}/webhook/cb", h.sim_http_port),
+        "{}",
+    )])
+    .await;
+    assert_eq!(
+        statuses_until(&h, &key, &emails, |s| s == MessageStatus::Clicked).await,
+        vec![MessageStatus::Clicked; 5]
+    );
+    assert_eq!(
+        statuses_until(&h, &key, &weworks, |s| s == MessageStatus::Replied).await,
+        vec![MessageStatus::Replied; 2]
+    );
+    assert_eq!(
+        statuses_until(&h, &key, &hooks, |s| s == MessageStatus::Clicked).await,
+        vec![MessageStatus::Clicked]
+    );
+    let r = record(&h, &key, &emails[0]).await;
+    let kinds: Vec<EventKind> = r.events.iter().map(|e| e.event).collect();
+    assert_eq!(kinds, [EventKind::Delivered, EventKind::Read, EventKind::Clicked]);
+    let r = record(&h, &key, &weworks[0]).await;
+    let kinds: Vec<EventKind> = r.events.iter().map(|e| e.event).collect();
+    assert_eq!(kinds, [EventKind::Read, EventKind::Replied], "m1 opened the app, then replied");
+
+    // Bounces, then complaints.
+    h.sim
+        .set_callbacks(configure(CallbackRates { bounced: 1.0, ..all }))
+        .expect("bounces");
+    let bounced = sent(vec![email_msg("gone@example.com")]).await;
+    assert_eq!(
+        statuses_until(&h, &key, &bounced, |s| s == MessageStatus::Bounced).await,
+        vec![MessageStatus::Bounced]
+    );
+    let r = record(&h, &key, &bounced[0]).await;
+    assert_eq!(r.events[0].detail["status"], "5.1.1");
+    h.sim
+        .set_callbacks(configure(CallbackRates { read: 0.0, complained: 1.0, ..all }))
+        .expect("complaints");
+    let complained = sent(vec![email_msg("angry@example.com")]).await;
+    assert_eq!(
+        statuses_until(&h, &key, &complained, |s| s == MessageStatus::Complained).await,
+        vec![MessageStatus::Complained]
+    );
+    let report = h.sim.callbacks();
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert_eq!(report.sent, 5 * 3 + 2 * 2 + 3 + 1 + 2);
+    h.stop().await.expect("clean stop");
+}

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use herald_api::sim::{SimIds, SimLast, SimMessage, TokensExpired};
+use herald_api::sim::{SimCallbackReport, SimCallbacks, SimIds, SimLast, SimMessage, TokensExpired};
 use herald_api::{ErrorBody, ErrorDetail};
 
 use crate::config::{self, InvalidSetting, SimBehaviour};
@@ -63,6 +63,7 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
         .route("/sim/reset", post(reset))
         .route("/sim/config", get(read_config).put(change_config))
         .route("/sim/wework/expire-tokens", post(expire_tokens))
+        .route("/sim/callbacks", get(read_callbacks).put(change_callbacks))
         .with_state(state)
 }
 
@@ -150,6 +151,32 @@ async fn change_config(
         .map_err(|invalid| ApiError::invalid_field(invalid.field, invalid.message))?;
     tracing::info!(behaviour = ?next, "The simulator's fault injection changed.");
     Ok(Json(next))
+}
+
+async fn read_callbacks(State(state): State<Arc<SimState>>) -> Json<SimCallbackReport> {
+    Json(state.callbacks.report())
+}
+
+/// `PUT /sim/callbacks`: replaces where and how often callbacks are made.
+async fn change_callbacks(
+    State(state): State<Arc<SimState>>,
+    body: Bytes,
+) -> Result<Json<SimCallbackReport>, ApiError> {
+    let settings: SimCallbacks = herald_api::parse_object(&body).map_err(|refusal| match refusal {
+        herald_api::ParseError::Field(e) => ApiError::invalid_field(e.field, e.message),
+        herald_api::ParseError::Syntax(error) => ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_json",
+            message: format!("The body is not valid JSON: {error}"),
+            field: None,
+        },
+    })?;
+    state
+        .callbacks
+        .configure(settings)
+        .map_err(|e| ApiError::invalid_field(e.field.clone(), e.to_string()))?;
+    tracing::info!("The simulator's callbacks changed.");
+    Ok(Json(state.callbacks.report()))
 }
 
 async fn expire_tokens(State(state): State<Arc<SimState>>) -> Json<TokensExpired> {

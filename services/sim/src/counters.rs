@@ -101,9 +101,10 @@ impl Ledger {
         &self.shards[index]
     }
 
-    fn record(&self, id: Option<&str>, detail: serde_json::Value) {
+    /// Counts a reception; `true` for the first of its id.
+    fn record(&self, id: Option<&str>, detail: serde_json::Value) -> bool {
         self.received.fetch_add(1, Ordering::Relaxed);
-        let Some(id) = id else { return };
+        let Some(id) = id else { return false };
         let first = {
             let mut shard = lock(self.shard(id));
             match shard.get_mut(id) {
@@ -123,6 +124,7 @@ impl Ledger {
             self.duplicates.fetch_add(1, Ordering::Relaxed);
         }
         lock(&self.recent).insert(id, detail);
+        first
     }
 
     fn count(&self, id: &str) -> u32 {
@@ -192,13 +194,14 @@ impl Counters {
     }
 
     /// A message the simulator accepted; `id` is its `X-Herald-Message-Id`.
+    /// `true` the first time `id` is seen.
     pub fn record_received(
         &self,
         channel: SimChannel,
         id: Option<&str>,
         detail: serde_json::Value,
-    ) {
-        self.ledger(channel).record(id, detail);
+    ) -> bool {
+        self.ledger(channel).record(id, detail)
     }
 
     /// A message answered with a failure.

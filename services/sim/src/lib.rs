@@ -10,6 +10,8 @@
 //! - [`webhook`]: a webhook receiver that checks `X-Herald-Signature`.
 //! - [`counters`]: what was received, per channel and per message id.
 //! - [`control`]: the `/sim/*` HTTP API (stats, counts, reset, config).
+//! - [`callbacks`]: the callbacks a provider would make for what was
+//!   accepted (delivered, read, clicked, replied, bounced, complained).
 //!
 //! [`Sim::build`] binds every port and writes the certificate; [`Sim::run`]
 //! serves until the shutdown future resolves. A [`SimHandle`] reads the
@@ -23,6 +25,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+pub mod callbacks;
 pub mod config;
 pub mod control;
 pub mod counters;
@@ -45,6 +48,7 @@ pub(crate) struct SimState {
     pub(crate) webhook_secret: String,
     /// WeWork sends accepted in the last second (`rate_limit_per_sec`).
     pub(crate) wework_recent: Mutex<std::collections::VecDeque<std::time::Instant>>,
+    pub(crate) callbacks: Arc<callbacks::Reporter>,
 }
 
 impl SimState {
@@ -105,6 +109,19 @@ impl SimHandle {
         self.state.counters.reset();
     }
 
+    /// Where and how often the simulator makes provider callbacks.
+    pub fn set_callbacks(
+        &self,
+        settings: herald_api::sim::SimCallbacks,
+    ) -> Result<(), herald_api::FieldError> {
+        self.state.callbacks.configure(settings)
+    }
+
+    /// The callback settings and counts.
+    pub fn callbacks(&self) -> herald_api::sim::SimCallbackReport {
+        self.state.callbacks.report()
+    }
+
     /// Invalidates every WeWork access token issued so far; returns how many.
     pub fn expire_wework_tokens(&self) -> usize {
         self.state.tokens.expire_all()
@@ -160,6 +177,7 @@ impl Sim {
                 tokens: wework::Tokens::default(),
                 webhook_secret: config.webhook_secret,
                 wework_recent: Mutex::default(),
+                callbacks: Arc::default(),
             }),
         })
     }

@@ -337,11 +337,16 @@ impl SmtpServer {
             "authenticated": session.authenticated,
             "helo": session.helo,
         });
-        self.state.counters.record_received(
+        let first = self.state.counters.record_received(
             SimChannel::Email,
             headers.herald_id.as_deref(),
             detail,
         );
+        if first {
+            self.state
+                .callbacks
+                .accepted(SimChannel::Email, headers.herald_id.as_deref(), None);
+        }
         let queued = uuid::Uuid::new_v4().simple();
         io.write_all(format!("250 2.0.0 OK queued as {queued}\r\n").as_bytes())
             .await

@@ -108,11 +108,13 @@ async fn deliver(state: &SimState, path: &str, headers: &HeaderMap, body: &[u8])
         .and_then(|value| value.to_str().ok())
         .map(str::trim)
         .filter(|id| !id.is_empty());
-    state.counters.record_received(
+    if state.counters.record_received(
         SimChannel::Webhook,
         id,
         json!({"path": format!("/webhook/{path}"), "body": message}),
-    );
+    ) {
+        state.callbacks.accepted(SimChannel::Webhook, id, None);
+    }
     (StatusCode::OK, Json(json!({"received": true}))).into_response()
 }
 

@@ -114,10 +114,19 @@ async fn send(
                 .map(str::trim)
                 .filter(|id| !id.is_empty());
             state.counters.record_wework_cost(users);
+            let touser = message
+                .get("touser")
+                .and_then(|t| t.as_str())
+                .map(str::to_owned);
             let detail = json!({"users": users, "body": message});
-            state
+            if state
                 .counters
-                .record_received(SimChannel::Wework, id, detail);
+                .record_received(SimChannel::Wework, id, detail)
+            {
+                state
+                    .callbacks
+                    .accepted(SimChannel::Wework, id, touser.as_deref());
+            }
             Json(json!({
                 "errcode": 0,
                 "errmsg": "ok",

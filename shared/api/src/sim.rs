@@ -446,3 +446,107 @@ mod tests {
         );
     }
 }
+
+/// Where the simulator reports the provider callbacks it makes up for what
+/// it accepted (`PUT /sim/callbacks`): Herald's address and, per channel,
+/// the Herald provider that sends there with its callback settings. A
+/// channel without a target makes no callbacks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimCallbacks {
+    /// Herald's producer, `http://127.0.0.1:8080`; none turns callbacks off.
+    pub herald_url: Option<String>,
+    /// Generic signed callbacks for accepted emails.
+    pub email: Option<GenericTarget>,
+    /// Generic signed callbacks for accepted webhooks.
+    pub webhook: Option<GenericTarget>,
+    /// WeWork's encrypted member events for accepted WeWork messages.
+    pub wework: Option<WeworkTarget>,
+    pub rates: CallbackRates,
+    /// Milliseconds between the acceptance and the first event.
+    pub delay_ms: u64,
+}
+
+/// A Herald provider and its `callback_secret`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenericTarget {
+    pub provider_id: String,
+    pub callback_secret: String,
+}
+
+/// A Herald WeWork provider and its callback settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeworkTarget {
+    pub provider_id: String,
+    pub token: String,
+    pub encoding_aes_key: String,
+    pub corp_id: String,
+    #[serde(default)]
+    pub agent_id: i64,
+}
+
+/// How often each event follows an accepted message (0 to 1 each). Email
+/// and webhook: `bounced` instead of `delivered`; after `delivered`,
+/// `read`, then `clicked` after a read, and `complained`. WeWork: the
+/// member opens the app (`read`) and replies (`replied`), the member being
+/// the first of the message's users.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallbackRates {
+    pub delivered: f64,
+    pub bounced: f64,
+    pub read: f64,
+    pub clicked: f64,
+    pub replied: f64,
+    pub complained: f64,
+}
+
+impl Default for CallbackRates {
+    fn default() -> Self {
+        CallbackRates {
+            delivered: 1.0,
+            bounced: 0.0,
+            read: 0.3,
+            clicked: 0.1,
+            replied: 0.05,
+            complained: 0.0,
+        }
+    }
+}
+
+impl CallbackRates {
+    /// Each rate is from 0 to 1, named when it is not.
+    pub fn validate(&self) -> Result<(), crate::FieldError> {
+        for (name, v) in [
+            ("rates.delivered", self.delivered),
+            ("rates.bounced", self.bounced),
+            ("rates.read", self.read),
+            ("rates.clicked", self.clicked),
+            ("rates.replied", self.replied),
+            ("rates.complained", self.complained),
+        ] {
+            if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+                return Err(crate::FieldError::new(
+                    name,
+                    format!("must be a number from 0 to 1, got {v}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `GET /sim/callbacks`: the settings and what became of the callbacks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SimCallbackReport {
+    pub settings: SimCallbacks,
+    /// Callbacks Herald answered 2xx.
+    pub sent: u64,
+    /// Callbacks Herald refused or did not answer (after 3 tries).
+    pub failed: u64,
+    /// Chains not started because 256 were already under way.
+    pub dropped: u64,
+}

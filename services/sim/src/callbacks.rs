@@ -1,0 +1,251 @@
+//! The callbacks a real provider would make, made up for what the
+//! simulator accepted, so that the demo and the tests run Herald's whole
+//! loop: generic signed callbacks for email and webhooks, WeWork's
+//! encrypted member events for WeWork messages (`herald_callbacks` speaks
+//! both). Configured live through `PUT /sim/callbacks`; off until then.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use herald_api::sim::{GenericTarget, SimCallbackReport, SimCallbacks, WeworkTarget};
+use herald_callbacks::signed;
+use herald_callbacks::wework::WeworkCrypto;
+use rand::Rng;
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use crate::counters::SimChannel;
+
+/// Chains of events under way at once; beyond it a message gets none.
+const IN_FLIGHT: usize = 256;
+/// Tries per callback.
+const TRIES: u32 = 3;
+
+/// The reporter every server shares.
+pub struct Reporter {
+    settings: Mutex<Arc<SimCallbacks>>,
+    http: reqwest::Client,
+    slots: Arc<Semaphore>,
+    sent: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl Default for Reporter {
+    fn default() -> Self {
+        Reporter {
+            settings: Mutex::new(Arc::new(SimCallbacks::default())),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+            slots: Arc::new(Semaphore::new(IN_FLIGHT)),
+            sent: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        }
+    }
+}
+
+/// One event to post.
+enum Post {
+    Generic { target: GenericTarget, body: String },
+    Wework { target: WeworkTarget, xml: String },
+}
+
+impl Reporter {
+    fn settings(&self) -> Arc<SimCallbacks> {
+        self.settings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the settings; refused (naming the field) when a rate is
+    /// out of range or a WeWork key is not one.
+    pub fn configure(&self, settings: SimCallbacks) -> Result<(), herald_api::FieldError> {
+        settings.rates.validate()?;
+        if let Some(w) = &settings.wework {
+            WeworkCrypto::new(&w.token, &w.encoding_aes_key, &w.corp_id)
+                .map_err(|e| herald_api::FieldError::new("wework.encoding_aes_key", e.to_string()))?;
+        }
+        if let Some(url) = &settings.herald_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(herald_api::FieldError::new(
+                    "herald_url",
+                    "must be an http(s) URL",
+                ));
+            }
+        }
+        *self.settings.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(settings);
+        Ok(())
+    }
+
+    pub fn report(&self) -> SimCallbackReport {
+        SimCallbackReport {
+            settings: (*self.settings()).clone(),
+            sent: self.sent.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A message was accepted for the first time: draws its events and
+    /// posts them after the configured delay. `to` is the recipient (a
+    /// WeWork message's `touser`).
+    pub fn accepted(self: &Arc<Self>, channel: SimChannel, id: Option<&str>, to: Option<&str>) {
+        let settings = self.settings();
+        let Some(url) = settings.herald_url.clone() else {
+            return;
+        };
+        let posts = {
+            let mut rng = rand::thread_rng();
+            plan(&settings, channel, id, to, &mut rng)
+        };
+        if posts.is_empty() {
+            return;
+        }
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let me = self.clone();
+        let delay = Duration::from_millis(settings.delay_ms);
+        tokio::spawn(async move {
+            let _slot = slot;
+            tokio::time::sleep(delay).await;
+            for post in posts {
+                let ok = me.post(&url, &post).await;
+                let counter = if ok { &me.sent } else { &me.failed };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+
+    async fn post(&self, herald: &str, post: &Post) -> bool {
+        for attempt in 0..TRIES {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+            let request = match post {
+                Post::Generic { target, body } => self
+                    .http
+                    .post(format!("{herald}/v1/callbacks/{}", target.provider_id))
+                    .header("content-type", "application/json")
+                    .header(
+                        signed::HEADER,
+                        signed::sign(target.callback_secret.as_bytes(), body.as_bytes()),
+                    )
+                    .body(body.clone()),
+                Post::Wework { target, xml } => {
+                    let Ok(crypto) =
+                        WeworkCrypto::new(&target.token, &target.encoding_aes_key, &target.corp_id)
+                    else {
+                        return false;
+                    };
+                    let random: [u8; 16] = rand::thread_rng().gen();
+                    let body = crypto.envelope(xml, random, target.agent_id);
+                    let Ok(encrypted) = herald_callbacks::wework::encrypted_part(&body) else {
+                        return false;
+                    };
+                    let ts = Utc::now().timestamp().to_string();
+                    let nonce = rand::thread_rng().gen::<u32>().to_string();
+                    let sig = crypto.signature(&ts, &nonce, &encrypted);
+                    self.http
+                        .post(format!(
+                            "{herald}/v1/callbacks/wework/{}?msg_signature={sig}&timestamp={ts}&nonce={nonce}",
+                            target.provider_id
+                        ))
+                        .header("content-type", "text/xml")
+                        .body(body)
+                }
+            };
+            match request.send().await {
+                Ok(r) if r.status().is_success() => return true,
+                // A refusal will not change on a retry.
+                Ok(r) if r.status().is_client_error() => {
+                    tracing::warn!(status = %r.status(), "Herald refused a simulated callback.");
+                    return false;
+                }
+                Ok(_) | Err(_) => continue,
+            }
+        }
+        false
+    }
+}
+
+/// The events one accepted message gets, in the order they happen.
+fn plan(
+    s: &SimCallbacks,
+    channel: SimChannel,
+    id: Option<&str>,
+    to: Option<&str>,
+    rng: &mut impl Rng,
+) -> Vec<Post> {
+    let r = s.rates;
+    let now = Utc::now();
+    let mut hit = |p: f64| p > 0.0 && rng.gen::<f64>() < p;
+    let generic = |target: &GenericTarget, id: &str, event: &str, step: i64, detail: serde_json::Value| Post::Generic {
+        target: target.clone(),
+        body: json!({"message_id": id, "event": event,
+                     "at": (now + TimeDelta::milliseconds(step)).to_rfc3339(),
+                     "detail": detail})
+        .to_string(),
+    };
+    let mut posts = Vec::new();
+    match channel {
+        SimChannel::Email | SimChannel::Webhook => {
+            let target = match channel {
+                SimChannel::Email => s.email.as_ref(),
+                _ => s.webhook.as_ref(),
+            };
+            let (Some(target), Some(id)) = (target, id) else {
+                return posts;
+            };
+            if channel == SimChannel::Email && hit(r.bounced) {
+                posts.push(generic(target, id, "bounced", 0, json!({"type": "hard", "status": "5.1.1",
+                    "diagnostic": "smtp; 550 5.1.1 user unknown (herald-sim)"})));
+                return posts;
+            }
+            if !hit(r.delivered) {
+                return posts;
+            }
+            posts.push(generic(target, id, "delivered", 0, json!({"by": "herald-sim"})));
+            if hit(r.read) {
+                posts.push(generic(target, id, "read", 1, json!({})));
+                if hit(r.clicked) {
+                    posts.push(generic(target, id, "clicked", 2, json!({"url": "https://example.com/"})));
+                }
+            }
+            if hit(r.complained) {
+                posts.push(generic(target, id, "complained", 3, json!({"feedback_type": "abuse"})));
+            }
+        }
+        SimChannel::Wework => {
+            let (Some(target), Some(member)) = (s.wework.as_ref(), to.and_then(|t| t.split('|').next())) else {
+                return posts;
+            };
+            let xml = |body: String| Post::Wework {
+                target: target.clone(),
+                xml: format!(
+                    "<xml><ToUserName><![CDATA[{}]]></ToUserName><FromUserName><![CDATA[{member}]]></FromUserName><CreateTime>{}</CreateTime>{body}<AgentID>{}</AgentID></xml>",
+                    target.corp_id,
+                    now.timestamp(),
+                    target.agent_id
+                ),
+            };
+            if hit(r.read) {
+                posts.push(xml("<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[enter_agent]]></Event><EventKey><![CDATA[]]></EventKey>".into()));
+            }
+            if hit(r.replied) {
+                let msg_id: u64 = rng.gen_range(1..u64::MAX / 2);
+                posts.push(xml(format!(
+                    "<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[got it]]></Content><MsgId>{msg_id}</MsgId>"
+                )));
+            }
+        }
+    }
+    posts
+}
