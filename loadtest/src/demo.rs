@@ -122,6 +122,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         setup::wework_provider(args.target.wework_base_url()),
         setup::webhook_provider(&args.target.sim_webhook_secret),
     ];
+    let mut ids = Vec::new();
     for spec in &specs {
         let (id, how) = setup::ensure_provider(&admin, spec).await?;
         let how = match how {
@@ -129,6 +130,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             Ensured::Updated => "exists, config updated",
         };
         note(&format!("provider {}: {how} ({id})", spec.name));
+        ids.push(id);
+    }
+    // The simulator reports back (delivered, read, clicked, replied) as
+    // providers do, so the records move on past `sent`.
+    let callbacks = setup::sim_callbacks(&args.target.producer_url, &ids[0], &ids[1], &ids[2]);
+    match sim::configure_callbacks(&args.target.sim_url, &callbacks).await {
+        Ok(_) => note("simulator: makes provider callbacks to the producer"),
+        Err(e) => note(&format!("warning: the simulator makes no callbacks: {e:#}")),
     }
 
     // The database first: no point sending what cannot be followed.

@@ -13,8 +13,18 @@ use crate::wait::Record;
 
 /// Statuses on the way to a final one; every other status is final.
 pub const IN_FLIGHT_STATUSES: [&str; 4] = ["queued", "scheduled", "pending", "sending"];
-/// Final statuses that mean the provider took the message.
-pub const SENT_STATUSES: [&str; 5] = ["sent", "delivered", "read", "clicked", "replied"];
+/// Final statuses that mean the provider took the message: callbacks
+/// move a sent message on (a bounce or a complaint comes after the
+/// provider took it, too).
+pub const SENT_STATUSES: [&str; 7] = [
+    "sent",
+    "delivered",
+    "read",
+    "clicked",
+    "replied",
+    "bounced",
+    "complained",
+];
 
 pub fn is_final(status: &str) -> bool {
     !IN_FLIGHT_STATUSES.contains(&status)

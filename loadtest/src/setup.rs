@@ -16,6 +16,12 @@ pub const DEMO_TENANT_CODE: &str = "demo";
 pub const EMAIL_PROVIDER: &str = "sim-email";
 pub const WEWORK_PROVIDER: &str = "sim-wework";
 pub const WEBHOOK_PROVIDER: &str = "sim-webhook";
+/// The simulator's providers sign their callbacks with this (a demo's
+/// secret: the simulator is told it by `PUT /sim/callbacks`).
+pub const DEMO_CALLBACK_SECRET: &str = "herald-sim-callback-secret";
+/// The simulated WeWork app's callback token and EncodingAESKey.
+pub const DEMO_WEWORK_TOKEN: &str = "heraldSimToken";
+pub const DEMO_WEWORK_AES_KEY: &str = "aGVyYWxkLXNpbS13ZXdvcmstY2FsbGJhY2sta2V5MDE";
 
 #[derive(Debug, Clone)]
 pub struct Tenant {
@@ -122,7 +128,7 @@ pub fn email_provider(host: &str, port: u16, ca_file: Option<&Path>) -> Provider
             pool_size: Some(8),
             message_id_domain: None,
             timeout_secs: None,
-            callback_secret: None,
+            callback_secret: Some(DEMO_CALLBACK_SECRET.to_owned()),
         }),
     }
 }
@@ -135,11 +141,11 @@ pub fn wework_provider(base_url: &str) -> ProviderSpec {
             corp_id: "demo-corp".to_owned(),
             corp_secret: "demo-secret".to_owned(),
             agent_id: 1_000_002,
-            token: None,
-            encoding_aes_key: None,
+            token: Some(DEMO_WEWORK_TOKEN.to_owned()),
+            encoding_aes_key: Some(DEMO_WEWORK_AES_KEY.to_owned()),
             duplicate_check_interval: None,
             timeout_ms: None,
-            callback_secret: None,
+            callback_secret: Some(DEMO_CALLBACK_SECRET.to_owned()),
         }),
     }
 }
@@ -155,8 +161,37 @@ pub fn webhook_provider(signing_secret: &str) -> ProviderSpec {
             // The simulator listens on loopback, which the worker refuses as
             // a webhook target (SSRF guard) unless the provider allows it.
             allow_private_addresses: true,
-            callback_secret: None,
+            callback_secret: Some(DEMO_CALLBACK_SECRET.to_owned()),
         }),
+    }
+}
+
+/// The simulator's callback settings for the three demo providers (ids in
+/// order email, WeWork, webhook), at the simulator's default rates.
+pub fn sim_callbacks(
+    producer_url: &str,
+    email: &str,
+    wework: &str,
+    webhook: &str,
+) -> herald_api::sim::SimCallbacks {
+    use herald_api::sim::{GenericTarget, SimCallbacks, WeworkTarget};
+    let generic = |id: &str| GenericTarget {
+        provider_id: id.to_owned(),
+        callback_secret: DEMO_CALLBACK_SECRET.to_owned(),
+    };
+    SimCallbacks {
+        herald_url: Some(producer_url.trim_end_matches('/').to_owned()),
+        email: Some(generic(email)),
+        webhook: Some(generic(webhook)),
+        wework: Some(WeworkTarget {
+            provider_id: wework.to_owned(),
+            token: DEMO_WEWORK_TOKEN.to_owned(),
+            encoding_aes_key: DEMO_WEWORK_AES_KEY.to_owned(),
+            corp_id: "demo-corp".to_owned(),
+            agent_id: 1_000_002,
+        }),
+        rates: Default::default(),
+        delay_ms: 50,
     }
 }
 

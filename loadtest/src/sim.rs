@@ -60,6 +60,30 @@ pub async fn ids(sim_url: &str, channel: &str) -> anyhow::Result<SimIds> {
     get(&url, IDS_TIMEOUT).await
 }
 
+/// Tells the simulator where and how often to make provider callbacks.
+pub async fn configure_callbacks(
+    sim_url: &str,
+    settings: &herald_api::sim::SimCallbacks,
+) -> anyhow::Result<herald_api::sim::SimCallbackReport> {
+    let url = format!("{}/sim/callbacks", sim_url.trim_end_matches('/'));
+    let response = http(STATS_TIMEOUT)?
+        .put(&url)
+        .json(settings)
+        .send()
+        .await
+        .context("cannot reach the simulator")?;
+    if !response.status().is_success() {
+        anyhow::bail!(
+            "the simulator refused its callback settings: {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+    response
+        .json()
+        .await
+        .context("the simulator's callback settings: unexpected answer")
+}
+
 /// Changes the simulator's fault injection; the answer is the behaviour
 /// now in force.
 pub async fn configure(sim_url: &str, patch: &BehaviourPatch) -> anyhow::Result<SimBehaviour> {

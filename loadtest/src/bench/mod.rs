@@ -19,13 +19,18 @@
 //!   commit switched off (`HERALD_PRODUCER_GROUP_MAX=1`), for the ratio;
 //! - `templates`: the same emails with their subject and bodies inline and
 //!   from a template (pinned and rendered at enqueue, rendered again by the
-//!   worker), one per request and 500 per request, side by side.
+//!   worker), one per request and 500 per request, side by side;
+//! - `callbacks`: provider callbacks, one signed event per request on
+//!   `--callback-concurrency` connections: posted alone after a burst of
+//!   emails (ingest rate: answered, and stored and applied), then while a
+//!   second burst runs (its enqueue→send p99 beside the first's).
 //!
 //! Each step reports throughput, enqueue→send p50/p90/p99/p99.9 (HDR), lost
 //! and duplicates (from the simulator's counts) and the producer's and
 //! workers' peak RSS. Output: a table, `bench.json` and `bench.svg`
 //! (throughput and p99 over time).
 
+mod callbacks;
 mod cpu;
 mod svg;
 
@@ -58,6 +63,7 @@ pub enum Scenario {
     Failures,
     Shapes,
     Templates,
+    Callbacks,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -109,6 +115,12 @@ pub struct BenchArgs {
     /// shapes (the 500-message shape keeps 8, like `max`).
     #[arg(long, default_value_t = 32)]
     pub shape_concurrency: usize,
+    /// `callbacks`: requests in flight.
+    #[arg(long, default_value_t = 64)]
+    pub callback_concurrency: usize,
+    /// `callbacks`: events posted per sent message.
+    #[arg(long, default_value_t = 2)]
+    pub callbacks_per_message: usize,
     /// Extra environment for the producer, `KEY=VALUE` (repeatable), e.g.
     /// `HERALD_PRODUCER_COMMITS_IN_FLIGHT=2` to compare settings.
     #[arg(long = "producer-env", value_name = "KEY=VALUE")]
@@ -180,6 +192,9 @@ pub struct BenchReport {
     pub command: String,
     pub ceiling_per_s: Option<f64>,
     pub steps: Vec<Step>,
+    /// The `callbacks` scenario's floods.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub callbacks: Vec<callbacks::CallbackRun>,
     pub elapsed_s: f64,
 }
 
@@ -235,23 +250,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     }
     .await;
     stack.stop(args.keep).await;
-    let (ceiling_per_s, steps) = result?;
+    let (ceiling_per_s, steps, callbacks) = result?;
     Ok(BenchReport {
         date,
         command: std::env::args().collect::<Vec<_>>().join(" "),
         ceiling_per_s,
         steps,
+        callbacks,
         elapsed_s: began.elapsed().as_secs_f64(),
     })
 }
 
+#[allow(clippy::type_complexity)]
 async fn run_steps(
     args: &BenchArgs,
     stack: &mut Stack,
     clock: Clock,
-) -> anyhow::Result<(Option<f64>, Vec<Step>)> {
+) -> anyhow::Result<(Option<f64>, Vec<Step>, Vec<callbacks::CallbackRun>)> {
     let mut ceiling = None;
     let mut steps: Vec<Step> = Vec::new();
+    let mut floods = Vec::new();
     let n = args.messages.max(1);
     let total = args.scenarios.len();
     for (i, scenario) in args.scenarios.iter().enumerate() {
@@ -363,6 +381,12 @@ async fn run_steps(
                 behave(stack, 0, 0.0, 0.0).await?;
                 steps.extend(templates(args, stack, &label, clock).await?);
             }
+            Scenario::Callbacks => {
+                behave(stack, 0, 0.0, 0.0).await?;
+                let (s, f) = callback_steps(args, stack, &label, clock).await?;
+                steps.extend(s);
+                floods.extend(f);
+            }
         }
     }
     if let Some(c) = ceiling {
@@ -370,7 +394,61 @@ async fn run_steps(
             s.ratio_to_ceiling = Some(s.throughput / c.max(1.0));
         }
     }
-    Ok((ceiling, steps))
+    Ok((ceiling, steps, floods))
+}
+
+/// The `callbacks` steps (see the module's documentation).
+async fn callback_steps(
+    args: &BenchArgs,
+    stack: &mut Stack,
+    label: &str,
+    clock: Clock,
+) -> anyhow::Result<(Vec<Step>, Vec<callbacks::CallbackRun>)> {
+    let n = args.messages.max(1);
+    let (c, per) = (args.callback_concurrency.max(1), args.callbacks_per_message.max(1));
+    let wait = Duration::from_secs(clock.timeout_secs);
+    let alone = closed_loop(
+        stack,
+        label,
+        "callbacks: sends alone",
+        Scenario::Callbacks,
+        demo_messages(&run_id("cb"), n, 0),
+        0,
+        clock,
+    )
+    .await?;
+    let (provider, ids) = callbacks::targets(stack, n).await?;
+    println!("{label} callbacks: {} posted alone, {c} at a time", ids.len() * per);
+    let first = callbacks::flood(stack, "callbacks alone", &provider, &ids, per, c, wait).await?;
+    // The same number again while a second burst of sends runs.
+    let during = {
+        let stack_ref: &Stack = stack;
+        let flood = callbacks::flood(stack_ref, "callbacks during sends", &provider, &ids, per, c, wait);
+        let messages = demo_messages(&run_id("cb"), n, 0);
+        let route = Route::Http(stack_ref.client.clone());
+        let sends = async {
+            enqueue_by(&route, messages, 500, 8, |_, _| {}).await
+        };
+        let before = Before::take(stack_ref).await?;
+        let (flood, sends) = tokio::join!(flood, sends);
+        (flood?, sends?, before)
+    };
+    let (second, outcome, before) = during;
+    let mut bar = Bar::new(format!("{label} callbacks: sends during callbacks"));
+    let rate = outcome.rate();
+    let with = finish(
+        stack,
+        &mut bar,
+        "callbacks: sends during callbacks",
+        Scenario::Callbacks,
+        outcome.ids,
+        rate,
+        0,
+        before,
+        clock,
+    )
+    .await?;
+    Ok((vec![alone, with], vec![first, second]))
 }
 
 /// One `shapes` step: a burst of `n` fresh emails in `shape`.
@@ -903,6 +981,7 @@ pub fn table(report: &BenchReport) -> String {
         ));
     }
     out.push_str("latencies: enqueue→send in ms; RSS: peak MiB of the producer (P) and of the largest worker (W)\n");
+    out.push_str(&callbacks::table(&report.callbacks));
     let components: std::collections::BTreeSet<&String> =
         report.steps.iter().flat_map(|s| s.cpu_s.keys()).collect();
     if !components.is_empty() {

@@ -195,6 +195,7 @@ mod tests {
                 step("max <2 workers>", &[(0.0, 100.0, 5.0), (1.0, 300.0, 9.0)]),
                 step("steady", &[(5.0, 50.0, 3.0)]),
             ],
+            callbacks: Vec::new(),
             elapsed_s: 6.0,
         };
         let svg = render(&report);
