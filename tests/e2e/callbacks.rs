@@ -464,7 +464,13 @@ async fn statuses_until(
             let client = h.app.client(key);
             let mut out = Vec::new();
             for id in ids {
-                out.push(client.message(id).await.map(|r| r.status).unwrap_or(MessageStatus::Queued));
+                out.push(
+                    client
+                        .message(id)
+                        .await
+                        .map(|r| r.status)
+                        .unwrap_or(MessageStatus::Queued),
+                );
             }
             out
         },
@@ -497,7 +503,10 @@ async fn the_simulator_reports_back_on_every_channel_and_herald_follows() {
         .expect("webhook provider");
     let configure = |rates: CallbackRates| SimCallbacks {
         herald_url: Some(h.producer_url.clone()),
-        email: Some(GenericTarget { provider_id: email.clone(), callback_secret: SECRET.into() }),
+        email: Some(GenericTarget {
+            provider_id: email.clone(),
+            callback_secret: SECRET.into(),
+        }),
         webhook: Some(GenericTarget {
             provider_id: webhook.id.to_string(),
             callback_secret: SECRET.into(),
@@ -538,7 +547,12 @@ async fn the_simulator_reports_back_on_every_channel_and_herald_follows() {
                 .collect::<Vec<_>>()
         }
     };
-    let emails = sent((0..5).map(|i| email_msg(&format!("r{i}@example.com"))).collect()).await;
+    let emails = sent(
+        (0..5)
+            .map(|i| email_msg(&format!("r{i}@example.com")))
+            .collect(),
+    )
+    .await;
     let weworks = sent(vec![
         SendMessage::new(Channel::Wework, "m1|m2", "hi"),
         SendMessage::new(Channel::Wework, "m3", "hi"),
@@ -564,14 +578,24 @@ async fn the_simulator_reports_back_on_every_channel_and_herald_follows() {
     );
     let r = record(&h, &key, &emails[0]).await;
     let kinds: Vec<EventKind> = r.events.iter().map(|e| e.event).collect();
-    assert_eq!(kinds, [EventKind::Delivered, EventKind::Read, EventKind::Clicked]);
+    assert_eq!(
+        kinds,
+        [EventKind::Delivered, EventKind::Read, EventKind::Clicked]
+    );
     let r = record(&h, &key, &weworks[0]).await;
     let kinds: Vec<EventKind> = r.events.iter().map(|e| e.event).collect();
-    assert_eq!(kinds, [EventKind::Read, EventKind::Replied], "m1 opened the app, then replied");
+    assert_eq!(
+        kinds,
+        [EventKind::Read, EventKind::Replied],
+        "m1 opened the app, then replied"
+    );
 
     // Bounces, then complaints.
     h.sim
-        .set_callbacks(configure(CallbackRates { bounced: 1.0, ..all }))
+        .set_callbacks(configure(CallbackRates {
+            bounced: 1.0,
+            ..all
+        }))
         .expect("bounces");
     let bounced = sent(vec![email_msg("gone@example.com")]).await;
     assert_eq!(
@@ -581,7 +605,11 @@ async fn the_simulator_reports_back_on_every_channel_and_herald_follows() {
     let r = record(&h, &key, &bounced[0]).await;
     assert_eq!(r.events[0].detail["status"], "5.1.1");
     h.sim
-        .set_callbacks(configure(CallbackRates { read: 0.0, complained: 1.0, ..all }))
+        .set_callbacks(configure(CallbackRates {
+            read: 0.0,
+            complained: 1.0,
+            ..all
+        }))
         .expect("complaints");
     let complained = sent(vec![email_msg("angry@example.com")]).await;
     assert_eq!(

@@ -143,10 +143,11 @@ pub async fn flood(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let last: Option<DateTime<Utc>> =
-        sqlx::query_scalar("SELECT max(processed_at) FROM callback_events WHERE state = 'processed'")
-            .fetch_one(&stack.db)
-            .await?;
+    let last: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "SELECT max(processed_at) FROM callback_events WHERE state = 'processed'",
+    )
+    .fetch_one(&stack.db)
+    .await?;
     let persist_secs = last
         .map(|l| (l - first_post).num_microseconds().unwrap_or(1) as f64 / 1e6)
         .unwrap_or(post_secs)

@@ -405,7 +405,10 @@ async fn callback_steps(
     clock: Clock,
 ) -> anyhow::Result<(Vec<Step>, Vec<callbacks::CallbackRun>)> {
     let n = args.messages.max(1);
-    let (c, per) = (args.callback_concurrency.max(1), args.callbacks_per_message.max(1));
+    let (c, per) = (
+        args.callback_concurrency.max(1),
+        args.callbacks_per_message.max(1),
+    );
     let wait = Duration::from_secs(clock.timeout_secs);
     let alone = closed_loop(
         stack,
@@ -418,17 +421,26 @@ async fn callback_steps(
     )
     .await?;
     let (provider, ids) = callbacks::targets(stack, n).await?;
-    println!("{label} callbacks: {} posted alone, {c} at a time", ids.len() * per);
+    println!(
+        "{label} callbacks: {} posted alone, {c} at a time",
+        ids.len() * per
+    );
     let first = callbacks::flood(stack, "callbacks alone", &provider, &ids, per, c, wait).await?;
     // The same number again while a second burst of sends runs.
     let during = {
         let stack_ref: &Stack = stack;
-        let flood = callbacks::flood(stack_ref, "callbacks during sends", &provider, &ids, per, c, wait);
+        let flood = callbacks::flood(
+            stack_ref,
+            "callbacks during sends",
+            &provider,
+            &ids,
+            per,
+            c,
+            wait,
+        );
         let messages = demo_messages(&run_id("cb"), n, 0);
         let route = Route::Http(stack_ref.client.clone());
-        let sends = async {
-            enqueue_by(&route, messages, 500, 8, |_, _| {}).await
-        };
+        let sends = async { enqueue_by(&route, messages, 500, 8, |_, _| {}).await };
         let before = Before::take(stack_ref).await?;
         let (flood, sends) = tokio::join!(flood, sends);
         (flood?, sends?, before)

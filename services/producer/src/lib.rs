@@ -10,9 +10,11 @@
 //! - [`enqueue`]: validation-to-publish pipeline shared by every enqueue path
 //! - [`group`]: group commit: concurrent requests share a transaction and publishes
 //! - [`confirms`]: confirmed jobs leave the outbox, batched off the request's path
+//! - [`callbacks`]: provider callbacks published in batches, each answered on its batch's confirm
 //! - [`replay`]: dead letters back to the scheduler, by filter
 
 pub mod api;
+pub mod callbacks;
 pub mod config;
 pub mod confirms;
 pub mod enqueue;

@@ -66,7 +66,10 @@ impl App {
             stop_catalog.watch(),
         )
         .await?;
+        let callbacks =
+            crate::callbacks::CallbackPublisher::start(publisher.clone(), topology.clone());
         let state = AppState::new(Shared {
+            callbacks,
             catalog,
             confirms,
             committer,

@@ -68,8 +68,9 @@ impl Reporter {
     pub fn configure(&self, settings: SimCallbacks) -> Result<(), herald_api::FieldError> {
         settings.rates.validate()?;
         if let Some(w) = &settings.wework {
-            WeworkCrypto::new(&w.token, &w.encoding_aes_key, &w.corp_id)
-                .map_err(|e| herald_api::FieldError::new("wework.encoding_aes_key", e.to_string()))?;
+            WeworkCrypto::new(&w.token, &w.encoding_aes_key, &w.corp_id).map_err(|e| {
+                herald_api::FieldError::new("wework.encoding_aes_key", e.to_string())
+            })?;
         }
         if let Some(url) = &settings.herald_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -187,13 +188,16 @@ fn plan(
     let r = s.rates;
     let now = Utc::now();
     let mut hit = |p: f64| p > 0.0 && rng.gen::<f64>() < p;
-    let generic = |target: &GenericTarget, id: &str, event: &str, step: i64, detail: serde_json::Value| Post::Generic {
-        target: target.clone(),
-        body: json!({"message_id": id, "event": event,
+    let generic =
+        |target: &GenericTarget, id: &str, event: &str, step: i64, detail: serde_json::Value| {
+            Post::Generic {
+                target: target.clone(),
+                body: json!({"message_id": id, "event": event,
                      "at": (now + TimeDelta::milliseconds(step)).to_rfc3339(),
                      "detail": detail})
-        .to_string(),
-    };
+                .to_string(),
+            }
+        };
     let mut posts = Vec::new();
     match channel {
         SimChannel::Email | SimChannel::Webhook => {
@@ -205,29 +209,56 @@ fn plan(
                 return posts;
             };
             if channel == SimChannel::Email && hit(r.bounced) {
-                posts.push(generic(target, id, "bounced", 0, json!({"type": "hard", "status": "5.1.1",
-                    "diagnostic": "smtp; 550 5.1.1 user unknown (herald-sim)"})));
+                posts.push(generic(
+                    target,
+                    id,
+                    "bounced",
+                    0,
+                    json!({"type": "hard", "status": "5.1.1",
+                    "diagnostic": "smtp; 550 5.1.1 user unknown (herald-sim)"}),
+                ));
                 return posts;
             }
             if !hit(r.delivered) {
                 return posts;
             }
-            posts.push(generic(target, id, "delivered", 0, json!({"by": "herald-sim"})));
+            posts.push(generic(
+                target,
+                id,
+                "delivered",
+                0,
+                json!({"by": "herald-sim"}),
+            ));
             if hit(r.read) {
                 posts.push(generic(target, id, "read", 1, json!({})));
                 if hit(r.clicked) {
-                    posts.push(generic(target, id, "clicked", 2, json!({"url": "https://example.com/"})));
+                    posts.push(generic(
+                        target,
+                        id,
+                        "clicked",
+                        2,
+                        json!({"url": "https://example.com/"}),
+                    ));
                 }
             }
             if hit(r.complained) {
-                posts.push(generic(target, id, "complained", 3, json!({"feedback_type": "abuse"})));
+                posts.push(generic(
+                    target,
+                    id,
+                    "complained",
+                    3,
+                    json!({"feedback_type": "abuse"}),
+                ));
             }
         }
         SimChannel::Wework => {
-            let (Some(target), Some(member)) = (s.wework.as_ref(), to.and_then(|t| t.split('|').next())) else {
+            let (Some(target), Some(member)) =
+                (s.wework.as_ref(), to.and_then(|t| t.split('|').next()))
+            else {
                 return posts;
             };
-            let xml = |body: String| Post::Wework {
+            let xml = |body: String| {
+                Post::Wework {
                 target: target.clone(),
                 xml: format!(
                     "<xml><ToUserName><![CDATA[{}]]></ToUserName><FromUserName><![CDATA[{member}]]></FromUserName><CreateTime>{}</CreateTime>{body}<AgentID>{}</AgentID></xml>",
@@ -235,6 +266,7 @@ fn plan(
                     now.timestamp(),
                     target.agent_id
                 ),
+            }
             };
             if hit(r.read) {
                 posts.push(xml("<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[enter_agent]]></Event><EventKey><![CDATA[]]></EventKey>".into()));

@@ -13,7 +13,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use herald_api::sim::{SimCallbackReport, SimCallbacks, SimIds, SimLast, SimMessage, TokensExpired};
+use herald_api::sim::{
+    SimCallbackReport, SimCallbacks, SimIds, SimLast, SimMessage, TokensExpired,
+};
 use herald_api::{ErrorBody, ErrorDetail};
 
 use crate::config::{self, InvalidSetting, SimBehaviour};
@@ -162,15 +164,16 @@ async fn change_callbacks(
     State(state): State<Arc<SimState>>,
     body: Bytes,
 ) -> Result<Json<SimCallbackReport>, ApiError> {
-    let settings: SimCallbacks = herald_api::parse_object(&body).map_err(|refusal| match refusal {
-        herald_api::ParseError::Field(e) => ApiError::invalid_field(e.field, e.message),
-        herald_api::ParseError::Syntax(error) => ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code: "invalid_json",
-            message: format!("The body is not valid JSON: {error}"),
-            field: None,
-        },
-    })?;
+    let settings: SimCallbacks =
+        herald_api::parse_object(&body).map_err(|refusal| match refusal {
+            herald_api::ParseError::Field(e) => ApiError::invalid_field(e.field, e.message),
+            herald_api::ParseError::Syntax(error) => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_json",
+                message: format!("The body is not valid JSON: {error}"),
+                field: None,
+            },
+        })?;
     state
         .callbacks
         .configure(settings)

@@ -23,14 +23,22 @@ use crate::process::Worker;
 
 /// How long a batch waits to fill once it has one event.
 const LINGER: Duration = Duration::from_millis(10);
+/// Events stored in one transaction at most (a delivery is never split).
+const MAX_EVENTS: usize = 1024;
 /// How often events waiting for their message are looked at again.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Events applied per sweep.
 const SWEEP_BATCH: i64 = 1000;
 
-/// Reads one queued event; `Err` names what is wrong with it.
-pub fn decode(data: &[u8]) -> Result<NewCallback, String> {
-    let e = v1::CallbackEvent::decode(data).map_err(|e| format!("not a CallbackEvent: {e}"))?;
+/// Reads one delivery: a batch of events. Each event decodes on its own;
+/// `Err` names what is wrong with the delivery or with an event.
+pub fn decode_batch(data: &[u8]) -> Result<Vec<Result<NewCallback, String>>, String> {
+    let batch = v1::CallbackBatch::decode(data).map_err(|e| format!("not a CallbackBatch: {e}"))?;
+    Ok(batch.events.into_iter().map(decode).collect())
+}
+
+/// Reads one event.
+pub fn decode(e: v1::CallbackEvent) -> Result<NewCallback, String> {
     let uuid = |raw: &str, what: &str| {
         raw.parse::<Uuid>()
             .map_err(|_| format!("{what} {raw:?} is not a UUID"))
@@ -73,6 +81,13 @@ pub fn decode(data: &[u8]) -> Result<NewCallback, String> {
         raw: String::from_utf8_lossy(&e.raw).replace('\0', "\u{fffd}"),
         dedupe_key: e.dedupe_key,
     })
+}
+
+/// Only a producer of another version could queue it: kept out of the
+/// table, said once, acked.
+fn undecodable(why: &str) {
+    metrics::counter!("herald_worker_callbacks_total", "outcome" => "undecodable").increment(1);
+    tracing::error!(reason = %why, "Dropped a callback event that does not decode.");
 }
 
 fn count(applied: &Applied) {
@@ -150,28 +165,33 @@ impl Worker {
                     None => break,
                 },
             };
-            let mut batch: Vec<Delivery> = vec![first];
+            // Deliveries until MAX_EVENTS events, or the linger is over.
+            let mut events = Vec::new();
+            let mut batch: Vec<Delivery> = Vec::new();
+            let mut take = |d: Delivery, events: &mut Vec<NewCallback>| {
+                match decode_batch(&d.data) {
+                    Ok(decoded) => {
+                        for e in decoded {
+                            match e {
+                                Ok(e) => events.push(e),
+                                Err(why) => undecodable(&why),
+                            }
+                        }
+                    }
+                    Err(why) => undecodable(&why),
+                }
+                batch.push(d);
+            };
+            take(first, &mut events);
             let deadline = tokio::time::Instant::now() + LINGER;
-            while batch.len() < usize::from(prefetch.max(1)) {
+            while events.len() < MAX_EVENTS {
                 match consumer.next().now_or_never() {
-                    Some(Some(Ok(d))) => batch.push(d),
+                    Some(Some(Ok(d))) => take(d, &mut events),
                     Some(_) => break,
                     None => match tokio::time::timeout_at(deadline, consumer.next()).await {
-                        Ok(Some(Ok(d))) => batch.push(d),
+                        Ok(Some(Ok(d))) => take(d, &mut events),
                         _ => break,
                     },
-                }
-            }
-            let mut events = Vec::with_capacity(batch.len());
-            for d in &batch {
-                match decode(&d.data) {
-                    Ok(e) => events.push(e),
-                    // Only a producer of another version could queue it:
-                    // kept out of the table, said once, acked.
-                    Err(why) => {
-                        metrics::counter!("herald_worker_callbacks_total", "outcome" => "undecodable").increment(1);
-                        tracing::error!(reason = %why, "Dropped a callback event that does not decode.");
-                    }
                 }
             }
             metrics::histogram!("herald_worker_callback_batch").record(events.len() as f64);

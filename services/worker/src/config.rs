@@ -34,10 +34,10 @@ pub struct Settings {
     /// `HERALD_WORKER_CONCURRENCY`.
     #[arg(long, env = "HERALD_WORKER_EXPRESS_CONCURRENCY", default_value_t = 32)]
     pub express_concurrency: usize,
-    /// Unacked provider callbacks held from the callbacks queue; they are
-    /// stored and applied in batches of up to this many (0 does not
-    /// consume the queue).
-    #[arg(long, env = "HERALD_WORKER_CALLBACK_PREFETCH", default_value_t = 512)]
+    /// Unacked deliveries held from the callbacks queue (each a batch of
+    /// up to 256 events from the producer); their events are stored and
+    /// applied up to 1,024 per transaction. 0 does not consume the queue.
+    #[arg(long, env = "HERALD_WORKER_CALLBACK_PREFETCH", default_value_t = 64)]
     pub callback_prefetch: u16,
     /// Attempts before a transient failure is dead-lettered.
     #[arg(long, env = "HERALD_WORKER_MAX_ATTEMPTS", default_value_t = 5)]
@@ -98,7 +98,7 @@ impl Settings {
             concurrency: 256,
             express_prefetch: 8,
             express_concurrency: 32,
-            callback_prefetch: 512,
+            callback_prefetch: 64,
             max_attempts: 5,
             classifier_file: None,
             in_doubt_resend: InDoubtPolicy::resend(&[Channel::Wework]),

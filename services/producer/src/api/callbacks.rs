@@ -11,13 +11,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, TimeDelta, Utc};
 use herald_api::{CallbackAccepted, ErrorBody, ProviderCallback, WeworkQuery};
-use herald_broker::Outbound;
 use herald_callbacks::wework::{self, WeworkCrypto, WeworkEvent};
 use herald_callbacks::{signed, EventKind};
 use herald_domain::provider_config::ProviderConfig;
 use herald_domain::{Provider, ProviderId};
 use herald_proto::v1;
-use herald_proto::Message as _;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -87,16 +85,10 @@ fn in_window(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Publishes the event to the callbacks queue and waits for the confirm.
-async fn queue(state: &AppState, event: &v1::CallbackEvent) -> Result<(), ApiError> {
-    let msg = Outbound {
-        exchange: String::new(),
-        routing_key: state.topology.callbacks_queue(),
-        body: event.encode_to_vec(),
-        priority: 0,
-        headers: None,
-    };
-    state.publisher.publish(&msg).await.map_err(|e| {
+/// Publishes the event to the callbacks queue (with others that arrive
+/// meanwhile) and waits for the confirm.
+async fn queue(state: &AppState, event: v1::CallbackEvent) -> Result<(), ApiError> {
+    state.callbacks.publish(event).await.map_err(|e| {
         ApiError::internal(
             "The callback could not be queued (RabbitMQ did not confirm)",
             e,
@@ -186,7 +178,7 @@ async fn generic_inner(
         dedupe_key: Sha256::digest(&bytes).to_vec(),
         received_at_ms: now.timestamp_millis(),
     };
-    queue(state, &event).await?;
+    queue(state, event).await?;
     Ok(CallbackAccepted { id })
 }
 
@@ -375,6 +367,6 @@ async fn wework_event_inner(
         dedupe_key: Sha256::digest(event.dedupe_key().as_bytes()).to_vec(),
         received_at_ms: now.timestamp_millis(),
     };
-    queue(state, &out).await?;
+    queue(state, out).await?;
     Ok(true)
 }

@@ -70,6 +70,8 @@ pub struct Shared {
     pub templates: crate::templates::Templates,
     /// The providers, live: callbacks are checked against their secrets.
     pub catalog: herald_store::catalog::ProviderCatalog,
+    /// Where checked callbacks go, in batches.
+    pub callbacks: crate::callbacks::CallbackPublisher,
 }
 
 /// The API's routes. Each handler is registered with its OpenAPI
