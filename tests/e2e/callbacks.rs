@@ -621,3 +621,226 @@ async fn the_simulator_reports_back_on_every_channel_and_herald_follows() {
     assert_eq!(report.sent, 5 * 3 + 2 * 2 + 3 + 1 + 2);
     h.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hard_bounces_and_complaints_suppress_and_suppressed_sends_are_recorded_never_sent() {
+    use herald_api::{NewSuppression, SuppressionReason};
+    let h = Harness::start(1).await.expect("herald starts");
+    let (email, _) = providers(&h).await;
+    let (_t, key) = h.tenant(&unique("sup")).await.expect("tenant");
+    let client = h.app.client(&key);
+    let mail = |to: &str| {
+        let mut m = SendMessage::new(Channel::Email, to, "hello");
+        m.subject = Some("Hi".into());
+        m
+    };
+    let ids = h
+        .send_all(
+            &key,
+            &[
+                mail("hard@example.com"),
+                mail("soft@example.com"),
+                mail("angry@example.com"),
+            ],
+        )
+        .await
+        .into_iter()
+        .map(|id| id.to_string())
+        .collect::<Vec<_>>();
+    for id in &ids {
+        record_until(&h, &key, id, |r| r.status == MessageStatus::Sent).await;
+    }
+    let report = |id: &str, event: &str, detail: Value| {
+        json!({"message_id": id, "event": event, "at": Utc::now().to_rfc3339(), "detail": detail})
+            .to_string()
+    };
+    for body in [
+        report(
+            &ids[0],
+            "bounced",
+            json!({"type": "hard", "status": "5.1.1"}),
+        ),
+        report(
+            &ids[1],
+            "bounced",
+            json!({"type": "soft", "status": "4.2.2"}),
+        ),
+        report(&ids[2], "complained", json!({})),
+    ] {
+        assert_eq!(post(&h, &email, &body, Some(SECRET)).await.0, 202);
+    }
+    let listed = wait_for_value(
+        Duration::from_secs(20),
+        || async { client.suppressions().await.unwrap_or_default() },
+        |l| l.len() >= 2,
+    )
+    .await;
+    let entries: Vec<(String, SuppressionReason)> = listed
+        .iter()
+        .map(|s| (s.address.clone(), s.reason))
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("angry@example.com".to_owned(), SuppressionReason::Complaint),
+            ("hard@example.com".to_owned(), SuppressionReason::HardBounce),
+        ],
+        "a soft bounce does not suppress"
+    );
+    assert_eq!(
+        listed[1].message_id.map(|m| m.to_string()),
+        Some(ids[0].clone())
+    );
+
+    // A batch with a suppressed address (another case) is accepted whole;
+    // that message is recorded suppressed and never reaches the provider.
+    let before = h.sim.stats().smtp.unique;
+    let mut keyed = mail("Hard@Example.com");
+    keyed.idempotency_key = Some("sup-1".into());
+    let batch = client
+        .send_batch(&[keyed.clone(), mail("fresh@example.com")])
+        .await
+        .expect("accepted whole");
+    let (blocked, fresh) = (batch.ids[0].to_string(), batch.ids[1].to_string());
+    record_until(&h, &key, &fresh, |r| r.status == MessageStatus::Sent).await;
+    let r = record(&h, &key, &blocked).await;
+    assert_eq!(r.status, MessageStatus::Suppressed);
+    assert_eq!(r.error_code.as_deref(), Some("suppressed"));
+    assert!(r.error_message.unwrap_or_default().contains("hard_bounce"));
+    assert_eq!(h.sim.count(herald_sim::SimChannel::Email, &blocked), 0);
+    assert_eq!(
+        h.sim.stats().smtp.unique,
+        before + 1,
+        "only the fresh one went out"
+    );
+    // Its idempotent repeat answers as the first did.
+    let again = client.send(&keyed).await.expect("repeat");
+    assert_eq!(
+        (again.id.to_string(), again.status),
+        (blocked.clone(), MessageStatus::Suppressed)
+    );
+    let single = client
+        .send(&mail("angry@example.com"))
+        .await
+        .expect("accepted");
+    assert_eq!(single.status, MessageStatus::Suppressed);
+
+    // The tenant's own entries.
+    let added = client
+        .add_suppression(&NewSuppression {
+            address: "Manual@Example.com".into(),
+            reason: None,
+        })
+        .await
+        .expect("added");
+    assert_eq!(
+        (added.address.as_str(), added.reason),
+        ("manual@example.com", SuppressionReason::Manual)
+    );
+    let (status, body) = call(
+        &h,
+        &key,
+        reqwest::Method::POST,
+        "/v1/suppressions",
+        Some(json!({"address": "manual@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(
+        &h,
+        &key,
+        reqwest::Method::POST,
+        "/v1/suppressions",
+        Some(json!({"address": "not an address"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("address"))
+    );
+    let (status, body) = call(
+        &h,
+        &key,
+        reqwest::Method::POST,
+        "/v1/suppressions",
+        Some(json!({"address": "x@example.com", "reason": "hard_bounce"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("reason"))
+    );
+
+    // Another tenant sees none of it and cannot remove it.
+    let (_t2, key2) = h.tenant(&unique("sup2")).await.expect("tenant 2");
+    assert!(h
+        .app
+        .client(&key2)
+        .suppressions()
+        .await
+        .expect("list")
+        .is_empty());
+    let (status, _) = call(
+        &h,
+        &key2,
+        reqwest::Method::DELETE,
+        "/v1/suppressions/manual@example.com",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let other = h
+        .app
+        .client(&key2)
+        .send(&mail("hard@example.com"))
+        .await
+        .expect("accepted");
+    assert_eq!(
+        other.status,
+        MessageStatus::Queued,
+        "suppression is per tenant"
+    );
+
+    // Removed, the address is sent to again.
+    client
+        .remove_suppression("HARD@example.com")
+        .await
+        .expect("removed");
+    let (status, _) = call(
+        &h,
+        &key,
+        reqwest::Method::DELETE,
+        "/v1/suppressions/hard@example.com",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let id = client
+        .send(&mail("hard@example.com"))
+        .await
+        .expect("accepted")
+        .id
+        .to_string();
+    record_until(&h, &key, &id, |r| r.status == MessageStatus::Sent).await;
+    h.stop().await.expect("clean stop");
+}
+
+async fn call(
+    h: &Harness,
+    key: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = h
+        .app
+        .http
+        .request(method, format!("{}{path}", h.producer_url))
+        .bearer_auth(key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}

@@ -10,7 +10,8 @@
 //!   enable), [`keys`] (create, revoke), [`providers`] (add, list, show with
 //!   its score, enable, disable), [`messages`] (status of any tenant's
 //!   message), [`queues`] (depths) and [`dead_letters`] (replay); and
-//!   [`templates`], a tenant's templates, with that tenant's API key.
+//!   [`templates`] and [`suppressions`], a tenant's templates and
+//!   suppression list, with that tenant's API key.
 //!
 //! [`run`] executes one parsed command and writes to any `Write`, so tests
 //! capture what an operator would see.
@@ -21,6 +22,7 @@ pub mod keys;
 pub mod messages;
 pub mod providers;
 pub mod queues;
+pub mod suppressions;
 pub mod table;
 pub mod templates;
 pub mod tenants;
@@ -83,6 +85,9 @@ pub enum Command {
     /// A tenant's message templates (with the tenant's API key).
     #[command(subcommand)]
     Templates(templates::Templates),
+    /// A tenant's suppressed addresses (with the tenant's API key).
+    #[command(subcommand)]
+    Suppressions(suppressions::Suppressions),
 }
 
 /// What every command needs: the API and how to print.
@@ -108,16 +113,29 @@ impl Context {
 
 /// Runs one command, writing its output to `out`.
 pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
-    if let Command::Templates(cmd) = cli.command {
-        return templates::run(
-            &cli.producer_url,
-            cli.api_key.as_deref(),
-            cli.json,
-            cmd,
-            out,
-        )
-        .await;
-    }
+    let cli = match cli.command {
+        Command::Templates(cmd) => {
+            return templates::run(
+                &cli.producer_url,
+                cli.api_key.as_deref(),
+                cli.json,
+                cmd,
+                out,
+            )
+            .await
+        }
+        Command::Suppressions(cmd) => {
+            return suppressions::run(
+                &cli.producer_url,
+                cli.api_key.as_deref(),
+                cli.json,
+                cmd,
+                out,
+            )
+            .await
+        }
+        command => Cli { command, ..cli },
+    };
     let cx = Context {
         admin: Admin::new(&cli.producer_url, cli.admin_token.as_deref())?,
         json: cli.json,
@@ -129,6 +147,6 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
         Command::Messages(cmd) => messages::run(&cx, cmd, out).await,
         Command::Queues => queues::run(&cx, out).await,
         Command::DeadLetters(cmd) => dead_letters::run(&cx, cmd, out).await,
-        Command::Templates(_) => unreachable!("handled above"),
+        Command::Templates(_) | Command::Suppressions(_) => unreachable!("handled above"),
     }
 }

@@ -261,11 +261,10 @@ async fn attempt(
             });
         }
     }
-    let fresh_out = p.topology.to_user_batched(tenant, due);
     let replay_out = p.topology.to_user_batched(tenant, replays);
     let began = std::time::Instant::now();
-    match p.store.insert_messages(tenant, &records).await {
-        Ok(()) => {}
+    let suppressed = match p.store.insert_messages(tenant, &records).await {
+        Ok(suppressed) => suppressed,
         Err(e) => {
             // Nothing was recorded: what was charged is given back (a lost
             // race is charged again when its requests are tried again).
@@ -275,7 +274,19 @@ async fn attempt(
                 e => Err(e.into()),
             };
         }
+    };
+    // Emails to suppressed addresses were recorded `suppressed`, with no
+    // job: nothing of them is published.
+    if !suppressed.is_empty() {
+        due.retain(|(id, ..)| !suppressed.contains(&id.as_uuid()));
+        for r in records.iter_mut() {
+            if suppressed.contains(&r.id.as_uuid()) {
+                r.status = MessageStatus::Suppressed;
+            }
+        }
+        metrics::counter!("herald_producer_suppressed_total").increment(suppressed.len() as u64);
     }
+    let fresh_out = p.topology.to_user_batched(tenant, due);
     let recorded = std::time::Instant::now();
     metrics::histogram!("herald_producer_commit_seconds", "step" => "record")
         .record(recorded.duration_since(began).as_secs_f64());

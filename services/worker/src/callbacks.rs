@@ -101,6 +101,9 @@ fn count(applied: &Applied) {
             metrics::counter!("herald_worker_callbacks_total", "outcome" => outcome).increment(n);
         }
     }
+    if applied.suppressed > 0 {
+        metrics::counter!("herald_worker_suppressions_added_total").increment(applied.suppressed);
+    }
     if applied.moved > 0 {
         metrics::counter!("herald_worker_callback_status_moves_total").increment(applied.moved);
     }

@@ -12,9 +12,9 @@ use serde::Serialize;
 use crate::page::MAX_PAGE;
 use crate::{
     Accepted, AdminMessageRecord, BatchAccepted, Cancelled, ErrorDetail, Key, MessageRecord,
-    NewProvider, NewTemplate, NewTenant, Page, Provider, ProviderPatch, ProviderScore, QueueDepth,
-    ReplayReport, ReplayRequest, RevokedKey, SendBatch, SendMessage, Template, TemplateVersion,
-    Tenant, TenantPatch,
+    NewProvider, NewSuppression, NewTemplate, NewTenant, Page, Provider, ProviderPatch,
+    ProviderScore, QueueDepth, ReplayReport, ReplayRequest, RevokedKey, SendBatch, SendMessage,
+    Suppression, Template, TemplateVersion, Tenant, TenantPatch,
 };
 
 /// How often a retryable answer (429, 503, a retryable 409) is retried by
@@ -366,6 +366,25 @@ impl Client {
             .await
     }
 
+    // ---- suppressions (tenant key) ----
+
+    pub async fn suppressions(&self) -> Result<Vec<Suppression>> {
+        self.list_all("/v1/suppressions").await
+    }
+
+    pub async fn add_suppression(&self, entry: &NewSuppression) -> Result<Suppression> {
+        self.call(Method::POST, "/v1/suppressions", Some(entry))
+            .await
+    }
+
+    pub async fn remove_suppression(&self, address: &str) -> Result<()> {
+        self.call_empty(
+            Method::DELETE,
+            &format!("/v1/suppressions/{}", percent_encode(address)),
+        )
+        .await
+    }
+
     // ---- plumbing ----
 
     /// Every item of a `{items, next_cursor}` list, following the cursor.
@@ -376,7 +395,7 @@ impl Client {
             let mut query = format!("limit={MAX_PAGE}");
             if let Some(c) = &cursor {
                 query.push_str("&cursor=");
-                query.push_str(c);
+                query.push_str(&percent_encode(c));
             }
             let page: Page<T> = self.get(&with_query(path, &query)).await?;
             items.extend(page.items);
@@ -629,4 +648,18 @@ mod tests {
         assert_eq!(backoff(0), Duration::from_millis(250));
         assert_eq!(backoff(2), Duration::from_secs(1));
     }
+}
+
+/// `value` for a URL's path segment or query value: unreserved characters
+/// as they are, every other byte as `%XX`.
+pub fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

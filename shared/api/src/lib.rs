@@ -20,6 +20,7 @@ pub mod providers;
 pub mod queues;
 pub mod schema;
 pub mod sim;
+pub mod suppressions;
 pub mod templates;
 pub mod tenants;
 
@@ -41,6 +42,7 @@ pub use providers::{
     NewProvider, Provider, ProviderLoad, ProviderPatch, ProviderScore, ScoreParts, WindowUse,
 };
 pub use queues::QueueDepth;
+pub use suppressions::{NewSuppression, Suppression, SuppressionQuery, SuppressionReason};
 pub use templates::{
     DeletedTemplate, NewTemplate, Template, TemplateBody, TemplateQuery, TemplateVersion,
 };

@@ -39,6 +39,9 @@ pub struct Applied {
     pub waiting: u64,
     /// Messages whose status moved.
     pub moved: u64,
+    /// Addresses added to their tenant's suppression list (hard bounces,
+    /// complaints).
+    pub suppressed: u64,
 }
 
 impl std::ops::AddAssign for Applied {
@@ -48,6 +51,7 @@ impl std::ops::AddAssign for Applied {
         self.ignored += o.ignored;
         self.waiting += o.waiting;
         self.moved += o.moved;
+        self.suppressed += o.suppressed;
     }
 }
 
@@ -179,6 +183,7 @@ struct Pending {
     recipient: Option<String>,
     event: String,
     occurred_at: DateTime<Utc>,
+    detail: Value,
     too_old: bool,
 }
 
@@ -187,6 +192,8 @@ struct Target {
     id: Uuid,
     tenant_id: Uuid,
     provider_id: Option<Uuid>,
+    channel: String,
+    recipient: String,
     status: String,
     delivered_at: Option<DateTime<Utc>>,
 }
@@ -221,7 +228,7 @@ async fn apply(tx: &mut sqlx::PgConnection, ids: &[Uuid]) -> Result<Applied> {
     .execute(&mut *tx)
     .await?;
     let events: Vec<Pending> = sqlx::query_as(
-        "SELECT id, provider_id, message_id, recipient, event, occurred_at,
+        "SELECT id, provider_id, message_id, recipient, event, occurred_at, detail,
                 received_at < now() - make_interval(days => $2) AS too_old
          FROM callback_events WHERE id = ANY($1) AND state = 'received'
          ORDER BY occurred_at, id",
@@ -235,7 +242,7 @@ async fn apply(tx: &mut sqlx::PgConnection, ids: &[Uuid]) -> Result<Applied> {
     message_ids.dedup();
     // Locked in id order, like every other writer of messages.
     let targets: HashMap<Uuid, Target> = sqlx::query_as::<_, Target>(
-        "SELECT id, tenant_id, provider_id, status, delivered_at FROM messages
+        "SELECT id, tenant_id, provider_id, channel, recipient, status, delivered_at FROM messages
          WHERE id = ANY($1) ORDER BY id FOR UPDATE",
     )
     .bind(&message_ids)
@@ -249,8 +256,17 @@ async fn apply(tx: &mut sqlx::PgConnection, ids: &[Uuid]) -> Result<Applied> {
     // the order they happened.
     let mut moves: HashMap<Uuid, (MessageStatus, Option<DateTime<Utc>>)> = HashMap::new();
     let mut verdicts: Vec<(Uuid, Verdict, Option<Uuid>)> = Vec::with_capacity(events.len());
+    // (tenant, address, reason, message) to suppress.
+    let mut suppress: Vec<(Uuid, String, &'static str, Uuid)> = Vec::new();
     for e in &events {
         let verdict = judge(e, e.message_id.and_then(|m| targets.get(&m)), &mut moves);
+        if let (Verdict::Processed, Some(t)) =
+            (&verdict, e.message_id.and_then(|m| targets.get(&m)))
+        {
+            if let Some(reason) = suppresses(e, t) {
+                suppress.push((t.tenant_id, t.recipient.to_lowercase(), reason, t.id));
+            }
+        }
         let tenant = e
             .message_id
             .and_then(|m| targets.get(&m))
@@ -305,6 +321,26 @@ async fn apply(tx: &mut sqlx::PgConnection, ids: &[Uuid]) -> Result<Applied> {
         e_reasons.push(reason);
         e_tenants.push(tenant);
     }
+    if !suppress.is_empty() {
+        let tenants: Vec<Uuid> = suppress.iter().map(|s| s.0).collect();
+        let addresses: Vec<&str> = suppress.iter().map(|s| s.1.as_str()).collect();
+        let reasons: Vec<&str> = suppress.iter().map(|s| s.2).collect();
+        let messages: Vec<Uuid> = suppress.iter().map(|s| s.3).collect();
+        applied.suppressed = sqlx::query(
+            "INSERT INTO suppressions (tenant_id, address, reason, message_id)
+             SELECT DISTINCT ON (u.tenant_id, u.address) u.tenant_id, u.address, u.reason, u.message_id
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::uuid[]) AS u(tenant_id, address, reason, message_id)
+             ORDER BY u.tenant_id, u.address
+             ON CONFLICT (tenant_id, address) DO NOTHING",
+        )
+        .bind(&tenants)
+        .bind(&addresses)
+        .bind(&reasons)
+        .bind(&messages)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
     if !e_ids.is_empty() {
         sqlx::query(
             "UPDATE callback_events e SET state = u.state, reason = u.reason, tenant_id = u.tenant_id,
@@ -320,6 +356,28 @@ async fn apply(tx: &mut sqlx::PgConnection, ids: &[Uuid]) -> Result<Applied> {
         .await?;
     }
     Ok(applied)
+}
+
+/// Whether a processed event puts its email recipient on the tenant's
+/// suppression list: a complaint does, and so does a bounce unless the
+/// provider says it was soft (`detail.type: "soft"`, or a 4.x.x status).
+fn suppresses(e: &Pending, t: &Target) -> Option<&'static str> {
+    if t.channel != "email" {
+        return None;
+    }
+    match e.event.parse::<EventKind>().ok()? {
+        EventKind::Complained => Some("complaint"),
+        EventKind::Bounced => {
+            let soft_type = e.detail.get("type").and_then(Value::as_str) == Some("soft");
+            let soft_status = e
+                .detail
+                .get("status")
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.starts_with('4'));
+            (!soft_type && !soft_status).then_some("hard_bounce")
+        }
+        _ => None,
+    }
 }
 
 /// Decides one event against its message (`None`: no such message), and

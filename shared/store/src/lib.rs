@@ -15,6 +15,7 @@ mod outbox;
 mod parked;
 mod providers;
 mod statistics;
+mod suppressions;
 mod templates;
 mod tenants;
 
@@ -31,6 +32,7 @@ pub use outbox::{Stale, UnconfirmedJob};
 pub use parked::{DueJobs, ParkedJob, Requeued};
 pub use providers::{NewProvider, ProviderPatch, ProviderRow};
 pub use statistics::HOT_TABLES;
+pub use suppressions::SuppressionRow;
 pub use templates::StoredTemplate;
 pub use tenants::{NewTenant, TenantChange};
 

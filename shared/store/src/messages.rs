@@ -1,3 +1,5 @@
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use herald_domain::{
     BatchId, Channel, MessageId, MessageRecord, MessageStatus, Priority, ProviderId, TenantId,
@@ -35,7 +37,8 @@ pub struct IdempotentHit {
     pub key: String,
     pub request_hash: Vec<u8>,
     pub message_id: Uuid,
-    /// The status the first response gave (`queued` or `scheduled`).
+    /// The status the first response gave (`queued`, `scheduled` or
+    /// `suppressed`).
     pub status: String,
     /// The message's job while the broker has not confirmed it (the first
     /// request's producer died or lost the broker before the confirm was
@@ -162,7 +165,9 @@ impl Store {
             // from flattening the lateral into a join): with the flat form
             // and stale statistics PostgreSQL filtered every key of the
             // tenant against the array, 24 ms per call (decision 0011).
-            "SELECT k.key, k.request_hash, k.message_id, CASE WHEN m.scheduled_at IS NOT NULL THEN 'scheduled' ELSE 'queued' END AS status,
+            "SELECT k.key, k.request_hash, k.message_id,
+                    CASE WHEN m.status = 'suppressed' AND m.error_code = 'suppressed' THEN 'suppressed'
+                         WHEN m.scheduled_at IS NOT NULL THEN 'scheduled' ELSE 'queued' END AS status,
                     u.envelope AS unconfirmed, u.priority
              FROM UNNEST($2::text[]) AS i(key)
              CROSS JOIN LATERAL (
@@ -195,9 +200,16 @@ impl Store {
         Ok(n.max(0) as u64)
     }
 
-    pub async fn insert_messages(&self, tenant: TenantId, records: &[NewRecord]) -> Result<()> {
+    /// Returns the ids recorded `suppressed` (emails to an address on the
+    /// tenant's suppression list): they have no job, so the caller must not
+    /// publish them.
+    pub async fn insert_messages(
+        &self,
+        tenant: TenantId,
+        records: &[NewRecord],
+    ) -> Result<HashSet<Uuid>> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(HashSet::new());
         }
         let mut tx = self.pool.begin().await?;
         let ids: Vec<Uuid> = records.iter().map(|r| r.id.as_uuid()).collect();
@@ -213,14 +225,25 @@ impl Store {
         let metadata: Vec<String> = records.iter().map(|r| r.metadata.to_string()).collect();
         let scheduled: Vec<Option<DateTime<Utc>>> =
             records.iter().map(|r| r.scheduled_at).collect();
-        sqlx::query(
-            "INSERT INTO messages (id, tenant_id, channel, recipient, status, priority, batch_id,
-                                   idempotency_key, metadata, scheduled_at)
-             SELECT u.id, $1, u.channel, u.recipient, u.status, u.priority, u.batch_id, u.key,
-                    u.metadata::jsonb, u.scheduled_at
-             FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::int2[], $7::uuid[],
-                         $8::text[], $9::text[], $10::timestamptz[])
-                  AS u(id, channel, recipient, status, priority, batch_id, key, metadata, scheduled_at)",
+        // An email to an address on the tenant's suppression list is
+        // recorded `suppressed` and gets no job (see below).
+        let suppressed: HashSet<Uuid> = sqlx::query_scalar(
+            "WITH ins AS (
+                INSERT INTO messages (id, tenant_id, channel, recipient, status, priority, batch_id,
+                                      idempotency_key, metadata, scheduled_at, error_code, error_message)
+                SELECT u.id, $1, u.channel, u.recipient,
+                       CASE WHEN s.reason IS NULL THEN u.status ELSE 'suppressed' END,
+                       u.priority, u.batch_id, u.key, u.metadata::jsonb, u.scheduled_at,
+                       CASE WHEN s.reason IS NULL THEN NULL ELSE 'suppressed' END,
+                       CASE WHEN s.reason IS NULL THEN NULL
+                            ELSE 'the address is on the tenant''s suppression list (' || s.reason || ')' END
+                FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::int2[], $7::uuid[],
+                            $8::text[], $9::text[], $10::timestamptz[])
+                     AS u(id, channel, recipient, status, priority, batch_id, key, metadata, scheduled_at)
+                LEFT JOIN suppressions s
+                       ON u.channel = 'email' AND s.tenant_id = $1 AND s.address = lower(u.recipient)
+                RETURNING id, status)
+             SELECT id FROM ins WHERE status = 'suppressed'",
         )
         .bind(tenant.as_uuid())
         .bind(&ids)
@@ -232,8 +255,10 @@ impl Store {
         .bind(&keys)
         .bind(&metadata)
         .bind(&scheduled)
-        .execute(&mut *tx)
-        .await?;
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
 
         let keyed: Vec<&NewRecord> = records
             .iter()
@@ -286,6 +311,7 @@ impl Store {
             let jobs: Vec<&NewRecord> = records
                 .iter()
                 .filter(|r| r.envelope.is_some() && r.scheduled_at.is_some() == scheduled)
+                .filter(|r| !suppressed.contains(&r.id.as_uuid()))
                 .collect();
             if jobs.is_empty() {
                 continue;
@@ -309,7 +335,7 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(suppressed)
     }
 
     /// One of `tenant`'s messages (another tenant's id is `None`).

@@ -40,6 +40,7 @@ pub const METRICS: &[Metric] = &[
     Counter("herald_producer_confirms_unrecorded_total", "Confirmed jobs whose outbox rows could not be deleted (the reconciler republishes them; the worker's claim drops the copy)."),
     Counter("herald_producer_callbacks_total", "Provider callbacks at the producer by source (generic, wework) and outcome: queued (published and confirmed), verified (a WeWork URL verification answered), not_tracked (a WeWork event about no message, answered and dropped), refused (bad signature, outside the replay window, unknown provider, malformed), unavailable (the broker did not confirm)."),
     Count("herald_producer_callback_batch", "Provider callback events published together (one message, one confirm)."),
+    Counter("herald_producer_suppressed_total", "Messages accepted for an address on the tenant's suppression list: recorded suppressed, never sent."),
     Counter("herald_producer_replays_republished_total", "Jobs published again for an idempotent repeat whose first publish was never confirmed."),
     Counter("herald_dead_letters_replayed_total", "Dead letters sent back to the scheduler through the admin API."),
     Count("herald_producer_group_requests", "Requests committed together in one group (one transaction, one batched publish)."),
@@ -87,6 +88,7 @@ pub const METRICS: &[Metric] = &[
     Count("herald_worker_record_jobs", "Outcomes written together in one statement."),
     Counter("herald_worker_callbacks_total", "Provider callback events by what became of them: processed (applied to their message), waiting (stored; their message is not sent yet), ignored (kept, about no message Herald can change: unknown id, another provider's message, a message that failed), duplicate (a provider's retry of an event already stored)."),
     Counter("herald_worker_callback_status_moves_total", "Messages whose status or delivery time a callback moved forward."),
+    Counter("herald_worker_suppressions_added_total", "Email addresses put on their tenant's suppression list by a hard bounce or a complaint."),
     Count("herald_worker_callback_batch", "Callback events stored together in one transaction."),
 ];
 

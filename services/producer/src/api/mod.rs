@@ -8,6 +8,7 @@ pub mod extract;
 pub mod messages;
 pub mod openapi;
 pub mod refusals;
+pub mod suppressions;
 pub mod templates;
 pub mod views;
 
@@ -85,6 +86,11 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(messages::send_batch))
         .routes(routes!(messages::get))
         .routes(routes!(messages::cancel))
+        .routes(routes!(
+            suppressions::list_suppressions,
+            suppressions::add_suppression
+        ))
+        .routes(routes!(suppressions::remove_suppression))
         .routes(routes!(callbacks::generic))
         .routes(routes!(callbacks::wework_verify, callbacks::wework_event))
         .routes(routes!(

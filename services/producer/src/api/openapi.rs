@@ -25,6 +25,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "messages", description = "Sending, reading and cancelling messages (tenant API key)"),
         (name = "templates", description = "A tenant's versioned message templates (tenant API key)"),
+        (name = "suppressions", description = "Addresses a tenant never sends to again (tenant API key)"),
         (name = "callbacks", description = "Providers report what happened after a send (signed per provider; no API key)"),
         (name = "admin", description = "Tenants, keys, providers, queues and dead letters (admin token)"),
         (name = "ops", description = "Health, readiness, metrics and this document"),
