@@ -449,7 +449,7 @@ mod tests {
         );
         assert!(event("event", Some("change_contact"))
             .kind()
-            .unwrap_err()
+            .expect_err("refused")
             .contains("change_contact"));
         assert_eq!(
             event("event", Some("enter_agent")).dedupe_key(),

@@ -150,7 +150,7 @@ mod tests {
         assert_eq!(status_rank(MessageStatus::Failed), None);
         assert!("opened"
             .parse::<EventKind>()
-            .unwrap_err()
+            .expect_err("refused")
             .contains("opened"));
     }
 }
