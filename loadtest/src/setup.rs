@@ -295,6 +295,7 @@ mod tests {
                 "signing_secret": "whsec_0123456789abcdef",
                 "allow_private_addresses": true,
                 "timeout_ms": 10_000,
+                "callback_secret": DEMO_CALLBACK_SECRET,
             })
         );
     }

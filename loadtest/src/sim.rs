@@ -65,38 +65,32 @@ pub async fn configure_callbacks(
     sim_url: &str,
     settings: &herald_api::sim::SimCallbacks,
 ) -> anyhow::Result<herald_api::sim::SimCallbackReport> {
-    let url = format!("{}/sim/callbacks", sim_url.trim_end_matches('/'));
-    let response = http(STATS_TIMEOUT)?
-        .put(&url)
-        .json(settings)
-        .send()
-        .await
-        .context("cannot reach the simulator")?;
-    if !response.status().is_success() {
-        anyhow::bail!(
-            "the simulator refused its callback settings: {}",
-            response.text().await.unwrap_or_default()
-        );
-    }
-    response
-        .json()
-        .await
-        .context("the simulator's callback settings: unexpected answer")
+    put(sim_url, "/sim/callbacks", settings, "its callback settings").await
 }
 
 /// Changes the simulator's fault injection; the answer is the behaviour
 /// now in force.
 pub async fn configure(sim_url: &str, patch: &BehaviourPatch) -> anyhow::Result<SimBehaviour> {
-    let url = format!("{}/sim/config", sim_url.trim_end_matches('/'));
+    put(sim_url, "/sim/config", patch, "its config").await
+}
+
+/// PUTs `body` to the simulator's `path`; the answer, or what it refused.
+async fn put<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+    sim_url: &str,
+    path: &str,
+    body: &B,
+    what: &str,
+) -> anyhow::Result<T> {
+    let url = format!("{}{path}", sim_url.trim_end_matches('/'));
     let response = http(STATS_TIMEOUT)?
         .put(&url)
-        .json(patch)
+        .json(body)
         .send()
         .await
         .context("cannot reach the simulator")?;
     if !response.status().is_success() {
         anyhow::bail!(
-            "the simulator refused its config: {}",
+            "the simulator refused {what}: {}",
             response.text().await.unwrap_or_default()
         );
     }

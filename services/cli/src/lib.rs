@@ -113,31 +113,16 @@ impl Context {
 
 /// Runs one command, writing its output to `out`.
 pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
-    let cli = match cli.command {
-        Command::Templates(cmd) => {
-            return templates::run(
-                &cli.producer_url,
-                cli.api_key.as_deref(),
-                cli.json,
-                cmd,
-                out,
-            )
-            .await
+    // Templates and suppressions belong to a tenant: its API key, not
+    // the admin token.
+    let admin = match cli.command {
+        Command::Templates(_) | Command::Suppressions(_) => {
+            Admin::for_tenant(&cli.producer_url, cli.api_key.as_deref())?
         }
-        Command::Suppressions(cmd) => {
-            return suppressions::run(
-                &cli.producer_url,
-                cli.api_key.as_deref(),
-                cli.json,
-                cmd,
-                out,
-            )
-            .await
-        }
-        command => Cli { command, ..cli },
+        _ => Admin::new(&cli.producer_url, cli.admin_token.as_deref())?,
     };
     let cx = Context {
-        admin: Admin::new(&cli.producer_url, cli.admin_token.as_deref())?,
+        admin,
         json: cli.json,
     };
     match cli.command {
@@ -147,6 +132,7 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
         Command::Messages(cmd) => messages::run(&cx, cmd, out).await,
         Command::Queues => queues::run(&cx, out).await,
         Command::DeadLetters(cmd) => dead_letters::run(&cx, cmd, out).await,
-        Command::Templates(_) | Command::Suppressions(_) => unreachable!("handled above"),
+        Command::Templates(cmd) => templates::run(&cx, cmd, out).await,
+        Command::Suppressions(cmd) => suppressions::run(&cx, cmd, out).await,
     }
 }

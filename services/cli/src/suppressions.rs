@@ -7,7 +7,7 @@ use std::io::Write;
 use clap::Subcommand;
 use herald_api::{NewSuppression, Suppression, SuppressionReason};
 
-use crate::client::{Admin, Explain};
+use crate::client::Explain;
 use crate::table::{opt, time, Table};
 
 #[derive(Debug, Subcommand)]
@@ -42,15 +42,12 @@ fn show(
     Ok(())
 }
 
+/// Runs one command with the tenant's key (`cx` was made with it).
 pub async fn run(
-    producer_url: &str,
-    api_key: Option<&str>,
-    json: bool,
+    cx: &crate::Context,
     cmd: Suppressions,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let api = Admin::for_tenant(producer_url, api_key)?;
-    let cx = crate::Context { admin: api, json };
     let admin = &cx.admin;
     match cmd {
         Suppressions::List => {
@@ -86,7 +83,7 @@ pub async fn run(
                 })
                 .await
                 .explained(admin)?;
-            show(&cx, &s, "suppressed", out)
+            show(cx, &s, "suppressed", out)
         }
         Suppressions::Remove { address } => {
             admin
@@ -94,7 +91,7 @@ pub async fn run(
                 .remove_suppression(&address)
                 .await
                 .explained(admin)?;
-            if !json {
+            if !cx.json {
                 writeln!(out, "removed {address}: it is sent to again")?;
             }
             Ok(())

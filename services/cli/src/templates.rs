@@ -11,7 +11,7 @@ use herald_api::{NewTemplate, Template, TemplateBody, TemplateVersion};
 use herald_domain::{Channel, Textcard};
 use uuid::Uuid;
 
-use crate::client::{Admin, Explain};
+use crate::client::Explain;
 use crate::table::{opt, pairs, time, Table};
 
 #[derive(Debug, Subcommand)]
@@ -123,15 +123,8 @@ impl PartArgs {
     }
 }
 
-pub async fn run(
-    producer_url: &str,
-    api_key: Option<&str>,
-    json: bool,
-    cmd: Templates,
-    out: &mut impl Write,
-) -> anyhow::Result<()> {
-    let api = Admin::for_tenant(producer_url, api_key)?;
-    let cx = crate::Context { admin: api, json };
+/// Runs one command with the tenant's key (`cx` was made with it).
+pub async fn run(cx: &crate::Context, cmd: Templates, out: &mut impl Write) -> anyhow::Result<()> {
     let admin = &cx.admin;
     match cmd {
         Templates::Create {
@@ -148,7 +141,7 @@ pub async fn run(
                 })
                 .await
                 .explained(admin)?;
-            show(&cx, &t, out)
+            show(cx, &t, out)
         }
         Templates::List => {
             let all = admin.api.templates().await.explained(admin)?;
@@ -173,7 +166,7 @@ pub async fn run(
         }
         Templates::Show { id, version } => {
             let t = admin.api.template(id, version).await.explained(admin)?;
-            show(&cx, &t, out)
+            show(cx, &t, out)
         }
         Templates::Update {
             id,
@@ -197,7 +190,7 @@ pub async fn run(
                 )
                 .await
                 .explained(admin)?;
-            show(&cx, &t, out)
+            show(cx, &t, out)
         }
         Templates::Delete { id } => {
             admin.api.delete_template(id).await.explained(admin)?;

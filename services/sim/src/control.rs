@@ -127,15 +127,10 @@ async fn reset(State(state): State<Arc<SimState>>) -> Json<SimStats> {
     Json(state.counters.stats())
 }
 
-async fn read_config(State(state): State<Arc<SimState>>) -> Json<SimBehaviour> {
-    Json(state.behaviour())
-}
-
-async fn change_config(
-    State(state): State<Arc<SimState>>,
-    body: Bytes,
-) -> Result<Json<SimBehaviour>, ApiError> {
-    let patch = config::parse_patch(&body).map_err(|refusal| match refusal {
+/// A body that does not parse: 400 when it is not JSON, 422 naming the
+/// field otherwise.
+fn refused(refusal: herald_api::ParseError) -> ApiError {
+    match refusal {
         herald_api::ParseError::Field(e) => {
             let invalid = InvalidSetting::from(e);
             ApiError::invalid_field(invalid.field, invalid.message)
@@ -146,7 +141,18 @@ async fn change_config(
             message: format!("The body is not valid JSON: {error}"),
             field: None,
         },
-    })?;
+    }
+}
+
+async fn read_config(State(state): State<Arc<SimState>>) -> Json<SimBehaviour> {
+    Json(state.behaviour())
+}
+
+async fn change_config(
+    State(state): State<Arc<SimState>>,
+    body: Bytes,
+) -> Result<Json<SimBehaviour>, ApiError> {
+    let patch = config::parse_patch(&body).map_err(refused)?;
     let next = patch.apply(state.behaviour());
     state
         .set_behaviour(next)
@@ -164,16 +170,7 @@ async fn change_callbacks(
     State(state): State<Arc<SimState>>,
     body: Bytes,
 ) -> Result<Json<SimCallbackReport>, ApiError> {
-    let settings: SimCallbacks =
-        herald_api::parse_object(&body).map_err(|refusal| match refusal {
-            herald_api::ParseError::Field(e) => ApiError::invalid_field(e.field, e.message),
-            herald_api::ParseError::Syntax(error) => ApiError {
-                status: StatusCode::BAD_REQUEST,
-                code: "invalid_json",
-                message: format!("The body is not valid JSON: {error}"),
-                field: None,
-            },
-        })?;
+    let settings: SimCallbacks = herald_api::parse_object(&body).map_err(refused)?;
     state
         .callbacks
         .configure(settings)
