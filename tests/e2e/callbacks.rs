@@ -844,3 +844,75 @@ async fn call(
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_email_carries_a_one_click_unsubscribe_link_that_suppresses_its_recipient() {
+    let h = Harness::start(1).await.expect("herald starts");
+    providers(&h).await;
+    let (_t, key) = h.tenant(&unique("unsub")).await.expect("tenant");
+    let client = h.app.client(&key);
+    let mut m = SendMessage::new(Channel::Email, "Leaving@Example.com", "hello");
+    m.subject = Some("Hi".into());
+    let id = client.send(&m).await.expect("accepted").id.to_string();
+    let seen = wait_for_value(
+        Duration::from_secs(30),
+        || {
+            let sim = h.sim.clone();
+            let id = id.clone();
+            async move { sim.last(herald_sim::SimChannel::Email, &id) }
+        },
+        Option::is_some,
+    )
+    .await
+    .expect("the email arrived");
+    assert_eq!(seen["list_unsubscribe_post"], "List-Unsubscribe=One-Click");
+    let link = seen["list_unsubscribe"].as_str().expect("List-Unsubscribe");
+    let token = link
+        .trim_matches(|c| c == '<' || c == '>')
+        .rsplit_once("/u/")
+        .map(|(_, t)| t.to_owned())
+        .expect("a /u/ link");
+    let url = format!("{}/u/{token}", h.producer_url);
+
+    // The page asks; only a POST unsubscribes. A tampered token is 404.
+    let page = h.app.http.get(&url).send().await.expect("page");
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page
+        .text()
+        .await
+        .expect("html")
+        .contains("l***@example.com"));
+    assert!(client.suppressions().await.expect("list").is_empty());
+    let mut bad = token.clone();
+    bad.replace_range(0..1, if token.starts_with('A') { "B" } else { "A" });
+    for method in [reqwest::Method::GET, reqwest::Method::POST] {
+        let resp = h
+            .app
+            .http
+            .request(method, format!("{}/u/{bad}", h.producer_url))
+            .send()
+            .await
+            .expect("tampered");
+        assert_eq!(resp.status().as_u16(), 404);
+    }
+    for _ in 0..2 {
+        let resp = h
+            .app
+            .http
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("List-Unsubscribe=One-Click")
+            .send()
+            .await
+            .expect("one click");
+        assert_eq!(resp.status().as_u16(), 200, "and again: idempotent");
+    }
+    let list = client.suppressions().await.expect("list");
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].address, "leaving@example.com");
+    assert_eq!(list[0].reason, herald_api::SuppressionReason::Unsubscribe);
+    assert_eq!(list[0].message_id.map(|m| m.to_string()), Some(id));
+    let again = client.send(&m).await.expect("accepted");
+    assert_eq!(again.status, MessageStatus::Suppressed);
+    h.stop().await.expect("clean stop");
+}

@@ -68,7 +68,13 @@ impl App {
         .await?;
         let callbacks =
             crate::callbacks::CallbackPublisher::start(publisher.clone(), topology.clone());
+        let link_key = store
+            .shared_secret("links", rand::random())
+            .await
+            .context("Failed to read the links key")?;
+        let links = herald_callbacks::links::Links::new(&link_key, &settings.common.public_url);
         let state = AppState::new(Shared {
+            links,
             callbacks,
             catalog,
             confirms,

@@ -700,6 +700,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/suppressions"),
     ("post", "/v1/suppressions"),
     ("delete", "/v1/suppressions/{address}"),
+    ("get", "/u/{token}"),
+    ("post", "/u/{token}"),
     ("post", "/v1/callbacks/{provider_id}"),
     ("get", "/v1/callbacks/wework/{provider_id}"),
     ("post", "/v1/callbacks/wework/{provider_id}"),

@@ -332,6 +332,8 @@ impl SmtpServer {
             "message_id": headers.message_id,
             "header_from": headers.from,
             "x_herald_message_id": headers.herald_id,
+            "list_unsubscribe": headers.list_unsubscribe,
+            "list_unsubscribe_post": headers.list_unsubscribe_post,
             "size": body.len(),
             "tls": session.security == Security::Tls,
             "authenticated": session.authenticated,
@@ -697,6 +699,8 @@ struct Headers {
     message_id: Option<String>,
     subject: Option<String>,
     from: Option<String>,
+    list_unsubscribe: Option<String>,
+    list_unsubscribe_post: Option<String>,
 }
 
 impl Headers {
@@ -726,9 +730,16 @@ impl Headers {
                 continue;
             };
             let name = &line[..colon];
-            let known = ["X-Herald-Message-Id", "Message-ID", "Subject", "From"]
-                .into_iter()
-                .find(|known| name.eq_ignore_ascii_case(known.as_bytes()));
+            let known = [
+                "X-Herald-Message-Id",
+                "Message-ID",
+                "Subject",
+                "From",
+                "List-Unsubscribe",
+                "List-Unsubscribe-Post",
+            ]
+            .into_iter()
+            .find(|known| name.eq_ignore_ascii_case(known.as_bytes()));
             if let Some(known) = known {
                 let value = String::from_utf8_lossy(&line[colon + 1..])
                     .trim()
@@ -748,6 +759,8 @@ impl Headers {
             "X-Herald-Message-Id" => &mut self.herald_id,
             "Message-ID" => &mut self.message_id,
             "Subject" => &mut self.subject,
+            "List-Unsubscribe" => &mut self.list_unsubscribe,
+            "List-Unsubscribe-Post" => &mut self.list_unsubscribe_post,
             _ => &mut self.from,
         };
         if slot.is_none() && !value.is_empty() {

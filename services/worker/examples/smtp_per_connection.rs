@@ -49,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
             content: &content,
             metadata: &metadata,
             attempt: 1,
+            unsubscribe: None,
         };
         match adapter.send(out).await {
             Disposition::Sent { .. } => {}

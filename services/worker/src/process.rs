@@ -76,6 +76,8 @@ pub struct Worker {
     pub throttled: Arc<Mutex<HashMap<Uuid, Cut>>>,
     /// Compiled template versions, for jobs that name a template.
     pub templates: Arc<crate::templates::Renderer>,
+    /// Signs the unsubscribe link of every email.
+    pub links: herald_callbacks::links::Links,
 }
 
 /// A throttle this worker set, and when it learned of it.
@@ -407,12 +409,15 @@ impl Worker {
                 },
                 Ok(adapter) => match self.templates.content(&self.store, &job).await {
                     Ok(content) => {
+                        let unsubscribe = (job.channel() == v1::Channel::Email)
+                            .then(|| self.links.unsubscribe_url(id));
                         let out = Outgoing {
                             message_id: MessageId(id),
                             recipients: &job.recipients,
                             content: &content,
                             metadata: &job.metadata,
                             attempt,
+                            unsubscribe: unsubscribe.as_deref(),
                         };
                         adapter.send(out).await
                     }

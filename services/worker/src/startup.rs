@@ -42,7 +42,13 @@ impl App {
         let catalog =
             ProviderCatalog::start(store.clone(), Duration::from_secs(10), stop.watch()).await?;
         let publisher = Publisher::new(&broker).await?;
+        let link_key = store
+            .shared_secret("links", rand::random())
+            .await
+            .context("Failed to read the links key")?;
+        let links = herald_callbacks::links::Links::new(&link_key, &settings.common.public_url);
         let worker = Arc::new(Worker {
+            links,
             store,
             broker,
             publisher,

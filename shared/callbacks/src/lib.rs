@@ -9,9 +9,11 @@
 //! - [`signed`]: Herald's generic callbacks, `X-Herald-Signature:
 //!   sha256=<hex HMAC-SHA256 of the body>` with the provider's
 //!   `callback_secret`, compared in constant time.
+//! - [`links`]: the signed one-click unsubscribe links in emails.
 //! - [`EventKind`]: what a callback says happened, and its rank: a
 //!   message's status only ever moves to a higher rank.
 
+pub mod links;
 pub mod signed;
 pub mod wework;
 

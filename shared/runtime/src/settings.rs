@@ -65,6 +65,14 @@ pub struct CommonSettings {
         default_value_t = 2_000_000
     )]
     pub user_queue_max_length: i64,
+    /// Where recipients reach the producer: the base of the unsubscribe
+    /// links (`List-Unsubscribe`) the workers put in every email.
+    #[arg(
+        long,
+        env = "HERALD_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub public_url: String,
 }
 
 impl CommonSettings {
@@ -76,6 +84,7 @@ impl CommonSettings {
             database_url: format!("postgres://postgres@127.0.0.1:5432/{database}"),
             namespace: namespace.into(),
             user_queue_max_length: 2_000_000,
+            public_url: "http://127.0.0.1:8080".into(),
         }
     }
 
@@ -91,6 +100,12 @@ impl CommonSettings {
             ok,
             "HERALD_NAMESPACE {:?} must be 1 to 64 characters of A-Z a-z 0-9 - _",
             self.namespace
+        );
+        anyhow::ensure!(
+            (self.public_url.starts_with("http://") || self.public_url.starts_with("https://"))
+                && !self.public_url.contains(char::is_whitespace),
+            "HERALD_PUBLIC_URL {:?} must be an http(s) URL",
+            self.public_url
         );
         Ok(())
     }

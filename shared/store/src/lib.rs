@@ -14,6 +14,7 @@ pub mod metrics;
 mod outbox;
 mod parked;
 mod providers;
+mod secrets;
 mod statistics;
 mod suppressions;
 mod templates;

@@ -41,6 +41,7 @@ pub const METRICS: &[Metric] = &[
     Counter("herald_producer_callbacks_total", "Provider callbacks at the producer by source (generic, wework) and outcome: queued (published and confirmed), verified (a WeWork URL verification answered), not_tracked (a WeWork event about no message, answered and dropped), refused (bad signature, outside the replay window, unknown provider, malformed), unavailable (the broker did not confirm)."),
     Count("herald_producer_callback_batch", "Provider callback events published together (one message, one confirm)."),
     Counter("herald_producer_suppressed_total", "Messages accepted for an address on the tenant's suppression list: recorded suppressed, never sent."),
+    Counter("herald_producer_unsubscribes_total", "One-click unsubscribes taken (POST /u/{token}): the recipient is on the tenant's suppression list."),
     Counter("herald_producer_replays_republished_total", "Jobs published again for an idempotent repeat whose first publish was never confirmed."),
     Counter("herald_dead_letters_replayed_total", "Dead letters sent back to the scheduler through the admin API."),
     Count("herald_producer_group_requests", "Requests committed together in one group (one transaction, one batched publish)."),

@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod refusals;
 pub mod suppressions;
 pub mod templates;
+pub mod unsubscribe;
 pub mod views;
 
 use std::sync::Arc;
@@ -71,6 +72,8 @@ pub struct Shared {
     pub templates: crate::templates::Templates,
     /// The providers, live: callbacks are checked against their secrets.
     pub catalog: herald_store::catalog::ProviderCatalog,
+    /// Checks the unsubscribe links of emails.
+    pub links: herald_callbacks::links::Links,
     /// Where checked callbacks go, in batches.
     pub callbacks: crate::callbacks::CallbackPublisher,
 }
@@ -91,6 +94,10 @@ pub fn router(state: AppState) -> Router {
             suppressions::add_suppression
         ))
         .routes(routes!(suppressions::remove_suppression))
+        .routes(routes!(
+            unsubscribe::unsubscribe_page,
+            unsubscribe::unsubscribe
+        ))
         .routes(routes!(callbacks::generic))
         .routes(routes!(callbacks::wework_verify, callbacks::wework_event))
         .routes(routes!(

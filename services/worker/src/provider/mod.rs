@@ -28,6 +28,9 @@ pub struct Outgoing<'a> {
     pub metadata: &'a HashMap<String, String>,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// The one-click unsubscribe link (emails carry it as
+    /// `List-Unsubscribe`, RFC 8058).
+    pub unsubscribe: Option<&'a str>,
 }
 
 /// A ready-to-send provider: its connections, pools and token caches live

@@ -11,6 +11,8 @@ use super::SmtpAdapter;
 use crate::provider::Outgoing;
 
 const HERALD_MESSAGE_ID: HeaderName = HeaderName::new_from_ascii_str("X-Herald-Message-Id");
+const LIST_UNSUBSCRIBE: HeaderName = HeaderName::new_from_ascii_str("List-Unsubscribe");
+const LIST_UNSUBSCRIBE_POST: HeaderName = HeaderName::new_from_ascii_str("List-Unsubscribe-Post");
 
 /// A message ready for the wire.
 pub(super) struct Email {
@@ -74,6 +76,16 @@ impl SmtpAdapter {
             ));
         if !content.subject.is_empty() {
             builder = builder.subject(content.subject.clone());
+        }
+        // One-click unsubscribe (RFC 8058): mailbox providers show an
+        // "unsubscribe" button that POSTs to the link.
+        if let Some(url) = out.unsubscribe {
+            builder = builder
+                .raw_header(HeaderValue::new(LIST_UNSUBSCRIBE, format!("<{url}>")))
+                .raw_header(HeaderValue::new(
+                    LIST_UNSUBSCRIBE_POST,
+                    "List-Unsubscribe=One-Click".to_owned(),
+                ));
         }
         for recipient in out.recipients {
             let to = recipient.parse::<Mailbox>().map_err(|e| {

@@ -44,6 +44,7 @@ impl Job {
             content: &self.content,
             metadata: &self.metadata,
             attempt: 1,
+            unsubscribe: None,
         }
     }
 }

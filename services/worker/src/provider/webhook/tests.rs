@@ -111,6 +111,7 @@ impl Job {
             content: &self.content,
             metadata: &self.metadata,
             attempt: self.attempt,
+            unsubscribe: None,
         }
     }
 }

@@ -42,6 +42,7 @@ impl Job {
             content: &self.content,
             metadata: &self.metadata,
             attempt: 1,
+            unsubscribe: None,
         }
     }
 }
@@ -186,6 +187,7 @@ async fn later_attempts_back_off_longer() {
     let outcome = wework
         .send(Outgoing {
             attempt: 3,
+            unsubscribe: None,
             ..job.out()
         })
         .await;
