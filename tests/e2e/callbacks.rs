@@ -627,7 +627,7 @@ async fn hard_bounces_and_complaints_suppress_and_suppressed_sends_are_recorded_
     use herald_api::{NewSuppression, SuppressionReason};
     let h = Harness::start(1).await.expect("herald starts");
     let (email, _) = providers(&h).await;
-    let (_t, key) = h.tenant(&unique("sup")).await.expect("tenant");
+    let (tenant_id, key) = h.tenant(&unique("sup")).await.expect("tenant");
     let client = h.app.client(&key);
     let mail = |to: &str| {
         let mut m = SendMessage::new(Channel::Email, to, "hello");
@@ -799,6 +799,42 @@ async fn hard_bounces_and_complaints_suppress_and_suppressed_sends_are_recorded_
         other.status,
         MessageStatus::Queued,
         "suppression is per tenant"
+    );
+
+    // The operator sees the tenant's list and manages it too.
+    let admin_path = format!("/v1/admin/tenants/{tenant_id}/suppressions");
+    let (status, body) = call(
+        &h,
+        &h.app.admin_token,
+        reqwest::Method::GET,
+        &admin_path,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["items"].as_array().map(Vec::len), Some(3), "{body}");
+    let (status, _) = call(
+        &h,
+        &h.app.admin_token,
+        reqwest::Method::POST,
+        &admin_path,
+        Some(json!({"address": "ops@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, _) = call(
+        &h,
+        &h.app.admin_token,
+        reqwest::Method::DELETE,
+        &format!("{admin_path}/ops@example.com"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(&h, &key, reqwest::Method::GET, &admin_path, None).await;
+    assert!(
+        matches!(status, 401 | 403),
+        "a tenant key is not the admin token: {status}"
     );
 
     // Removed, the address is sent to again.

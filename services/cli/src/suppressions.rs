@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use clap::Subcommand;
-use herald_api::{NewSuppression, Suppression, SuppressionReason};
+use herald_api::{ChosenReason, NewSuppression, Suppression, SuppressionReason};
 
 use crate::client::Explain;
 use crate::table::{opt, time, Table};
@@ -76,9 +76,9 @@ pub async fn run(
                 .add_suppression(&NewSuppression {
                     address,
                     reason: Some(if unsubscribe {
-                        SuppressionReason::Unsubscribe
+                        ChosenReason::Unsubscribe
                     } else {
-                        SuppressionReason::Manual
+                        ChosenReason::Manual
                     }),
                 })
                 .await

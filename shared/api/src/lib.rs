@@ -42,7 +42,9 @@ pub use providers::{
     NewProvider, Provider, ProviderLoad, ProviderPatch, ProviderScore, ScoreParts, WindowUse,
 };
 pub use queues::QueueDepth;
-pub use suppressions::{NewSuppression, Suppression, SuppressionQuery, SuppressionReason};
+pub use suppressions::{
+    ChosenReason, NewSuppression, Suppression, SuppressionQuery, SuppressionReason,
+};
 pub use templates::{
     DeletedTemplate, NewTemplate, Template, TemplateBody, TemplateQuery, TemplateVersion,
 };

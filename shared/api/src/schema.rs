@@ -316,6 +316,9 @@ pub fn refine(doc: &mut Value) {
             *url = json!({"anyOf": [webhook_url(), {"type": "null"}]});
         }
     }
+    if let Some(address) = schemas.pointer_mut("/NewSuppression/properties/address") {
+        *address = email_address();
+    }
     if let Some(tz) = schemas.pointer_mut("/SendWindow/properties/tz") {
         let zones: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()).collect();
         *tz = json!({"type": "string", "enum": zones});

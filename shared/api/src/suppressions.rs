@@ -5,8 +5,6 @@ use herald_domain::{EmailAddress, FieldError, MessageId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::page::{DEFAULT_PAGE, MAX_PAGE};
-
 /// Why an address is suppressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -54,32 +52,34 @@ pub struct Suppression {
     pub created_at: DateTime<Utc>,
 }
 
+/// What a tenant may record as the reason (bounces and complaints are
+/// added by Herald itself, from provider reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChosenReason {
+    Manual,
+    Unsubscribe,
+}
+
 /// `POST /v1/suppressions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSuppression {
     #[schema(example = "alice@example.com")]
     pub address: String,
-    /// `manual` (default) or `unsubscribe`; bounces and complaints are
-    /// added by Herald itself.
+    /// `manual` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<SuppressionReason>,
+    pub reason: Option<ChosenReason>,
 }
 
 impl NewSuppression {
     /// The address, checked and lower-cased, and the reason.
     pub fn parse(&self) -> Result<(String, SuppressionReason), FieldError> {
-        let address = EmailAddress::parse("address", self.address.trim())?;
-        let reason = self.reason.unwrap_or(SuppressionReason::Manual);
-        if matches!(
-            reason,
-            SuppressionReason::HardBounce | SuppressionReason::Complaint
-        ) {
-            return Err(FieldError::new(
-                "reason",
-                "hard_bounce and complaint are added by Herald from provider reports; use manual or unsubscribe",
-            ));
-        }
+        let address = EmailAddress::parse("address", &self.address)?;
+        let reason = match self.reason {
+            None | Some(ChosenReason::Manual) => SuppressionReason::Manual,
+            Some(ChosenReason::Unsubscribe) => SuppressionReason::Unsubscribe,
+        };
         Ok((address.as_str().to_lowercase(), reason))
     }
 }
@@ -97,19 +97,7 @@ pub struct SuppressionQuery {
 
 impl SuppressionQuery {
     pub fn parse(&self) -> Result<(Option<String>, u32), FieldError> {
-        let limit = match self.limit.as_deref() {
-            None | Some("") => DEFAULT_PAGE,
-            Some(raw) => raw
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=MAX_PAGE).contains(n))
-                .ok_or_else(|| {
-                    FieldError::new(
-                        "limit",
-                        format!("must be a whole number from 1 to {MAX_PAGE}"),
-                    )
-                })?,
-        };
+        let limit = crate::page::parse_limit(self.limit.as_deref())?;
         let cursor = self.cursor.clone().filter(|c| !c.is_empty());
         if let Some(c) = &cursor {
             herald_domain::check_text("cursor", c)?;

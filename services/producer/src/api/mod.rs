@@ -120,6 +120,11 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(admin::tenants::disable_tenant))
         .routes(routes!(admin::tenants::enable_tenant))
         .routes(routes!(admin::keys::create_key))
+        .routes(routes!(
+            admin::suppressions::admin_list_suppressions,
+            admin::suppressions::admin_add_suppression
+        ))
+        .routes(routes!(admin::suppressions::admin_remove_suppression))
         .routes(routes!(admin::keys::revoke_key))
         .routes(routes!(
             admin::providers::create_provider,

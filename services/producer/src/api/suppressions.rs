@@ -9,7 +9,7 @@ use axum::Json;
 use herald_api::{
     ErrorBody, NewSuppression, Page, Suppression, SuppressionQuery, SuppressionReason,
 };
-use herald_domain::MessageId;
+use herald_domain::{MessageId, TenantId};
 use herald_store::SuppressionRow;
 
 use super::auth::{Caller, Tenant};
@@ -47,6 +47,15 @@ pub async fn list_suppressions(
     Tenant(Caller { tenant, .. }): Tenant,
     QueryParams(q): QueryParams<SuppressionQuery>,
 ) -> Result<Json<Page<Suppression>>, ApiError> {
+    list(&state, tenant, &q).await
+}
+
+/// A page of `tenant`'s list (the tenant's route and the admin's).
+pub async fn list(
+    state: &AppState,
+    tenant: TenantId,
+    q: &SuppressionQuery,
+) -> Result<Json<Page<Suppression>>, ApiError> {
     let (after, limit) = q.parse().map_err(ApiError::invalid_field)?;
     let rows = state
         .store
@@ -81,6 +90,15 @@ pub async fn add_suppression(
     Tenant(Caller { tenant, .. }): Tenant,
     JsonBody(body): JsonBody<NewSuppression>,
 ) -> Result<(StatusCode, Json<Suppression>), ApiError> {
+    add(&state, tenant, &body).await
+}
+
+/// Adds to `tenant`'s list: 201, or 200 with the entry already there.
+pub async fn add(
+    state: &AppState,
+    tenant: TenantId,
+    body: &NewSuppression,
+) -> Result<(StatusCode, Json<Suppression>), ApiError> {
     let (address, reason) = body.parse().map_err(ApiError::invalid_field)?;
     let (row, added) = state
         .store
@@ -111,6 +129,15 @@ pub async fn remove_suppression(
     State(state): State<AppState>,
     Tenant(Caller { tenant, .. }): Tenant,
     Path(address): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    remove(&state, tenant, &address).await
+}
+
+/// Removes from `tenant`'s list: 204, or 404 when it is not there.
+pub async fn remove(
+    state: &AppState,
+    tenant: TenantId,
+    address: &str,
 ) -> Result<StatusCode, ApiError> {
     let address = address.trim().to_lowercase();
     if address.contains('\0') {

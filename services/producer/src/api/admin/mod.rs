@@ -8,6 +8,7 @@ pub mod messages;
 pub mod providers;
 pub mod queues;
 pub mod score;
+pub mod suppressions;
 pub mod tenants;
 
 use super::error::ApiError;
