@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use crate::counters::SimChannel;
 
 /// Chains of events under way at once; beyond it a message gets none.
-const IN_FLIGHT: usize = 256;
+const IN_FLIGHT: usize = 4096;
 /// Tries per callback.
 const TRIES: u32 = 3;
 

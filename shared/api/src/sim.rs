@@ -547,6 +547,6 @@ pub struct SimCallbackReport {
     pub sent: u64,
     /// Callbacks Herald refused or did not answer (after 3 tries).
     pub failed: u64,
-    /// Chains not started because 256 were already under way.
+    /// Chains not started because 4,096 were already under way.
     pub dropped: u64,
 }
