@@ -41,6 +41,7 @@ pub async fn ensure_tenant(admin: &Client) -> anyhow::Result<Tenant> {
         daily_quota: None,
         rate_limit_per_sec: None,
         webhook_url: None,
+        webhook_events: None,
     };
     // Not retried: a second create after a lost answer would be refused as
     // a duplicate code; the lookup below covers that case.

@@ -51,6 +51,10 @@ pub struct CreateArgs {
     /// Where the tenant's status webhooks go (https).
     #[arg(long)]
     pub webhook_url: Option<String>,
+    /// The events posted, comma-separated (sent,delivered,bounced,…);
+    /// absent: every event.
+    #[arg(long, value_delimiter = ',')]
+    pub webhook_events: Option<Vec<String>>,
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +84,12 @@ pub struct UpdateArgs {
     /// Remove the webhook.
     #[arg(long)]
     pub no_webhook_url: bool,
+    /// The events posted, comma-separated (sent,delivered,bounced,…).
+    #[arg(long, value_delimiter = ',', conflicts_with = "all_webhook_events")]
+    pub webhook_events: Option<Vec<String>>,
+    /// Post every event.
+    #[arg(long)]
+    pub all_webhook_events: bool,
 }
 
 /// `Some(None)` when `clear`, `Some(v)` when set, `None` to leave it.
@@ -133,6 +143,7 @@ pub async fn run(cx: &Context, cmd: Tenants, out: &mut impl Write) -> anyhow::Re
                     .map(|q| i64::try_from(q).unwrap_or(i64::MAX)),
                 rate_limit_per_sec: args.rate_limit_per_sec.map(i64::from),
                 webhook_url: args.webhook_url,
+                webhook_events: args.webhook_events,
             };
             let tenant = cx
                 .admin
@@ -168,6 +179,7 @@ pub async fn run(cx: &Context, cmd: Tenants, out: &mut impl Write) -> anyhow::Re
                     args.no_rate_limit,
                 ),
                 webhook_url: change(args.webhook_url, args.no_webhook_url),
+                webhook_events: change(args.webhook_events, args.all_webhook_events),
             };
             let tenant = cx
                 .admin

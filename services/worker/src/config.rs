@@ -39,6 +39,17 @@ pub struct Settings {
     /// applied up to 1,024 per transaction. 0 does not consume the queue.
     #[arg(long, env = "HERALD_WORKER_CALLBACK_PREFETCH", default_value_t = 64)]
     pub callback_prefetch: u16,
+    /// Tenant webhook requests in flight at once (every tenant together);
+    /// 0: this worker posts none.
+    #[arg(long, env = "HERALD_WEBHOOK_CONCURRENCY", default_value_t = 64)]
+    pub webhook_concurrency: usize,
+    /// How long one tenant webhook request may take, in milliseconds.
+    #[arg(long, env = "HERALD_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
+    /// The wait before a failed webhook delivery's first retry, in
+    /// milliseconds; each later wait doubles, up to an hour, for 24 hours.
+    #[arg(long, env = "HERALD_WEBHOOK_RETRY_BASE_MS", default_value_t = 30_000)]
+    pub webhook_retry_base_ms: u64,
     /// Attempts before a transient failure is dead-lettered.
     #[arg(long, env = "HERALD_WORKER_MAX_ATTEMPTS", default_value_t = 5)]
     pub max_attempts: u32,
@@ -90,6 +101,14 @@ impl FromStr for InDoubtPolicy {
 }
 
 impl Settings {
+    pub fn webhooks(&self) -> crate::webhooks::HookSettings {
+        crate::webhooks::HookSettings {
+            concurrency: self.webhook_concurrency,
+            timeout: std::time::Duration::from_millis(self.webhook_timeout_ms.max(1)),
+            retry_base: std::time::Duration::from_millis(self.webhook_retry_base_ms.max(1)),
+        }
+    }
+
     pub fn for_tests(namespace: &str, database: &str) -> Self {
         Settings {
             common: CommonSettings::local(namespace, database),
@@ -99,6 +118,9 @@ impl Settings {
             express_prefetch: 8,
             express_concurrency: 32,
             callback_prefetch: 64,
+            webhook_concurrency: 64,
+            webhook_timeout_ms: 10_000,
+            webhook_retry_base_ms: 30_000,
             max_attempts: 5,
             classifier_file: None,
             in_doubt_resend: InDoubtPolicy::resend(&[Channel::Wework]),

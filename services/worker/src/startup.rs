@@ -121,6 +121,16 @@ impl App {
                 }
             });
         }
+        if s.webhook_concurrency > 0 {
+            let store = self.worker.store.clone();
+            let stop = self.stop.clone();
+            let hooks = s.webhooks();
+            tasks.spawn(async move {
+                if let Err(e) = crate::webhooks::run(store, hooks, stop).await {
+                    tracing::error!(error = %e, "The webhook dispatcher stopped.");
+                }
+            });
+        }
         let broker = self.worker.broker.clone();
         let lost = async move { broker.lost().await };
         let mut result = Ok(());

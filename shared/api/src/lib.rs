@@ -23,6 +23,7 @@ pub mod sim;
 pub mod suppressions;
 pub mod templates;
 pub mod tenants;
+pub mod webhooks;
 
 #[cfg(feature = "client")]
 pub mod client;
@@ -49,6 +50,9 @@ pub use templates::{
     DeletedTemplate, NewTemplate, Template, TemplateBody, TemplateQuery, TemplateVersion,
 };
 pub use tenants::{Key, NewTenant, RevokedKey, Tenant, TenantPatch};
+pub use webhooks::{
+    DeliveryQuery, DeliveryState, WebhookDelivery, WebhookPayload, WebhookSecret, WebhookSettings,
+};
 
 #[cfg(feature = "client")]
 pub use client::{Client, ClientError};

@@ -1,6 +1,8 @@
 //! `/v1/admin/tenants`: tenants and their API keys.
 
-use herald_domain::{display_name, ApiKeyId, FieldError, TenantCode, TenantId, WebhookUrl};
+use herald_domain::{
+    display_name, ApiKeyId, FieldError, TenantCode, TenantId, WebhookEvent, WebhookUrl,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -40,6 +42,10 @@ pub struct NewTenant {
     /// Where the tenant's status events go (https).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
+    /// The events posted to `webhook_url`; absent is every event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<WebhookEvent>>, min_items = 1)]
+    pub webhook_events: Option<Vec<String>>,
 }
 
 /// A [`NewTenant`] that passed every check.
@@ -51,6 +57,26 @@ pub struct TenantDraft {
     pub daily_quota: Option<u64>,
     pub rate_limit_per_sec: Option<u32>,
     pub webhook_url: Option<WebhookUrl>,
+    pub webhook_events: Option<Vec<WebhookEvent>>,
+}
+
+/// The events of `webhook_events`, checked: at least one, each known,
+/// duplicates dropped.
+fn webhook_events(raw: Vec<String>) -> Result<Vec<WebhookEvent>, FieldError> {
+    if raw.is_empty() {
+        return Err(FieldError::new(
+            "webhook_events",
+            "must name at least one event (null or absent is every event)",
+        ));
+    }
+    let mut events = raw
+        .iter()
+        .enumerate()
+        .map(|(i, e)| WebhookEvent::parse(&format!("webhook_events[{i}]"), e))
+        .collect::<Result<Vec<_>, _>>()?;
+    events.sort_unstable();
+    events.dedup();
+    Ok(events)
 }
 
 /// `value` within `min..=max`, or a refusal naming `field`.
@@ -97,6 +123,7 @@ impl TryFrom<NewTenant> for TenantDraft {
             daily_quota,
             rate_limit_per_sec,
             webhook_url,
+            webhook_events: t.webhook_events.map(webhook_events).transpose()?,
         })
     }
 }
@@ -141,6 +168,14 @@ pub struct TenantPatch {
     )]
     #[schema(value_type = Option<String>)]
     pub webhook_url: Option<Option<String>>,
+    /// The events posted to `webhook_url`; `null` is every event.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::object::present"
+    )]
+    #[schema(value_type = Option<Vec<WebhookEvent>>, min_items = 1)]
+    pub webhook_events: Option<Option<Vec<String>>>,
 }
 
 /// A [`TenantPatch`] that passed every check.
@@ -151,6 +186,7 @@ pub struct TenantChange {
     pub daily_quota: Option<Option<u64>>,
     pub rate_limit_per_sec: Option<Option<u32>>,
     pub webhook_url: Option<Option<WebhookUrl>>,
+    pub webhook_events: Option<Option<Vec<WebhookEvent>>>,
 }
 
 impl TryFrom<TenantPatch> for TenantChange {
@@ -186,6 +222,10 @@ impl TryFrom<TenantPatch> for TenantChange {
                     })
                     .transpose()
                 })
+                .transpose()?,
+            webhook_events: p
+                .webhook_events
+                .map(|e| e.map(webhook_events).transpose())
                 .transpose()?,
         })
     }

@@ -10,11 +10,14 @@
 //!   sha256=<hex HMAC-SHA256 of the body>` with the provider's
 //!   `callback_secret`, compared in constant time.
 //! - [`links`]: the signed one-click unsubscribe links in emails.
+//! - [`tenant_hooks`]: the other direction — the signature on Herald's
+//!   webhooks to tenants (`t=<unix>,sha256=<hex HMAC of "t.body">`).
 //! - [`EventKind`]: what a callback says happened, and its rank: a
 //!   message's status only ever moves to a higher rank.
 
 pub mod links;
 pub mod signed;
+pub mod tenant_hooks;
 pub mod wework;
 
 pub use herald_domain::EventKind;

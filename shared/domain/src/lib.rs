@@ -15,6 +15,7 @@ mod record;
 mod status;
 mod template;
 mod tenant;
+mod webhook;
 
 pub use channel::Channel;
 pub use disposition::Disposition;
@@ -28,6 +29,7 @@ pub use record::MessageRecord;
 pub use status::MessageStatus;
 pub use template::{TemplateParts, Textcard};
 pub use tenant::{display_name, Tenant, TenantCode, TenantStatus};
+pub use webhook::{DeliveryState, WebhookEvent};
 
 /// A caller's input that does not parse: names the field and says why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -61,6 +61,8 @@ pub struct Tenant {
     pub daily_quota: Option<u64>,
     pub rate_limit_per_sec: Option<u32>,
     pub webhook_url: Option<String>,
+    /// The events posted to `webhook_url`; `None` is every event.
+    pub webhook_events: Option<Vec<crate::WebhookEvent>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

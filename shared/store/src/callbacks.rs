@@ -10,6 +10,7 @@ use herald_domain::{status_rank, EventKind, MessageId, MessageStatus};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::webhooks::webhook_outbox;
 use crate::{Result, Store};
 
 /// An event as the producer queued it.
@@ -352,6 +353,18 @@ async fn apply(tx: &mut sqlx::PgConnection, ids: &[Uuid]) -> Result<Applied> {
         .bind(&e_states)
         .bind(&e_reasons)
         .bind(&e_tenants)
+        .execute(&mut *tx)
+        .await?;
+        // Each processed event is reported to its tenant's webhook, with
+        // the provider's detail.
+        sqlx::query(webhook_outbox!(
+            "SELECT tenant_id, message_id, event, occurred_at, detail, provider_id
+             FROM callback_events WHERE id = ANY($1) AND state = 'processed'",
+            "CASE WHEN jsonb_typeof(e.detail) = 'object' THEN e.detail
+                  ELSE jsonb_build_object('detail', e.detail) END
+             || jsonb_build_object('provider_id', e.provider_id)"
+        ))
+        .bind(&e_ids)
         .execute(&mut *tx)
         .await?;
     }

@@ -19,6 +19,7 @@ mod statistics;
 mod suppressions;
 mod templates;
 mod tenants;
+mod webhooks;
 
 pub use callbacks::{Applied, NewCallback, StoredEvent, WAIT_LIMIT_DAYS};
 pub use checkpoints::SavedBucket;
@@ -36,6 +37,9 @@ pub use statistics::HOT_TABLES;
 pub use suppressions::SuppressionRow;
 pub use templates::StoredTemplate;
 pub use tenants::{NewTenant, TenantChange};
+pub use webhooks::{
+    Attempt, DeliveryFilter, DeliveryRow, DueDelivery, SecretDates,
+};
 
 /// The channel on which tenant changes are announced (`LISTEN`/`NOTIFY`).
 pub const TENANTS_CHANNEL: &str = "herald_tenants";

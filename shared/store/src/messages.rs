@@ -8,6 +8,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::decode::{decode_all, RowError};
+use crate::webhooks::webhook_outbox;
 use crate::{Result, Store, StoreError};
 
 /// A message record about to be inserted by the producer.
@@ -227,7 +228,7 @@ impl Store {
             records.iter().map(|r| r.scheduled_at).collect();
         // An email to an address on the tenant's suppression list is
         // recorded `suppressed` and gets no job (see below).
-        let suppressed: HashSet<Uuid> = sqlx::query_scalar(
+        let suppressed: HashSet<Uuid> = sqlx::query_scalar(concat!(
             "WITH ins AS (
                 INSERT INTO messages (id, tenant_id, channel, recipient, status, priority, batch_id,
                                       idempotency_key, metadata, scheduled_at, error_code, error_message)
@@ -242,9 +243,15 @@ impl Store {
                      AS u(id, channel, recipient, status, priority, batch_id, key, metadata, scheduled_at)
                 LEFT JOIN suppressions s
                        ON u.channel = 'email' AND s.tenant_id = $1 AND s.address = lower(u.recipient)
-                RETURNING id, status)
-             SELECT id FROM ins WHERE status = 'suppressed'",
-        )
+                RETURNING id, tenant_id, status, error_message, created_at
+             ), hooks AS (",
+            webhook_outbox!(
+                "SELECT tenant_id, id AS message_id, status AS event, created_at AS occurred_at,
+                        error_message FROM ins WHERE status = 'suppressed'",
+                "jsonb_build_object('error_code', 'suppressed', 'error_message', e.error_message)"
+            ),
+            ") SELECT id FROM ins WHERE status = 'suppressed'"
+        ))
         .bind(tenant.as_uuid())
         .bind(&ids)
         .bind(&channels)
@@ -404,10 +411,18 @@ impl Store {
         if !cancellable {
             return Ok(Some(false));
         }
-        sqlx::query("UPDATE messages SET status = 'cancelled', updated_at = now() WHERE id = $1")
-            .bind(id.as_uuid())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(concat!(
+            "WITH done AS (
+                UPDATE messages SET status = 'cancelled', updated_at = now() WHERE id = $1
+                RETURNING id, tenant_id, status, updated_at)",
+            webhook_outbox!(
+                "SELECT tenant_id, id AS message_id, status AS event, updated_at AS occurred_at FROM done",
+                "'{}'::jsonb"
+            )
+        ))
+        .bind(id.as_uuid())
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM parked_jobs WHERE message_id = $1")
             .bind(id.as_uuid())
             .execute(&mut *tx)
@@ -446,7 +461,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(sqlx::query_as(
+        Ok(sqlx::query_as(concat!(
             // `scheduled` is claimable: the scheduler publishes a due job
             // first and marks it `queued` in the transaction after the
             // confirm, so a fast worker can see it still `scheduled` (only
@@ -468,8 +483,8 @@ impl Store {
                                  AND m.updated_at > now() - make_interval(secs => $5))) AS live
                       FROM input JOIN messages m ON m.id = input.id
                       WHERE m.status IN ('queued', 'pending', 'sending', 'scheduled')
-                      ORDER BY m.id FOR UPDATE OF m)
-             UPDATE messages m SET
+                      ORDER BY m.id FOR UPDATE OF m),
+             claimed AS (UPDATE messages m SET
                 status = CASE WHEN prev.held THEN 'in_doubt' ELSE 'sending' END,
                 attempts = m.attempts + CASE WHEN prev.held OR prev.live THEN 0 ELSE 1 END,
                 in_doubt_resends = m.in_doubt_resends + CASE WHEN prev.resent THEN 1 ELSE 0 END,
@@ -481,11 +496,19 @@ impl Store {
                 updated_at = CASE WHEN prev.live THEN m.updated_at ELSE now() END
              FROM prev
              WHERE m.id = prev.id
-             RETURNING m.id,
+             RETURNING m.id, m.tenant_id, m.status, m.updated_at,
                 CASE WHEN prev.resent THEN 'in_doubt_resent'
                      WHEN prev.live THEN 'sending_live'
-                     ELSE prev.status END AS previous_status",
-        )
+                     ELSE prev.status END AS previous_status),
+             hooks AS (",
+            // A message set aside is reported to its tenant's webhook.
+            webhook_outbox!(
+                "SELECT tenant_id, id AS message_id, status AS event, updated_at AS occurred_at
+                 FROM claimed WHERE status = 'in_doubt'",
+                "jsonb_build_object('error_code', 'in_doubt')"
+            ),
+            ") SELECT id, previous_status FROM claimed"
+        ))
         .bind(ids)
         .bind(providers)
         .bind(resend)
@@ -509,21 +532,32 @@ impl Store {
             .iter()
             .map(|o| o.error_message.as_deref())
             .collect();
-        let done = sqlx::query(
-            "UPDATE messages m SET status = u.status, error_code = u.code, error_message = u.text,
-                sent_at = CASE WHEN u.status = 'sent' THEN now() ELSE m.sent_at END,
-                in_doubt_resends = m.in_doubt_resends + CASE WHEN u.code = 'in_doubt_resent' THEN 1 ELSE 0 END,
-                updated_at = now()
-             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(id, status, code, text)
-             WHERE m.id = u.id AND m.status = 'sending'",
-        )
+        // The tenant's webhook event of each change is written with it.
+        let done: i64 = sqlx::query_scalar(concat!(
+            "WITH done AS (
+                UPDATE messages m SET status = u.status, error_code = u.code, error_message = u.text,
+                    sent_at = CASE WHEN u.status = 'sent' THEN now() ELSE m.sent_at END,
+                    in_doubt_resends = m.in_doubt_resends + CASE WHEN u.code = 'in_doubt_resent' THEN 1 ELSE 0 END,
+                    updated_at = now()
+                FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(id, status, code, text)
+                WHERE m.id = u.id AND m.status = 'sending'
+                RETURNING m.id, m.tenant_id, m.status, m.provider_id, m.error_code, m.error_message, m.updated_at
+             ), hooks AS (",
+            webhook_outbox!(
+                "SELECT tenant_id, id AS message_id, status AS event, updated_at AS occurred_at,
+                        provider_id, error_code, error_message FROM done",
+                "jsonb_strip_nulls(jsonb_build_object('provider_id', e.provider_id,
+                     'error_code', e.error_code, 'error_message', e.error_message))"
+            ),
+            ") SELECT count(*) FROM done"
+        ))
         .bind(&ids)
         .bind(&statuses)
         .bind(&codes)
         .bind(&texts)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        Ok(done.max(0) as u64)
     }
 
     /// Marks records that wait for provider capacity `pending` (those

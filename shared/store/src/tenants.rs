@@ -1,5 +1,5 @@
 use chrono::{DateTime, Utc};
-use herald_domain::{Tenant, TenantId, TenantStatus};
+use herald_domain::{Tenant, TenantId, TenantStatus, WebhookEvent};
 use uuid::Uuid;
 
 use crate::decode::{decode_all, RowError};
@@ -16,6 +16,7 @@ struct TenantRow {
     pub daily_quota: Option<i64>,
     pub rate_limit_per_sec: Option<i32>,
     pub webhook_url: Option<String>,
+    pub webhook_events: Option<Vec<String>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -43,6 +44,18 @@ impl TryFrom<TenantRow> for Tenant {
                 u32::try_from(r).map_err(|_| bad(format!("rate_limit_per_sec: {r} is negative")))
             })
             .transpose()?;
+        let webhook_events = row
+            .webhook_events
+            .map(|events| {
+                events
+                    .iter()
+                    .map(|e| {
+                        e.parse::<WebhookEvent>()
+                            .map_err(|()| bad(format!("webhook_events: {e:?} is not an event")))
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            })
+            .transpose()?;
         Ok(Tenant {
             id: TenantId(row.id),
             code: row.code,
@@ -52,6 +65,7 @@ impl TryFrom<TenantRow> for Tenant {
             daily_quota,
             rate_limit_per_sec,
             webhook_url: row.webhook_url,
+            webhook_events,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -76,6 +90,8 @@ pub struct NewTenant {
     pub daily_quota: Option<i64>,
     pub rate_limit_per_sec: Option<i32>,
     pub webhook_url: Option<String>,
+    /// `None`: every event.
+    pub webhook_events: Option<Vec<String>>,
 }
 
 /// `PATCH /v1/admin/tenants/{id}`, checked: `None` leaves a field as it
@@ -87,17 +103,19 @@ pub struct TenantChange {
     pub daily_quota: Option<Option<i64>>,
     pub rate_limit_per_sec: Option<Option<i32>>,
     pub webhook_url: Option<Option<String>>,
+    pub webhook_events: Option<Option<Vec<String>>>,
 }
 
-const COLUMNS: &str = "id, code, name, status, weight, daily_quota, rate_limit_per_sec, webhook_url, created_at, updated_at";
+const COLUMNS: &str = "id, code, name, status, weight, daily_quota, rate_limit_per_sec, webhook_url, webhook_events, created_at, updated_at";
 
 impl Store {
     /// Creates a tenant and announces it to the schedulers.
     pub async fn create_tenant(&self, t: &NewTenant) -> Result<Tenant> {
         let mut tx = self.pool.begin().await?;
         let row: TenantRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO tenants (id, code, name, weight, daily_quota, rate_limit_per_sec, webhook_url)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+            "INSERT INTO tenants (id, code, name, weight, daily_quota, rate_limit_per_sec, webhook_url,
+                                  webhook_events)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
         )))
         .bind(t.id.as_uuid())
         .bind(&t.code)
@@ -106,6 +124,7 @@ impl Store {
         .bind(t.daily_quota)
         .bind(t.rate_limit_per_sec)
         .bind(&t.webhook_url)
+        .bind(&t.webhook_events)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| conflict_or(e, &format!("a tenant with code {:?}", t.code)))?;
@@ -159,6 +178,7 @@ impl Store {
                 daily_quota = CASE WHEN $4 THEN $5 ELSE daily_quota END,
                 rate_limit_per_sec = CASE WHEN $6 THEN $7 ELSE rate_limit_per_sec END,
                 webhook_url = CASE WHEN $8 THEN $9 ELSE webhook_url END,
+                webhook_events = CASE WHEN $10 THEN $11 ELSE webhook_events END,
                 updated_at = now()
              WHERE id = $1 RETURNING {COLUMNS}"
         )))
@@ -171,6 +191,8 @@ impl Store {
         .bind(c.rate_limit_per_sec.flatten())
         .bind(c.webhook_url.is_some())
         .bind(c.webhook_url.clone().flatten())
+        .bind(c.webhook_events.is_some())
+        .bind(c.webhook_events.clone().flatten())
         .fetch_optional(&mut *tx)
         .await?;
         if row.is_some() {

@@ -90,6 +90,8 @@ pub const METRICS: &[Metric] = &[
     Counter("herald_worker_callbacks_total", "Provider callback events by what became of them: processed (applied to their message), waiting (stored; their message is not sent yet), ignored (kept, about no message Herald can change: unknown id, another provider's message, a message that failed), duplicate (a provider's retry of an event already stored)."),
     Counter("herald_worker_callback_status_moves_total", "Messages whose status or delivery time a callback moved forward."),
     Counter("herald_worker_suppressions_added_total", "Email addresses put on their tenant's suppression list by a hard bounce or a complaint."),
+    Counter("herald_worker_webhook_deliveries_total", "Tenant webhook deliveries by what an attempt came to: delivered (2xx), retry (failed, tried again later), postponed (not tried: the endpoint failed earlier in the round, or the tenant has no signing secret yet), failed (given up after 24 h, or the webhook was removed)."),
+    Seconds("herald_worker_webhook_seconds", "Time of one tenant webhook request, to its answer or timeout."),
     Count("herald_worker_callback_batch", "Callback events stored together in one transaction."),
 ];
 

@@ -87,6 +87,7 @@ impl TestApp {
                 daily_quota: None,
                 rate_limit_per_sec: None,
                 webhook_url: None,
+                webhook_events: None,
             })
             .await
             .map_err(|e| anyhow::anyhow!("tenant {code}: {e}"))?;

@@ -16,6 +16,7 @@ pub fn new_tenant(code: &str) -> NewTenant {
         daily_quota: None,
         rate_limit_per_sec: None,
         webhook_url: None,
+        webhook_events: None,
     }
 }
 

@@ -12,6 +12,7 @@ pub mod suppressions;
 pub mod templates;
 pub mod unsubscribe;
 pub mod views;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -98,6 +99,11 @@ pub fn router(state: AppState) -> Router {
             unsubscribe::unsubscribe_page,
             unsubscribe::unsubscribe
         ))
+        .routes(routes!(webhooks::get_webhook))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::get_delivery))
+        .routes(routes!(webhooks::resend_delivery))
         .routes(routes!(callbacks::generic))
         .routes(routes!(callbacks::wework_verify, callbacks::wework_event))
         .routes(routes!(
@@ -119,6 +125,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .routes(routes!(admin::tenants::disable_tenant))
         .routes(routes!(admin::tenants::enable_tenant))
+        .routes(routes!(admin::tenants::admin_rotate_webhook_secret))
         .routes(routes!(admin::keys::create_key))
         .routes(routes!(
             admin::suppressions::admin_list_suppressions,

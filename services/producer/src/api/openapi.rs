@@ -26,6 +26,7 @@ use utoipa::{Modify, OpenApi};
         (name = "messages", description = "Sending, reading and cancelling messages (tenant API key)"),
         (name = "templates", description = "A tenant's versioned message templates (tenant API key)"),
         (name = "suppressions", description = "Addresses a tenant never sends to again (tenant API key)"),
+        (name = "webhooks", description = "The tenant's webhook: signing secret, delivery log, resend (tenant API key)"),
         (name = "unsubscribe", description = "The one-click unsubscribe link in every email (signed token; no API key)"),
         (name = "callbacks", description = "Providers report what happened after a send (signed per provider; no API key)"),
         (name = "admin", description = "Tenants, keys, providers, queues and dead letters (admin token)"),

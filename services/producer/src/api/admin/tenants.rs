@@ -47,6 +47,7 @@ pub async fn create_tenant(
         daily_quota: draft.daily_quota.map(|q| q.min(i64::MAX as u64) as i64),
         rate_limit_per_sec: draft.rate_limit_per_sec.map(|r| r as i32),
         webhook_url: draft.webhook_url.map(|u| u.as_str().to_owned()),
+        webhook_events: draft.webhook_events.map(event_names),
     };
     state
         .topology
@@ -159,6 +160,7 @@ pub async fn update_tenant(
             .map(|q| q.map(|q| q.min(i64::MAX as u64) as i64)),
         rate_limit_per_sec: change.rate_limit_per_sec.map(|r| r.map(|r| r as i32)),
         webhook_url: change.webhook_url.map(|u| u.map(|u| u.as_str().to_owned())),
+        webhook_events: change.webhook_events.map(|e| e.map(event_names)),
     };
     let row = state
         .store
@@ -168,6 +170,10 @@ pub async fn update_tenant(
     state.keys.forget_all();
     tracing::info!(tenant_id = %row.id, daily_quota = ?row.daily_quota, rate_limit_per_sec = ?row.rate_limit_per_sec, weight = row.weight, "Changed a tenant.");
     Ok(Json(row))
+}
+
+fn event_names(events: Vec<herald_domain::WebhookEvent>) -> Vec<String> {
+    events.iter().map(|e| e.as_str().to_owned()).collect()
 }
 
 async fn set_status(
@@ -223,4 +229,31 @@ pub async fn enable_tenant(
     Path(id): Path<String>,
 ) -> Result<Json<Tenant>, ApiError> {
     set_status(&state, &id, TenantStatus::Active).await
+}
+
+#[utoipa::path(
+    post, path = "/v1/admin/tenants/{id}/webhook-secret", tag = "admin", operation_id = "admin_rotate_webhook_secret",
+    summary = "Make a new webhook signing secret for a tenant (shown only in this answer); the previous one signs beside it for 24 hours",
+    params(("id" = String, Path, description = "The tenant's id")),
+    responses(
+        (status = 201, description = "The new secret", body = herald_api::WebhookSecret),
+        AdminAuthErrors,
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; retry after `Retry-After` seconds", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
+pub async fn admin_rotate_webhook_secret(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<herald_api::WebhookSecret>), ApiError> {
+    let id: TenantId = path_id(&id, "tenant")?;
+    state
+        .store
+        .tenant(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such tenant"))?;
+    let secret = crate::api::webhooks::rotate(&state, id).await?;
+    Ok((StatusCode::CREATED, Json(secret)))
 }
