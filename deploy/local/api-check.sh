@@ -130,6 +130,7 @@ run() {
 run messages "$KEY"
 run templates "$KEY"
 run suppressions "$KEY"
+run webhooks "$KEY"
 run admin "$TOKEN"
 if [ "$status" -ne 0 ]; then
     die "schemathesis found the API and /openapi.json disagreeing (findings above)"

@@ -119,8 +119,9 @@ impl Settings {
             express_concurrency: 32,
             callback_prefetch: 64,
             webhook_concurrency: 64,
-            webhook_timeout_ms: 10_000,
-            webhook_retry_base_ms: 30_000,
+            webhook_timeout_ms: 2_000,
+            // Retries in a test come within a second.
+            webhook_retry_base_ms: 300,
             max_attempts: 5,
             classifier_file: None,
             in_doubt_resend: InDoubtPolicy::resend(&[Channel::Wework]),

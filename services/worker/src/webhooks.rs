@@ -62,16 +62,16 @@ pub fn backoff(base: Duration, attempt: i32) -> Duration {
 fn attempt(
     d: &DueDelivery,
     tried: bool,
-    result: Result<(), (Option<i32>, String)>,
+    result: Result<i32, (Option<i32>, String)>,
     base: Duration,
 ) -> Attempt {
     let now = Utc::now();
     match result {
-        Ok(()) => Attempt {
+        Ok(status) => Attempt {
             id: d.id,
             tried,
             state: DeliveryState::Delivered,
-            status: None,
+            status: Some(status),
             error: None,
             next_attempt_at: None,
         },
@@ -141,8 +141,9 @@ fn untriable(d: &DueDelivery) -> Option<(DeliveryState, String)> {
     None
 }
 
-/// POSTs one delivery: `Ok` on a 2xx, else the status (if any) and why.
-async fn post(client: &reqwest::Client, d: &DueDelivery) -> Result<(), (Option<i32>, String)> {
+/// POSTs one delivery: `Ok` with the status of a 2xx, else the status
+/// (if any) and why.
+async fn post(client: &reqwest::Client, d: &DueDelivery) -> Result<i32, (Option<i32>, String)> {
     let body = payload(d).map_err(|e| (None, e))?;
     let (Some(url), Some(secret)) = (&d.webhook_url, &d.secret) else {
         return Err((None, "no webhook_url or secret".into()));
@@ -151,8 +152,7 @@ async fn post(client: &reqwest::Client, d: &DueDelivery) -> Result<(), (Option<i
     if let Some(previous) = &d.previous_secret {
         secrets.push(previous.as_bytes());
     }
-    let signature =
-        herald_callbacks::tenant_hooks::sign(&secrets, Utc::now().timestamp(), &body);
+    let signature = herald_callbacks::tenant_hooks::sign(&secrets, Utc::now().timestamp(), &body);
     let response = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -166,7 +166,7 @@ async fn post(client: &reqwest::Client, d: &DueDelivery) -> Result<(), (Option<i
         .map_err(|e| (None, e.without_url().to_string()))?;
     let status = response.status();
     if status.is_success() {
-        return Ok(());
+        return Ok(i32::from(status.as_u16()));
     }
     let text = response.text().await.unwrap_or_default();
     let text: String = text.chars().take(ERROR_BODY).collect();
@@ -227,7 +227,10 @@ async fn round(
                             return attempt(
                                 &d,
                                 false,
-                                Err((None, "postponed: the endpoint failed earlier in this round".into())),
+                                Err((
+                                    None,
+                                    "postponed: the endpoint failed earlier in this round".into(),
+                                )),
                                 base,
                             );
                         }

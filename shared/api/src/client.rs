@@ -14,7 +14,8 @@ use crate::{
     Accepted, AdminMessageRecord, BatchAccepted, Cancelled, ErrorDetail, Key, MessageRecord,
     NewProvider, NewSuppression, NewTemplate, NewTenant, Page, Provider, ProviderPatch,
     ProviderScore, QueueDepth, ReplayReport, ReplayRequest, RevokedKey, SendBatch, SendMessage,
-    Suppression, Template, TemplateVersion, Tenant, TenantPatch,
+    Suppression, Template, TemplateVersion, Tenant, TenantPatch, WebhookDelivery, WebhookSecret,
+    WebhookSettings,
 };
 
 /// How often a retryable answer (429, 503, a retryable 409) is retried by
@@ -381,6 +382,54 @@ impl Client {
         self.call_empty(
             Method::DELETE,
             &format!("/v1/suppressions/{}", percent_encode(address)),
+        )
+        .await
+    }
+
+    /// The tenant's webhook settings.
+    pub async fn webhook(&self) -> Result<WebhookSettings> {
+        self.get("/v1/webhooks").await
+    }
+
+    /// A new signing secret (the previous one signs beside it for a day).
+    pub async fn rotate_webhook_secret(&self) -> Result<WebhookSecret> {
+        self.call::<(), _>(Method::POST, "/v1/webhooks/secret", None)
+            .await
+    }
+
+    /// Every delivery of the log matching `query` (a query string such as
+    /// `state=failed&event=bounced`, or empty), newest first.
+    pub async fn webhook_deliveries(&self, query: &str) -> Result<Vec<WebhookDelivery>> {
+        self.list_all(&with_query("/v1/webhooks/deliveries", query))
+            .await
+    }
+
+    pub async fn webhook_delivery(&self, id: impl std::fmt::Display) -> Result<WebhookDelivery> {
+        self.get(&format!("/v1/webhooks/deliveries/{id}")).await
+    }
+
+    /// Posts a delivery again now.
+    pub async fn resend_webhook_delivery(
+        &self,
+        id: impl std::fmt::Display,
+    ) -> Result<WebhookDelivery> {
+        self.call::<(), _>(
+            Method::POST,
+            &format!("/v1/webhooks/deliveries/{id}/resend"),
+            None,
+        )
+        .await
+    }
+
+    /// A tenant's new signing secret, made by the admin.
+    pub async fn admin_rotate_webhook_secret(
+        &self,
+        tenant: impl std::fmt::Display,
+    ) -> Result<WebhookSecret> {
+        self.call::<(), _>(
+            Method::POST,
+            &format!("/v1/admin/tenants/{tenant}/webhook-secret"),
+            None,
         )
         .await
     }

@@ -58,7 +58,12 @@ pub fn verify(
     let mut signatures = Vec::new();
     for part in header.split(',') {
         match part.trim().split_once('=') {
-            Some(("t", v)) => t = Some(v.parse::<i64>().map_err(|_| HookSignatureError::Malformed)?),
+            Some(("t", v)) => {
+                t = Some(
+                    v.parse::<i64>()
+                        .map_err(|_| HookSignatureError::Malformed)?,
+                )
+            }
             Some(("sha256", v)) if v.len() == 64 => {
                 signatures.push(hex::decode(v).map_err(|_| HookSignatureError::Malformed)?)
             }

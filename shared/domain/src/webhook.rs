@@ -83,7 +83,10 @@ impl WebhookEvent {
             let known: Vec<&str> = WebhookEvent::ALL.iter().map(|e| e.as_str()).collect();
             FieldError::new(
                 field,
-                format!("{raw:?} is not an event; expected one of {}", known.join(", ")),
+                format!(
+                    "{raw:?} is not an event; expected one of {}",
+                    known.join(", ")
+                ),
             )
         })
     }
@@ -120,7 +123,9 @@ impl FromStr for WebhookEvent {
 }
 
 /// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     /// Waiting for its next attempt (or under way).

@@ -37,9 +37,7 @@ pub use statistics::HOT_TABLES;
 pub use suppressions::SuppressionRow;
 pub use templates::StoredTemplate;
 pub use tenants::{NewTenant, TenantChange};
-pub use webhooks::{
-    Attempt, DeliveryFilter, DeliveryRow, DueDelivery, SecretDates,
-};
+pub use webhooks::{Attempt, DeliveryFilter, DeliveryRow, DueDelivery, SecretDates};
 
 /// The channel on which tenant changes are announced (`LISTEN`/`NOTIFY`).
 pub const TENANTS_CHANNEL: &str = "herald_tenants";

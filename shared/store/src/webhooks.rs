@@ -106,7 +106,8 @@ pub struct SecretDates {
     pub previous_until: Option<DateTime<Utc>>,
 }
 
-const DELIVERY_COLUMNS: &str = "id, message_id, event, occurred_at, detail, state, attempts, next_attempt_at, give_up_at,
+const DELIVERY_COLUMNS: &str =
+    "id, message_id, event, occurred_at, detail, state, attempts, next_attempt_at, give_up_at,
      last_attempt_at, last_status, last_error, delivered_at, created_at";
 
 impl Store {
@@ -204,7 +205,11 @@ impl Store {
         .await?)
     }
 
-    pub async fn webhook_delivery(&self, tenant: TenantId, id: Uuid) -> Result<Option<DeliveryRow>> {
+    pub async fn webhook_delivery(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+    ) -> Result<Option<DeliveryRow>> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE tenant_id = $1 AND id = $2"
         )))

@@ -8,9 +8,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use herald_api::{
-    DeliveryQuery, ErrorBody, Page, WebhookDelivery, WebhookSecret, WebhookSettings,
-};
+use herald_api::{DeliveryQuery, ErrorBody, Page, WebhookDelivery, WebhookSecret, WebhookSettings};
 use herald_domain::{DeliveryState, MessageId, TenantId, WebhookEvent};
 use herald_store::DeliveryRow;
 use uuid::Uuid;
@@ -27,12 +25,12 @@ pub const SECRET_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 pub const RETRY_FOR: Duration = Duration::from_secs(24 * 3600);
 
 fn view(row: DeliveryRow) -> Result<WebhookDelivery, ApiError> {
-    let event: WebhookEvent = row
-        .event
-        .parse()
-        .map_err(|()| ApiError::internal("A stored delivery's event does not decode", &row.event))?;
-    let state = DeliveryState::parse(&row.state)
-        .ok_or_else(|| ApiError::internal("A stored delivery's state does not decode", &row.state))?;
+    let event: WebhookEvent = row.event.parse().map_err(|()| {
+        ApiError::internal("A stored delivery's event does not decode", &row.event)
+    })?;
+    let state = DeliveryState::parse(&row.state).ok_or_else(|| {
+        ApiError::internal("A stored delivery's state does not decode", &row.state)
+    })?;
     Ok(WebhookDelivery {
         id: row.id,
         event,
