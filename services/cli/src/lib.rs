@@ -10,8 +10,8 @@
 //!   enable), [`keys`] (create, revoke), [`providers`] (add, list, show with
 //!   its score, enable, disable), [`messages`] (status of any tenant's
 //!   message), [`queues`] (depths) and [`dead_letters`] (replay); and
-//!   [`templates`] and [`suppressions`], a tenant's templates and
-//!   suppression list, with that tenant's API key.
+//!   [`templates`], [`suppressions`] and [`webhooks`], a tenant's
+//!   templates, suppression list and webhook, with that tenant's API key.
 //!
 //! [`run`] executes one parsed command and writes to any `Write`, so tests
 //! capture what an operator would see.
@@ -26,6 +26,7 @@ pub mod suppressions;
 pub mod table;
 pub mod templates;
 pub mod tenants;
+pub mod webhooks;
 
 use std::io::Write;
 
@@ -88,6 +89,10 @@ pub enum Command {
     /// A tenant's suppressed addresses (with the tenant's API key).
     #[command(subcommand)]
     Suppressions(suppressions::Suppressions),
+    /// A tenant's webhook: secret, delivery log, resend (with the
+    /// tenant's API key).
+    #[command(subcommand)]
+    Webhooks(webhooks::Webhooks),
 }
 
 /// What every command needs: the API and how to print.
@@ -113,10 +118,10 @@ impl Context {
 
 /// Runs one command, writing its output to `out`.
 pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
-    // Templates and suppressions belong to a tenant: its API key, not
+    // Templates, suppressions and webhooks belong to a tenant: its API key, not
     // the admin token.
     let admin = match cli.command {
-        Command::Templates(_) | Command::Suppressions(_) => {
+        Command::Templates(_) | Command::Suppressions(_) | Command::Webhooks(_) => {
             Admin::for_tenant(&cli.producer_url, cli.api_key.as_deref())?
         }
         _ => Admin::new(&cli.producer_url, cli.admin_token.as_deref())?,
@@ -134,5 +139,6 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
         Command::DeadLetters(cmd) => dead_letters::run(&cx, cmd, out).await,
         Command::Templates(cmd) => templates::run(&cx, cmd, out).await,
         Command::Suppressions(cmd) => suppressions::run(&cx, cmd, out).await,
+        Command::Webhooks(cmd) => webhooks::run(&cx, cmd, out).await,
     }
 }

@@ -686,3 +686,67 @@ async fn templates_are_managed_with_the_tenants_key_and_files_are_read_with_at()
     let _ = std::fs::remove_dir_all(&dir);
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_webhook_is_shown_its_secret_made_and_its_deliveries_listed_and_resent() {
+    let p = spawn_producer().await;
+    let (tenant, key) = p
+        .tenant_with_key(&herald_testing::unique("hookcli"))
+        .await
+        .expect("tenant");
+    let tenant_id = tenant.id.to_string();
+    let updated = p
+        .json(&[
+            "tenants",
+            "update",
+            &tenant_id,
+            "--webhook-url",
+            "https://hooks.example.com/herald",
+            "--webhook-events",
+            "cancelled,sent",
+        ])
+        .await;
+    assert_eq!(
+        updated["webhook_events"],
+        serde_json::json!(["sent", "cancelled"])
+    );
+    let run = |args: Vec<&str>| {
+        let mut argv = vec!["--producer-url", p.url.as_str(), "--api-key", key.as_str()];
+        argv.extend(args);
+        let argv: Vec<String> = argv.into_iter().map(str::to_owned).collect();
+        async move {
+            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+            herald(&argv).await
+        }
+    };
+    let shown = run(vec!["webhooks", "show"]).await.expect("show");
+    assert_eq!(field(&shown, "URL"), "https://hooks.example.com/herald");
+    assert_eq!(field(&shown, "EVENTS"), "sent,cancelled");
+    assert!(field(&shown, "SECRET").starts_with("none yet"), "{shown}");
+    let secret = run(vec!["webhooks", "secret"]).await.expect("secret");
+    assert!(secret.trim().starts_with("whsec_"), "{secret}");
+    let shown = run(vec!["webhooks", "show"]).await.expect("show");
+    assert!(field(&shown, "SECRET").starts_with("made "), "{shown}");
+
+    // No scheduler runs here: a message waits `queued`, and its cancel is
+    // an event the webhook takes.
+    let id = p.send(&key, "ada@example.com").await;
+    p.client(&key).cancel(&id).await.expect("cancelled");
+    let listed = run(vec!["webhooks", "deliveries", "--event", "cancelled"])
+        .await
+        .expect("deliveries");
+    let row = listed
+        .lines()
+        .nth(1)
+        .unwrap_or_else(|| panic!("a row in:\n{listed}"));
+    assert!(row.contains("cancelled") && row.contains(&id), "{listed}");
+    let delivery = row.split_whitespace().next().expect("id").to_owned();
+    let resent = run(vec!["webhooks", "resend", &delivery])
+        .await
+        .expect("resend");
+    assert!(resent.contains("is due again now"), "{resent}");
+    let err = run(vec!["webhooks", "deliveries", "--state", "lost"])
+        .await
+        .expect_err("a bad state");
+    assert!(err.contains("state"), "{err}");
+}
