@@ -23,7 +23,11 @@
 //! - `callbacks`: provider callbacks, one signed event per request on
 //!   `--callback-concurrency` connections: posted alone after a burst of
 //!   emails (ingest rate: answered, and stored and applied), then while a
-//!   second burst runs (its enqueue→send p99 beside the first's).
+//!   second burst runs (its enqueue→send p99 beside the first's);
+//! - `webhooks`: a burst of emails without a tenant webhook, then the same
+//!   with one taking every event (a receiver in this process checks each
+//!   signature): the send path's cost, and events delivered per second and
+//!   their lag.
 //!
 //! Each step reports throughput, enqueue→send p50/p90/p99/p99.9 (HDR), lost
 //! and duplicates (from the simulator's counts) and the producer's and
@@ -33,6 +37,7 @@
 mod callbacks;
 mod cpu;
 mod svg;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +69,7 @@ pub enum Scenario {
     Shapes,
     Templates,
     Callbacks,
+    Webhooks,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -195,6 +201,9 @@ pub struct BenchReport {
     /// The `callbacks` scenario's floods.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub callbacks: Vec<callbacks::CallbackRun>,
+    /// The `webhooks` scenario's deliveries.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<webhooks::WebhookRun>,
     pub elapsed_s: f64,
 }
 
@@ -250,13 +259,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     }
     .await;
     stack.stop(args.keep).await;
-    let (ceiling_per_s, steps, callbacks) = result?;
+    let (ceiling_per_s, steps, (callbacks, webhooks)) = result?;
     Ok(BenchReport {
         date,
         command: std::env::args().collect::<Vec<_>>().join(" "),
         ceiling_per_s,
         steps,
         callbacks,
+        webhooks,
         elapsed_s: began.elapsed().as_secs_f64(),
     })
 }
@@ -266,8 +276,13 @@ async fn run_steps(
     args: &BenchArgs,
     stack: &mut Stack,
     clock: Clock,
-) -> anyhow::Result<(Option<f64>, Vec<Step>, Vec<callbacks::CallbackRun>)> {
+) -> anyhow::Result<(
+    Option<f64>,
+    Vec<Step>,
+    (Vec<callbacks::CallbackRun>, Vec<webhooks::WebhookRun>),
+)> {
     let mut ceiling = None;
+    let mut hooks = Vec::new();
     let mut steps: Vec<Step> = Vec::new();
     let mut floods = Vec::new();
     let n = args.messages.max(1);
@@ -387,6 +402,12 @@ async fn run_steps(
                 steps.extend(s);
                 floods.extend(f);
             }
+            Scenario::Webhooks => {
+                behave(stack, 0, 0.0, 0.0).await?;
+                let (s, h) = webhook_steps(args, stack, &label, clock).await?;
+                steps.extend(s);
+                hooks.extend(h);
+            }
         }
     }
     if let Some(c) = ceiling {
@@ -394,7 +415,50 @@ async fn run_steps(
             s.ratio_to_ceiling = Some(s.throughput / c.max(1.0));
         }
     }
-    Ok((ceiling, steps, floods))
+    Ok((ceiling, steps, (floods, hooks)))
+}
+
+/// The `webhooks` steps (see the module's documentation).
+async fn webhook_steps(
+    args: &BenchArgs,
+    stack: &mut Stack,
+    label: &str,
+    clock: Clock,
+) -> anyhow::Result<(Vec<Step>, Vec<webhooks::WebhookRun>)> {
+    let n = args.messages.max(1);
+    let without = closed_loop(
+        stack,
+        label,
+        "webhooks: sends, no webhook",
+        Scenario::Webhooks,
+        demo_messages(&run_id("hook0"), n, 0),
+        0,
+        clock,
+    )
+    .await?;
+    let receiver = webhooks::attach(stack).await?;
+    let with = closed_loop(
+        stack,
+        label,
+        "webhooks: sends, every event",
+        Scenario::Webhooks,
+        demo_messages(&run_id("hook1"), n, 0),
+        0,
+        clock,
+    )
+    .await?;
+    let run = webhooks::settle(
+        stack,
+        &receiver,
+        "webhook per send",
+        Duration::from_secs(clock.timeout_secs),
+    )
+    .await?;
+    println!(
+        "{label} webhooks: {} of {} delivered, {:.0}/s, lag p99 {:.0} ms",
+        run.delivered, run.deliveries, run.delivered_per_s, run.lag_p99_ms
+    );
+    Ok((vec![without, with], vec![run]))
 }
 
 /// The `callbacks` steps (see the module's documentation).
@@ -994,6 +1058,7 @@ pub fn table(report: &BenchReport) -> String {
     }
     out.push_str("latencies: enqueue→send in ms; RSS: peak MiB of the producer (P) and of the largest worker (W)\n");
     out.push_str(&callbacks::table(&report.callbacks));
+    out.push_str(&webhooks::table(&report.webhooks));
     let components: std::collections::BTreeSet<&String> =
         report.steps.iter().flat_map(|s| s.cpu_s.keys()).collect();
     if !components.is_empty() {
