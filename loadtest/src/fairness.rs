@@ -47,6 +47,7 @@ async fn create_tenant(admin: &Client, code: &str) -> anyhow::Result<String> {
         rate_limit_per_sec: None,
         webhook_url: None,
         webhook_events: None,
+        tracking: None,
     };
     // Not retried: the code is fresh, and a repeat would be refused as taken.
     let t = admin

@@ -42,6 +42,7 @@ pub async fn ensure_tenant(admin: &Client) -> anyhow::Result<Tenant> {
         rate_limit_per_sec: None,
         webhook_url: None,
         webhook_events: None,
+        tracking: None,
     };
     // Not retried: a second create after a lost answer would be refused as
     // a duplicate code; the lookup below covers that case.

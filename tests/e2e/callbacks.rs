@@ -952,3 +952,143 @@ async fn every_email_carries_a_one_click_unsubscribe_link_that_suppresses_its_re
     assert_eq!(again.status, MessageStatus::Suppressed);
     h.stop().await.expect("clean stop");
 }
+
+/// The path (`/t/…`) of a tracking URL, on the test's producer.
+fn on_producer(h: &Harness, url: &str) -> String {
+    let path = &url[url.find("/t/").expect("a tracking path")..];
+    format!("{}{path}", h.producer_url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tracked_email_counts_opens_and_clicks_and_redirects_only_where_it_was_signed_to() {
+    let h = Harness::start(1).await.expect("herald starts");
+    providers(&h).await;
+    let (tenant, key) = h.tenant(&unique("track")).await.expect("tenant");
+    let (_, untracked_key) = h.tenant(&unique("notrack")).await.expect("tenant");
+    let patch: herald_api::TenantPatch =
+        serde_json::from_value(json!({"tracking": {"opens": true, "clicks": true}}))
+            .expect("patch");
+    let updated = h
+        .app
+        .admin
+        .update_tenant(&tenant, &patch)
+        .await
+        .expect("tracking on");
+    assert!(updated.tracking.opens && updated.tracking.clicks);
+    let destination = "https://shop.example/sale?a=1&b=2";
+    let mut m = SendMessage::new(Channel::Email, "ada@example.com", "Hi (text part)");
+    m.subject = Some("Sale".into());
+    m.html = Some(r#"<html><body><p>Hi <a href="https://shop.example/sale?a=1&amp;b=2">the sale</a></p></body></html>"#.into());
+    let arrived = |id: String| {
+        let sim = h.sim.clone();
+        async move {
+            wait_for_value(
+                Duration::from_secs(30),
+                || {
+                    let sim = sim.clone();
+                    let id = id.clone();
+                    async move { sim.last(herald_sim::SimChannel::Email, &id) }
+                },
+                Option::is_some,
+            )
+            .await
+            .expect("the email arrived")
+        }
+    };
+    let id = h
+        .app
+        .client(&key)
+        .send(&m)
+        .await
+        .expect("accepted")
+        .id
+        .to_string();
+    let seen = arrived(id.clone()).await;
+    let urls: Vec<String> = serde_json::from_value(seen["tracking_urls"].clone()).expect("urls");
+    assert_eq!(urls.len(), 2, "one link and the pixel: {urls:?}");
+    assert!(
+        urls[0].contains("/t/c/") && urls[1].contains("/t/o/"),
+        "{urls:?}"
+    );
+    let (click, pixel) = (on_producer(&h, &urls[0]), on_producer(&h, &urls[1]));
+
+    // A tenant that does not track sends its links as they are.
+    let plain = h
+        .app
+        .client(&untracked_key)
+        .send(&m)
+        .await
+        .expect("accepted")
+        .id;
+    let plain = arrived(plain.to_string()).await;
+    assert_eq!(plain["tracking_urls"], json!([]));
+
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent("Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0")
+        .build()
+        .expect("client");
+    // A link scanner's visit redirects too, but counts for nothing.
+    let scanner = browser
+        .get(&click)
+        .header("user-agent", "Barracuda Sentinel (EE)")
+        .send()
+        .await
+        .expect("scan");
+    assert_eq!(scanner.status().as_u16(), 302);
+    let clicked = browser.get(&click).send().await.expect("click");
+    assert_eq!(clicked.status().as_u16(), 302);
+    assert_eq!(
+        clicked.headers()["location"].to_str().expect("ascii"),
+        destination,
+        "the signed destination, &amp; read as &"
+    );
+    let r = record_until(&h, &key, &id, |r| r.status == MessageStatus::Clicked).await;
+    let click_event = r
+        .events
+        .iter()
+        .find(|e| e.event == EventKind::Clicked)
+        .expect("a clicked event");
+    assert_eq!(click_event.detail["url"], destination);
+    assert_eq!(click_event.detail["source"], "tracking");
+    let opened = browser.get(&pixel).send().await.expect("pixel");
+    assert_eq!(opened.status().as_u16(), 200);
+    assert_eq!(opened.headers()["content-type"], "image/gif");
+    assert_eq!(opened.bytes().await.expect("gif").len(), 43);
+    let r = record_until(&h, &key, &id, |r| {
+        r.events.iter().any(|e| e.event == EventKind::Read)
+    })
+    .await;
+    assert_eq!(
+        r.status,
+        MessageStatus::Clicked,
+        "an open never undoes a click"
+    );
+    assert!(
+        r.delivered_at.is_some(),
+        "an open or a click proves delivery"
+    );
+    let db = h.db().await.expect("db");
+    let scanned: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM callback_events WHERE state = 'ignored' AND reason LIKE '%scanner%'",
+    )
+    .fetch_one(&db)
+    .await
+    .expect("count");
+    assert_eq!(scanned, 1, "the scanner's visit is kept, ignored");
+
+    // Tampered tokens: 404, never a redirect.
+    for url in [&click, &pixel] {
+        let (head, token) = url.rsplit_once('/').expect("a token");
+        let mut bad = token.to_owned();
+        bad.replace_range(5..6, if &token[5..6] == "A" { "B" } else { "A" });
+        let resp = browser
+            .get(format!("{head}/{bad}"))
+            .send()
+            .await
+            .expect("tampered");
+        assert_eq!(resp.status().as_u16(), 404, "{head}/{bad}");
+        assert!(resp.headers().get("location").is_none());
+    }
+    h.stop().await.expect("clean stop");
+}

@@ -196,6 +196,7 @@ mod tests {
                 step("steady", &[(5.0, 50.0, 3.0)]),
             ],
             callbacks: Vec::new(),
+            webhooks: Vec::new(),
             elapsed_s: 6.0,
         };
         let svg = render(&report);

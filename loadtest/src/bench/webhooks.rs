@@ -42,11 +42,7 @@ struct Receiver {
     unverified: AtomicU64,
 }
 
-async fn receive(
-    State(r): State<Arc<Receiver>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
+async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let signature = headers
         .get(tenant_hooks::HEADER)
         .and_then(|v| v.to_str().ok());
@@ -112,11 +108,10 @@ pub async fn settle(
 ) -> anyhow::Result<WebhookRun> {
     let started = Instant::now();
     loop {
-        let pending: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'",
-        )
-        .fetch_one(&stack.db)
-        .await?;
+        let pending: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'")
+                .fetch_one(&stack.db)
+                .await?;
         if pending == 0 || started.elapsed() > wait {
             break;
         }
@@ -163,7 +158,15 @@ pub fn table(runs: &[WebhookRun]) -> String {
     }
     let mut out = format!(
         "\nTenant webhooks\n{:<32} {:>8} {:>9} {:>6} {:>8} {:>6} {:>11} {:>9} {:>9}\n",
-        "RUN", "EVENTS", "DELIVERED", "FAILED", "VERIFIED", "BAD", "DELIVERED/S", "LAG P50", "LAG P99"
+        "RUN",
+        "EVENTS",
+        "DELIVERED",
+        "FAILED",
+        "VERIFIED",
+        "BAD",
+        "DELIVERED/S",
+        "LAG P50",
+        "LAG P99"
     );
     for r in runs {
         out.push_str(&format!(

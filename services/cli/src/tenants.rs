@@ -4,6 +4,7 @@ use std::io::Write;
 
 use clap::{Args, Subcommand};
 use herald_api::{NewTenant, Page, Tenant, TenantPatch};
+use herald_domain::Tracking;
 use uuid::Uuid;
 
 use crate::client::Explain;
@@ -55,6 +56,23 @@ pub struct CreateArgs {
     /// absent: every event.
     #[arg(long, value_delimiter = ',')]
     pub webhook_events: Option<Vec<String>>,
+    /// Track HTML email: `opens`, `clicks`, `opens,clicks` or `none`.
+    #[arg(long, value_parser = parse_tracking)]
+    pub tracking: Option<Tracking>,
+}
+
+/// `opens`, `clicks`, `opens,clicks` or `none`.
+fn parse_tracking(raw: &str) -> Result<Tracking, String> {
+    let mut t = Tracking::default();
+    for part in raw.split(',').map(str::trim) {
+        match part {
+            "opens" => t.opens = true,
+            "clicks" => t.clicks = true,
+            "none" | "" => {}
+            other => return Err(format!("{other:?} is not opens, clicks or none")),
+        }
+    }
+    Ok(t)
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +108,9 @@ pub struct UpdateArgs {
     /// Post every event.
     #[arg(long)]
     pub all_webhook_events: bool,
+    /// Track HTML email: `opens`, `clicks`, `opens,clicks` or `none`.
+    #[arg(long, value_parser = parse_tracking)]
+    pub tracking: Option<Tracking>,
 }
 
 /// `Some(None)` when `clear`, `Some(v)` when set, `None` to leave it.
@@ -144,6 +165,7 @@ pub async fn run(cx: &Context, cmd: Tenants, out: &mut impl Write) -> anyhow::Re
                 rate_limit_per_sec: args.rate_limit_per_sec.map(i64::from),
                 webhook_url: args.webhook_url,
                 webhook_events: args.webhook_events,
+                tracking: args.tracking,
             };
             let tenant = cx
                 .admin
@@ -180,6 +202,7 @@ pub async fn run(cx: &Context, cmd: Tenants, out: &mut impl Write) -> anyhow::Re
                 ),
                 webhook_url: change(args.webhook_url, args.no_webhook_url),
                 webhook_events: change(args.webhook_events, args.all_webhook_events),
+                tracking: args.tracking,
             };
             let tenant = cx
                 .admin

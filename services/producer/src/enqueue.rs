@@ -60,6 +60,8 @@ pub struct Request {
     pub trace: BTreeMap<String, String>,
     /// The tenant's limits as its key's lookup found them.
     pub limits: TenantLimits,
+    /// The tenant's open and click tracking, stamped on its email jobs.
+    pub tracking: herald_domain::Tracking,
 }
 
 impl Request {
@@ -113,6 +115,7 @@ pub async fn enqueue(state: &AppState, caller: Caller, mut items: Vec<Item>) -> 
         items,
         trace,
         limits: caller.limits,
+        tracking: caller.tracking,
     };
     state.committer.commit(caller.tenant, request).await
 }
@@ -240,7 +243,11 @@ async fn attempt(
         for &index in &plan.fresh {
             let item = &request.items[index];
             let m = &item.message;
-            let job = m.to_job(tenant, now, request.trace.clone());
+            let mut job = m.to_job(tenant, now, request.trace.clone());
+            if m.channel == herald_domain::Channel::Email {
+                job.track_opens = request.tracking.opens;
+                job.track_clicks = request.tracking.clicks;
+            }
             let body = job.encode_to_vec();
             if m.scheduled_at.is_none() {
                 due.push((m.id, m.channel, m.priority, body.clone()));

@@ -202,6 +202,7 @@ mod tests {
                     items,
                     trace: Default::default(),
                     limits: Default::default(),
+                    tracking: Default::default(),
                 },
                 reply,
             },

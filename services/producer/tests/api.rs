@@ -705,6 +705,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/webhooks/deliveries"),
     ("get", "/v1/webhooks/deliveries/{id}"),
     ("post", "/v1/webhooks/deliveries/{id}/resend"),
+    ("get", "/t/o/{token}"),
+    ("get", "/t/c/{token}"),
     ("get", "/u/{token}"),
     ("post", "/u/{token}"),
     ("post", "/v1/callbacks/{provider_id}"),

@@ -334,6 +334,7 @@ impl SmtpServer {
             "x_herald_message_id": headers.herald_id,
             "list_unsubscribe": headers.list_unsubscribe,
             "list_unsubscribe_post": headers.list_unsubscribe_post,
+            "tracking_urls": tracking_urls(body),
             "size": body.len(),
             "tls": session.security == Security::Tls,
             "authenticated": session.authenticated,
@@ -690,6 +691,26 @@ where
             body.clear();
         }
     }
+}
+
+/// The open-pixel and click-redirect URLs in the email's HTML part (a
+/// tracked email's `…/t/o/<token>` and `…/t/c/<token>`), in order.
+fn tracking_urls(message: &[u8]) -> Vec<String> {
+    static TRACKED: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"https?://[^\s"'<>]+/t/[oc]/[A-Za-z0-9_-]+"#).expect("the pattern")
+    });
+    let Some(parsed) = mail_parser::MessageParser::default().parse(message) else {
+        return Vec::new();
+    };
+    (0..parsed.html_body.len())
+        .filter_map(|i| parsed.body_html(i))
+        .flat_map(|html| {
+            TRACKED
+                .find_iter(&html)
+                .map(|m| m.as_str().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The headers the simulator reports, read from the message's header block.

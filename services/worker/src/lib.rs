@@ -14,6 +14,8 @@
 //!   statement, send concurrently, record outcomes in one statement, ack
 //! - [`callbacks`]: provider callbacks from the callbacks queue, stored
 //!   and applied to their messages in batches
+//! - [`tracking`]: open pixel and click redirects in HTML email, for
+//!   tenants that opt in
 //! - [`webhooks`]: tenant webhooks — due deliveries claimed, signed,
 //!   POSTed, retried with backoff for a day
 //! - [`startup`]: [`App::build`] and [`App::run`]
@@ -29,6 +31,7 @@ pub mod provider;
 pub mod registry;
 pub mod startup;
 pub mod templates;
+pub mod tracking;
 pub mod webhooks;
 
 pub use config::Settings;

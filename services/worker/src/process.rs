@@ -408,9 +408,21 @@ impl Worker {
                     reason: e.clone(),
                 },
                 Ok(adapter) => match self.templates.content(&self.store, &job).await {
-                    Ok(content) => {
-                        let unsubscribe = (job.channel() == v1::Channel::Email)
-                            .then(|| self.links.unsubscribe_url(id));
+                    Ok(mut content) => {
+                        let email = job.channel() == v1::Channel::Email;
+                        if email
+                            && (job.track_opens || job.track_clicks)
+                            && !content.html.is_empty()
+                        {
+                            content.html = crate::tracking::instrument(
+                                &content.html,
+                                &self.links,
+                                id,
+                                job.track_opens,
+                                job.track_clicks,
+                            );
+                        }
+                        let unsubscribe = email.then(|| self.links.unsubscribe_url(id));
                         let out = Outgoing {
                             message_id: MessageId(id),
                             recipients: &job.recipients,

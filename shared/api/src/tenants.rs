@@ -1,7 +1,7 @@
 //! `/v1/admin/tenants`: tenants and their API keys.
 
 use herald_domain::{
-    display_name, ApiKeyId, FieldError, TenantCode, TenantId, WebhookEvent, WebhookUrl,
+    display_name, ApiKeyId, FieldError, TenantCode, TenantId, Tracking, WebhookEvent, WebhookUrl,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -46,6 +46,13 @@ pub struct NewTenant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<WebhookEvent>>, min_items = 1)]
     pub webhook_events: Option<Vec<String>>,
+    /// Open and click tracking of its HTML email; both off when absent.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::object::opt"
+    )]
+    pub tracking: Option<Tracking>,
 }
 
 /// A [`NewTenant`] that passed every check.
@@ -58,6 +65,7 @@ pub struct TenantDraft {
     pub rate_limit_per_sec: Option<u32>,
     pub webhook_url: Option<WebhookUrl>,
     pub webhook_events: Option<Vec<WebhookEvent>>,
+    pub tracking: Tracking,
 }
 
 /// The events of `webhook_events`, checked: at least one, each known,
@@ -124,6 +132,7 @@ impl TryFrom<NewTenant> for TenantDraft {
             rate_limit_per_sec,
             webhook_url,
             webhook_events: t.webhook_events.map(webhook_events).transpose()?,
+            tracking: t.tracking.unwrap_or_default(),
         })
     }
 }
@@ -176,6 +185,14 @@ pub struct TenantPatch {
     )]
     #[schema(value_type = Option<Vec<WebhookEvent>>, min_items = 1)]
     pub webhook_events: Option<Option<Vec<String>>>,
+    /// Open and click tracking of its HTML email (both fields; an absent
+    /// one is off).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::object::opt"
+    )]
+    pub tracking: Option<Tracking>,
 }
 
 /// A [`TenantPatch`] that passed every check.
@@ -187,6 +204,7 @@ pub struct TenantChange {
     pub rate_limit_per_sec: Option<Option<u32>>,
     pub webhook_url: Option<Option<WebhookUrl>>,
     pub webhook_events: Option<Option<Vec<WebhookEvent>>>,
+    pub tracking: Option<Tracking>,
 }
 
 impl TryFrom<TenantPatch> for TenantChange {
@@ -227,6 +245,7 @@ impl TryFrom<TenantPatch> for TenantChange {
                 .webhook_events
                 .map(|e| e.map(webhook_events).transpose())
                 .transpose()?,
+            tracking: p.tracking,
         })
     }
 }

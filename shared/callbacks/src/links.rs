@@ -1,8 +1,11 @@
 //! Signed links in what Herald sends: the one-click unsubscribe link of
-//! every email (`List-Unsubscribe`, RFC 8058). A token is the message id and
-//! a truncated HMAC-SHA256 of it under a key every service shares, so a
-//! tampered or made-up token is refused and a token unsubscribes exactly
-//! the recipient of its own message.
+//! every email (`List-Unsubscribe`, RFC 8058), and, for tenants that opt
+//! in, the open pixel and the click redirects of HTML email. A token is the
+//! message id (and, for a click, the destination URL) with a truncated
+//! HMAC-SHA256 under a key every service shares, the link's purpose bound
+//! into it: a tampered or made-up token is refused, an unsubscribe token
+//! is not an open token, and a click token redirects only to the URL it
+//! was made for (no open redirect).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -12,6 +15,10 @@ use uuid::Uuid;
 
 /// What the link does, bound into its signature.
 const UNSUBSCRIBE: &[u8] = b"herald:unsubscribe:";
+const OPEN: &[u8] = b"herald:open:";
+const CLICK: &[u8] = b"herald:click:";
+/// The longest URL a click token carries (longer links are left as they are).
+pub const MAX_CLICK_URL: usize = 2048;
 
 /// The key and the base URL of the producer.
 #[derive(Clone)]
@@ -36,22 +43,82 @@ impl Links {
         }
     }
 
-    fn mac(&self, message: Uuid) -> [u8; 16] {
+    /// The producer's base URL, as links start with it.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn hmac(&self, purpose: &[u8], message: Uuid, extra: &[u8]) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
-        mac.update(UNSUBSCRIBE);
+        mac.update(purpose);
         mac.update(message.as_bytes());
-        let full = mac.finalize().into_bytes();
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&full[..16]);
-        out
+        mac.update(extra);
+        mac
+    }
+
+    /// The token: the message id, the truncated tag, then `extra` (a
+    /// click's URL), URL-safe base64.
+    fn token(&self, purpose: &[u8], message: Uuid, extra: &[u8]) -> String {
+        let full = self.hmac(purpose, message, extra).finalize().into_bytes();
+        let mut raw = Vec::with_capacity(32 + extra.len());
+        raw.extend_from_slice(message.as_bytes());
+        raw.extend_from_slice(&full[..16]);
+        raw.extend_from_slice(extra);
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// The message (and the extra bytes) a token names, when its tag holds
+    /// for `purpose`.
+    fn verify(&self, purpose: &[u8], token: &str) -> Option<(Uuid, Vec<u8>)> {
+        if token.len() < 43 || token.len() > 43 + MAX_CLICK_URL * 4 / 3 + 4 {
+            return None;
+        }
+        let raw = URL_SAFE_NO_PAD.decode(token).ok()?;
+        if raw.len() < 32 {
+            return None;
+        }
+        let message = Uuid::from_slice(&raw[..16]).ok()?;
+        let extra = raw[32..].to_vec();
+        self.hmac(purpose, message, &extra)
+            .verify_truncated_left(&raw[16..32])
+            .ok()?;
+        Some((message, extra))
     }
 
     /// The token of `message`'s unsubscribe link (43 URL-safe characters).
     pub fn unsubscribe_token(&self, message: Uuid) -> String {
-        let mut raw = [0u8; 32];
-        raw[..16].copy_from_slice(message.as_bytes());
-        raw[16..].copy_from_slice(&self.mac(message));
-        URL_SAFE_NO_PAD.encode(raw)
+        self.token(UNSUBSCRIBE, message, &[])
+    }
+
+    /// `<base>/t/o/<token>`: the open pixel of `message`.
+    pub fn open_url(&self, message: Uuid) -> String {
+        format!("{}/t/o/{}", self.base, self.token(OPEN, message, &[]))
+    }
+
+    /// `<base>/t/c/<token>`: a redirect to `url` that counts a click on
+    /// `message`.
+    pub fn click_url(&self, message: Uuid, url: &str) -> String {
+        format!(
+            "{}/t/c/{}",
+            self.base,
+            self.token(CLICK, message, url.as_bytes())
+        )
+    }
+
+    /// The message an open pixel's token names.
+    pub fn verify_open(&self, token: &str) -> Option<Uuid> {
+        match self.verify(OPEN, token)? {
+            (message, extra) if extra.is_empty() => Some(message),
+            _ => None,
+        }
+    }
+
+    /// The message and the destination a click token names (only an
+    /// http(s) URL is ever signed, and only one signed is returned).
+    pub fn verify_click(&self, token: &str) -> Option<(Uuid, String)> {
+        let (message, extra) = self.verify(CLICK, token)?;
+        let url = String::from_utf8(extra).ok()?;
+        (url.starts_with("https://") || url.starts_with("http://")).then_some((message, url))
     }
 
     /// `<base>/u/<token>`.
@@ -61,17 +128,10 @@ impl Links {
 
     /// The message a token names, when its signature holds.
     pub fn verify_unsubscribe(&self, token: &str) -> Option<Uuid> {
-        if token.len() != 43 {
-            return None;
+        match self.verify(UNSUBSCRIBE, token)? {
+            (message, extra) if extra.is_empty() => Some(message),
+            _ => None,
         }
-        let raw = URL_SAFE_NO_PAD.decode(token).ok()?;
-        let (id, tag) = raw.split_at(16);
-        let message = Uuid::from_slice(id).ok()?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
-        mac.update(UNSUBSCRIBE);
-        mac.update(message.as_bytes());
-        mac.verify_truncated_left(tag).ok()?;
-        Some(message)
     }
 }
 
@@ -96,7 +156,53 @@ mod tests {
         assert_eq!(links.verify_unsubscribe(&"A".repeat(43)), None);
     }
 
+    #[test]
+    fn open_and_click_tokens_are_bound_to_their_purpose_and_url() {
+        let links = Links::new(b"k1", "http://herald.example");
+        let id = Uuid::now_v7();
+        let open = links.open_url(id);
+        let token = open.rsplit('/').next().unwrap();
+        assert!(open.starts_with("http://herald.example/t/o/"));
+        assert_eq!(links.verify_open(token), Some(id));
+        assert_eq!(
+            links.verify_unsubscribe(token),
+            None,
+            "an open is not an unsubscribe"
+        );
+        assert_eq!(links.verify_click(token), None);
+        let unsubscribe = links.unsubscribe_token(id);
+        assert_eq!(links.verify_open(&unsubscribe), None);
+
+        let url = "https://shop.example/sale?a=1&b=2#top";
+        let click = links.click_url(id, url);
+        let token = click.rsplit('/').next().unwrap();
+        assert_eq!(links.verify_click(token), Some((id, url.to_owned())));
+        assert_eq!(links.verify_open(token), None);
+        // Another URL under the same tag: refused (no open redirect).
+        let mut raw = URL_SAFE_NO_PAD.decode(token).unwrap();
+        let at = raw.len() - 3;
+        raw[at] = b'X';
+        assert_eq!(links.verify_click(&URL_SAFE_NO_PAD.encode(&raw)), None);
+        // A signed non-http URL is never handed out.
+        let js = links.token(CLICK, id, b"javascript:alert(1)");
+        assert_eq!(links.verify_click(&js), None);
+    }
+
     proptest! {
+        #[test]
+        fn a_click_token_carries_any_url_and_refuses_any_change(path in "[a-z0-9/?=&%._-]{0,200}", at in any::<prop::sample::Index>(), flip in 1u8..=255) {
+            let links = Links::new(b"key", "http://h");
+            let id = Uuid::from_u128(7);
+            let url = format!("https://example.com/{path}");
+            let click = links.click_url(id, &url);
+            let token = click.rsplit('/').next().unwrap();
+            prop_assert_eq!(links.verify_click(token), Some((id, url.clone())));
+            let mut raw = URL_SAFE_NO_PAD.decode(token).unwrap();
+            let i = at.index(raw.len());
+            raw[i] ^= flip;
+            prop_assert_eq!(links.verify_click(&URL_SAFE_NO_PAD.encode(&raw)), None);
+        }
+
         #[test]
         fn any_changed_character_is_refused(at in 0usize..43, c in "[A-Za-z0-9_-]") {
             let links = Links::new(b"key", "http://h");

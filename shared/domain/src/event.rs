@@ -6,6 +6,11 @@ use std::str::FromStr;
 
 use crate::MessageStatus;
 
+/// The "provider" of the events Herald sees itself — opens and clicks of
+/// tracked email (`/t/o`, `/t/c`): they are about whatever provider sent
+/// the message.
+pub const TRACKING_PROVIDER: uuid::Uuid = uuid::Uuid::nil();
+
 /// What a provider reports about a sent message.
 #[derive(
     Debug,

@@ -19,7 +19,7 @@ mod webhook;
 
 pub use channel::Channel;
 pub use disposition::Disposition;
-pub use event::{status_rank, EventKind};
+pub use event::{status_rank, EventKind, TRACKING_PROVIDER};
 pub use ids::{ApiKeyId, BatchId, MessageId, ProviderId, TemplateId, TenantId};
 pub use message::{Content, NewMessage, MAX_CONTENT_BYTES};
 pub use priority::Priority;
@@ -28,7 +28,7 @@ pub use recipient::{EmailAddress, Recipients, WebhookUrl, WeworkUserIds};
 pub use record::MessageRecord;
 pub use status::MessageStatus;
 pub use template::{TemplateParts, Textcard};
-pub use tenant::{display_name, Tenant, TenantCode, TenantStatus};
+pub use tenant::{display_name, Tenant, TenantCode, TenantStatus, Tracking};
 pub use webhook::{DeliveryState, WebhookEvent};
 
 /// A caller's input that does not parse: names the field and says why.

@@ -104,6 +104,8 @@ impl NewMessage {
             last_error: String::new(),
             republished: false,
             tried_providers: Vec::new(),
+            track_opens: false,
+            track_clicks: false,
         }
     }
 }

@@ -47,6 +47,18 @@ impl FromStr for TenantStatus {
     }
 }
 
+/// Which engagement a tenant's HTML email measures (off unless the tenant
+/// opts in): `opens` adds a 1×1 pixel, `clicks` rewrites each http(s) link
+/// to a signed redirect through Herald.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tracking {
+    #[serde(default)]
+    pub opens: bool,
+    #[serde(default)]
+    pub clicks: bool,
+}
+
 /// A tenant as the store hands it out, and as the admin API shows it (the
 /// contract crate `herald-api` uses this type as its `Tenant`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -63,6 +75,8 @@ pub struct Tenant {
     pub webhook_url: Option<String>,
     /// The events posted to `webhook_url`; `None` is every event.
     pub webhook_events: Option<Vec<crate::WebhookEvent>>,
+    /// Open and click tracking of the tenant's HTML email.
+    pub tracking: Tracking,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -57,3 +57,8 @@ CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHER
 -- The tenant's delivery log, newest first.
 CREATE INDEX webhook_deliveries_tenant ON webhook_deliveries (tenant_id, id DESC);
 CREATE INDEX webhook_deliveries_message ON webhook_deliveries (message_id);
+
+-- Open and click tracking of a tenant's HTML email (issue 17 part 6): off
+-- unless the tenant opts in.
+ALTER TABLE tenants ADD COLUMN track_opens boolean NOT NULL DEFAULT false,
+                    ADD COLUMN track_clicks boolean NOT NULL DEFAULT false;

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use herald_domain::{status_rank, EventKind, MessageId, MessageStatus};
+use herald_domain::{status_rank, EventKind, MessageId, MessageStatus, TRACKING_PROVIDER};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -412,9 +412,16 @@ fn judge(
             (None, None) => "the event names no message".into(),
         });
     };
-    if t.provider_id != Some(e.provider_id) {
+    if e.provider_id != TRACKING_PROVIDER && t.provider_id != Some(e.provider_id) {
         return Verdict::Ignored(
             "the message was not sent through the provider that reported it".into(),
+        );
+    }
+    if e.provider_id == TRACKING_PROVIDER
+        && e.detail.get("bot").and_then(Value::as_bool) == Some(true)
+    {
+        return Verdict::Ignored(
+            "a scanner or prefetcher, by the tracking heuristic (docs/API.md, Tracking)".into(),
         );
     }
     let Ok(current) = t.status.parse::<MessageStatus>() else {

@@ -1,5 +1,5 @@
 use chrono::{DateTime, Utc};
-use herald_domain::{Tenant, TenantId, TenantStatus, WebhookEvent};
+use herald_domain::{Tenant, TenantId, TenantStatus, Tracking, WebhookEvent};
 use uuid::Uuid;
 
 use crate::decode::{decode_all, RowError};
@@ -17,6 +17,8 @@ struct TenantRow {
     pub rate_limit_per_sec: Option<i32>,
     pub webhook_url: Option<String>,
     pub webhook_events: Option<Vec<String>>,
+    pub track_opens: bool,
+    pub track_clicks: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -66,6 +68,10 @@ impl TryFrom<TenantRow> for Tenant {
             rate_limit_per_sec,
             webhook_url: row.webhook_url,
             webhook_events,
+            tracking: Tracking {
+                opens: row.track_opens,
+                clicks: row.track_clicks,
+            },
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -92,6 +98,7 @@ pub struct NewTenant {
     pub webhook_url: Option<String>,
     /// `None`: every event.
     pub webhook_events: Option<Vec<String>>,
+    pub tracking: Tracking,
 }
 
 /// `PATCH /v1/admin/tenants/{id}`, checked: `None` leaves a field as it
@@ -104,9 +111,10 @@ pub struct TenantChange {
     pub rate_limit_per_sec: Option<Option<i32>>,
     pub webhook_url: Option<Option<String>>,
     pub webhook_events: Option<Option<Vec<String>>>,
+    pub tracking: Option<Tracking>,
 }
 
-const COLUMNS: &str = "id, code, name, status, weight, daily_quota, rate_limit_per_sec, webhook_url, webhook_events, created_at, updated_at";
+const COLUMNS: &str = "id, code, name, status, weight, daily_quota, rate_limit_per_sec, webhook_url, webhook_events, track_opens, track_clicks, created_at, updated_at";
 
 impl Store {
     /// Creates a tenant and announces it to the schedulers.
@@ -114,8 +122,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let row: TenantRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO tenants (id, code, name, weight, daily_quota, rate_limit_per_sec, webhook_url,
-                                  webhook_events)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
+                                  webhook_events, track_opens, track_clicks)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
         )))
         .bind(t.id.as_uuid())
         .bind(&t.code)
@@ -125,6 +133,8 @@ impl Store {
         .bind(t.rate_limit_per_sec)
         .bind(&t.webhook_url)
         .bind(&t.webhook_events)
+        .bind(t.tracking.opens)
+        .bind(t.tracking.clicks)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| conflict_or(e, &format!("a tenant with code {:?}", t.code)))?;
@@ -179,6 +189,8 @@ impl Store {
                 rate_limit_per_sec = CASE WHEN $6 THEN $7 ELSE rate_limit_per_sec END,
                 webhook_url = CASE WHEN $8 THEN $9 ELSE webhook_url END,
                 webhook_events = CASE WHEN $10 THEN $11 ELSE webhook_events END,
+                track_opens = COALESCE($12, track_opens),
+                track_clicks = COALESCE($13, track_clicks),
                 updated_at = now()
              WHERE id = $1 RETURNING {COLUMNS}"
         )))
@@ -193,6 +205,8 @@ impl Store {
         .bind(c.webhook_url.clone().flatten())
         .bind(c.webhook_events.is_some())
         .bind(c.webhook_events.clone().flatten())
+        .bind(c.tracking.map(|t| t.opens))
+        .bind(c.tracking.map(|t| t.clicks))
         .fetch_optional(&mut *tx)
         .await?;
         if row.is_some() {

@@ -39,6 +39,7 @@ pub const METRICS: &[Metric] = &[
     Counter("herald_producer_confirms_recorded_total", "Confirmed jobs whose outbox rows were deleted."),
     Counter("herald_producer_confirms_unrecorded_total", "Confirmed jobs whose outbox rows could not be deleted (the reconciler republishes them; the worker's claim drops the copy)."),
     Counter("herald_producer_callbacks_total", "Provider callbacks at the producer by source (generic, wework) and outcome: queued (published and confirmed), verified (a WeWork URL verification answered), not_tracked (a WeWork event about no message, answered and dropped), refused (bad signature, outside the replay window, unknown provider, malformed), unavailable (the broker did not confirm)."),
+    Counter("herald_producer_tracking_total", "Hits on tracked email's links by kind (open, click) and outcome: queued (a read or clicked event), bot (kept, moves nothing: a HEAD request, no User-Agent, or a scanner's), unavailable (the broker did not confirm; answered anyway)."),
     Count("herald_producer_callback_batch", "Provider callback events published together (one message, one confirm)."),
     Counter("herald_producer_suppressed_total", "Messages accepted for an address on the tenant's suppression list: recorded suppressed, never sent."),
     Counter("herald_producer_unsubscribes_total", "One-click unsubscribes taken (POST /u/{token}): the recipient is on the tenant's suppression list."),

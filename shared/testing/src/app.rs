@@ -88,6 +88,7 @@ impl TestApp {
                 rate_limit_per_sec: None,
                 webhook_url: None,
                 webhook_events: None,
+                tracking: None,
             })
             .await
             .map_err(|e| anyhow::anyhow!("tenant {code}: {e}"))?;

@@ -17,6 +17,7 @@ pub fn new_tenant(code: &str) -> NewTenant {
         rate_limit_per_sec: None,
         webhook_url: None,
         webhook_events: None,
+        tracking: Default::default(),
     }
 }
 

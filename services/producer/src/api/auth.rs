@@ -50,6 +50,7 @@ fn bearer(parts: &Parts) -> Option<&str> {
 pub struct Caller {
     pub tenant: TenantId,
     pub limits: TenantLimits,
+    pub tracking: herald_domain::Tracking,
 }
 
 /// The tenant a request acts for, from its `Authorization: Bearer <key>`.
@@ -121,6 +122,7 @@ fn owner_to_tenant(owner: Option<ApiKeyOwner>) -> Result<Caller, ApiError> {
                 rate_per_sec: o.rate_limit_per_sec,
                 daily_quota: o.daily_quota,
             },
+            tracking: o.tracking,
         }),
     }
 }

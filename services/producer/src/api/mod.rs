@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod refusals;
 pub mod suppressions;
 pub mod templates;
+pub mod tracking;
 pub mod unsubscribe;
 pub mod views;
 pub mod webhooks;
@@ -104,6 +105,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(webhooks::get_delivery))
         .routes(routes!(webhooks::resend_delivery))
+        .routes(routes!(tracking::open))
+        .routes(routes!(tracking::click))
         .routes(routes!(callbacks::generic))
         .routes(routes!(callbacks::wework_verify, callbacks::wework_event))
         .routes(routes!(

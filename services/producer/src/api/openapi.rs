@@ -28,6 +28,7 @@ use utoipa::{Modify, OpenApi};
         (name = "suppressions", description = "Addresses a tenant never sends to again (tenant API key)"),
         (name = "webhooks", description = "The tenant's webhook: signing secret, delivery log, resend (tenant API key)"),
         (name = "unsubscribe", description = "The one-click unsubscribe link in every email (signed token; no API key)"),
+        (name = "tracking", description = "The open pixel and click redirects of tracked email (signed token; no API key)"),
         (name = "callbacks", description = "Providers report what happened after a send (signed per provider; no API key)"),
         (name = "admin", description = "Tenants, keys, providers, queues and dead letters (admin token)"),
         (name = "ops", description = "Health, readiness, metrics and this document"),

@@ -48,6 +48,7 @@ pub async fn create_tenant(
         rate_limit_per_sec: draft.rate_limit_per_sec.map(|r| r as i32),
         webhook_url: draft.webhook_url.map(|u| u.as_str().to_owned()),
         webhook_events: draft.webhook_events.map(event_names),
+        tracking: draft.tracking,
     };
     state
         .topology
@@ -161,6 +162,7 @@ pub async fn update_tenant(
         rate_limit_per_sec: change.rate_limit_per_sec.map(|r| r.map(|r| r as i32)),
         webhook_url: change.webhook_url.map(|u| u.map(|u| u.as_str().to_owned())),
         webhook_events: change.webhook_events.map(|e| e.map(event_names)),
+        tracking: change.tracking,
     };
     let row = state
         .store
