@@ -17,6 +17,7 @@ use uuid::Uuid;
 const UNSUBSCRIBE: &[u8] = b"herald:unsubscribe:";
 const OPEN: &[u8] = b"herald:open:";
 const CLICK: &[u8] = b"herald:click:";
+const BOUNCE: &[u8] = b"herald:bounce:";
 /// The longest URL a click token carries (longer links are left as they are).
 pub const MAX_CLICK_URL: usize = 2048;
 
@@ -105,6 +106,33 @@ impl Links {
         )
     }
 
+    /// `bounce+<48 hex digits>@<domain>`: `message`'s return path (VERP).
+    /// Hex, not base64: MTAs may change the case of a local part.
+    pub fn return_path(&self, message: Uuid, domain: &str) -> String {
+        let full = self.hmac(BOUNCE, message, &[]).finalize().into_bytes();
+        format!(
+            "bounce+{}{}@{domain}",
+            hex::encode(message.as_bytes()),
+            hex::encode(&full[..8])
+        )
+    }
+
+    /// The message a return path names (the address as received, any
+    /// case), when its tag holds.
+    pub fn verify_return_path(&self, address: &str) -> Option<Uuid> {
+        let local = address.split('@').next()?.to_ascii_lowercase();
+        let token = local.strip_prefix("bounce+")?;
+        if token.len() != 48 {
+            return None;
+        }
+        let raw = hex::decode(token).ok()?;
+        let message = Uuid::from_slice(&raw[..16]).ok()?;
+        self.hmac(BOUNCE, message, &[])
+            .verify_truncated_left(&raw[16..])
+            .ok()?;
+        Some(message)
+    }
+
     /// The message an open pixel's token names.
     pub fn verify_open(&self, token: &str) -> Option<Uuid> {
         match self.verify(OPEN, token)? {
@@ -186,6 +214,22 @@ mod tests {
         // A signed non-http URL is never handed out.
         let js = links.token(CLICK, id, b"javascript:alert(1)");
         assert_eq!(links.verify_click(&js), None);
+    }
+
+    #[test]
+    fn a_return_path_names_its_message_in_any_case() {
+        let links = Links::new(b"k1", "http://h");
+        let id = Uuid::now_v7();
+        let rp = links.return_path(id, "bounces.example");
+        assert!(rp.starts_with("bounce+") && rp.ends_with("@bounces.example"), "{rp}");
+        assert!(rp.split('@').next().unwrap().len() <= 64, "RFC 5321 local part");
+        assert_eq!(links.verify_return_path(&rp), Some(id));
+        assert_eq!(links.verify_return_path(&rp.to_uppercase()), Some(id));
+        let mut bad = rp.clone().into_bytes();
+        bad[10] = if bad[10] == b'0' { b'1' } else { b'0' };
+        assert_eq!(links.verify_return_path(&String::from_utf8(bad).unwrap()), None);
+        assert_eq!(Links::new(b"k2", "x").verify_return_path(&rp), None);
+        assert_eq!(links.verify_return_path("postmaster@bounces.example"), None);
     }
 
     proptest! {
