@@ -1092,3 +1092,196 @@ async fn tracked_email_counts_opens_and_clicks_and_redirects_only_where_it_was_s
     }
     h.stop().await.expect("clean stop");
 }
+
+/// Plays a reporting MTA: one transaction to the bounce listener on
+/// `port`, `MAIL FROM:<>` to `rcpt`. The answer to DATA, or to the first
+/// command refused.
+async fn report_to(port: u16, rcpt: &str, body: &str) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    /// One reply, all its lines.
+    async fn reply(read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            read.read_line(&mut line).await.expect("a reply");
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    }
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("the bounce listener");
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    assert!(reply(&mut read).await.starts_with("220"));
+    for (command, expect) in [
+        ("EHLO mx.e2e.test".to_owned(), "250"),
+        ("MAIL FROM:<>".to_owned(), "250"),
+        (format!("RCPT TO:<{rcpt}>"), "250"),
+        ("DATA".to_owned(), "354"),
+    ] {
+        write
+            .write_all(format!("{command}\r\n").as_bytes())
+            .await
+            .expect("write");
+        let answer = reply(&mut read).await;
+        if !answer.starts_with(expect) {
+            return answer;
+        }
+    }
+    let mut data = String::new();
+    for line in body.split("\r\n") {
+        if line.starts_with('.') {
+            data.push('.');
+        }
+        data.push_str(line);
+        data.push_str("\r\n");
+    }
+    data.push_str(".\r\n");
+    write.write_all(data.as_bytes()).await.expect("data");
+    let answer = reply(&mut read).await;
+    let _ = write.write_all(b"QUIT\r\n").await;
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bounces_and_complaints_come_back_to_each_emails_own_return_path() {
+    use herald_callbacks::reports::{arf, dsn};
+    let h = Harness::start_with(1, Some("bounces.e2e.test"))
+        .await
+        .expect("herald starts");
+    assert_ne!(h.app.bounce_port, 0, "the bounce listener is up");
+    providers(&h).await;
+    let (_t, key) = h.tenant(&unique("bounce")).await.expect("tenant");
+    let client = h.app.client(&key);
+    // Sends an email to `to`: its id and the envelope sender it went out with.
+    let send = |to: &'static str| {
+        let client = client.clone();
+        let sim = h.sim.clone();
+        async move {
+            let mut m = SendMessage::new(Channel::Email, to, "hello");
+            m.subject = Some("Hi".into());
+            let id = client.send(&m).await.expect("accepted").id.to_string();
+            let seen = wait_for_value(
+                Duration::from_secs(30),
+                || {
+                    let sim = sim.clone();
+                    let id = id.clone();
+                    async move { sim.last(herald_sim::SimChannel::Email, &id) }
+                },
+                Option::is_some,
+            )
+            .await
+            .expect("the email arrived");
+            let from = seen["from"]
+                .as_str()
+                .expect("an envelope sender")
+                .to_owned();
+            (id, from)
+        }
+    };
+    let port = h.app.bounce_port;
+
+    // A hard bounce: `bounced` (hard), and the address is suppressed.
+    let (hard, hard_rp) = send("ada@example.com").await;
+    assert!(
+        hard_rp.starts_with("bounce+") && hard_rp.ends_with("@bounces.e2e.test"),
+        "VERP: {hard_rp}"
+    );
+    let report = dsn(
+        "mx.example.com",
+        "ada@example.com",
+        "5.1.1",
+        "550 5.1.1 <ada@example.com>: user unknown",
+        "Subject: Hi",
+    );
+    let answer = report_to(port, &hard_rp, &report).await;
+    assert!(answer.starts_with("250"), "{answer}");
+    let r = record_until(&h, &key, &hard, |r| r.status == MessageStatus::Bounced).await;
+    let bounce = r
+        .events
+        .iter()
+        .find(|e| e.event == EventKind::Bounced)
+        .expect("bounced");
+    assert_eq!(bounce.detail["type"], "hard");
+    assert_eq!(bounce.detail["status"], "5.1.1");
+    assert_eq!(
+        bounce.detail["diagnostic"],
+        "550 5.1.1 <ada@example.com>: user unknown"
+    );
+    // The MTA retries the same report: stored once.
+    assert!(report_to(port, &hard_rp, &report).await.starts_with("250"));
+
+    // A soft bounce does not suppress; a complaint does.
+    let (soft, soft_rp) = send("bo@example.com").await;
+    let answer = report_to(
+        port,
+        &soft_rp,
+        &dsn(
+            "mx.example.com",
+            "bo@example.com",
+            "4.2.2",
+            "452 4.2.2 mailbox full",
+            "",
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("250"), "{answer}");
+    let r = record_until(&h, &key, &soft, |r| r.status == MessageStatus::Bounced).await;
+    assert_eq!(r.events[0].detail["type"], "soft");
+    let (spam, spam_rp) = send("cy@example.com").await;
+    let answer = report_to(
+        port,
+        &spam_rp,
+        &arf("isp.example", "cy@example.com", "Subject: Hi"),
+    )
+    .await;
+    assert!(answer.starts_with("250"), "{answer}");
+    record_until(&h, &key, &spam, |r| r.status == MessageStatus::Complained).await;
+    let suppressed = wait_for_value(
+        Duration::from_secs(10),
+        || {
+            let client = client.clone();
+            async move { client.suppressions().await.unwrap_or_default() }
+        },
+        |l| l.len() >= 2,
+    )
+    .await;
+    let mut reasons: Vec<(String, herald_api::SuppressionReason)> = suppressed
+        .into_iter()
+        .map(|s| (s.address, s.reason))
+        .collect();
+    reasons.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        reasons,
+        vec![
+            (
+                "ada@example.com".into(),
+                herald_api::SuppressionReason::HardBounce
+            ),
+            (
+                "cy@example.com".into(),
+                herald_api::SuppressionReason::Complaint
+            ),
+        ]
+    );
+    let db = h.db().await.expect("db");
+    let bounces: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM callback_events WHERE message_id = $1::uuid AND event = 'bounced'",
+    )
+    .bind(&hard)
+    .fetch_one(&db)
+    .await
+    .expect("count");
+    assert_eq!(bounces, 1, "the retried report is one event");
+
+    // Refusals: not a report; a return path that is not Herald's.
+    let answer = report_to(port, &soft_rp, "Subject: out of office\r\n\r\nI am away.").await;
+    assert!(answer.starts_with("550 5.6.0"), "{answer}");
+    let forged = format!("bounce+{}@bounces.e2e.test", "0".repeat(48));
+    let answer = report_to(port, &forged, &report).await;
+    assert!(answer.starts_with("550 5.1.1"), "{answer}");
+    h.stop().await.expect("clean stop");
+}

@@ -38,6 +38,15 @@ fn stopper(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'sta
 impl Harness {
     /// Starts the simulator, a producer, a scheduler and `workers` workers.
     pub async fn start(workers: usize) -> anyhow::Result<Harness> {
+        Harness::start_with(workers, None).await
+    }
+
+    /// [`Harness::start`], with return paths at `bounce_domain` and the
+    /// producer's bounce listener on a free port (`app.bounce_port`).
+    pub async fn start_with(
+        workers: usize,
+        bounce_domain: Option<&str>,
+    ) -> anyhow::Result<Harness> {
         let _ = herald_telemetry::init("herald-e2e");
         let isolation = Isolation::new("t");
         let (namespace, database) = (isolation.namespace.clone(), isolation.database.clone());
@@ -50,7 +59,14 @@ impl Harness {
         let ca_file = sim.ca_file().to_path_buf();
         tasks.push(tokio::spawn(sim.run(stopper(&stop_rx))));
 
-        let app = TestApp::start(isolation, ADMIN_TOKEN).await?;
+        let bounce = bounce_domain.map(str::to_owned);
+        let app = TestApp::start_with(isolation, ADMIN_TOKEN, |s| {
+            if bounce.is_some() {
+                s.common.bounce_domain = bounce.clone();
+                s.bounce_smtp_addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+            }
+        })
+        .await?;
 
         let scheduler = herald_scheduler::App::build(herald_scheduler::Settings::for_tests(
             &namespace, &database,
@@ -59,10 +75,9 @@ impl Harness {
         tasks.push(tokio::spawn(scheduler.run(stopper(&stop_rx))));
 
         for _ in 0..workers {
-            let worker = herald_worker::App::build(herald_worker::Settings::for_tests(
-                &namespace, &database,
-            ))
-            .await?;
+            let mut settings = herald_worker::Settings::for_tests(&namespace, &database);
+            settings.common.bounce_domain = bounce_domain.map(str::to_owned);
+            let worker = herald_worker::App::build(settings).await?;
             tasks.push(tokio::spawn(worker.run(stopper(&stop_rx))));
         }
         Ok(Harness {

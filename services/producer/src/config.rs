@@ -30,6 +30,11 @@ pub struct Settings {
     /// How concurrent requests share commits.
     #[command(flatten)]
     pub group: crate::group::GroupSettings,
+    /// Where the return path's SMTP listener takes bounce and complaint
+    /// reports (the MX of HERALD_BOUNCE_DOMAIN, e.g. 0.0.0.0:25); unset:
+    /// no listener.
+    #[arg(long, env = "HERALD_BOUNCE_SMTP_ADDR")]
+    pub bounce_smtp_addr: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -44,6 +49,7 @@ impl Settings {
             weights: ScoreWeights::default(),
             circuit: CircuitSettings::default(),
             group: crate::group::GroupSettings::default(),
+            bounce_smtp_addr: None,
         }
     }
 }

@@ -11,9 +11,12 @@
 //! - [`group`]: group commit: concurrent requests share a transaction and publishes
 //! - [`confirms`]: confirmed jobs leave the outbox, batched off the request's path
 //! - [`callbacks`]: provider callbacks published in batches, each answered on its batch's confirm
+//! - [`bounces`]: the return path's SMTP listener: bounce (RFC 3464) and
+//!   complaint (ARF) reports queued as events
 //! - [`replay`]: dead letters back to the scheduler, by filter
 
 pub mod api;
+pub mod bounces;
 pub mod callbacks;
 pub mod config;
 pub mod confirms;

@@ -14,6 +14,8 @@ pub struct App {
     _catalog_stop: herald_runtime::Trigger,
     listener: TcpListener,
     grpc_listener: TcpListener,
+    /// The return path's SMTP listener, when HERALD_BOUNCE_SMTP_ADDR is set.
+    bounce_listener: Option<TcpListener>,
     state: AppState,
     broker: herald_broker::Broker,
 }
@@ -47,6 +49,14 @@ impl App {
         let grpc_listener = TcpListener::bind(settings.grpc_addr)
             .await
             .with_context(|| format!("Failed to bind {} (gRPC)", settings.grpc_addr))?;
+        let bounce_listener = match settings.bounce_smtp_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("Failed to bind {addr} (the bounce listener)"))?,
+            ),
+            None => None,
+        };
         let confirms = crate::confirms::Confirms::start(store.clone());
         let committer = crate::group::Committer::start(
             crate::enqueue::Pipeline {
@@ -94,6 +104,7 @@ impl App {
             _catalog_stop: catalog_stop,
             listener,
             grpc_listener,
+            bounce_listener,
             state,
             broker,
         })
@@ -104,6 +115,14 @@ impl App {
     }
 
     /// The gRPC API's port.
+    /// The bounce listener's port (0 without one).
+    pub fn bounce_port(&self) -> u16 {
+        self.bounce_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map_or(0, |a| a.port())
+    }
+
     pub fn grpc_port(&self) -> u16 {
         self.grpc_listener
             .local_addr()
@@ -151,6 +170,12 @@ impl App {
         let state = self.state.clone();
         let template_writes =
             tokio::spawn(async move { state.templates.listen(state.store.clone()).await });
+        let bounces = self.bounce_listener.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(addr = %addr, "The bounce listener takes reports.");
+            }
+            tokio::spawn(crate::bounces::serve(listener, self.state.clone()))
+        });
         let grpc = crate::grpc::serve(self.grpc_listener, self.state.clone(), shutdown.clone());
         let http = herald_runtime::serve(self.listener, router, shutdown);
         let (http, grpc) = tokio::join!(http, grpc);
@@ -159,6 +184,9 @@ impl App {
         keepalive.abort();
         changes.abort();
         template_writes.abort();
+        if let Some(bounces) = bounces {
+            bounces.abort();
+        }
         self.state.confirms.flush().await;
         self.broker.close().await;
         tracing::info!("herald-producer stopped.");

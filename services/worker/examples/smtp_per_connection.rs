@@ -50,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
             metadata: &metadata,
             attempt: 1,
             unsubscribe: None,
+            return_path: None,
         };
         match adapter.send(out).await {
             Disposition::Sent { .. } => {}

@@ -76,6 +76,8 @@ pub struct Worker {
     pub throttled: Arc<Mutex<HashMap<Uuid, Cut>>>,
     /// Compiled template versions, for jobs that name a template.
     pub templates: Arc<crate::templates::Renderer>,
+    /// The domain of the return paths (VERP), if Herald receives bounces.
+    pub bounce_domain: Option<String>,
     /// Signs the unsubscribe link of every email.
     pub links: herald_callbacks::links::Links,
 }
@@ -423,6 +425,11 @@ impl Worker {
                             );
                         }
                         let unsubscribe = email.then(|| self.links.unsubscribe_url(id));
+                        let return_path = self
+                            .bounce_domain
+                            .as_deref()
+                            .filter(|_| email)
+                            .map(|domain| self.links.return_path(id, domain));
                         let out = Outgoing {
                             message_id: MessageId(id),
                             recipients: &job.recipients,
@@ -430,6 +437,7 @@ impl Worker {
                             metadata: &job.metadata,
                             attempt,
                             unsubscribe: unsubscribe.as_deref(),
+                            return_path: return_path.as_deref(),
                         };
                         adapter.send(out).await
                     }

@@ -49,6 +49,7 @@ impl App {
         let links = herald_callbacks::links::Links::new(&link_key, &settings.common.public_url);
         let worker = Arc::new(Worker {
             links,
+            bounce_domain: settings.common.bounce_domain.clone(),
             store,
             broker,
             publisher,

@@ -9,13 +9,17 @@
 //! - [`signed`]: Herald's generic callbacks, `X-Herald-Signature:
 //!   sha256=<hex HMAC-SHA256 of the body>` with the provider's
 //!   `callback_secret`, compared in constant time.
-//! - [`links`]: the signed one-click unsubscribe links in emails.
+//! - [`links`]: the signed links in emails (unsubscribe, tracking) and
+//!   the return paths (VERP) bounces come back to.
+//! - [`reports`]: delivery status notifications (RFC 3464) and ARF
+//!   complaint reports, read with `mail-parser`.
 //! - [`tenant_hooks`]: the other direction — the signature on Herald's
 //!   webhooks to tenants (`t=<unix>,sha256=<hex HMAC of "t.body">`).
 //! - [`EventKind`]: what a callback says happened, and its rank: a
 //!   message's status only ever moves to a higher rank.
 
 pub mod links;
+pub mod reports;
 pub mod signed;
 pub mod tenant_hooks;
 pub mod wework;

@@ -221,13 +221,22 @@ mod tests {
         let links = Links::new(b"k1", "http://h");
         let id = Uuid::now_v7();
         let rp = links.return_path(id, "bounces.example");
-        assert!(rp.starts_with("bounce+") && rp.ends_with("@bounces.example"), "{rp}");
-        assert!(rp.split('@').next().unwrap().len() <= 64, "RFC 5321 local part");
+        assert!(
+            rp.starts_with("bounce+") && rp.ends_with("@bounces.example"),
+            "{rp}"
+        );
+        assert!(
+            rp.split('@').next().unwrap().len() <= 64,
+            "RFC 5321 local part"
+        );
         assert_eq!(links.verify_return_path(&rp), Some(id));
         assert_eq!(links.verify_return_path(&rp.to_uppercase()), Some(id));
         let mut bad = rp.clone().into_bytes();
         bad[10] = if bad[10] == b'0' { b'1' } else { b'0' };
-        assert_eq!(links.verify_return_path(&String::from_utf8(bad).unwrap()), None);
+        assert_eq!(
+            links.verify_return_path(&String::from_utf8(bad).unwrap()),
+            None
+        );
         assert_eq!(Links::new(b"k2", "x").verify_return_path(&rp), None);
         assert_eq!(links.verify_return_path("postmaster@bounces.example"), None);
     }

@@ -73,6 +73,12 @@ pub struct CommonSettings {
         default_value = "http://127.0.0.1:8080"
     )]
     pub public_url: String,
+    /// The domain of the return paths: each email's envelope sender is
+    /// `bounce+<token>@<this domain>` (VERP), so a bounce names its
+    /// message. Point the domain's MX at the producer's bounce listener
+    /// (`HERALD_BOUNCE_SMTP_ADDR`). Unset: the sender is the From address.
+    #[arg(long, env = "HERALD_BOUNCE_DOMAIN")]
+    pub bounce_domain: Option<String>,
 }
 
 impl CommonSettings {
@@ -85,6 +91,7 @@ impl CommonSettings {
             namespace: namespace.into(),
             user_queue_max_length: 2_000_000,
             public_url: "http://127.0.0.1:8080".into(),
+            bounce_domain: None,
         }
     }
 

@@ -17,6 +17,8 @@ pub struct TestApp {
     pub url: String,
     /// The gRPC API, `http://127.0.0.1:port`.
     pub grpc_url: String,
+    /// The return path's SMTP listener (0: none configured).
+    pub bounce_port: u16,
     pub admin_token: String,
     /// A typed client holding the admin token ([`Client::with_token`] for a
     /// tenant's key).
@@ -55,6 +57,7 @@ impl TestApp {
         let app = herald_producer::App::build(settings).await?;
         let url = format!("http://127.0.0.1:{}", app.port());
         let grpc_url = format!("http://127.0.0.1:{}", app.grpc_port());
+        let bounce_port = app.bounce_port();
         let (stop, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run(async move {
             let _ = rx.await;
@@ -64,6 +67,7 @@ impl TestApp {
             isolation,
             url,
             grpc_url,
+            bounce_port,
             admin_token: admin_token.to_owned(),
             http: reqwest::Client::new(),
             stop: Some(stop),

@@ -31,6 +31,9 @@ pub struct Outgoing<'a> {
     /// The one-click unsubscribe link (emails carry it as
     /// `List-Unsubscribe`, RFC 8058).
     pub unsubscribe: Option<&'a str>,
+    /// The envelope sender (VERP return path) bounces go to, when Herald
+    /// has a bounce domain; else the From address.
+    pub return_path: Option<&'a str>,
 }
 
 /// A ready-to-send provider: its connections, pools and token caches live

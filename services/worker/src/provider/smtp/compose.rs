@@ -107,9 +107,23 @@ impl SmtpAdapter {
         .map_err(|e| dead_letter("invalid_message", format!("the email cannot be built: {e}")))?;
         let data = data_section(&message.formatted())
             .ok_or_else(|| dead_letter("invalid_message", "the formatted email is not ASCII"))?;
-        Ok(Email {
-            envelope: message.envelope().clone(),
-            data,
-        })
+        let envelope = match out.return_path {
+            None => message.envelope().clone(),
+            Some(rp) => {
+                let sender = rp.parse().map_err(|e| {
+                    dead_letter(
+                        "invalid_sender",
+                        format!("the return path {rp:?} is not an address: {e}"),
+                    )
+                })?;
+                Envelope::new(Some(sender), message.envelope().to().to_vec()).map_err(|e| {
+                    dead_letter(
+                        "invalid_message",
+                        format!("the envelope cannot be built: {e}"),
+                    )
+                })?
+            }
+        };
+        Ok(Email { envelope, data })
     }
 }

@@ -45,6 +45,7 @@ impl Job {
             metadata: &self.metadata,
             attempt: 1,
             unsubscribe: None,
+            return_path: None,
         }
     }
 }

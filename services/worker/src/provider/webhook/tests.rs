@@ -112,6 +112,7 @@ impl Job {
             metadata: &self.metadata,
             attempt: self.attempt,
             unsubscribe: None,
+            return_path: None,
         }
     }
 }

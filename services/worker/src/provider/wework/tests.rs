@@ -43,6 +43,7 @@ impl Job {
             metadata: &self.metadata,
             attempt: 1,
             unsubscribe: None,
+            return_path: None,
         }
     }
 }
@@ -188,6 +189,7 @@ async fn later_attempts_back_off_longer() {
         .send(Outgoing {
             attempt: 3,
             unsubscribe: None,
+            return_path: None,
             ..job.out()
         })
         .await;
