@@ -194,6 +194,11 @@ pub fn sim_callbacks(
         }),
         rates: Default::default(),
         delay_ms: 50,
+        // Herald's return-path listener, when this shell's Herald has one:
+        // bounces and complaints then come back as DSN and ARF mail.
+        return_path_smtp: std::env::var("HERALD_BOUNCE_SMTP_ADDR")
+            .ok()
+            .filter(|a| !a.is_empty()),
     }
 }
 

@@ -520,10 +520,12 @@ async fn the_simulator_reports_back_on_every_channel_and_herald_follows() {
         }),
         rates,
         delay_ms: 0,
+        return_path_smtp: None,
     };
     let all = CallbackRates {
         delivered: 1.0,
         bounced: 0.0,
+        soft_bounced: 0.0,
         read: 1.0,
         clicked: 1.0,
         replied: 1.0,
@@ -1283,5 +1285,25 @@ async fn bounces_and_complaints_come_back_to_each_emails_own_return_path() {
     let forged = format!("bounce+{}@bounces.e2e.test", "0".repeat(48));
     let answer = report_to(port, &forged, &report).await;
     assert!(answer.starts_with("550 5.1.1"), "{answer}");
+
+    // The whole loop: the simulator bounces what it accepts by mailing a
+    // DSN to the return path, as a mail system does.
+    h.sim
+        .set_callbacks(herald_api::sim::SimCallbacks {
+            herald_url: Some(h.producer_url.clone()),
+            return_path_smtp: Some(format!("127.0.0.1:{port}")),
+            rates: herald_api::sim::CallbackRates {
+                delivered: 0.0,
+                soft_bounced: 1.0,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .expect("callbacks on");
+    let (looped, _) = send("dee@example.com").await;
+    let r = record_until(&h, &key, &looped, |r| r.status == MessageStatus::Bounced).await;
+    assert_eq!(r.events[0].detail["source"], "dsn");
+    assert_eq!(r.events[0].detail["status"], "4.2.2");
+    assert_eq!(r.events[0].detail["recipient"], "dee@example.com");
     h.stop().await.expect("clean stop");
 }

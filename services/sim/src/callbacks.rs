@@ -51,8 +51,20 @@ impl Default for Reporter {
 
 /// One event to post.
 enum Post {
-    Generic { target: GenericTarget, body: String },
-    Wework { target: WeworkTarget, xml: String },
+    Generic {
+        target: GenericTarget,
+        body: String,
+    },
+    Wework {
+        target: WeworkTarget,
+        xml: String,
+    },
+    /// A DSN or ARF report mailed to the message's return path.
+    Report {
+        smtp: String,
+        rcpt: String,
+        body: String,
+    },
 }
 
 impl Reporter {
@@ -95,15 +107,22 @@ impl Reporter {
 
     /// A message was accepted for the first time: draws its events and
     /// posts them after the configured delay. `to` is the recipient (a
-    /// WeWork message's `touser`).
-    pub fn accepted(self: &Arc<Self>, channel: SimChannel, id: Option<&str>, to: Option<&str>) {
+    /// WeWork message's `touser`, an email's first RCPT); `return_path` an
+    /// email's envelope sender.
+    pub fn accepted(
+        self: &Arc<Self>,
+        channel: SimChannel,
+        id: Option<&str>,
+        to: Option<&str>,
+        return_path: Option<&str>,
+    ) {
         let settings = self.settings();
         let Some(url) = settings.herald_url.clone() else {
             return;
         };
         let posts = {
             let mut rng = rand::thread_rng();
-            plan(&settings, channel, id, to, &mut rng)
+            plan(&settings, channel, id, to, return_path, &mut rng)
         };
         if posts.is_empty() {
             return;
@@ -131,6 +150,14 @@ impl Reporter {
                 tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
             }
             let request = match post {
+                Post::Report { smtp, rcpt, body } => match mail(smtp, rcpt, body).await {
+                    Ok(true) => return true,
+                    Ok(false) => return false,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "A simulated report could not be mailed; retrying.");
+                        continue;
+                    }
+                },
                 Post::Generic { target, body } => self
                     .http
                     .post(format!("{herald}/v1/callbacks/{}", target.provider_id))
@@ -177,12 +204,71 @@ impl Reporter {
     }
 }
 
+/// Mails `body` to `rcpt` through the SMTP server at `smtp`, as a
+/// reporting MTA does (`MAIL FROM:<>`): `Ok(true)` when taken, `Ok(false)`
+/// when refused for good (5xx), `Err` to try again.
+async fn mail(smtp: &str, rcpt: &str, body: &str) -> std::io::Result<bool> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let stream = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::net::TcpStream::connect(smtp),
+    )
+    .await
+    .map_err(|_| std::io::Error::other("connect timed out"))??;
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    async fn reply(
+        read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    ) -> std::io::Result<String> {
+        loop {
+            let mut line = String::new();
+            if read.read_line(&mut line).await? == 0 {
+                return Err(std::io::Error::other("closed"));
+            }
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return Ok(line);
+            }
+        }
+    }
+    let mut data = String::with_capacity(body.len() + 8);
+    for line in body.split("\r\n") {
+        if line.starts_with('.') {
+            data.push('.');
+        }
+        data.push_str(line);
+        data.push_str("\r\n");
+    }
+    data.push_str(".\r\n");
+    reply(&mut read).await?;
+    for (command, expect) in [
+        ("EHLO herald-sim\r\n".to_owned(), '2'),
+        ("MAIL FROM:<>\r\n".to_owned(), '2'),
+        (format!("RCPT TO:<{rcpt}>\r\n"), '2'),
+        ("DATA\r\n".to_owned(), '3'),
+        (data, '2'),
+    ] {
+        write.write_all(command.as_bytes()).await?;
+        let answer = reply(&mut read).await?;
+        if !answer.starts_with(expect) {
+            let _ = write.write_all(b"QUIT\r\n").await;
+            if answer.starts_with('5') {
+                tracing::warn!(answer = %answer.trim(), "Herald refused a simulated report.");
+                return Ok(false);
+            }
+            return Err(std::io::Error::other(answer));
+        }
+    }
+    let _ = write.write_all(b"QUIT\r\n").await;
+    Ok(true)
+}
+
 /// The events one accepted message gets, in the order they happen.
 fn plan(
     s: &SimCallbacks,
     channel: SimChannel,
     id: Option<&str>,
     to: Option<&str>,
+    return_path: Option<&str>,
     rng: &mut impl Rng,
 ) -> Vec<Post> {
     let r = s.rates;
@@ -205,10 +291,57 @@ fn plan(
                 SimChannel::Email => s.email.as_ref(),
                 _ => s.webhook.as_ref(),
             };
+            // Email with a VERP return path reports the way mail does:
+            // DSNs and ARF reports to the return path.
+            let mailed = match (channel, &s.return_path_smtp, return_path) {
+                (SimChannel::Email, Some(smtp), Some(rp)) if rp.starts_with("bounce+") => {
+                    Some((smtp.clone(), rp.to_owned()))
+                }
+                _ => None,
+            };
+            if let Some((smtp, rcpt)) = &mailed {
+                let recipient = to.unwrap_or("recipient@unknown.invalid");
+                let headers = format!(
+                    "Subject: (herald-sim)\r\nX-Herald-Message-Id: {}",
+                    id.unwrap_or("")
+                );
+                let report = |body: String| Post::Report {
+                    smtp: smtp.clone(),
+                    rcpt: rcpt.clone(),
+                    body,
+                };
+                if hit(r.bounced) {
+                    posts.push(report(herald_callbacks::reports::dsn(
+                        "mx.herald-sim.test",
+                        recipient,
+                        "5.1.1",
+                        "550 5.1.1 user unknown (herald-sim)",
+                        &headers,
+                    )));
+                    return posts;
+                }
+                if hit(r.soft_bounced) {
+                    posts.push(report(herald_callbacks::reports::dsn(
+                        "mx.herald-sim.test",
+                        recipient,
+                        "4.2.2",
+                        "452 4.2.2 mailbox full (herald-sim)",
+                        &headers,
+                    )));
+                    return posts;
+                }
+                if hit(r.complained) {
+                    posts.push(report(herald_callbacks::reports::arf(
+                        "isp.herald-sim.test",
+                        recipient,
+                        &headers,
+                    )));
+                }
+            }
             let (Some(target), Some(id)) = (target, id) else {
                 return posts;
             };
-            if channel == SimChannel::Email && hit(r.bounced) {
+            if mailed.is_none() && channel == SimChannel::Email && hit(r.bounced) {
                 posts.push(generic(
                     target,
                     id,
@@ -241,7 +374,7 @@ fn plan(
                     ));
                 }
             }
-            if hit(r.complained) {
+            if mailed.is_none() && hit(r.complained) {
                 posts.push(generic(
                     target,
                     id,

@@ -346,9 +346,12 @@ impl SmtpServer {
             detail,
         );
         if first {
-            self.state
-                .callbacks
-                .accepted(SimChannel::Email, headers.herald_id.as_deref(), None);
+            self.state.callbacks.accepted(
+                SimChannel::Email,
+                headers.herald_id.as_deref(),
+                session.recipients.first().map(String::as_str),
+                session.from.as_deref(),
+            );
         }
         let queued = uuid::Uuid::new_v4().simple();
         io.write_all(format!("250 2.0.0 OK queued as {queued}\r\n").as_bytes())

@@ -113,7 +113,9 @@ async fn deliver(state: &SimState, path: &str, headers: &HeaderMap, body: &[u8])
         id,
         json!({"path": format!("/webhook/{path}"), "body": message}),
     ) {
-        state.callbacks.accepted(SimChannel::Webhook, id, None);
+        state
+            .callbacks
+            .accepted(SimChannel::Webhook, id, None, None);
     }
     (StatusCode::OK, Json(json!({"received": true}))).into_response()
 }

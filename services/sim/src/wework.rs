@@ -125,7 +125,7 @@ async fn send(
             {
                 state
                     .callbacks
-                    .accepted(SimChannel::Wework, id, touser.as_deref());
+                    .accepted(SimChannel::Wework, id, touser.as_deref(), None);
             }
             Json(json!({
                 "errcode": 0,

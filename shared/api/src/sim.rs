@@ -465,6 +465,11 @@ pub struct SimCallbacks {
     pub rates: CallbackRates,
     /// Milliseconds between the acceptance and the first event.
     pub delay_ms: u64,
+    /// Herald's return-path SMTP listener (`127.0.0.1:2525`): an email sent
+    /// with a `bounce+…` envelope sender bounces and is complained about
+    /// the way mail really is — a DSN (RFC 3464) or an ARF report sent to
+    /// that return path — instead of a generic callback.
+    pub return_path_smtp: Option<String>,
 }
 
 /// A Herald provider and its `callback_secret`.
@@ -497,6 +502,8 @@ pub struct WeworkTarget {
 pub struct CallbackRates {
     pub delivered: f64,
     pub bounced: f64,
+    /// A soft bounce (4.2.2, mailbox full) instead of delivery (email).
+    pub soft_bounced: f64,
     pub read: f64,
     pub clicked: f64,
     pub replied: f64,
@@ -508,6 +515,7 @@ impl Default for CallbackRates {
         CallbackRates {
             delivered: 1.0,
             bounced: 0.0,
+            soft_bounced: 0.0,
             read: 0.3,
             clicked: 0.1,
             replied: 0.05,
@@ -522,6 +530,7 @@ impl CallbackRates {
         for (name, v) in [
             ("rates.delivered", self.delivered),
             ("rates.bounced", self.bounced),
+            ("rates.soft_bounced", self.soft_bounced),
             ("rates.read", self.read),
             ("rates.clicked", self.clicked),
             ("rates.replied", self.replied),
