@@ -8,18 +8,21 @@
 # installed from Debian's packages and started; one that is installed but
 # stopped is started. Also installs the build prerequisites (cc, pkg-config,
 # curl) and checks that cargo exists. Safe to run again and again.
+#   Postfix    installed, not started: the tests start private instances of
+#              it (own configuration directory, loopback port), a real MTA
+#              that bounces what it cannot deliver (issue 17).
 #
-# Usage: services.sh [postgresql|redis|rabbitmq]...   (default: all three)
+# Usage: services.sh [postgresql|redis|rabbitmq|postfix]...   (default: all four)
 # Environment: HERALD_SERVICES_WAIT_SECS (default 90) bounds each wait.
 set -euo pipefail
 
 WANT=("$@")
-[ "${#WANT[@]}" -gt 0 ] || WANT=(postgresql redis rabbitmq)
+[ "${#WANT[@]}" -gt 0 ] || WANT=(postgresql redis rabbitmq postfix)
 for w in "${WANT[@]}"; do
     case "$w" in
-        postgresql | redis | rabbitmq) ;;
-        -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
-        *) printf 'services.sh: unknown service %s (postgresql, redis, rabbitmq)\n' "$w" >&2; exit 2 ;;
+        postgresql | redis | rabbitmq | postfix) ;;
+        -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+        *) printf 'services.sh: unknown service %s (postgresql, redis, rabbitmq, postfix)\n' "$w" >&2; exit 2 ;;
     esac
 done
 
@@ -279,8 +282,21 @@ ensure_rabbitmq() {
     log "rabbitmq: $how"
 }
 
+# Postfix: the binaries only. Debian's package would otherwise ask how to
+# configure the system's own mail (it is told: not at all) and start it.
+ensure_postfix() {
+    if [ -x /usr/sbin/postfix ]; then
+        log "postfix: already installed (tests start their own instances)"
+        return 0
+    fi
+    echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
+    apt_install postfix
+    log "postfix: installed, not started (tests start their own instances)"
+}
+
 for w in "${WANT[@]}"; do
     case "$w" in
+        postfix) ensure_postfix ;;
         postgresql) ensure_postgres; pg_check_login ;;
         redis) ensure_redis ;;
         rabbitmq) ensure_rabbitmq ;;

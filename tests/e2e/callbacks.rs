@@ -1307,3 +1307,112 @@ async fn bounces_and_complaints_come_back_to_each_emails_own_return_path() {
     assert_eq!(r.events[0].detail["recipient"], "dee@example.com");
     h.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_real_mta_relays_herald_email_and_its_bounces_come_back_to_the_return_path() {
+    let h = Harness::start_with(1, Some("bounces.e2e.test"))
+        .await
+        .expect("herald starts");
+    let postfix = herald_e2e::postfix::PrivatePostfix::start(&[
+        (
+            "fail.e2e.test",
+            "error:5.1.1 user unknown (herald test)".to_owned(),
+        ),
+        (
+            "ok.e2e.test",
+            format!("smtp:[127.0.0.1]:{}", h.sim_smtp_port),
+        ),
+        (
+            "bounces.e2e.test",
+            format!("smtp:[127.0.0.1]:{}", h.app.bounce_port),
+        ),
+    ])
+    .expect("a private postfix");
+    let provider = herald_api::NewProvider {
+        name: unique("postfix"),
+        channel: None,
+        kind: herald_domain::ProviderKind::Smtp,
+        config: json!({"host": "127.0.0.1", "port": postfix.port, "tls": "none",
+                       "from": "e2e@herald.local", "pool_size": 2}),
+        quota: Some(herald_domain::Quota {
+            per_minute: Some(1_000_000),
+            ..Default::default()
+        }),
+        send_window: None,
+        weight: None,
+        enabled: None,
+        tenant_id: None,
+    };
+    h.app
+        .admin
+        .create_provider(&provider)
+        .await
+        .expect("provider");
+    let (_t, key) = h.tenant(&unique("mta")).await.expect("tenant");
+    let client = h.app.client(&key);
+    let send = |to: &str| {
+        let mut m = SendMessage::new(Channel::Email, to, "hello through a real MTA");
+        m.subject = Some("Hi".into());
+        m.html = Some("<p>hello <b>through</b> a real MTA</p>".into());
+        let client = client.clone();
+        async move { client.send(&m).await.expect("accepted").id.to_string() }
+    };
+    let delivered = send("bo@ok.e2e.test").await;
+    let bounced = send("ada@fail.e2e.test").await;
+
+    // Relayed: Postfix took it (sent) and handed it on to the simulator.
+    record_until(&h, &key, &delivered, |r| r.status == MessageStatus::Sent).await;
+    let seen = wait_for_value(
+        Duration::from_secs(30),
+        || {
+            let sim = h.sim.clone();
+            let id = delivered.clone();
+            async move { sim.last(herald_sim::SimChannel::Email, &id) }
+        },
+        Option::is_some,
+    )
+    .await;
+    assert!(
+        seen.is_some(),
+        "postfix relayed nothing to the simulator:\n{}",
+        postfix.log()
+    );
+
+    // Bounced: Postfix took it, could not deliver it, and mailed a DSN to
+    // the return path, which Herald's listener read.
+    let last = wait_for_value(
+        Duration::from_secs(30),
+        || {
+            let client = client.clone();
+            let id = bounced.clone();
+            async move { client.message(&id).await.ok() }
+        },
+        |r| {
+            r.as_ref()
+                .is_some_and(|r| r.status == MessageStatus::Bounced)
+        },
+    )
+    .await;
+    let r = match last {
+        Some(r) if r.status == MessageStatus::Bounced => r,
+        other => panic!(
+            "no bounce came back ({other:?}); postfix's log:\n{}",
+            postfix.log()
+        ),
+    };
+    let bounce = r
+        .events
+        .iter()
+        .find(|e| e.event == EventKind::Bounced)
+        .expect("bounced");
+    assert_eq!(bounce.detail["source"], "dsn");
+    assert_eq!(bounce.detail["type"], "hard");
+    assert_eq!(bounce.detail["status"], "5.1.1");
+    assert_eq!(bounce.detail["recipient"], "ada@fail.e2e.test");
+    assert_eq!(bounce.detail["reporting_mta"], "mx.herald-test.localhost");
+    let list = client.suppressions().await.expect("list");
+    assert!(list.iter().any(|s| s.address == "ada@fail.e2e.test"
+        && s.reason == herald_api::SuppressionReason::HardBounce));
+    drop(postfix);
+    h.stop().await.expect("clean stop");
+}

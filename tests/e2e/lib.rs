@@ -1,7 +1,10 @@
 //! A whole Herald in one process for end-to-end tests: the simulator, a
 //! producer ([`TestApp`]), a scheduler and workers, against the machine's
 //! RabbitMQ, Redis and PostgreSQL, isolated by a fresh database and a
-//! random namespace ([`Isolation`]).
+//! random namespace ([`Isolation`]). [`postfix`]: a private Postfix, the
+//! real MTA some tests send through.
+
+pub mod postfix;
 
 use std::future::Future;
 use std::path::PathBuf;
