@@ -80,7 +80,7 @@ mod tests {
         let tracked: Vec<&str> = out
             .split("https://herald.example/t/c/")
             .skip(1)
-            .map(|rest| rest.split(['"', '\'']).next().unwrap())
+            .map(|rest| rest.split(['"', '\'']).next().expect("a value"))
             .collect();
         assert_eq!(tracked.len(), 2, "{out}");
         assert_eq!(
@@ -107,8 +107,8 @@ mod tests {
         let id = Uuid::now_v7();
         let out = instrument("<html><BODY>Hi</BODY></html>", &links(), id, true, false);
         let at = out.find("/t/o/").expect("a pixel");
-        assert!(at < out.find("</BODY>").unwrap(), "{out}");
-        let token = out[at + 5..].split('"').next().unwrap();
+        assert!(at < out.find("</BODY>").expect("a value"), "{out}");
+        let token = out[at + 5..].split('"').next().expect("a value");
         assert_eq!(links().verify_open(token), Some(id));
         let bare = instrument("<p>Hi</p>", &links(), id, true, true);
         assert!(

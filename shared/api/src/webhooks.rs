@@ -197,7 +197,7 @@ mod tests {
                 "limit",
             ),
         ] {
-            assert_eq!(q.parse().unwrap_err().field, field);
+            assert_eq!(q.parse().expect_err("an error").field, field);
         }
         let ok = DeliveryQuery {
             state: Some("failed".into()),
@@ -205,7 +205,7 @@ mod tests {
             ..Default::default()
         }
         .parse()
-        .unwrap();
+        .expect("a value");
         assert_eq!(ok.state, Some(DeliveryState::Failed));
         assert_eq!(ok.event, Some(WebhookEvent::Bounced));
         assert_eq!(ok.limit, 100);
@@ -217,15 +217,18 @@ mod tests {
             id: Uuid::nil(),
             kind: WebhookEvent::Delivered,
             message_id: MessageId(Uuid::nil()),
-            at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            at: DateTime::from_timestamp(1_800_000_000, 0).expect("a value"),
             channel: Some("email".into()),
             recipient: Some("a@example.com".into()),
             metadata: serde_json::json!({"campaign": "winter"}),
             detail: serde_json::json!({}),
         };
-        let v = serde_json::to_value(&p).unwrap();
+        let v = serde_json::to_value(&p).expect("a value");
         assert_eq!(v["type"], "delivered");
         assert_eq!(v["metadata"]["campaign"], "winter");
-        assert_eq!(serde_json::from_value::<WebhookPayload>(v).unwrap(), p);
+        assert_eq!(
+            serde_json::from_value::<WebhookPayload>(v).expect("a value"),
+            p
+        );
     }
 }

@@ -189,7 +189,7 @@ mod tests {
         let links = Links::new(b"k1", "http://herald.example");
         let id = Uuid::now_v7();
         let open = links.open_url(id);
-        let token = open.rsplit('/').next().unwrap();
+        let token = open.rsplit('/').next().expect("a value");
         assert!(open.starts_with("http://herald.example/t/o/"));
         assert_eq!(links.verify_open(token), Some(id));
         assert_eq!(
@@ -203,11 +203,11 @@ mod tests {
 
         let url = "https://shop.example/sale?a=1&b=2#top";
         let click = links.click_url(id, url);
-        let token = click.rsplit('/').next().unwrap();
+        let token = click.rsplit('/').next().expect("a value");
         assert_eq!(links.verify_click(token), Some((id, url.to_owned())));
         assert_eq!(links.verify_open(token), None);
         // Another URL under the same tag: refused (no open redirect).
-        let mut raw = URL_SAFE_NO_PAD.decode(token).unwrap();
+        let mut raw = URL_SAFE_NO_PAD.decode(token).expect("a value");
         let at = raw.len() - 3;
         raw[at] = b'X';
         assert_eq!(links.verify_click(&URL_SAFE_NO_PAD.encode(&raw)), None);
@@ -226,7 +226,7 @@ mod tests {
             "{rp}"
         );
         assert!(
-            rp.split('@').next().unwrap().len() <= 64,
+            rp.split('@').next().expect("a value").len() <= 64,
             "RFC 5321 local part"
         );
         assert_eq!(links.verify_return_path(&rp), Some(id));
@@ -234,7 +234,7 @@ mod tests {
         let mut bad = rp.clone().into_bytes();
         bad[10] = if bad[10] == b'0' { b'1' } else { b'0' };
         assert_eq!(
-            links.verify_return_path(&String::from_utf8(bad).unwrap()),
+            links.verify_return_path(&String::from_utf8(bad).expect("a value")),
             None
         );
         assert_eq!(Links::new(b"k2", "x").verify_return_path(&rp), None);
@@ -248,9 +248,9 @@ mod tests {
             let id = Uuid::from_u128(7);
             let url = format!("https://example.com/{path}");
             let click = links.click_url(id, &url);
-            let token = click.rsplit('/').next().unwrap();
+            let token = click.rsplit('/').next().expect("a value");
             prop_assert_eq!(links.verify_click(token), Some((id, url.clone())));
-            let mut raw = URL_SAFE_NO_PAD.decode(token).unwrap();
+            let mut raw = URL_SAFE_NO_PAD.decode(token).expect("a value");
             let i = at.index(raw.len());
             raw[i] ^= flip;
             prop_assert_eq!(links.verify_click(&URL_SAFE_NO_PAD.encode(&raw)), None);

@@ -296,14 +296,16 @@ content-type: message/rfc822\r\n\
     fn what_is_not_a_report_is_refused_with_the_reason() {
         let plain = "From: a@b\r\nSubject: out of office\r\n\r\nI am away.\r\n";
         assert!(parse(plain.as_bytes())
-            .unwrap_err()
+            .expect_err("an error")
             .contains("no message/delivery-status"));
         let no_status = dsn("mx", "a@b", "bogus", "x", "").replace("Status: bogus\r\n", "");
-        assert!(parse(no_status.as_bytes()).unwrap_err().contains("Status"));
+        assert!(parse(no_status.as_bytes())
+            .expect_err("an error")
+            .contains("Status"));
         let delayed =
             dsn("mx", "a@b", "4.4.7", "x", "").replace("Action: failed", "Action: delayed");
         assert_eq!(
-            parse(delayed.as_bytes()).unwrap(),
+            parse(delayed.as_bytes()).expect("a value"),
             vec![Report::NotABounce {
                 action: "delayed".into()
             }]

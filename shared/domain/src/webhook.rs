@@ -165,14 +165,14 @@ mod tests {
         for e in WebhookEvent::ALL {
             assert_eq!(e.as_str().parse::<WebhookEvent>(), Ok(e));
             assert_eq!(
-                serde_json::to_value(e).unwrap(),
+                serde_json::to_value(e).expect("a value"),
                 serde_json::json!(e.as_str())
             );
         }
         for k in EventKind::ALL {
             assert_eq!(WebhookEvent::from(k).as_str(), k.as_str());
         }
-        let err = WebhookEvent::parse("webhook_events[1]", "queued").unwrap_err();
+        let err = WebhookEvent::parse("webhook_events[1]", "queued").expect_err("an error");
         assert_eq!(err.field, "webhook_events[1]");
         assert!(err.message.contains("\"queued\" is not an event"), "{err}");
     }

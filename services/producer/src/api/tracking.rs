@@ -260,11 +260,11 @@ mod tests {
     #[test]
     fn a_location_carries_any_signed_url() {
         assert_eq!(
-            location("https://x.example/a?b=1").unwrap(),
+            location("https://x.example/a?b=1").expect("a value"),
             "https://x.example/a?b=1"
         );
         assert_eq!(
-            location("https://x.example/café").unwrap(),
+            location("https://x.example/café").expect("a value"),
             "https://x.example/caf%C3%A9"
         );
     }
