@@ -83,6 +83,21 @@ async fn record_until(
     }
 }
 
+/// What the simulator saw of email `id`, once it arrived (30 s at most).
+async fn arrived(sim: &herald_sim::SimHandle, id: &str) -> Value {
+    wait_for_value(
+        Duration::from_secs(30),
+        || {
+            let sim = sim.clone();
+            let id = id.to_owned();
+            async move { sim.last(herald_sim::SimChannel::Email, &id) }
+        },
+        Option::is_some,
+    )
+    .await
+    .expect("the email arrived")
+}
+
 async fn stored_events(db: &sqlx::PgPool) -> Vec<(String, i64)> {
     sqlx::query_as("SELECT state, count(*) FROM callback_events GROUP BY state ORDER BY state")
         .fetch_all(db)
@@ -892,17 +907,7 @@ async fn every_email_carries_a_one_click_unsubscribe_link_that_suppresses_its_re
     let mut m = SendMessage::new(Channel::Email, "Leaving@Example.com", "hello");
     m.subject = Some("Hi".into());
     let id = client.send(&m).await.expect("accepted").id.to_string();
-    let seen = wait_for_value(
-        Duration::from_secs(30),
-        || {
-            let sim = h.sim.clone();
-            let id = id.clone();
-            async move { sim.last(herald_sim::SimChannel::Email, &id) }
-        },
-        Option::is_some,
-    )
-    .await
-    .expect("the email arrived");
+    let seen = arrived(&h.sim, &id).await;
     assert_eq!(seen["list_unsubscribe_post"], "List-Unsubscribe=One-Click");
     let link = seen["list_unsubscribe"].as_str().expect("List-Unsubscribe");
     let token = link
@@ -981,22 +986,6 @@ async fn tracked_email_counts_opens_and_clicks_and_redirects_only_where_it_was_s
     let mut m = SendMessage::new(Channel::Email, "ada@example.com", "Hi (text part)");
     m.subject = Some("Sale".into());
     m.html = Some(r#"<html><body><p>Hi <a href="https://shop.example/sale?a=1&amp;b=2">the sale</a></p></body></html>"#.into());
-    let arrived = |id: String| {
-        let sim = h.sim.clone();
-        async move {
-            wait_for_value(
-                Duration::from_secs(30),
-                || {
-                    let sim = sim.clone();
-                    let id = id.clone();
-                    async move { sim.last(herald_sim::SimChannel::Email, &id) }
-                },
-                Option::is_some,
-            )
-            .await
-            .expect("the email arrived")
-        }
-    };
     let id = h
         .app
         .client(&key)
@@ -1005,7 +994,7 @@ async fn tracked_email_counts_opens_and_clicks_and_redirects_only_where_it_was_s
         .expect("accepted")
         .id
         .to_string();
-    let seen = arrived(id.clone()).await;
+    let seen = arrived(&h.sim, &id).await;
     let urls: Vec<String> = serde_json::from_value(seen["tracking_urls"].clone()).expect("urls");
     assert_eq!(urls.len(), 2, "one link and the pixel: {urls:?}");
     assert!(
@@ -1022,7 +1011,7 @@ async fn tracked_email_counts_opens_and_clicks_and_redirects_only_where_it_was_s
         .await
         .expect("accepted")
         .id;
-    let plain = arrived(plain.to_string()).await;
+    let plain = arrived(&h.sim, &plain.to_string()).await;
     assert_eq!(plain["tracking_urls"], json!([]));
 
     let browser = reqwest::Client::builder()
@@ -1096,56 +1085,12 @@ async fn tracked_email_counts_opens_and_clicks_and_redirects_only_where_it_was_s
 }
 
 /// Plays a reporting MTA: one transaction to the bounce listener on
-/// `port`, `MAIL FROM:<>` to `rcpt`. The answer to DATA, or to the first
-/// command refused.
+/// `port`, `MAIL FROM:<>` to `rcpt`. The answer to the data, or to the
+/// first command refused.
 async fn report_to(port: u16, rcpt: &str, body: &str) -> String {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    /// One reply, all its lines.
-    async fn reply(read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            read.read_line(&mut line).await.expect("a reply");
-            all.push_str(&line);
-            if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                return all;
-            }
-        }
-    }
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    herald_sim::callbacks::mail_report(&format!("127.0.0.1:{port}"), rcpt, body)
         .await
-        .expect("the bounce listener");
-    let (read, mut write) = stream.into_split();
-    let mut read = BufReader::new(read);
-    assert!(reply(&mut read).await.starts_with("220"));
-    for (command, expect) in [
-        ("EHLO mx.e2e.test".to_owned(), "250"),
-        ("MAIL FROM:<>".to_owned(), "250"),
-        (format!("RCPT TO:<{rcpt}>"), "250"),
-        ("DATA".to_owned(), "354"),
-    ] {
-        write
-            .write_all(format!("{command}\r\n").as_bytes())
-            .await
-            .expect("write");
-        let answer = reply(&mut read).await;
-        if !answer.starts_with(expect) {
-            return answer;
-        }
-    }
-    let mut data = String::new();
-    for line in body.split("\r\n") {
-        if line.starts_with('.') {
-            data.push('.');
-        }
-        data.push_str(line);
-        data.push_str("\r\n");
-    }
-    data.push_str(".\r\n");
-    write.write_all(data.as_bytes()).await.expect("data");
-    let answer = reply(&mut read).await;
-    let _ = write.write_all(b"QUIT\r\n").await;
-    answer
+        .expect("the bounce listener answers")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1166,17 +1111,7 @@ async fn bounces_and_complaints_come_back_to_each_emails_own_return_path() {
             let mut m = SendMessage::new(Channel::Email, to, "hello");
             m.subject = Some("Hi".into());
             let id = client.send(&m).await.expect("accepted").id.to_string();
-            let seen = wait_for_value(
-                Duration::from_secs(30),
-                || {
-                    let sim = sim.clone();
-                    let id = id.clone();
-                    async move { sim.last(herald_sim::SimChannel::Email, &id) }
-                },
-                Option::is_some,
-            )
-            .await
-            .expect("the email arrived");
+            let seen = arrived(&sim, &id).await;
             let from = seen["from"]
                 .as_str()
                 .expect("an envelope sender")

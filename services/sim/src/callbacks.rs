@@ -150,13 +150,14 @@ impl Reporter {
                 tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
             }
             let request = match post {
-                Post::Report { smtp, rcpt, body } => match mail(smtp, rcpt, body).await {
-                    Ok(true) => return true,
-                    Ok(false) => return false,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "A simulated report could not be mailed; retrying.");
-                        continue;
+                Post::Report { smtp, rcpt, body } => match mail_report(smtp, rcpt, body).await {
+                    Ok(answer) if answer.starts_with('2') => return true,
+                    // A refusal will not change on a retry.
+                    Ok(answer) if answer.starts_with('5') => {
+                        tracing::warn!(answer = %answer.trim(), "Herald refused a simulated report.");
+                        return false;
                     }
+                    Ok(_) | Err(_) => continue,
                 },
                 Post::Generic { target, body } => self
                     .http
@@ -204,11 +205,27 @@ impl Reporter {
     }
 }
 
-/// Mails `body` to `rcpt` through the SMTP server at `smtp`, as a
-/// reporting MTA does (`MAIL FROM:<>`): `Ok(true)` when taken, `Ok(false)`
-/// when refused for good (5xx), `Err` to try again.
-async fn mail(smtp: &str, rcpt: &str, body: &str) -> std::io::Result<bool> {
+/// Mails `body` to `rcpt` through the SMTP server at `smtp` as a reporting
+/// MTA does (`MAIL FROM:<>`): the reply that ended the transaction — the
+/// answer to the data, or the first command refused. `Err` when the
+/// server could not be reached or hung up.
+pub async fn mail_report(smtp: &str, rcpt: &str, body: &str) -> std::io::Result<String> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    async fn reply(
+        read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    ) -> std::io::Result<String> {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if read.read_line(&mut line).await? == 0 {
+                return Err(std::io::Error::other("the server hung up"));
+            }
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return Ok(all);
+            }
+        }
+    }
     let stream = tokio::time::timeout(
         Duration::from_secs(10),
         tokio::net::TcpStream::connect(smtp),
@@ -217,19 +234,6 @@ async fn mail(smtp: &str, rcpt: &str, body: &str) -> std::io::Result<bool> {
     .map_err(|_| std::io::Error::other("connect timed out"))??;
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
-    async fn reply(
-        read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    ) -> std::io::Result<String> {
-        loop {
-            let mut line = String::new();
-            if read.read_line(&mut line).await? == 0 {
-                return Err(std::io::Error::other("closed"));
-            }
-            if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                return Ok(line);
-            }
-        }
-    }
     let mut data = String::with_capacity(body.len() + 8);
     for line in body.split("\r\n") {
         if line.starts_with('.') {
@@ -240,6 +244,7 @@ async fn mail(smtp: &str, rcpt: &str, body: &str) -> std::io::Result<bool> {
     }
     data.push_str(".\r\n");
     reply(&mut read).await?;
+    let mut last = String::new();
     for (command, expect) in [
         ("EHLO herald-sim\r\n".to_owned(), '2'),
         ("MAIL FROM:<>\r\n".to_owned(), '2'),
@@ -248,18 +253,13 @@ async fn mail(smtp: &str, rcpt: &str, body: &str) -> std::io::Result<bool> {
         (data, '2'),
     ] {
         write.write_all(command.as_bytes()).await?;
-        let answer = reply(&mut read).await?;
-        if !answer.starts_with(expect) {
-            let _ = write.write_all(b"QUIT\r\n").await;
-            if answer.starts_with('5') {
-                tracing::warn!(answer = %answer.trim(), "Herald refused a simulated report.");
-                return Ok(false);
-            }
-            return Err(std::io::Error::other(answer));
+        last = reply(&mut read).await?;
+        if !last.starts_with(expect) {
+            break;
         }
     }
     let _ = write.write_all(b"QUIT\r\n").await;
-    Ok(true)
+    Ok(last)
 }
 
 /// The events one accepted message gets, in the order they happen.
