@@ -133,7 +133,7 @@ step "Starting Herald"
 # producer's bounce listener: the simulator mails its bounces and
 # complaints there, as real mail systems would.
 export HERALD_BOUNCE_DOMAIN="${HERALD_BOUNCE_DOMAIN:-bounces.herald.localhost}"
-export HERALD_BOUNCE_SMTP_ADDR="${HERALD_BOUNCE_SMTP_ADDR:-127.0.0.1:2525}"
+export HERALD_BOUNCE_SMTP_ADDR="${HERALD_BOUNCE_SMTP_ADDR:-127.0.0.1:2526}"
 rm -f "$SIM_DIR/ca.pem"
 start herald-sim herald-sim \
     HERALD_HTTP_ADDR="$SIM_ADDR" HERALD_SIM_SMTP_ADDR="$SIM_SMTP_ADDR" HERALD_SIM_SMTPS_ADDR="$SIM_SMTPS_ADDR" \
