@@ -310,25 +310,25 @@ fn plan(
                     rcpt: rcpt.clone(),
                     body,
                 };
-                if hit(r.bounced) {
-                    posts.push(report(herald_callbacks::reports::dsn(
-                        "mx.herald-sim.test",
-                        recipient,
-                        "5.1.1",
-                        "550 5.1.1 user unknown (herald-sim)",
-                        &headers,
-                    )));
-                    return posts;
-                }
-                if hit(r.soft_bounced) {
-                    posts.push(report(herald_callbacks::reports::dsn(
-                        "mx.herald-sim.test",
-                        recipient,
+                // A hard bounce, else a soft one; either ends the message.
+                for (rate, status, diagnostic) in [
+                    (r.bounced, "5.1.1", "550 5.1.1 user unknown (herald-sim)"),
+                    (
+                        r.soft_bounced,
                         "4.2.2",
                         "452 4.2.2 mailbox full (herald-sim)",
-                        &headers,
-                    )));
-                    return posts;
+                    ),
+                ] {
+                    if hit(rate) {
+                        posts.push(report(herald_callbacks::reports::dsn(
+                            "mx.herald-sim.test",
+                            recipient,
+                            status,
+                            diagnostic,
+                            &headers,
+                        )));
+                        return posts;
+                    }
                 }
                 if hit(r.complained) {
                     posts.push(report(herald_callbacks::reports::arf(
